@@ -1,0 +1,40 @@
+import type { Observation } from '../probes/observation.js';
+import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
+import { stampNow } from '../probes/clock/read-clocks.js';
+
+/**
+ * Starts the probes and funnels everything they see into one stream. A probe that cannot start is reported as
+ * unavailable (or failed) and the others carry on.
+ */
+export class Observer {
+  private readonly running: Probe[] = [];
+
+  constructor(
+    private readonly probes: readonly Probe[],
+    private readonly sink: (observation: Observation) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const probe of this.probes) {
+      try {
+        await probe.start(this.sink);
+        this.running.push(probe);
+        this.sink({ kind: 'probe-status', probe: probe.name, status: 'running', at: stampNow() });
+      } catch (error) {
+        const unavailable = error instanceof ProbeUnavailableError;
+        this.sink({
+          kind: 'probe-status',
+          probe: probe.name,
+          status: unavailable ? 'unavailable' : 'failed',
+          reason: unavailable ? error.reason : (error as Error).message,
+          at: stampNow(),
+        });
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.running.map((probe) => probe.stop()));
+    this.running.length = 0;
+  }
+}

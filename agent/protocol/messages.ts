@@ -1,0 +1,130 @@
+import type { Observation } from '../../probes/observation.js';
+
+/**
+ * The agent ↔ collector wire protocol, JSON over WebSocket. The agent sends what it saw; the collector sends only
+ * time probes (and, later, acks and harness announcements). Nothing the collector sends can change the guest.
+ */
+export const PROTOCOL_VERSION = 1;
+/** No legitimate message comes near this; anything larger is refused before it is parsed. */
+export const MAX_FRAME_BYTES = 64 * 1024;
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  agentId: string;
+  hostname: string;
+  agentVersion: string;
+}
+
+export interface ObservationMessage {
+  type: 'observation';
+  /** Per-connection-lifetime sequence number, so the collector can tell order and gaps. */
+  seq: number;
+  observation: Observation;
+}
+
+/** NTP-style probe: the collector stamps t1 (host realtime, ms) when it sends. */
+export interface TimeProbeMessage {
+  type: 'time-probe';
+  id: number;
+  t1: number;
+}
+
+/** The agent's answer: t2 when the probe arrived, t3 when the reply left, both guest CLOCK_REALTIME in ms. */
+export interface TimeReplyMessage {
+  type: 'time-reply';
+  id: number;
+  t1: number;
+  t2: number;
+  t3: number;
+}
+
+export type AgentMessage = HelloMessage | ObservationMessage | TimeReplyMessage;
+export type CollectorMessage = TimeProbeMessage;
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+function parseFrame(data: string | Buffer): Record<string, unknown> {
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+  } catch {
+    throw new ProtocolError('frame is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ProtocolError('frame is not a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function requireFiniteNumber(message: Record<string, unknown>, field: string): number {
+  const value = message[field];
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new ProtocolError(`${String(message.type)}.${field} must be a finite number`);
+  }
+  return value;
+}
+
+function requireString(message: Record<string, unknown>, field: string, maxLength: number): string {
+  const value = message[field];
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
+    throw new ProtocolError(`${String(message.type)}.${field} must be a string of 1..${maxLength} characters`);
+  }
+  return value;
+}
+
+/** Validates what the collector receives. Observations are checked for shape here and in depth by the report schema. */
+export function parseAgentMessage(data: string | Buffer): AgentMessage {
+  const message = parseFrame(data);
+  switch (message.type) {
+    case 'hello':
+      if (message.protocol !== PROTOCOL_VERSION) {
+        throw new ProtocolError(`unsupported protocol ${String(message.protocol)} (this collector speaks ${PROTOCOL_VERSION})`);
+      }
+      return {
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        agentId: requireString(message, 'agentId', 128),
+        hostname: requireString(message, 'hostname', 255),
+        agentVersion: requireString(message, 'agentVersion', 64),
+      };
+    case 'observation': {
+      const seq = requireFiniteNumber(message, 'seq');
+      const observation = message.observation as Record<string, unknown> | undefined;
+      if (typeof observation !== 'object' || observation === null || typeof observation.kind !== 'string') {
+        throw new ProtocolError('observation.observation must be an object with a kind');
+      }
+      const at = observation.at as Record<string, unknown> | undefined;
+      if (typeof at?.realtimeMs !== 'number' || typeof at?.monotonicMs !== 'number') {
+        throw new ProtocolError('observation.observation.at must carry realtimeMs and monotonicMs');
+      }
+      return { type: 'observation', seq, observation: observation as unknown as Observation };
+    }
+    case 'time-reply':
+      return {
+        type: 'time-reply',
+        id: requireFiniteNumber(message, 'id'),
+        t1: requireFiniteNumber(message, 't1'),
+        t2: requireFiniteNumber(message, 't2'),
+        t3: requireFiniteNumber(message, 't3'),
+      };
+    default:
+      throw new ProtocolError(`unknown message type ${JSON.stringify(String(message.type)).slice(0, 40)}`);
+  }
+}
+
+/** Validates what the agent receives: only time probes are accepted, and they cannot change anything. */
+export function parseCollectorMessage(data: string | Buffer): CollectorMessage {
+  const message = parseFrame(data);
+  if (message.type !== 'time-probe') {
+    throw new ProtocolError(`unexpected message type ${JSON.stringify(String(message.type)).slice(0, 40)} from collector`);
+  }
+  return { type: 'time-probe', id: requireFiniteNumber(message, 'id'), t1: requireFiniteNumber(message, 't1') };
+}
