@@ -1,0 +1,234 @@
+import { createHash } from 'node:crypto';
+import {
+  chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
+  symlinkSync, writeFileSync, createWriteStream,
+} from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { findExecutable, runCommand } from '../../agent/system/run-command.js';
+import { UserError } from '../../agent/cli-errors.js';
+import { projectRoot, guestAgentBundle } from '../project-paths.js';
+import type { GuestKernel } from './debian-kernel.js';
+
+/** Bump when the layout of the base image changes, so old caches are not reused. */
+const BASE_LAYOUT_VERSION = 1;
+
+/**
+ * Kernel modules the guest needs; the Debian cloud kernel builds virtio and netfilter as modules. ipt_REJECT is
+ * listed because without it `iptables -j REJECT` fails under iptables-nft (lab notes).
+ */
+export const GUEST_MODULES = [
+  'virtio_pci', 'virtio_net', 'nf_tables', 'nft_compat', 'nft_ct', 'nft_reject_inet', 'nft_chain_nat', 'xt_tcpudp',
+  'xt_comment', 'xt_conntrack', 'xt_mark', 'nf_conntrack', 'nft_fib_inet', 'ipt_REJECT', 'nft_reject_ipv4',
+];
+
+/** Host programs copied into the guest with their shared libraries. `ip` is iproute2's: busybox's lacks -j. */
+const GUEST_PROGRAMS = ['ip', 'nft', 'xtables-nft-multi'];
+const XTABLES_LINKS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore'];
+
+export interface GuestImage {
+  kernel: GuestKernel;
+  initrd: string;
+  /** Cache key of the base layer (kernel modules, node, tools) and of the agent layer. */
+  baseKey: string;
+  agentKey: string;
+}
+
+/**
+ * The lab guest's initramfs, in two concatenated cpio archives that the kernel unpacks one after the other: a small
+ * layer with the agent and /init, rebuilt whenever the agent changes, and a large base with busybox, node, iproute2,
+ * nft/iptables and the kernel modules, rebuilt only when one of those changes. No path is in both.
+ */
+export async function buildGuestImage(
+  cacheDir: string,
+  kernel: GuestKernel,
+  log: (line: string) => void,
+): Promise<GuestImage> {
+  const busybox = findExecutable('busybox');
+  if (!busybox) throw new UserError('busybox not found; install busybox-static (apt-get install busybox-static)');
+  const programs = GUEST_PROGRAMS.map((name) => {
+    const found = findExecutable(name);
+    if (!found) throw new UserError(`${name} not found; install iproute2, nftables and iptables`);
+    return found;
+  });
+  const bundle = guestAgentBundle();
+  if (!existsSync(bundle)) throw new UserError(`the guest agent bundle ${bundle} is missing; run npm run build`);
+
+  const imagesDir = path.join(cacheDir, 'images');
+  mkdirSync(imagesDir, { recursive: true });
+  const baseKey = hashOf([
+    String(BASE_LAYOUT_VERSION), kernel.packageName, process.version, ...GUEST_MODULES,
+    ...[busybox, process.execPath, ...programs].map(fingerprint),
+  ]);
+  const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
+  if (!existsSync(base)) {
+    log('building the guest base image (busybox, node, iproute2, nftables, kernel modules)');
+    await buildBase(base, kernel, busybox, programs, cacheDir);
+  }
+
+  const agentFiles = agentLayerSources();
+  const agentKey = hashOf(agentFiles.map(([source]) => fingerprint(source)).concat(readFileSync(bundle, 'utf8')));
+  const initrd = path.join(imagesDir, `initrd-${baseKey}-${agentKey}.img`);
+  if (!existsSync(initrd)) {
+    const layer = path.join(imagesDir, `agent-${agentKey}.cpio`);
+    await buildAgentLayer(layer, agentFiles);
+    // Uncompressed first: the kernel finds a cpio archive only at a 4-byte-aligned offset, which the end of a zstd
+    // stream is not; the usual early-microcode layout (plain cpio, then compressed) is the one that always unpacks.
+    await concatenate([layer, base], initrd);
+    rmSync(layer);
+  }
+  return { kernel, initrd, baseKey, agentKey };
+}
+
+function agentLayerSources(): Array<[source: string, target: string]> {
+  const root = projectRoot();
+  const netlink = path.join(root, 'node_modules', 'netlink');
+  return [
+    [path.join(root, 'harness', 'lab', 'guest', 'init.sh'), 'init'],
+    [guestAgentBundle(), 'opt/flinch/flinch-agent.cjs'],
+    // The bundle keeps netlink external: its native addon is found by node-gyp-build relative to the package.
+    [path.join(netlink, 'package.json'), 'opt/flinch/node_modules/netlink/package.json'],
+    [path.join(netlink, 'dist'), 'opt/flinch/node_modules/netlink/dist'],
+    [path.join(netlink, 'prebuilds', 'linux-x64'), 'opt/flinch/node_modules/netlink/prebuilds/linux-x64'],
+    [path.join(root, 'node_modules', 'node-gyp-build'), 'opt/flinch/node_modules/node-gyp-build'],
+  ];
+}
+
+async function buildAgentLayer(output: string, files: Array<[string, string]>): Promise<void> {
+  const stage = `${output}.stage`;
+  rmSync(stage, { recursive: true, force: true });
+  for (const [source, target] of files) {
+    const destination = path.join(stage, target);
+    mkdirSync(path.dirname(destination), { recursive: true });
+    cpSync(source, destination, { recursive: true });
+  }
+  chmodSync(path.join(stage, 'init'), 0o755);
+  await packCpio(stage, output, false);
+  rmSync(stage, { recursive: true, force: true });
+}
+
+async function buildBase(output: string, kernel: GuestKernel, busybox: string, programs: string[], cacheDir: string) {
+  const stage = `${output}.stage`;
+  rmSync(stage, { recursive: true, force: true });
+  for (const dir of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc/flinch', 'proc', 'sys', 'dev', 'tmp', 'run', 'opt/flinch']) {
+    mkdirSync(path.join(stage, dir), { recursive: true });
+  }
+  copyFileSync(busybox, path.join(stage, 'bin', 'busybox'));
+  chmodSync(path.join(stage, 'bin', 'busybox'), 0o755);
+  const { stdout: applets } = await runCommand(busybox, ['--list']);
+  for (const applet of applets.split('\n').filter(Boolean)) {
+    if (applet === 'ip') continue; // iproute2's ip replaces busybox's
+    const link = path.join(stage, 'bin', applet);
+    if (!existsSync(link)) symlinkSync('busybox', link);
+  }
+
+  const node = await strippedNode(cacheDir);
+  copyFileSync(node, path.join(stage, 'usr', 'bin', 'node'));
+  chmodSync(path.join(stage, 'usr', 'bin', 'node'), 0o755);
+  const dynamic = [node];
+  for (const program of programs) {
+    const target = path.join(stage, 'usr', 'sbin', path.basename(program));
+    copyFileSync(program, target);
+    chmodSync(target, 0o755);
+    dynamic.push(program);
+  }
+  for (const name of XTABLES_LINKS) symlinkSync('xtables-nft-multi', path.join(stage, 'usr', 'sbin', name));
+  // xtables extensions are dlopen()ed, so ldd of the binary does not name them: copy them and their libraries.
+  const xtablesDir = '/usr/lib/x86_64-linux-gnu/xtables';
+  if (existsSync(xtablesDir)) {
+    cpSync(xtablesDir, path.join(stage, xtablesDir), { recursive: true });
+    dynamic.push(...readdirSync(xtablesDir).map((f) => path.join(xtablesDir, f)));
+  }
+  for (const library of await sharedLibraries(dynamic)) {
+    const target = path.join(stage, library);
+    mkdirSync(path.dirname(target), { recursive: true });
+    if (!existsSync(target)) copyFileSync(library, target);
+  }
+  for (const file of ['/etc/protocols', '/etc/services', '/etc/ethertypes']) {
+    if (existsSync(file)) copyFileSync(file, path.join(stage, file));
+  }
+  if (existsSync('/etc/iproute2')) cpSync('/etc/iproute2', path.join(stage, 'etc', 'iproute2'), { recursive: true });
+  writeFileSync(path.join(stage, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(path.join(stage, 'etc', 'group'), 'root:x:0:\n');
+
+  const order = await moduleLoadOrder(kernel);
+  const guestPaths: string[] = [];
+  for (const module of order) {
+    const relative = path.relative(kernel.modulesRoot, module);
+    const target = path.join(stage, relative);
+    mkdirSync(path.dirname(target), { recursive: true });
+    copyFileSync(module, target);
+    guestPaths.push(`/${relative}`);
+  }
+  writeFileSync(path.join(stage, 'etc', 'flinch', 'modules.order'), `${guestPaths.join('\n')}\n`);
+  await packCpio(stage, output, true);
+  rmSync(stage, { recursive: true, force: true });
+}
+
+/** The host's node without debug info: 98 MB → 86 MB, and the guest's RAM holds all of it (lab notes). */
+async function strippedNode(cacheDir: string): Promise<string> {
+  const target = path.join(cacheDir, `node-${process.version}.stripped`);
+  if (!existsSync(target)) {
+    await runCommand('strip', ['-o', `${target}.tmp`, process.execPath]);
+    renameSync(`${target}.tmp`, target);
+  }
+  return target;
+}
+
+/** Every shared library the given executables load, from `ldd`. */
+export async function sharedLibraries(executables: readonly string[]): Promise<string[]> {
+  const libraries = new Set<string>();
+  for (const executable of executables) {
+    let stdout = '';
+    try {
+      ({ stdout } = await runCommand('ldd', [executable]));
+    } catch {
+      continue; // "not a dynamic executable": nothing to add
+    }
+    for (const match of stdout.matchAll(/(\/\S+)\s+\(0x/g)) libraries.add(match[1]!);
+  }
+  return [...libraries].sort();
+}
+
+/** The .ko files to insmod, dependencies first, from `modprobe --show-depends` against the extracted tree. */
+async function moduleLoadOrder(kernel: GuestKernel): Promise<string[]> {
+  const order: string[] = [];
+  for (const module of GUEST_MODULES) {
+    const { stdout } = await runCommand('modprobe', ['-d', kernel.modulesRoot, '-S', kernel.release, '--show-depends', module]);
+    for (const line of stdout.split('\n')) {
+      const match = /^insmod\s+(\S+)/.exec(line);
+      if (match && !order.includes(match[1]!)) order.push(match[1]!);
+    }
+  }
+  for (const module of order) {
+    if (!module.endsWith('.ko')) throw new Error(`compressed kernel module ${module} is not supported by the guest's insmod`);
+  }
+  return order;
+}
+
+async function packCpio(stage: string, output: string, compress: boolean): Promise<void> {
+  const tmp = `${output}.tmp`;
+  const compressor = compress ? ' | zstd -q -T0 -3' : '';
+  await runCommand('bash', ['-o', 'pipefail', '-c', `find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet${compressor} > "$1"`, 'pack', tmp], {
+    cwd: stage,
+  });
+  renameSync(tmp, output);
+}
+
+async function concatenate(parts: readonly string[], output: string): Promise<void> {
+  const tmp = `${output}.tmp`;
+  const out = createWriteStream(tmp);
+  for (const part of parts) await pipeline(createReadStream(part), out, { end: false });
+  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  renameSync(tmp, output);
+}
+
+function fingerprint(file: string): string {
+  const stat = statSync(file);
+  return `${file}:${stat.size}:${stat.mtimeMs}`;
+}
+
+function hashOf(parts: readonly string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 12);
+}

@@ -1,0 +1,45 @@
+#!/bin/busybox sh
+# PID 1 of the flinch lab guest (initramfs). It brings up the NIC from the kernel command line and runs the agent,
+# restarting it if it dies: a lab run must keep reporting even if the agent has a bad moment.
+#   flinch.ip=10.0.3.10/24 flinch.gw=10.0.3.1 flinch.collector=ws://10.0.3.1:7431 flinch.id=lab-guest
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /tmp /run /var/lib/flinch
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+say() { echo "[flinch-init $(cut -d' ' -f1 /proc/uptime)] $*" > /dev/console; }
+
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    flinch.ip=*) GUEST_IP=${arg#*=} ;;
+    flinch.gw=*) GUEST_GW=${arg#*=} ;;
+    flinch.collector=*) COLLECTOR=${arg#*=} ;;
+    flinch.id=*) AGENT_ID=${arg#*=} ;;
+  esac
+done
+
+# Modules in dependency order, computed on the host at image build time (the image has no modprobe database).
+while read -r module; do
+  [ -n "$module" ] && insmod "$module" 2>/dev/null
+done < /etc/flinch/modules.order
+
+hostname "${AGENT_ID:-flinch-guest}"
+ip link set lo up
+IFACE=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+if [ -n "$IFACE" ]; then
+  ip link set "$IFACE" up
+  [ -n "$GUEST_IP" ] && ip addr add "$GUEST_IP" dev "$IFACE"
+  [ -n "$GUEST_GW" ] && ip route add default via "$GUEST_GW"
+  say "network: $IFACE ${GUEST_IP:-no address}"
+else
+  say "no network interface found"
+fi
+
+say "starting agent"
+while true; do
+  /usr/bin/node /opt/flinch/flinch-agent.cjs run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" > /dev/console 2>&1
+  say "agent exited with status $?; restarting in 1 s"
+  sleep 1
+done

@@ -1,0 +1,48 @@
+import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
+
+/**
+ * The lab's private network: a namespace holding a bridge (the host side, where the collector listens) and two tap
+ * devices, one per QEMU process. The guest keeps its MAC across migrations, so the bridge learns the move from the
+ * guest's announce and its TCP connection to the collector survives (QEMU user networking would reset it).
+ * Nothing is added to the host's own namespace.
+ */
+export interface LabNetwork {
+  netns: string;
+  bridge: string;
+  hostAddress: string;
+  prefixLength: number;
+  guestAddress: string;
+  taps: readonly [string, string];
+}
+
+export function labNetworkFor(id: string): LabNetwork {
+  return {
+    netns: `flinch-lab-${id}`,
+    bridge: 'br0',
+    hostAddress: '10.0.3.1',
+    prefixLength: 24,
+    guestAddress: '10.0.3.10',
+    taps: ['tap0', 'tap1'],
+  };
+}
+
+export async function createLabNetwork(network: LabNetwork): Promise<void> {
+  const at = { netns: network.netns };
+  await addNetns(network.netns);
+  try {
+    await ip(['link', 'add', network.bridge, 'type', 'bridge'], at);
+    await ip(['addr', 'add', `${network.hostAddress}/${network.prefixLength}`, 'dev', network.bridge], at);
+    await ip(['link', 'set', network.bridge, 'up'], at);
+    for (const tap of network.taps) {
+      await ip(['tuntap', 'add', 'dev', tap, 'mode', 'tap'], at);
+      await ip(['link', 'set', tap, 'master', network.bridge, 'up'], at);
+    }
+  } catch (error) {
+    await deleteNetns(network.netns).catch(() => undefined);
+    throw error;
+  }
+}
+
+export async function destroyLabNetwork(network: LabNetwork): Promise<void> {
+  await deleteNetns(network.netns);
+}

@@ -1,0 +1,253 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UserError } from '../../agent/cli-errors.js';
+import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
+import { QmpDriver } from '../drivers/qmp-driver.js';
+import { hostNowMs } from '../host-clock.js';
+import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
+import { writeLabResults, LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
+import { renderTable } from '../report/terminal-table.js';
+import { verdictV0 } from '../verdict/verdict-v0.js';
+import { fetchGuestKernel } from './debian-kernel.js';
+import { buildGuestImage } from './guest-initramfs.js';
+import { createLabNetwork, destroyLabNetwork, labNetworkFor, type LabNetwork } from './lab-network.js';
+
+export interface LabOptions {
+  migrations: number;
+  outDir: string;
+  qemuBinary: string;
+  memoryMiB: number;
+  cacheDir: string;
+  /** How long after each migration the harness keeps listening before it measures and moves on. */
+  settleMs: number;
+  bootTimeoutMs: number;
+  migrationTimeoutMs: number;
+  collectorPort: number;
+}
+
+export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
+  migrations: 3,
+  qemuBinary: 'qemu-system-x86_64',
+  memoryMiB: 512,
+  cacheDir: '/var/cache/flinch',
+  settleMs: 3000,
+  bootTimeoutMs: 120_000,
+  migrationTimeoutMs: 120_000,
+  collectorPort: 7431,
+};
+
+/** Everything the part of the lab that runs inside the namespace needs; passed to it as JSON. */
+interface InnerPlan {
+  options: LabOptions;
+  network: LabNetwork;
+  kernel: string;
+  kernelPackage: string;
+  initrd: string;
+  startedAtMs: number;
+}
+
+const INNER_PLAN_ENV = 'FLINCH_LAB_PLAN';
+/** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
+const MIN_GUEST_MEMORY_MIB = 384;
+
+/**
+ * `flinch lab`: prepares what needs the host's network (the guest kernel download, the image) and the lab namespace,
+ * then runs the migrations in a child process inside that namespace, where the QEMUs, their taps and the collector
+ * live. The namespace is removed whatever happens inside.
+ */
+export async function runQemuLab(options: LabOptions, log: (line: string) => void): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new UserError('flinch lab needs root: it creates a network namespace and tap devices (run it as root or with sudo)', 4);
+  }
+  if (options.memoryMiB < MIN_GUEST_MEMORY_MIB) {
+    throw new UserError(`--memory ${options.memoryMiB} is too small: the guest's initramfs needs at least ${MIN_GUEST_MEMORY_MIB} MiB`, 2);
+  }
+  resolveQemuBinary(options.qemuBinary);
+  const startedAtMs = hostNowMs();
+  mkdirSync(options.cacheDir, { recursive: true });
+  const kernel = await fetchGuestKernel(options.cacheDir, log);
+  const image = await buildGuestImage(options.cacheDir, kernel, log);
+  const network = labNetworkFor(String(process.pid));
+  await createLabNetwork(network);
+  try {
+    const plan: InnerPlan = {
+      options, network, kernel: kernel.vmlinuz, kernelPackage: kernel.packageName, initrd: image.initrd, startedAtMs,
+    };
+    const code = await runInNamespace(network.netns, plan);
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    await destroyLabNetwork(network);
+  }
+}
+
+/** Re-runs this same program inside the namespace (Node cannot setns), with the plan in the environment. */
+function runInNamespace(netns: string, plan: InnerPlan): Promise<number> {
+  const script = process.argv[1];
+  if (!script) throw new Error('cannot tell which script is running');
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, 'lab-inner'], {
+    stdio: 'inherit',
+    env: { ...process.env, [INNER_PLAN_ENV]: JSON.stringify(plan) },
+  });
+  // Ctrl-C reaches the child too (same process group); this process only waits for it so that cleanup still runs.
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', ignore);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', ignore);
+      resolve(code ?? (signal ? 128 + 15 : 1));
+    });
+  });
+}
+
+export function readInnerPlan(): InnerPlan {
+  const text = process.env[INNER_PLAN_ENV];
+  if (!text) throw new UserError('lab-inner is internal to flinch lab and is not run by hand', 2);
+  return JSON.parse(text) as InnerPlan;
+}
+
+/** The part of `flinch lab` that runs inside the lab namespace. */
+export async function runLabInside(plan: InnerPlan, log: (line: string) => void): Promise<LabResults> {
+  const { options, network } = plan;
+  const logsDir = path.join(options.outDir, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const collector = new CollectorServer({
+    host: network.hostAddress,
+    port: options.collectorPort,
+    timeProbeIntervalMs: 200,
+    log: (line) => log(`collector: ${line}`),
+  });
+  await collector.start();
+  const driver = new QmpDriver({
+    baseSpec: {
+      qemuBinary: options.qemuBinary,
+      runDir: logsDir,
+      kernel: plan.kernel,
+      initrd: plan.initrd,
+      memoryMiB: options.memoryMiB,
+      mac: '52:54:00:f1:1c:01',
+      append: [
+        'console=ttyS0', 'panic=-1', 'quiet',
+        `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
+        `flinch.gw=${network.hostAddress}`,
+        `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
+        'flinch.id=flinch-lab-guest',
+      ].join(' '),
+    },
+    taps: network.taps,
+    migrationHost: '127.0.0.1',
+    migrationPortBase: 49152,
+    timeoutMs: options.migrationTimeoutMs,
+    pollMs: 50,
+  });
+  const stopSignals = () => void driver.cleanup();
+  process.once('SIGINT', stopSignals);
+  process.once('SIGTERM', stopSignals);
+  try {
+    const bootStart = hostNowMs();
+    log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
+    const helloWait = waitForAgent(collector, options.bootTimeoutMs);
+    await driver.prepare();
+    const agent = await Promise.race([helloWait, guestExit(driver)]).catch((error: Error) => {
+      throw new Error(`${error.message}; the guest console is in ${serialLogPath({ runDir: logsDir, name: 'guest-0' })}`);
+    });
+    const bootToAgentMs = hostNowMs() - bootStart;
+    log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
+    // A baseline needs a few clean time exchanges before the first migration.
+    await sleep(options.settleMs);
+
+    const migrations: MigrationResult[] = [];
+    for (let index = 1; index <= options.migrations; index += 1) {
+      const from = network.taps[(index - 1) % 2]!;
+      const to = network.taps[index % 2]!;
+      const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
+      log(`migration ${index}/${options.migrations}: ${from} → ${to}`);
+      const timing = await driver.migrate();
+      await sleep(options.settleMs);
+      const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
+      const windowEnd = timing.completedAtMs + options.settleMs;
+      const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
+      const linkEvents: SeenLinkEvent[] = [];
+      for (const { observation, receivedAtMs } of inWindow) {
+        if (observation.kind !== 'link' || observation.action === 'dump') continue;
+        linkEvents.push({
+          afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
+          action: observation.action,
+          ifname: observation.link.name,
+          ifindex: observation.link.ifindex,
+          event: observation.event,
+          carrier: observation.link.carrier,
+          carrierChanges: observation.link.carrierChanges,
+        });
+      }
+      const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
+      const { verdict, reasons } = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+      migrations.push({
+        index,
+        driver: driver.name,
+        from,
+        to,
+        startedAt: new Date(timing.startedAtMs).toISOString(),
+        totalMs: timing.totalMs,
+        downtimeMs: timing.downtimeMs,
+        setupMs: timing.setupMs,
+        transferredBytes: timing.transferredBytes,
+        clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
+        baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
+        afterOffsetMs: after ? round(after.offsetMs, 2) : null,
+        linkEvents,
+        observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
+        timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
+        verdict,
+        reasons,
+      });
+    }
+    const results: LabResults = {
+      schema: LAB_RESULTS_SCHEMA,
+      startedAt: new Date(plan.startedAtMs).toISOString(),
+      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+      hypervisor: { driver: driver.name, qemu: qemuVersion(driver) },
+      guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
+      migrations,
+    };
+    const file = writeLabResults(options.outDir, results);
+    process.stdout.write(`${renderTable(migrations)}\n\nresults: ${file}\n`);
+    return results;
+  } finally {
+    process.off('SIGINT', stopSignals);
+    process.off('SIGTERM', stopSignals);
+    await driver.cleanup().catch(() => undefined);
+    await collector.stop();
+  }
+}
+
+function waitForAgent(collector: CollectorServer, timeoutMs: number): Promise<AgentRecord> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the guest agent did not connect within ${timeoutMs / 1000} s`)), timeoutMs);
+    collector.once('hello', (agent) => {
+      clearTimeout(timer);
+      resolve(agent);
+    });
+  });
+}
+
+/** Rejects when the guest's QEMU exits (a kernel panic ends it, with -no-reboot), so a dead boot fails fast. */
+function guestExit(driver: QmpDriver): Promise<never> {
+  return new Promise((_, reject) => {
+    driver.vm.process.once('exit', (code) => reject(new Error(`the guest's QEMU exited (code ${code}) before the agent connected`)));
+  });
+}
+
+function qemuVersion(driver: QmpDriver): string | null {
+  const v = driver.vm.qmp.version;
+  return v ? `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}${v.package ? ` (${v.package.trim()})` : ''}` : null;
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

@@ -1,0 +1,62 @@
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { guarded } from '../agent/cli-errors.js';
+import { FLINCH_VERSION } from '../agent/version.js';
+import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
+
+const PROGRAM = 'flinch';
+
+function log(line: string): void {
+  process.stderr.write(`${PROGRAM}: ${line}\n`);
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function buildHarnessProgram(): Command {
+  const program = new Command(PROGRAM)
+    .description('flinch: did the guest notice its live migration, and did it lose anything?')
+    .version(FLINCH_VERSION)
+    .option('--verbose', 'print stack traces on failure')
+    .showHelpAfterError();
+  const verbose = () => program.opts<{ verbose?: boolean }>().verbose === true;
+
+  program
+    .command('lab')
+    .description('boot a Linux guest under QEMU (TCG), live-migrate it back and forth over QMP, and report what it noticed')
+    .option('--migrations <n>', 'how many migrations', positiveInt, DEFAULT_LAB_OPTIONS.migrations)
+    .option('--out <dir>', 'where results.json and the logs go', 'flinch-lab-results')
+    .option('--qemu <path>', 'QEMU system emulator', DEFAULT_LAB_OPTIONS.qemuBinary)
+    .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
+    .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
+    .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
+    .action(
+      guarded(PROGRAM, verbose, async (o: { migrations: number; out: string; qemu: string; memory: number; cache: string; settle: number }) => {
+        await runQemuLab(
+          {
+            ...DEFAULT_LAB_OPTIONS,
+            migrations: o.migrations,
+            outDir: path.resolve(o.out),
+            qemuBinary: o.qemu,
+            memoryMiB: o.memory,
+            cacheDir: path.resolve(o.cache),
+            settleMs: o.settle,
+          },
+          log,
+        );
+      }),
+    );
+
+  program
+    .command('lab-inner', { hidden: true })
+    .description('internal: the part of flinch lab that runs inside the lab network namespace')
+    .action(
+      guarded(PROGRAM, verbose, async () => {
+        await runLabInside(readInnerPlan(), log);
+      }),
+    );
+  return program;
+}

@@ -1,0 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { findExecutable } from '../../agent/system/run-command.js';
+import { UserError } from '../../agent/cli-errors.js';
+import { QmpClient } from './qmp-client.js';
+
+export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
+
+export interface VmSpec {
+  /** Executable path or name on PATH. A different binary on the destination is a same-host live upgrade. */
+  qemuBinary: string;
+  /** Unique within the run folder; names the QMP socket and the logs. */
+  name: string;
+  runDir: string;
+  kernel: string;
+  initrd: string;
+  append: string;
+  memoryMiB: number;
+  /** The guest NIC: a tap device already on the lab bridge, and the MAC the guest keeps across migrations. */
+  tap: string;
+  mac: string;
+  /** Start paused, waiting for `migrate-incoming` (QEMU's `-incoming defer`). */
+  incoming: boolean;
+}
+
+/** Resolves the QEMU binary or fails with the one line a person needs. */
+export function resolveQemuBinary(binary: string): string {
+  const found = findExecutable(binary);
+  if (!found) {
+    throw new UserError(
+      `${binary}: not found. Install QEMU (apt-get install qemu-system-x86) or pass --qemu /path/to/qemu-system-x86_64`,
+      3,
+    );
+  }
+  return found;
+}
+
+/**
+ * The QEMU command line for a lab guest. The device set and order must be identical on both sides of a migration,
+ * so both come from this one function; only the tap, the QMP socket and -incoming differ.
+ */
+export function qemuArguments(spec: VmSpec): string[] {
+  const args = [
+    '-name', spec.name,
+    '-machine', 'pc,accel=tcg',
+    '-cpu', 'qemu64',
+    '-smp', '1',
+    '-m', String(spec.memoryMiB),
+    '-nodefaults', '-no-user-config', '-no-reboot',
+    '-display', 'none',
+    '-serial', `file:${serialLogPath(spec)}`,
+    '-kernel', spec.kernel,
+    '-initrd', spec.initrd,
+    '-append', spec.append,
+    '-netdev', `tap,id=n0,ifname=${spec.tap},script=no,downscript=no`,
+    '-device', `virtio-net-pci,netdev=n0,id=nic0,mac=${spec.mac}`,
+    '-qmp', `unix:${qmpSocketPath(spec)},server=on,wait=off`,
+  ];
+  if (spec.incoming) args.push('-incoming', 'defer');
+  return args;
+}
+
+export function qmpSocketPath(spec: Pick<VmSpec, 'runDir' | 'name'>): string {
+  return path.join(spec.runDir, `${spec.name}.qmp`);
+}
+
+export function serialLogPath(spec: Pick<VmSpec, 'runDir' | 'name'>): string {
+  return path.join(spec.runDir, `${spec.name}.serial.log`);
+}
+
+/** One QEMU process we started, with its QMP connection. We only ever signal this PID. */
+export class QemuVm {
+  private constructor(
+    readonly spec: VmSpec,
+    readonly process: ChildProcess,
+    readonly qmp: QmpClient,
+  ) {}
+
+  get pid(): number {
+    return this.process.pid ?? -1;
+  }
+
+  static async launch(spec: VmSpec, startTimeoutMs = 15_000): Promise<QemuVm> {
+    const binary = resolveQemuBinary(spec.qemuBinary);
+    const stderrPath = path.join(spec.runDir, `${spec.name}.qemu.log`);
+    const child = spawn(binary, qemuArguments(spec), { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.pipe(createWriteStream(stderrPath));
+    let exited: string | null = null;
+    child.once('exit', (code, signal) => {
+      exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    });
+    child.once('error', (error) => {
+      exited = error.message;
+    });
+    const socketPath = qmpSocketPath(spec);
+    const deadline = Date.now() + startTimeoutMs;
+    while (!existsSync(socketPath)) {
+      if (exited !== null) throw new Error(`QEMU ${spec.name} ${exited} at start: ${lastLine(stderrPath)}`);
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`QEMU ${spec.name} did not open its QMP socket within ${startTimeoutMs} ms`);
+      }
+      await sleep(20);
+    }
+    try {
+      const qmp = await QmpClient.connect(socketPath, startTimeoutMs);
+      return new QemuVm(spec, child, qmp);
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  /** Asks QEMU to quit; kills the process if it has not gone within the grace period. */
+  async stop(graceMs = 3000): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => this.process.once('exit', () => resolve()));
+    try {
+      await this.qmp.execute('quit', undefined, graceMs);
+    } catch {
+      // QEMU may close the socket before answering `quit`; the exit below is what counts.
+    }
+    const timer = setTimeout(() => this.process.kill('SIGKILL'), graceMs);
+    await gone;
+    clearTimeout(timer);
+    this.qmp.close();
+  }
+}
+
+function lastLine(file: string): string {
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    return lines[lines.length - 1] || '(no output)';
+  } catch {
+    return '(no output)';
+  }
+}
