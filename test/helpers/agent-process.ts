@@ -1,0 +1,71 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { Test } from 'tap';
+import type { Observation } from '../../probes/observation.js';
+import { projectRoot } from '../../harness/project-paths.js';
+
+/** The agent exactly as the guest runs it: the esbuild bundle made by `npm run build`. */
+export function agentBundle(): string {
+  const bundle = path.join(projectRoot(), 'build', 'agent', 'flinch-agent.cjs');
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (npm test does it)`);
+  return bundle;
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  observations: Observation[];
+  stderr: string[];
+  /**
+   * Resolves with the first observation at or after index `from` (seen or still to come) that matches, or rejects
+   * after timeoutMs. Pass `observations.length` taken before an action to match only what the action caused.
+   */
+  waitFor(match: (o: Observation) => boolean, from?: number, timeoutMs?: number): Promise<Observation>;
+}
+
+/** Starts `flinch-agent <args>` (inside `netns` when given) and collects its JSON lines. Killed in teardown. */
+export function startAgent(t: Test, args: string[], netns?: string): AgentProcess {
+  const command = netns ? 'ip' : process.execPath;
+  const argv = netns ? ['netns', 'exec', netns, process.execPath, agentBundle(), ...args] : [agentBundle(), ...args];
+  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const observations: Observation[] = [];
+  const stderr: string[] = [];
+  const waiters = new Set<() => void>();
+  let buffer = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffer += chunk;
+    let newline: number;
+    while ((newline = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 1);
+      if (line.trim()) observations.push(JSON.parse(line) as Observation);
+    }
+    for (const wake of waiters) wake();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  });
+  return {
+    child,
+    observations,
+    stderr,
+    waitFor(match, from = 0, timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = observations.slice(from).find(match);
+          if (!found) return false;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(found);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no matching observation within ${timeoutMs} ms; stderr: ${stderr.join('').slice(0, 300)}`));
+        }, timeoutMs);
+        if (!check()) waiters.add(check);
+      });
+    },
+  };
+}
