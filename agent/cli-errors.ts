@@ -1,6 +1,6 @@
 /**
  * Both executables end the same way on failure: one line that says what failed and what to do, the stack only with
- * --verbose, and a non-zero exit.
+ * --verbose (each program's --help says so), and a non-zero exit.
  */
 export class UserError extends Error {
   constructor(
@@ -16,7 +16,6 @@ export function reportFatal(program: string, error: unknown, verbose: boolean): 
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${program}: ${message.split('\n')[0]}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  else if (!(error instanceof UserError)) process.stderr.write(`${program}: (run with --verbose for details)\n`);
   return error instanceof UserError ? error.exitCode : 1;
 }
 

@@ -51,8 +51,7 @@ export function buildAgentProgram(): Command {
   const program = new Command(PROGRAM)
     .description('flinch guest agent: sees what a live migration did to this guest')
     .version(FLINCH_VERSION)
-    .option('--verbose', 'print stack traces on failure')
-    .showHelpAfterError();
+    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
   const verbose = () => program.opts<{ verbose?: boolean }>().verbose === true;
 
   program

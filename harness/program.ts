@@ -20,8 +20,7 @@ export function buildHarnessProgram(): Command {
   const program = new Command(PROGRAM)
     .description('flinch: did the guest notice its live migration, and did it lose anything?')
     .version(FLINCH_VERSION)
-    .option('--verbose', 'print stack traces on failure')
-    .showHelpAfterError();
+    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
   const verbose = () => program.opts<{ verbose?: boolean }>().verbose === true;
 
   program

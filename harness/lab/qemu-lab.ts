@@ -150,9 +150,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   try {
     const bootStart = hostNowMs();
     log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
-    const helloWait = waitForAgent(collector, options.bootTimeoutMs);
-    await driver.prepare();
-    const agent = await Promise.race([helloWait, guestExit(driver)]).catch((error: Error) => {
+    const agent = await waitForAgent(collector, driver, options.bootTimeoutMs).catch((error: Error) => {
       throw new Error(`${error.message}; the guest console is in ${serialLogPath({ runDir: logsDir, name: 'guest-0' })}`);
     });
     const bootToAgentMs = hostNowMs() - bootStart;
@@ -225,21 +223,32 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   }
 }
 
-function waitForAgent(collector: CollectorServer, timeoutMs: number): Promise<AgentRecord> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the guest agent did not connect within ${timeoutMs / 1000} s`)), timeoutMs);
-    collector.once('hello', (agent) => {
-      clearTimeout(timer);
-      resolve(agent);
+/**
+ * Boots the guest and waits for its agent's hello. Fails fast when the guest's QEMU exits (with -no-reboot a kernel
+ * panic ends it) instead of waiting out the timeout. The hello listener is in place before QEMU starts.
+ */
+async function waitForAgent(collector: CollectorServer, driver: QmpDriver, timeoutMs: number): Promise<AgentRecord> {
+  let onHello: ((agent: AgentRecord) => void) | undefined;
+  let onExit: ((code: number | null) => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const hello = new Promise<AgentRecord>((resolve, reject) => {
+    onHello = resolve;
+    collector.once('hello', onHello);
+    timer = setTimeout(() => reject(new Error(`the guest agent did not connect within ${timeoutMs / 1000} s`)), timeoutMs);
+  });
+  hello.catch(() => undefined); // settled below or abandoned when prepare() fails; never an unhandled rejection
+  try {
+    await driver.prepare();
+    const exited = new Promise<never>((_, reject) => {
+      onExit = (code) => reject(new Error(`the guest's QEMU exited (code ${code}) before the agent connected`));
+      driver.vm.process.once('exit', onExit);
     });
-  });
-}
-
-/** Rejects when the guest's QEMU exits (a kernel panic ends it, with -no-reboot), so a dead boot fails fast. */
-function guestExit(driver: QmpDriver): Promise<never> {
-  return new Promise((_, reject) => {
-    driver.vm.process.once('exit', (code) => reject(new Error(`the guest's QEMU exited (code ${code}) before the agent connected`)));
-  });
+    return await Promise.race([hello, exited]);
+  } finally {
+    clearTimeout(timer);
+    collector.off('hello', onHello!);
+    if (onExit) driver.vm.process.off('exit', onExit);
+  }
 }
 
 function qemuVersion(driver: QmpDriver): string | null {

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 /** QMP broke its own protocol: a line that is not JSON, or a reply of the wrong shape. */
 export class QmpProtocolError extends Error {
   constructor(message: string) {
-    super(message);
+    super(`QMP: ${message}`);
     this.name = 'QmpProtocolError';
   }
 }

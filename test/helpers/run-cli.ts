@@ -1,0 +1,39 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { projectRoot } from '../../harness/project-paths.js';
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The built executables, as a user runs them (npm test builds them first). */
+export const FLINCH = path.join(projectRoot(), 'dist', 'harness', 'cli.js');
+export const FLINCH_AGENT = path.join(projectRoot(), 'dist', 'agent', 'cli.js');
+
+export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: string[] } = {}): Promise<CliResult> {
+  // tap's processinfo re-adds its NODE_OPTIONS hook to every child it sees spawned; `env -u` drops it past that point.
+  const [command, ...args] = ['env', '-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnvironment() });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The environment a user would have: without tap's NODE_OPTIONS, which hooks child processes into its own bookkeeping. */
+export function cleanEnvironment(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  for (const key of Object.keys(env)) if (key.startsWith('TAP') || key.startsWith('_TAPJS')) delete env[key];
+  return env;
+}
