@@ -1,17 +1,13 @@
 import os from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { Observation } from '../probes/observation.js';
 import { createProbes } from '../probes/registry.js';
 import { Observer } from './observer.js';
 import { CollectorClient, DEFAULT_QUEUE_LIMIT } from './transport/collector-client.js';
 import { FLINCH_VERSION } from './version.js';
-import { guarded, UserError } from './cli-errors.js';
+import { createProgram, guarded, positiveInt, UserError } from './cli-support.js';
 
 const PROGRAM = 'flinch-agent';
-
-function log(line: string): void {
-  process.stderr.write(`${PROGRAM}: ${line}\n`);
-}
 
 function parseCollectorUrl(value: string): string {
   let url: URL;
@@ -48,11 +44,7 @@ async function observeUntilSignalled(probeNames: string[] | undefined, sink: (o:
 }
 
 export function buildAgentProgram(): Command {
-  const program = new Command(PROGRAM)
-    .description('flinch guest agent: sees what a live migration did to this guest')
-    .version(FLINCH_VERSION)
-    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
-  const verbose = () => program.opts<{ verbose?: boolean }>().verbose === true;
+  const { program, verbose, log } = createProgram(PROGRAM, 'flinch guest agent: sees what a live migration did to this guest');
 
   program
     .command('watch')
@@ -92,8 +84,3 @@ export function buildAgentProgram(): Command {
   return program;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}

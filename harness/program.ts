@@ -1,27 +1,12 @@
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { guarded } from '../agent/cli-errors.js';
-import { FLINCH_VERSION } from '../agent/version.js';
+import type { Command } from 'commander';
+import { createProgram, guarded, positiveInt } from '../agent/cli-support.js';
 import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 
 const PROGRAM = 'flinch';
 
-function log(line: string): void {
-  process.stderr.write(`${PROGRAM}: ${line}\n`);
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
 export function buildHarnessProgram(): Command {
-  const program = new Command(PROGRAM)
-    .description('flinch: did the guest notice its live migration, and did it lose anything?')
-    .version(FLINCH_VERSION)
-    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
-  const verbose = () => program.opts<{ verbose?: boolean }>().verbose === true;
+  const { program, verbose, log } = createProgram(PROGRAM, 'flinch: did the guest notice its live migration, and did it lose anything?');
 
   program
     .command('lab')

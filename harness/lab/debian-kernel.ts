@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-errors.js';
+import { UserError } from '../../agent/cli-support.js';
 
 export interface GuestKernel {
   /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64. */

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { findExecutable, runCommand } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-errors.js';
+import { UserError } from '../../agent/cli-support.js';
 import { projectRoot, guestAgentBundle } from '../project-paths.js';
 import type { GuestKernel } from './debian-kernel.js';
 

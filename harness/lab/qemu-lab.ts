@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../agent/cli-errors.js';
+import { UserError } from '../../agent/cli-support.js';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';

@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findExecutable } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-errors.js';
+import { UserError } from '../../agent/cli-support.js';
 import { QmpClient } from './qmp-client.js';
 
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';

@@ -1,3 +1,6 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { FLINCH_VERSION } from './version.js';
+
 /**
  * Both executables end the same way on failure: one line that says what failed and what to do, the stack only with
  * --verbose (each program's --help says so), and a non-zero exit.
@@ -32,4 +35,23 @@ export function guarded<Args extends unknown[]>(
       process.exitCode = reportFatal(program, error, isVerbose());
     }
   };
+}
+
+/** The shape both executables share: name, version, --verbose, and a way to ask whether it was given. */
+export function createProgram(name: string, description: string): { program: Command; verbose: () => boolean; log: (line: string) => void } {
+  const program = new Command(name)
+    .description(description)
+    .version(FLINCH_VERSION)
+    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
+  return {
+    program,
+    verbose: () => program.opts<{ verbose?: boolean }>().verbose === true,
+    log: (line) => process.stderr.write(`${name}: ${line}\n`),
+  };
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
 }

@@ -1,0 +1,13 @@
+import t from 'tap';
+import { verdictV0 } from '../../../harness/verdict/verdict-v0.js';
+
+t.test('nothing seen and no lag is transparent', async (t) => {
+  t.same(verdictV0({ linkEvents: 0, clockLagMs: 0.4 }), { verdict: 'transparent', reasons: [] });
+  t.same(verdictV0({ linkEvents: 0, clockLagMs: null }), { verdict: 'transparent', reasons: [] });
+});
+
+t.test('a link event or a lag of 1 ms either way is noticed, with the reasons', async (t) => {
+  t.same(verdictV0({ linkEvents: 10, clockLagMs: 0 }), { verdict: 'noticed', reasons: ['10 link event(s)'] });
+  t.same(verdictV0({ linkEvents: 0, clockLagMs: 1 }).verdict, 'noticed');
+  t.same(verdictV0({ linkEvents: 0, clockLagMs: -3.25 }).reasons, ['clock lag -3.3 ms ≥ 1 ms']);
+});
