@@ -24,5 +24,5 @@ t.test('one aligned row per migration, dashes for what was not measured', async 
   t.equal(lines.length, 4);
   t.match(lines[0], /^ #  driver  total ms  downtime ms  guest clock lag ms  link events\s+verdict$/);
   t.match(lines[2], /^ 1  qmp         1600           98               106\.6  1 \(notify-peers×1\)  noticed$/);
-  t.match(lines[3], /^10  qmp         1600            -                    -  1 \(notify-peers×1\)  noticed$/);
+  t.match(lines[3], /^10  qmp         1600            -                   -  1 \(notify-peers×1\)  noticed$/);
 });
