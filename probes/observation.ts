@@ -72,6 +72,121 @@ export interface ClockSampleObservation {
   at: ClockStamp;
 }
 
+/** Which firewall a ruleset came from. iptables-nft rules live in nf_tables too, so they also appear under nftables. */
+export type FirewallBackend = 'nftables' | 'iptables-nft' | 'iptables-legacy';
+
+/** An nft rule that matches an interface by index (`iif`/`oif`) whose index no longer names the interface it was written for. */
+export interface StaleInterfaceRef {
+  table: string;
+  chain: string;
+  handle: number;
+  key: 'iif' | 'oif';
+  /** The interface name the rule matched when flinch first saw it, if it saw it then. */
+  writtenFor: string | null;
+  /** What the rule says now: an index with no interface, or another interface's name. */
+  now: string;
+}
+
+export interface FirewallObservation {
+  kind: 'firewall';
+  backend: FirewallBackend;
+  /** iptables only: which of iptables (ipv4) and ip6tables (ipv6) the ruleset came from. */
+  family?: 'ipv4' | 'ipv6';
+  /** The ruleset's hash, stable across reads: handles and counters are left out. */
+  hash: string;
+  previousHash: string | null;
+  rules: number;
+  /** Rules that appeared and vanished since the previous reading, as canonical one-line keys. */
+  added: string[];
+  removed: string[];
+  /** flinch's canary chains: all there, some gone (a wholesale flush), or none installed. */
+  canary: 'present' | 'missing' | 'not-installed';
+  staleInterfaceRefs: StaleInterfaceRef[];
+  /** What prompted the reading: a netfilter netlink event, a poll, or the start. */
+  trigger: 'start' | 'event' | 'poll';
+  at: ClockStamp;
+}
+
+export interface AddressObservation {
+  kind: 'address';
+  action: 'new' | 'del' | 'dump';
+  /** True when the kernel removed it without a message and flinch found out by re-reading (after a link went away). */
+  reconciled: boolean;
+  ifindex: number;
+  family: 'inet' | 'inet6';
+  address: string;
+  prefixLength: number;
+  /** RT_SCOPE_*: 0 universe (global), 253 link, 254 host. */
+  scope: number;
+  at: ClockStamp;
+}
+
+export interface RouteObservation {
+  kind: 'route';
+  action: 'new' | 'del' | 'dump';
+  reconciled: boolean;
+  family: 'inet' | 'inet6';
+  table: number;
+  /** "default" or CIDR. */
+  destination: string;
+  gateway: string | null;
+  oif: number | null;
+  /** rtnetlink's names, lower-cased: protocol "kernel"/"boot"/"static"/"dhcp"..., scope "universe"/"link"/"host", type "unicast"... */
+  protocol: string;
+  scope: string;
+  type: string;
+  at: ClockStamp;
+}
+
+export interface NeighbourObservation {
+  kind: 'neighbour';
+  action: 'new' | 'del' | 'dump';
+  ifindex: number;
+  address: string;
+  lladdr: string | null;
+  /** NUD_* state names, e.g. ['reachable'] or ['failed']. */
+  state: string[];
+  at: ClockStamp;
+}
+
+/** One record from /dev/kmsg, with what flinch recognised in it. */
+export interface KernelLogObservation {
+  kind: 'kmsg';
+  seq: number;
+  /** Kernel timestamp (CLOCK_MONOTONIC at printk), ms. */
+  kernelTimeMs: number;
+  priority: number;
+  facility: number;
+  message: string;
+  /** The raw record, as read. */
+  raw: string;
+  /** suspend-resume, netfront, netback, xen-manage, pm; empty when nothing matched. */
+  tags: string[];
+  /** Records lost to a ring-buffer overrun just before this one (the kernel's EPIPE). */
+  lostBefore: number;
+  /** True for records that were already in the buffer when the agent started. */
+  replay: boolean;
+  at: ClockStamp;
+}
+
+export interface XenObservation {
+  kind: 'xen';
+  /** What changed: the domid, a watched xenstore node, or a vif's state. */
+  change: 'domid' | 'shutdown-request' | 'vif-state' | 'watch';
+  path: string;
+  value: string | null;
+  previous: string | null;
+  at: ClockStamp;
+}
+
+/** The guest stopped being scheduled for a while with its monotonic clock running (host contention, steal). */
+export interface PauseObservation {
+  kind: 'pause';
+  /** How much later than planned the detector woke up, ms. */
+  lateByMs: number;
+  at: ClockStamp;
+}
+
 export interface ProbeStatusObservation {
   kind: 'probe-status';
   probe: string;
@@ -80,4 +195,14 @@ export interface ProbeStatusObservation {
   at: ClockStamp;
 }
 
-export type Observation = LinkObservation | ClockSampleObservation | ProbeStatusObservation;
+export type Observation =
+  | LinkObservation
+  | ClockSampleObservation
+  | FirewallObservation
+  | AddressObservation
+  | RouteObservation
+  | NeighbourObservation
+  | KernelLogObservation
+  | XenObservation
+  | PauseObservation
+  | ProbeStatusObservation;

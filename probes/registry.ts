@@ -1,20 +1,53 @@
 import type { Probe } from './probe.js';
 import { RtnetlinkLinkProbe } from './link/rtnetlink-link-probe.js';
-import { ClockProbe } from './clock/clock-probe.js';
+import { ClockProbe, DEFAULT_CLOCK_PROBE_OPTIONS, type ClockProbeOptions } from './clock/clock-probe.js';
+import { NftablesProbe } from './firewall/nftables-probe.js';
+import { IptablesProbe } from './firewall/iptables-probe.js';
+import { AddressingProbe } from './addressing/addressing-probe.js';
 
-/**
- * Every probe flinch knows, by name. The agent core iterates this list and never names a probe itself, so adding one
- * is one file plus one line here.
- */
-export const PROBE_FACTORIES: Readonly<Record<string, () => Probe>> = {
-  link: () => new RtnetlinkLinkProbe(),
-  clock: () => new ClockProbe(),
+/** Settings a probe may read; each takes what concerns it. */
+export interface ProbeSettings {
+  /** Firewall probes install flinch's canary tables/chains at start. Off for one-shot reads such as `snapshot`. */
+  installCanaries: boolean;
+  /** iptables-legacy has no change events and is polled this often. */
+  legacyPollMs: number;
+  clock: ClockProbeOptions;
+}
+
+export const DEFAULT_PROBE_SETTINGS: ProbeSettings = {
+  installCanaries: true,
+  legacyPollMs: 1000,
+  clock: DEFAULT_CLOCK_PROBE_OPTIONS,
 };
 
-export function createProbes(names: readonly string[] = Object.keys(PROBE_FACTORIES)): Probe[] {
+interface ProbeEntry {
+  create(settings: ProbeSettings): Probe;
+  enabledByDefault: boolean;
+}
+
+/**
+ * Every probe flinch knows, by name (the node_exporter collector model). The agent core iterates this table and never
+ * names a probe itself, so adding one is its module plus one entry here.
+ */
+export const PROBES: Readonly<Record<string, ProbeEntry>> = {
+  link: { create: () => new RtnetlinkLinkProbe(), enabledByDefault: true },
+  addressing: { create: () => new AddressingProbe(), enabledByDefault: true },
+  nftables: { create: (s) => new NftablesProbe({ installCanaries: s.installCanaries }), enabledByDefault: true },
+  iptables: {
+    create: (s) => new IptablesProbe({ installCanaries: s.installCanaries, legacyPollMs: s.legacyPollMs }),
+    enabledByDefault: true,
+  },
+  clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },
+};
+
+export function defaultProbeNames(): string[] {
+  return Object.entries(PROBES).filter(([, entry]) => entry.enabledByDefault).map(([name]) => name);
+}
+
+export function createProbes(names: readonly string[] = defaultProbeNames(), settings: ProbeSettings = DEFAULT_PROBE_SETTINGS): Probe[] {
   return names.map((name) => {
-    const factory = PROBE_FACTORIES[name];
-    if (!factory) throw new Error(`unknown probe "${name}" (known: ${Object.keys(PROBE_FACTORIES).join(', ')})`);
-    return factory();
+    const entry = PROBES[name];
+    if (!entry) throw new Error(`unknown probe "${name}" (known: ${Object.keys(PROBES).join(', ')})`);
+    return entry.create(settings);
   });
 }

@@ -1,0 +1,44 @@
+import { findExecutable, runCommand } from './run-command.js';
+
+export type IptablesVariant = 'nft' | 'legacy';
+export type IpFamily = 'ipv4' | 'ipv6';
+
+function tool(variant: IptablesVariant, family: IpFamily, action: 'save' | 'restore'): string {
+  return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-${action}`;
+}
+
+export function iptablesAvailable(variant: IptablesVariant, family: IpFamily = 'ipv4'): boolean {
+  return findExecutable(tool(variant, family, 'save')) !== null;
+}
+
+/** Which variant plain `iptables` is on this system (Debian's alternatives), from `iptables -V`. */
+export async function defaultIptablesVariant(): Promise<IptablesVariant | null> {
+  try {
+    const { stdout } = await runCommand('iptables', ['-V']);
+    if (stdout.includes('nf_tables')) return 'nft';
+    if (stdout.includes('legacy')) return 'legacy';
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+/** `iptables-save` output of one variant and family: the whole ruleset, every table that exists. */
+export async function iptablesSave(variant: IptablesVariant, family: IpFamily): Promise<string> {
+  const { stdout } = await runCommand(tool(variant, family, 'save'), []);
+  return stdout;
+}
+
+/**
+ * Applies an iptables-restore script atomically per table. `noflush` keeps the tables' other rules (for adding a
+ * chain); `testOnly` parses and checks it without committing.
+ */
+export async function iptablesRestore(
+  variant: IptablesVariant,
+  family: IpFamily,
+  script: string,
+  options: { noflush?: boolean; testOnly?: boolean } = {},
+): Promise<void> {
+  const args = [...(options.noflush ? ['--noflush'] : []), ...(options.testOnly ? ['--test'] : [])];
+  await runCommand(tool(variant, family, 'restore'), args, { input: script });
+}

@@ -1,0 +1,87 @@
+import { iptablesAvailable, iptablesSave, type IpFamily, type IptablesVariant } from '../../agent/system/iptables.js';
+import type { FirewallObservation, Observation } from '../observation.js';
+import { ProbeUnavailableError, type Probe } from '../probe.js';
+import { stampNow } from '../clock/read-clocks.js';
+import { installIptablesCanaries } from './canaries.js';
+import { CoalescedReader } from './coalesced-reader.js';
+import { watchNftablesCommits } from './netfilter-events.js';
+import type { FirewallProbeOptions } from './nftables-probe.js';
+import { normalizeIptablesSave, type NormalizedRuleset } from './ruleset.js';
+import { RulesetTracker } from './ruleset-tracker.js';
+
+export interface IptablesProbeOptions extends FirewallProbeOptions {
+  /** iptables-legacy has no change notifications; it is re-read this often. */
+  legacyPollMs: number;
+}
+
+export const DEFAULT_IPTABLES_PROBE_OPTIONS: IptablesProbeOptions = { installCanaries: true, legacyPollMs: 1000 };
+
+interface Source {
+  variant: IptablesVariant;
+  family: IpFamily;
+  tracker: RulesetTracker;
+  reader: CoalescedReader<FirewallObservation['trigger']>;
+}
+
+const FAMILIES: IpFamily[] = ['ipv4', 'ipv6'];
+
+/**
+ * iptables, both back ends, both families. iptables-nft is re-read when nf_tables commits a transaction (no polling);
+ * iptables-legacy, which has no notifications, is polled. Canary chains go only into tables already in use, because
+ * creating a table is itself a change (and a legacy table where there was none mixes back ends).
+ */
+export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | null>> {
+  readonly name = 'iptables';
+  private readonly sources: Source[] = [];
+  private readonly stops: Array<() => void> = [];
+
+  constructor(private readonly options: IptablesProbeOptions = DEFAULT_IPTABLES_PROBE_OPTIONS) {}
+
+  async start(emit: (observation: Observation) => void): Promise<void> {
+    const failed = (error: Error) =>
+      emit({ kind: 'probe-status', probe: this.name, status: 'failed', reason: error.message, at: stampNow() });
+    for (const variant of ['nft', 'legacy'] as const) {
+      for (const family of FAMILIES) {
+        if (!iptablesAvailable(variant, family)) continue;
+        const backend = variant === 'nft' ? 'iptables-nft' : 'iptables-legacy';
+        const tracker = new RulesetTracker(family);
+        const read = async () => normalizeIptablesSave(backend, family, await iptablesSave(variant, family));
+        const reader = new CoalescedReader<FirewallObservation['trigger']>(async (trigger) => {
+          const observation = tracker.update(await read(), trigger);
+          if (observation) emit(observation);
+        }, failed);
+        if (this.options.installCanaries) {
+          const tables = (await read()).structure.filter((s) => s.startsWith('table ')).map((s) => s.split(' ')[2]!);
+          await installIptablesCanaries(variant, family, tables);
+        }
+        this.sources.push({ variant, family, tracker, reader });
+      }
+    }
+    if (this.sources.length === 0) throw new ProbeUnavailableError(this.name, 'neither iptables-nft nor iptables-legacy is installed');
+    const nftSources = this.sources.filter((s) => s.variant === 'nft');
+    if (nftSources.length > 0) {
+      this.stops.push(
+        watchNftablesCommits(() => nftSources.forEach((s) => s.reader.trigger('event')), (error) => {
+          failed(error);
+          nftSources.forEach((s) => s.reader.trigger('event'));
+        }),
+      );
+    }
+    const legacySources = this.sources.filter((s) => s.variant === 'legacy');
+    if (legacySources.length > 0) {
+      const timer = setInterval(() => legacySources.forEach((s) => s.reader.trigger('poll')), this.options.legacyPollMs);
+      this.stops.push(() => clearInterval(timer));
+    }
+    await Promise.all(this.sources.map((source) => source.reader.trigger('start')));
+  }
+
+  async stop(): Promise<void> {
+    for (const stop of this.stops.splice(0)) stop();
+  }
+
+  async snapshot(): Promise<Record<string, NormalizedRuleset | null>> {
+    const out: Record<string, NormalizedRuleset | null> = {};
+    for (const source of this.sources) out[`iptables-${source.variant} ${source.family}`] = source.tracker.current;
+    return out;
+  }
+}

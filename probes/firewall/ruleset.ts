@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import type { NftJsonItem } from '../../agent/system/nft.js';
+import type { FirewallBackend } from '../observation.js';
+
+/** flinch's canaries: an empty nft table per family in use, and an empty chain per iptables table in use. */
+export const NFT_CANARY_TABLE = 'flinch_canary';
+export const IPTABLES_CANARY_CHAIN = 'FLINCH-CANARY';
+
+export interface InterfaceRef {
+  key: 'iif' | 'oif';
+  /** As nft prints it: the interface's name while the index exists, the bare index once it does not. */
+  value: string;
+}
+
+export interface NormalizedRule {
+  /** One line that identifies the rule's meaning: where it lives and what it does, without handles or counters. */
+  key: string;
+  table: string;
+  chain: string;
+  /** nft's rule handle (stable for the rule's lifetime); null for iptables. */
+  handle: number | null;
+  interfaceRefs: InterfaceRef[];
+}
+
+export interface NormalizedRuleset {
+  backend: FirewallBackend;
+  /** Tables and chains with their hooks and policies, in order. */
+  structure: string[];
+  rules: NormalizedRule[];
+  /** Canaries found: nft families, or iptables tables, that hold flinch's canary. */
+  canaries: string[];
+  hash: string;
+}
+
+/** Volatile fields that change without anyone changing the ruleset. */
+function withoutVolatile(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutVolatile);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'handle' || k === 'packets' || k === 'bytes' || k === 'used') continue;
+    out[k] = withoutVolatile(v);
+  }
+  return out;
+}
+
+function interfaceRefsOf(expr: unknown[]): InterfaceRef[] {
+  const refs: InterfaceRef[] = [];
+  for (const statement of expr) {
+    const match = (statement as { match?: { left?: { meta?: { key?: string } }; right?: unknown } }).match;
+    const key = match?.left?.meta?.key;
+    if ((key === 'iif' || key === 'oif') && (typeof match?.right === 'string' || typeof match?.right === 'number')) {
+      refs.push({ key, value: String(match.right) });
+    }
+  }
+  return refs;
+}
+
+function digest(lines: readonly string[]): string {
+  return createHash('sha256').update(lines.join('\n')).digest('hex').slice(0, 16);
+}
+
+/** Normalises `nft -j list ruleset` so that the hash moves only when the ruleset's meaning does. */
+export function normalizeNftRuleset(items: readonly NftJsonItem[]): NormalizedRuleset {
+  const structure: string[] = [];
+  const rules: NormalizedRule[] = [];
+  const canaries: string[] = [];
+  for (const item of items) {
+    if ('table' in item) {
+      const t = item.table as { family: string; name: string };
+      if (t.name === NFT_CANARY_TABLE) canaries.push(t.family);
+      else structure.push(`table ${t.family} ${t.name}`);
+    } else if ('chain' in item) {
+      const c = item.chain as { family: string; table: string; name: string; type?: string; hook?: string; prio?: number; policy?: string };
+      // iptables-nft's canary chain lives in nf_tables too; it is flinch's, not the user's.
+      if (c.table === NFT_CANARY_TABLE || c.name === IPTABLES_CANARY_CHAIN) continue;
+      const base = c.hook ? ` ${c.type} hook ${c.hook} priority ${c.prio} policy ${c.policy}` : '';
+      structure.push(`chain ${c.family} ${c.table} ${c.name}${base}`);
+    } else if ('rule' in item) {
+      const r = item.rule as { family: string; table: string; chain: string; handle: number; expr: unknown[]; comment?: string };
+      if (r.table === NFT_CANARY_TABLE || r.chain === IPTABLES_CANARY_CHAIN) continue;
+      const table = `${r.family} ${r.table}`;
+      const body = JSON.stringify(withoutVolatile(r.expr));
+      rules.push({
+        key: `${table} ${r.chain} ${body}${r.comment ? ` comment ${JSON.stringify(r.comment)}` : ''}`,
+        table,
+        chain: r.chain,
+        handle: r.handle,
+        interfaceRefs: interfaceRefsOf(r.expr),
+      });
+    } else if (!('metainfo' in item)) {
+      // sets, maps, flowtables, named objects: part of the meaning, minus their counters
+      if (JSON.stringify(item).includes(`"table":"${NFT_CANARY_TABLE}"`)) continue;
+      structure.push(JSON.stringify(withoutVolatile(item)));
+    }
+  }
+  return { backend: 'nftables', structure, rules, canaries, hash: digest([...structure, ...rules.map((r) => r.key)]) };
+}
+
+/** Normalises iptables-save output: counters and comments out, canary chains set aside, rules in order. */
+export function normalizeIptablesSave(backend: FirewallBackend, family: string, text: string): NormalizedRuleset {
+  const structure: string[] = [];
+  const rules: NormalizedRule[] = [];
+  const canaries: string[] = [];
+  let table = '';
+  for (const rawLine of text.split('\n')) {
+    const line = rawLine.trim();
+    if (!line || line.startsWith('#') || line === 'COMMIT') continue;
+    if (line.startsWith('*')) {
+      table = `${family} ${line.slice(1)}`;
+      structure.push(`table ${table}`);
+    } else if (line.startsWith(':')) {
+      const [chain, policy] = line.slice(1).split(/\s+/);
+      if (chain === IPTABLES_CANARY_CHAIN) canaries.push(table);
+      else structure.push(`chain ${table} ${chain} ${policy}`);
+    } else if (line.startsWith('-A ')) {
+      const withoutCounters = line.replace(/^\[\d+:\d+\]\s+/, '');
+      const chain = withoutCounters.split(/\s+/)[1] ?? '';
+      if (chain === IPTABLES_CANARY_CHAIN) continue;
+      rules.push({ key: `${table} ${withoutCounters}`, table, chain, handle: null, interfaceRefs: [] });
+    }
+  }
+  return { backend, structure, rules, canaries, hash: digest([...structure, ...rules.map((r) => r.key)]) };
+}
+
+/** Rules that appeared and vanished between two readings, as multisets of keys (a rule may appear twice). */
+export function diffRules(previous: readonly NormalizedRule[], next: readonly NormalizedRule[]): { added: string[]; removed: string[] } {
+  const counts = new Map<string, number>();
+  for (const rule of previous) counts.set(rule.key, (counts.get(rule.key) ?? 0) + 1);
+  const added: string[] = [];
+  for (const rule of next) {
+    const n = counts.get(rule.key) ?? 0;
+    if (n > 0) counts.set(rule.key, n - 1);
+    else added.push(rule.key);
+  }
+  const removed: string[] = [];
+  for (const [key, n] of counts) for (let i = 0; i < n; i += 1) removed.push(key);
+  return { added, removed };
+}

@@ -1,0 +1,190 @@
+import { EventEmitter } from 'node:events';
+import { closeSync, openSync, read, write } from 'node:fs';
+import { Duplex } from 'node:stream';
+
+/** Message types from xen/include/public/io/xs_wire.h. */
+export const XsType = {
+  DIRECTORY: 1,
+  READ: 2,
+  WATCH: 4,
+  UNWATCH: 5,
+  WRITE: 11,
+  WATCH_EVENT: 15,
+  ERROR: 16,
+} as const;
+
+const HEADER_BYTES = 16;
+/** XENSTORE_PAYLOAD_MAX: the protocol's own limit; anything larger is a broken peer. */
+export const XENSTORE_PAYLOAD_MAX = 4096;
+
+export class XenstoreError extends Error {
+  constructor(
+    readonly code: string,
+    readonly path: string,
+  ) {
+    super(`xenstore ${path}: ${code}`);
+    this.name = 'XenstoreError';
+  }
+}
+
+export interface XsMessage {
+  type: number;
+  reqId: number;
+  txId: number;
+  payload: Buffer;
+}
+
+export function encodeXsMessage({ type, reqId, txId, payload }: XsMessage): Buffer {
+  if (payload.length > XENSTORE_PAYLOAD_MAX) throw new Error(`xenstore payload of ${payload.length} bytes exceeds ${XENSTORE_PAYLOAD_MAX}`);
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt32LE(type, 0);
+  header.writeUInt32LE(reqId, 4);
+  header.writeUInt32LE(txId, 8);
+  header.writeUInt32LE(payload.length, 12);
+  return Buffer.concat([header, payload]);
+}
+
+/** Splits a byte stream into xenstore messages; keeps a partial message until the rest arrives. */
+export class XsFramer {
+  private pending: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): XsMessage[] {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const messages: XsMessage[] = [];
+    while (this.pending.length >= HEADER_BYTES) {
+      const len = this.pending.readUInt32LE(12);
+      if (len > XENSTORE_PAYLOAD_MAX) throw new Error(`xenstore message of ${len} bytes exceeds ${XENSTORE_PAYLOAD_MAX}`);
+      if (this.pending.length < HEADER_BYTES + len) break;
+      messages.push({
+        type: this.pending.readUInt32LE(0),
+        reqId: this.pending.readUInt32LE(4),
+        txId: this.pending.readUInt32LE(8),
+        payload: this.pending.subarray(HEADER_BYTES, HEADER_BYTES + len),
+      });
+      this.pending = this.pending.subarray(HEADER_BYTES + len);
+    }
+    return messages;
+  }
+}
+
+/** NUL-terminated strings, as xenstore payloads carry them. */
+export function xsStrings(...parts: string[]): Buffer {
+  return Buffer.from(parts.map((p) => `${p}\0`).join(''));
+}
+
+export function splitXsStrings(payload: Buffer): string[] {
+  const text = payload.toString('utf8');
+  return (text.endsWith('\0') ? text.slice(0, -1) : text).split('\0');
+}
+
+/**
+ * A xenstore client speaking the wire protocol itself, as the guest kernel's /dev/xen/xenbus expects it: requests
+ * correlated by req_id, and watch events delivered as they come. Paths without a leading slash are relative to the
+ * guest's own /local/domain/<domid>, which is what makes them survive a migration to a new domid.
+ */
+export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token: string }]; error: [Error] }> {
+  private nextReqId = 1;
+  private readonly framer = new XsFramer();
+  private readonly pending = new Map<number, { path: string; resolve: (m: XsMessage) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly stream: Duplex) {
+    super();
+    stream.on('data', (chunk: Buffer) => {
+      let messages: XsMessage[];
+      try {
+        messages = this.framer.push(chunk);
+      } catch (error) {
+        this.failAll(error as Error);
+        return;
+      }
+      for (const message of messages) this.dispatch(message);
+    });
+    stream.on('error', (error) => this.failAll(error));
+  }
+
+  async read(path: string): Promise<string | null> {
+    try {
+      return (await this.request(XsType.READ, xsStrings(path), path)).payload.toString('utf8');
+    } catch (error) {
+      if (error instanceof XenstoreError && error.code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  async directory(path: string): Promise<string[]> {
+    try {
+      return splitXsStrings((await this.request(XsType.DIRECTORY, xsStrings(path), path)).payload).filter(Boolean);
+    } catch (error) {
+      if (error instanceof XenstoreError && error.code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  /** Registers a watch; xenstored fires it once at once, then on every change below `path`. */
+  async watch(path: string, token: string): Promise<void> {
+    await this.request(XsType.WATCH, xsStrings(path, token), path);
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+
+  private request(type: number, payload: Buffer, path: string): Promise<XsMessage> {
+    const reqId = this.nextReqId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(reqId, { path, resolve, reject });
+      this.stream.write(encodeXsMessage({ type, reqId, txId: 0, payload }));
+    });
+  }
+
+  private dispatch(message: XsMessage): void {
+    if (message.type === XsType.WATCH_EVENT) {
+      const [path = '', token = ''] = splitXsStrings(message.payload);
+      this.emit('watch', { path, token });
+      return;
+    }
+    const waiter = this.pending.get(message.reqId);
+    if (!waiter) return;
+    this.pending.delete(message.reqId);
+    if (message.type === XsType.ERROR) waiter.reject(new XenstoreError(splitXsStrings(message.payload)[0] ?? 'EIO', waiter.path));
+    else waiter.resolve(message);
+  }
+
+  private failAll(error: Error): void {
+    for (const waiter of this.pending.values()) waiter.reject(error);
+    this.pending.clear();
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+/**
+ * /dev/xen/xenbus as a stream. The device is not pollable, so reads block a thread-pool thread each; writes must be
+ * whole messages, one write() each.
+ */
+export function openXenbusDevice(path: string): Duplex {
+  const fd = openSync(path, 'r+');
+  const buffer = Buffer.alloc(HEADER_BYTES + XENSTORE_PAYLOAD_MAX);
+  let closed = false;
+  const stream = new Duplex({
+    read() {
+      read(fd, buffer, 0, buffer.length, null, (error, n) => {
+        if (closed) return;
+        if (error) return this.destroy(error);
+        this.push(Buffer.from(buffer.subarray(0, n)));
+      });
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      write(fd, chunk, (error) => callback(error));
+    },
+    destroy(error, callback) {
+      closed = true;
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+      callback(error);
+    },
+  });
+  return stream;
+}

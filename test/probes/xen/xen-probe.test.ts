@@ -1,0 +1,92 @@
+// The Xen probe against an in-process fake xenstored (test/helpers/fake-xenstored.ts): there is no Xen on this
+// machine. The nested Xen lab is where the real xenbus proves it.
+import t from 'tap';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Observation, XenObservation } from '../../../probes/observation.js';
+import { XenProbe } from '../../../probes/xen/xen-probe.js';
+import { XenstoreClient, XsFramer, encodeXsMessage } from '../../../probes/xen/xenstore-client.js';
+import { FakeXenstored } from '../../helpers/fake-xenstored.js';
+
+function fakeSys(hypervisor: string | null): { type: string; devices: string } {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'flinch-xen-'));
+  const type = path.join(root, 'hypervisor-type');
+  if (hypervisor !== null) writeFileSync(type, `${hypervisor}\n`);
+  const devices = path.join(root, 'devices');
+  mkdirSync(path.join(devices, 'vif-0'), { recursive: true });
+  writeFileSync(path.join(devices, 'vif-0', 'devtype'), 'vif\n');
+  writeFileSync(path.join(devices, 'vif-0', 'nodename'), 'device/vif/0\n');
+  return { type, devices };
+}
+
+function guestXenstore(domid: number): FakeXenstored {
+  const xs = new FakeXenstored(domid);
+  xs.set('domid', String(domid));
+  xs.set('device/vif/0/state', '4');
+  xs.set('device/vif/0/backend', `/local/domain/0/backend/vif/${domid}/0`);
+  xs.set(`/local/domain/0/backend/vif/${domid}/0/state`, '4');
+  return xs;
+}
+
+const xen = (observations: Observation[]) => observations.filter((o): o is XenObservation => o.kind === 'xen');
+
+t.test('wire framing: split and glued messages come apart right', async (t) => {
+  const a = encodeXsMessage({ type: 2, reqId: 1, txId: 0, payload: Buffer.from('domid\0') });
+  const b = encodeXsMessage({ type: 15, reqId: 0, txId: 0, payload: Buffer.from('control/shutdown\0tok\0') });
+  const framer = new XsFramer();
+  const glued = Buffer.concat([a, b]);
+  t.same(framer.push(glued.subarray(0, 10)), []);
+  const messages = framer.push(glued.subarray(10));
+  t.same(messages.map((m) => [m.type, m.payload.toString()]), [[2, 'domid\0'], [15, 'control/shutdown\0tok\0']]);
+  const oversized = Buffer.alloc(16);
+  oversized.writeUInt32LE(5000, 12);
+  t.throws(() => new XsFramer().push(oversized), /exceeds 4096/);
+});
+
+t.test('client: reads, missing nodes, directories, errors', async (t) => {
+  const xs = guestXenstore(3);
+  const client = new XenstoreClient(xs.clientStream());
+  t.equal(await client.read('domid'), '3');
+  t.equal(await client.read('no/such/node'), null);
+  t.same(await client.directory('device/vif'), ['0']);
+  t.same(await client.directory('device/vbd'), []);
+});
+
+t.test('off Xen the probe is unavailable and says why', async (t) => {
+  const sys = fakeSys('kvm');
+  await t.rejects(new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices }).start(() => {}), {
+    name: 'ProbeUnavailableError',
+    message: 'xen: unavailable: not a Xen guest',
+  });
+  const none = fakeSys(null);
+  await t.rejects(new XenProbe({ sysHypervisorType: none.type, xenbusDevices: [], sysXenDevices: none.devices }).start(() => {}), {
+    message: /not a Xen guest/,
+  });
+});
+
+t.test('domid, the suspend request and vif states are reported; a migration shows as a domid change', async (t) => {
+  const sys = fakeSys('xen');
+  const xs = guestXenstore(3);
+  const observations: Observation[] = [];
+  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => xs.clientStream() });
+  await probe.start((o) => observations.push(o));
+  t.teardown(() => probe.stop());
+  t.match(xen(observations)[0], { change: 'domid', value: '3', previous: null });
+
+  xs.set('control/shutdown', 'suspend');
+  xs.set('device/vif/0/state', '5');
+  await sleep(50);
+  t.match(xen(observations).find((o) => o.change === 'shutdown-request'), { path: 'control/shutdown', value: 'suspend', previous: null });
+  t.match(xen(observations).find((o) => o.change === 'vif-state'), { path: 'device/vif/0/state', value: '5', previous: '4' });
+
+  xs.migrate(7);
+  await sleep(50);
+  t.match(xen(observations).filter((o) => o.change === 'domid').at(-1), { value: '7', previous: '3' });
+
+  const snapshot = await probe.snapshot();
+  t.equal(snapshot.domid, '7');
+  t.same(snapshot.devices, { 'vif-0': { devtype: 'vif', nodename: 'device/vif/0' } });
+  t.ok('/local/domain/0/backend/vif/3/0/state' in snapshot.nodes, 'the backend state node is watched');
+});
