@@ -179,11 +179,28 @@ export interface XenObservation {
   at: ClockStamp;
 }
 
-/** The guest stopped being scheduled for a while with its monotonic clock running (host contention, steal). */
+/**
+ * The guest lost time it could measure: its monotonic clock kept running while it did not (a descheduled vCPU, host
+ * contention), seen as a late wake-up, as steal time, or both. A pause in which every guest clock stood still
+ * (KVM/TCG stop, migration) is invisible from inside; the host offset shows that one.
+ */
 export interface PauseObservation {
   kind: 'pause';
-  /** How much later than planned the detector woke up, ms. */
+  /** How much later than planned the detector woke up, ms (0 when only steal showed it). */
   lateByMs: number;
+  /** Steal time accrued over the same interval, ms (/proc/stat, 10 ms ticks). */
+  stealMs: number;
+  at: ClockStamp;
+}
+
+/** The guest's CLOCK_REALTIME against the host's, from the collector's time probes (NTP arithmetic). */
+export interface HostOffsetObservation {
+  kind: 'host-offset';
+  /** guest − host, ms: negative when the guest is behind. */
+  offsetMs: number;
+  rttMs: number;
+  /** Change since the last reported offset: a migration's downtime shows here as a negative step. */
+  changeMs: number | null;
   at: ClockStamp;
 }
 
@@ -205,4 +222,5 @@ export type Observation =
   | KernelLogObservation
   | XenObservation
   | PauseObservation
+  | HostOffsetObservation
   | ProbeStatusObservation;

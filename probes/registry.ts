@@ -4,6 +4,8 @@ import { ClockProbe, DEFAULT_CLOCK_PROBE_OPTIONS, type ClockProbeOptions } from 
 import { NftablesProbe } from './firewall/nftables-probe.js';
 import { IptablesProbe } from './firewall/iptables-probe.js';
 import { AddressingProbe } from './addressing/addressing-probe.js';
+import { KmsgProbe } from './kmsg/kmsg-probe.js';
+import { XenProbe } from './xen/xen-probe.js';
 
 /** Settings a probe may read; each takes what concerns it. */
 export interface ProbeSettings {
@@ -38,6 +40,8 @@ export const PROBES: Readonly<Record<string, ProbeEntry>> = {
     enabledByDefault: true,
   },
   clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },
+  kmsg: { create: () => new KmsgProbe(), enabledByDefault: true },
+  xen: { create: () => new XenProbe(), enabledByDefault: true },
 };
 
 export function defaultProbeNames(): string[] {

@@ -23,11 +23,16 @@ export interface ObservationMessage {
   observation: Observation;
 }
 
-/** NTP-style probe: the collector stamps t1 (host realtime, ms) when it sends. */
+/**
+ * NTP-style probe: the collector stamps t1 (host realtime, ms) when it sends. It also returns when the agent's reply
+ * to the previous probe arrived (t4), so that the agent holds all four stamps of that exchange and can follow its
+ * own offset against the host.
+ */
 export interface TimeProbeMessage {
   type: 'time-probe';
   id: number;
   t1: number;
+  previous?: { id: number; t4: number };
 }
 
 /** The agent's answer: t2 when the probe arrived, t3 when the reply left, both guest CLOCK_REALTIME in ms. */
@@ -126,5 +131,11 @@ export function parseCollectorMessage(data: string | Buffer): CollectorMessage {
   if (message.type !== 'time-probe') {
     throw new ProtocolError(`unexpected message type ${JSON.stringify(String(message.type)).slice(0, 40)} from collector`);
   }
-  return { type: 'time-probe', id: requireFiniteNumber(message, 'id'), t1: requireFiniteNumber(message, 't1') };
+  const probe: TimeProbeMessage = { type: 'time-probe', id: requireFiniteNumber(message, 'id'), t1: requireFiniteNumber(message, 't1') };
+  if (message.previous !== undefined) {
+    const previous = message.previous as Record<string, unknown> | null;
+    if (typeof previous !== 'object' || previous === null) throw new ProtocolError('time-probe.previous must be an object');
+    probe.previous = { id: requireFiniteNumber({ ...previous, type: 'time-probe.previous' }, 'id'), t4: requireFiniteNumber({ ...previous, type: 'time-probe.previous' }, 't4') };
+  }
+  return probe;
 }

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import type { Observation } from '../../probes/observation.js';
+import type { TimeExchange } from '../../probes/clock/clock-offset.js';
 import {
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
@@ -17,6 +18,8 @@ export interface CollectorClientOptions {
   minBackoffMs: number;
   maxBackoffMs: number;
   log: (line: string) => void;
+  /** Each completed time exchange (all four stamps), for the agent's own view of its offset against the host. */
+  onTimeExchange?: (exchange: TimeExchange) => void;
 }
 
 export const DEFAULT_QUEUE_LIMIT = 10_000;
@@ -33,6 +36,8 @@ export class CollectorClient {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private failuresSinceLog = 0;
+  /** Our half of recent exchanges, until the collector tells us when our reply arrived. */
+  private readonly exchanges = new Map<number, { t1: number; t2: number; t3: number }>();
   /** Observations dropped because the queue was full while disconnected. Never silent: logged and reported. */
   dropped = 0;
 
@@ -89,7 +94,10 @@ export class CollectorClient {
       if (isBinary) return this.options.log('ignored a binary frame from the collector');
       try {
         const message = parseCollectorMessage(data as Buffer);
-        this.write({ type: 'time-reply', id: message.id, t1: message.t1, t2: received, t3: Date.now() });
+        const t3 = Date.now();
+        this.write({ type: 'time-reply', id: message.id, t1: message.t1, t2: received, t3 });
+        this.completeExchange(message.previous);
+        this.exchanges.set(message.id, { t1: message.t1, t2: received, t3 });
       } catch (error) {
         if (error instanceof ProtocolError) this.options.log(`ignored a message from the collector: ${error.message}`);
         else throw error;
@@ -113,6 +121,15 @@ export class CollectorClient {
       }
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
+  }
+
+  private completeExchange(previous: { id: number; t4: number } | undefined): void {
+    if (previous) {
+      const half = this.exchanges.get(previous.id);
+      if (half) this.options.onTimeExchange?.({ ...half, t4: previous.t4 });
+    }
+    // Keep only the last few: a collector that never returns t4 must not grow this.
+    for (const id of this.exchanges.keys()) if (this.exchanges.size > 4) this.exchanges.delete(id);
   }
 
   private backoffMs(): number {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Observation } from '../../probes/observation.js';
 import { MAX_FRAME_BYTES, ProtocolError, parseAgentMessage, type TimeProbeMessage } from '../../agent/protocol/messages.js';
-import { ClockOffsetTracker, type OffsetSample } from './clock-offset.js';
+import { ClockOffsetTracker, type OffsetSample } from '../../probes/clock/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
 
 export interface ReceivedObservation {
@@ -72,9 +72,11 @@ export class CollectorServer extends EventEmitter<{
 
   private accept(socket: WebSocket): void {
     let agent: AgentRecord | null = null;
+    let lastReply: { id: number; t4: number } | undefined;
     const probeTimer = setInterval(() => {
       if (!agent) return;
       const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
+      if (lastReply) probe.previous = lastReply;
       socket.send(JSON.stringify(probe));
     }, this.options.timeProbeIntervalMs);
     socket.on('close', () => clearInterval(probeTimer));
@@ -92,6 +94,7 @@ export class CollectorServer extends EventEmitter<{
         if (!agent) throw new ProtocolError(`${message.type} before hello`);
         if (message.type === 'time-reply') {
           const sample = agent.offsets.add({ t1: message.t1, t2: message.t2, t3: message.t3, t4: receivedAtMs });
+          lastReply = { id: message.id, t4: receivedAtMs };
           this.emit('offset', agent, sample);
           return;
         }

@@ -1,17 +1,55 @@
+import { readFileSync } from 'node:fs';
 import type { ClockSampleObservation, Observation } from '../observation.js';
 import type { Probe } from '../probe.js';
-import { boottimeMs, monotonicMs } from './read-clocks.js';
+import { boottimeMs, monotonicMs, stampNow } from './read-clocks.js';
 
 export interface ClockProbeOptions {
-  /** How often the clocks are read. */
+  /** How often the clocks are read. Low on purpose: every reading costs a wake-up (see BENCHMARKS.md). */
   intervalMs: number;
   /** A move of realtime − monotonic at least this large is reported (Date.now() has 1 ms resolution). */
   realtimeStepMs: number;
   /** A move of boottime − monotonic at least this large is reported (/proc/uptime has 10 ms resolution). */
   boottimeStepMs: number;
+  /** A wake-up this late, or this much steal in one interval, is reported as a pause. */
+  pauseThresholdMs: number;
+  procStat: string;
+  clocksourcePath: string;
 }
 
-export const DEFAULT_CLOCK_PROBE_OPTIONS: ClockProbeOptions = { intervalMs: 500, realtimeStepMs: 3, boottimeStepMs: 25 };
+export const DEFAULT_CLOCK_PROBE_OPTIONS: ClockProbeOptions = {
+  intervalMs: 500,
+  realtimeStepMs: 3,
+  boottimeStepMs: 25,
+  pauseThresholdMs: 10,
+  procStat: '/proc/stat',
+  clocksourcePath: '/sys/devices/system/clocksource/clocksource0/current_clocksource',
+};
+
+export interface ClockSnapshot {
+  sample: ClockSampleObservation;
+  clocksource: string | null;
+  stealMs: number | null;
+}
+
+/** Total steal time, ms: the 8th value of /proc/stat's "cpu" line, in USER_HZ (100 Hz) ticks. */
+export function readStealMs(procStat = '/proc/stat'): number | null {
+  try {
+    const line = readFileSync(procStat, 'utf8').split('\n', 1)[0] ?? '';
+    const fields = line.trim().split(/\s+/);
+    if (fields[0] !== 'cpu' || fields.length < 9) return null;
+    return Number(fields[8]) * 10;
+  } catch {
+    return null;
+  }
+}
+
+export function readClocksource(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
 
 export function sampleClocks(readBoottime: () => number = boottimeMs): ClockSampleObservation {
   const realtime = Date.now();
@@ -29,11 +67,13 @@ export function sampleClocks(readBoottime: () => number = boottimeMs): ClockSamp
 }
 
 /**
- * Reads CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME together and reports a sample at start and whenever the
- * distance between them moves: a realtime step, or boottime running ahead of a frozen monotonic clock. A guest that
- * was paused under KVM/TCG sees neither (all its clocks freeze together); only the host offset shows that.
+ * Reads the three clocks together and reports a sample at start and whenever the distance between them moves: a
+ * realtime step, or boottime running ahead of a frozen monotonic clock (a Xen suspend). The same low-rate tick finds
+ * pauses with 10 ms resolution from kernel counters rather than from frequent wake-ups: a wake-up that came late by
+ * at least the threshold, or steal time that grew by as much. A 10 ms timer would cost ~0.6 % of a core in Node 20
+ * here; this costs a read of /proc/uptime and /proc/stat twice a second.
  */
-export class ClockProbe implements Probe<ClockSampleObservation> {
+export class ClockProbe implements Probe<ClockSnapshot> {
   readonly name = 'clock';
   private timer: NodeJS.Timeout | null = null;
   private last: ClockSampleObservation | null = null;
@@ -43,8 +83,18 @@ export class ClockProbe implements Probe<ClockSampleObservation> {
   async start(emit: (observation: Observation) => void): Promise<void> {
     this.last = sampleClocks();
     emit(this.last);
+    let expected = monotonicMs() + this.options.intervalMs;
+    let steal = readStealMs(this.options.procStat);
     this.timer = setInterval(() => {
       const sample = sampleClocks();
+      const lateByMs = sample.monotonicMs - expected;
+      expected = sample.monotonicMs + this.options.intervalMs;
+      const stealNow = readStealMs(this.options.procStat);
+      const stealMs = steal !== null && stealNow !== null ? stealNow - steal : 0;
+      steal = stealNow;
+      if (lateByMs >= this.options.pauseThresholdMs || stealMs >= this.options.pauseThresholdMs) {
+        emit({ kind: 'pause', lateByMs: Math.max(0, Math.round(lateByMs * 10) / 10), stealMs, at: stampNow() });
+      }
       const previous = this.last!;
       const realtimeMoved = Math.abs(sample.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs);
       const boottimeMoved = Math.abs(sample.boottimeMinusMonotonicMs - previous.boottimeMinusMonotonicMs);
@@ -60,7 +110,11 @@ export class ClockProbe implements Probe<ClockSampleObservation> {
     this.timer = null;
   }
 
-  async snapshot(): Promise<ClockSampleObservation> {
-    return sampleClocks();
+  async snapshot(): Promise<ClockSnapshot> {
+    return {
+      sample: sampleClocks(),
+      clocksource: readClocksource(this.options.clocksourcePath),
+      stealMs: readStealMs(this.options.procStat),
+    };
   }
 }

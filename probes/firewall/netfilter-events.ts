@@ -4,7 +4,7 @@ import { createNetlink, Protocol, type NetlinkSocket } from 'netlink';
 const NFNLGRP_NFTABLES = 7;
 /** NFT_MSG_NEWGEN within the nf_tables subsystem: sent once when a transaction commits. */
 const NFNL_SUBSYS_NFTABLES = 10;
-const NFT_MSG_NEWGEN = 16;
+const NFT_MSG_NEWGEN = 15;
 const NEWGEN_TYPE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN;
 
 /**

@@ -104,7 +104,8 @@ export function normalizeIptablesSave(backend: FirewallBackend, family: string, 
   const canaries: string[] = [];
   let table = '';
   for (const rawLine of text.split('\n')) {
-    const line = rawLine.trim();
+    // iptables-save -c puts "[packets:bytes]" before each rule; the counters are not the ruleset.
+    const line = rawLine.trim().replace(/^\[\d+:\d+\]\s+/, '');
     if (!line || line.startsWith('#') || line === 'COMMIT') continue;
     if (line.startsWith('*')) {
       table = `${family} ${line.slice(1)}`;
@@ -114,10 +115,9 @@ export function normalizeIptablesSave(backend: FirewallBackend, family: string, 
       if (chain === IPTABLES_CANARY_CHAIN) canaries.push(table);
       else structure.push(`chain ${table} ${chain} ${policy}`);
     } else if (line.startsWith('-A ')) {
-      const withoutCounters = line.replace(/^\[\d+:\d+\]\s+/, '');
-      const chain = withoutCounters.split(/\s+/)[1] ?? '';
+      const chain = line.split(/\s+/)[1] ?? '';
       if (chain === IPTABLES_CANARY_CHAIN) continue;
-      rules.push({ key: `${table} ${withoutCounters}`, table, chain, handle: null, interfaceRefs: [] });
+      rules.push({ key: `${table} ${line}`, table, chain, handle: null, interfaceRefs: [] });
     }
   }
   return { backend, structure, rules, canaries, hash: digest([...structure, ...rules.map((r) => r.key)]) };

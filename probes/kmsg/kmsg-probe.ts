@@ -95,8 +95,9 @@ export class KmsgProbe implements Probe<KmsgSnapshot> {
   private handle(raw: string, replay: boolean, emit: ((observation: Observation) => void) | null): void {
     const record = parseKmsgRecord(raw);
     if (!record) return;
-    if (this.lastSeq !== null && record.seq <= this.lastSeq) return; // already delivered by the replay pass
-    const lostBefore = this.lastSeq !== null ? Math.max(0, record.seq - this.lastSeq - 1) : 0;
+    const accepted = acceptSequence(this.lastSeq, record.seq);
+    if (!accepted) return; // already delivered by the replay pass
+    const { lostBefore } = accepted;
     this.lost += lostBefore;
     this.lastSeq = record.seq;
     this.recordsSeen += 1;
@@ -116,4 +117,14 @@ export class KmsgProbe implements Probe<KmsgSnapshot> {
     };
     emit(observation);
   }
+}
+
+/**
+ * Sequence bookkeeping: null for a record already seen (the blocking descriptor starts again at the oldest record);
+ * otherwise how many records the kernel overwrote before we could read them (the gap an EPIPE leaves).
+ */
+export function acceptSequence(lastSeq: number | null, seq: number): { lostBefore: number } | null {
+  if (lastSeq === null) return { lostBefore: 0 };
+  if (seq <= lastSeq) return null;
+  return { lostBefore: seq - lastSeq - 1 };
 }

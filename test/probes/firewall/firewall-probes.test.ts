@@ -1,0 +1,76 @@
+// Integration: the agent bundle watching real nftables and iptables (nft and legacy back ends) in a private namespace.
+import t, { type Test } from 'tap';
+import { runCommand } from '../../../agent/system/run-command.js';
+import type { FirewallObservation, Observation } from '../../../probes/observation.js';
+import { ipIn, testNetns } from '../../helpers/netns.js';
+import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';
+
+const inNetns = (netns: string, command: string, ...args: string[]) => runCommand('ip', ['netns', 'exec', netns, command, ...args]);
+const firewall = (backend: FirewallObservation['backend'], match: (o: FirewallObservation) => boolean = () => true) => (o: Observation) =>
+  o.kind === 'firewall' && o.backend === backend && match(o);
+
+async function agentIn(t: Test, netns: string, probes: string): Promise<AgentProcess> {
+  const agent = startAgent(t, ['watch', '--json', '--probes', probes, '--legacy-poll', '200'], netns);
+  await agent.waitFor((o) => o.kind === 'probe-status' && o.status !== 'running' ? (() => { throw new Error(JSON.stringify(o)); })() : o.kind === 'probe-status', 0, 10_000);
+  return agent;
+}
+
+t.test('nft flush ruleset: rules removed, canary missing, seen from the netlink event', async (t) => {
+  const netns = await testNetns(t);
+  await inNetns(netns, 'nft', 'add table inet user; add chain inet user input { type filter hook input priority 0; }; add rule inet user input tcp dport 22 accept');
+  const agent = await agentIn(t, netns, 'nftables');
+  const start = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'start'))) as FirewallObservation;
+  t.equal(start.rules, 1);
+  t.equal(start.canary, 'present', 'the canary was installed');
+  const tables = (await inNetns(netns, 'nft', 'list', 'tables')).stdout;
+  t.match(tables, /table inet flinch_canary/);
+
+  const mark = agent.observations.length;
+  await inNetns(netns, 'nft', 'flush', 'ruleset');
+  const flushed = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'event'), mark)) as FirewallObservation;
+  t.equal(flushed.canary, 'missing');
+  t.equal(flushed.rules, 0);
+  t.equal(flushed.removed.length, 1);
+  t.match(flushed.removed[0], /^inet user input .*"dport".*22.*accept/);
+});
+
+t.test('a re-created interface leaves an nft iif rule pointing at a dead index', async (t) => {
+  const netns = await testNetns(t);
+  await ipIn(netns, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  await inNetns(netns, 'nft', 'add table inet user; add chain inet user input { type filter hook input priority 0; }; add rule inet user input iif va drop');
+  const agent = await agentIn(t, netns, 'nftables');
+  await agent.waitFor(firewall('nftables', (o) => o.trigger === 'start' && o.staleInterfaceRefs.length === 0));
+  const mark = agent.observations.length;
+  await ipIn(netns, 'link', 'del', 'va');
+  await ipIn(netns, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  const stale = (await agent.waitFor(firewall('nftables', (o) => o.staleInterfaceRefs.length > 0), mark)) as FirewallObservation;
+  t.match(stale.staleInterfaceRefs[0], { table: 'inet user', chain: 'input', key: 'iif', writtenFor: 'va', now: /^\d+$/ });
+});
+
+t.test('iptables -F under the nft back end: seen from the netlink event', async (t) => {
+  const netns = await testNetns(t);
+  await inNetns(netns, 'iptables-nft', '-A', 'INPUT', '-p', 'tcp', '--dport', '9998', '-j', 'DROP');
+  const agent = await agentIn(t, netns, 'iptables');
+  await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4' && o.trigger === 'start' && o.rules === 1 && o.canary === 'present'));
+  t.match((await inNetns(netns, 'iptables-nft-save')).stdout, /:FLINCH-CANARY/, 'the canary chain is in the filter table');
+  const mark = agent.observations.length;
+  await inNetns(netns, 'iptables-nft', '-F');
+  const flushed = (await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4'), mark)) as FirewallObservation;
+  t.equal(flushed.trigger, 'event');
+  t.same(flushed.removed, ['ipv4 filter -A INPUT -p tcp -m tcp --dport 9998 -j DROP']);
+  t.equal(flushed.canary, 'present', '-F flushes rules but keeps chains');
+  await inNetns(netns, 'iptables-nft', '-X');
+  await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4' && o.canary === 'missing'), mark);
+});
+
+t.test('iptables -F under the legacy back end: seen by polling', async (t) => {
+  const netns = await testNetns(t);
+  await inNetns(netns, 'iptables-legacy', '-A', 'INPUT', '-p', 'udp', '--dport', '9', '-j', 'DROP');
+  const agent = await agentIn(t, netns, 'iptables');
+  await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4' && o.rules === 1 && o.canary === 'present'));
+  const mark = agent.observations.length;
+  await inNetns(netns, 'iptables-legacy', '-F');
+  const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as FirewallObservation;
+  t.equal(flushed.trigger, 'poll');
+  t.same(flushed.removed, ['ipv4 filter -A INPUT -p udp -m udp --dport 9 -j DROP']);
+});
