@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync, read, write } from 'node:fs';
 import { Duplex } from 'node:stream';
+import { NonblockingDevice } from '../nonblocking-device.js';
 
 /** Message types from xen/include/public/io/xs_wire.h. */
 export const XsType = {
@@ -158,33 +158,28 @@ export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token
 }
 
 /**
- * /dev/xen/xenbus as a stream. The device is not pollable, so reads block a thread-pool thread each; writes must be
- * whole messages, one write() each.
+ * /dev/xen/xenbus as a stream: opened non-blocking and drained on a short timer (see NonblockingDevice), because a
+ * blocking read would pin a thread-pool thread that process exit then waits for. Each write() is one whole message.
  */
-export function openXenbusDevice(path: string): Duplex {
-  const fd = openSync(path, 'r+');
-  const buffer = Buffer.alloc(HEADER_BYTES + XENSTORE_PAYLOAD_MAX);
-  let closed = false;
-  const stream = new Duplex({
+export function openXenbusDevice(path: string, pollMs = 50): Duplex {
+  const device = new NonblockingDevice(path, 'read-write', HEADER_BYTES + XENSTORE_PAYLOAD_MAX);
+  const stream: Duplex = new Duplex({
     read() {
-      read(fd, buffer, 0, buffer.length, null, (error, n) => {
-        if (closed) return;
-        if (error) return this.destroy(error);
-        this.push(Buffer.from(buffer.subarray(0, n)));
-      });
+      // data is pushed by the poller
     },
     write(chunk: Buffer, _encoding, callback) {
-      write(fd, chunk, (error) => callback(error));
+      try {
+        device.write(chunk);
+        callback();
+      } catch (error) {
+        callback(error as Error);
+      }
     },
     destroy(error, callback) {
-      closed = true;
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed
-      }
+      device.close();
       callback(error);
     },
   });
+  device.poll(pollMs, (chunk) => stream.push(chunk), (error) => stream.destroy(error));
   return stream;
 }
