@@ -1,0 +1,49 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readStealMs, sampleClocks } from '../../../probes/clock/clock-probe.js';
+import { HostOffsetTracker } from '../../../probes/clock/host-offset.js';
+import type { PauseObservation } from '../../../probes/observation.js';
+import { startAgent } from '../../helpers/agent-process.js';
+
+t.test('steal time from /proc/stat, in ms', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-stat-'));
+  const file = path.join(dir, 'stat');
+  writeFileSync(file, 'cpu  4705 356 584 3699 23 23 0 17 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n');
+  t.equal(readStealMs(file), 170);
+  writeFileSync(file, 'intr 1 2 3\n');
+  t.equal(readStealMs(file), null);
+  t.equal(readStealMs(path.join(dir, 'missing')), null);
+  t.type(readStealMs(), 'number', 'this machine has a /proc/stat');
+});
+
+t.test('a clock sample relates the three clocks', async (t) => {
+  const s = sampleClocks(() => 5000);
+  t.equal(s.boottimeMs, 5000);
+  t.equal(s.realtimeMinusMonotonicMs, s.realtimeMs - s.monotonicMs);
+  t.equal(s.boottimeMinusMonotonicMs, 5000 - s.monotonicMs);
+});
+
+t.test("the guest's own host offset: a migration's downtime shows as a step", async (t) => {
+  const tracker = new HostOffsetTracker();
+  const exchange = (hostMs: number, guestBehindMs: number, rtt = 2) => ({
+    t1: hostMs, t2: hostMs + rtt / 2 - guestBehindMs, t3: hostMs + rtt / 2 - guestBehindMs, t4: hostMs + rtt,
+  });
+  t.match(tracker.add(exchange(1000, 600)), { offsetMs: -600, changeMs: null });
+  t.equal(tracker.add(exchange(1200, 600.5)), null, 'jitter below 2 ms is not reported');
+  t.equal(tracker.add(exchange(1400, 600, 1500)), null, 'an exchange that waited out a pause is not trusted');
+  t.match(tracker.add(exchange(3000, 680)), { offsetMs: -680, changeMs: -80 });
+});
+
+t.test('a real pause (the agent stopped with SIGSTOP) is reported with its length', async (t) => {
+  const agent = startAgent(t, ['watch', '--json', '--probes', 'clock']);
+  await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'clock', 0, 10_000);
+  await new Promise((r) => setTimeout(r, 600));
+  agent.child.kill('SIGSTOP');
+  await new Promise((r) => setTimeout(r, 700));
+  agent.child.kill('SIGCONT');
+  const pause = (await agent.waitFor((o) => o.kind === 'pause', 0, 5000)) as PauseObservation;
+  t.ok(pause.lateByMs >= 150, `woke up ${pause.lateByMs} ms late`);
+  t.ok(pause.lateByMs <= 1500, 'and not absurdly late');
+});
