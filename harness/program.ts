@@ -17,8 +17,9 @@ export function buildHarnessProgram(): Command {
     .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
     .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
     .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
+    .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
     .action(
-      guarded(PROGRAM, verbose, async (o: { migrations: number; out: string; qemu: string; memory: number; cache: string; settle: number }) => {
+      guarded(PROGRAM, verbose, async (o: { migrations: number; out: string; qemu: string; memory: number; cache: string; settle: number; guestProbes?: string[] }) => {
         await runQemuLab(
           {
             ...DEFAULT_LAB_OPTIONS,
@@ -28,6 +29,7 @@ export function buildHarnessProgram(): Command {
             memoryMiB: o.memory,
             cacheDir: path.resolve(o.cache),
             settleMs: o.settle,
+            guestProbes: o.guestProbes ?? null,
           },
           log,
         );

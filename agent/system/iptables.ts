@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { findExecutable, runCommand } from './run-command.js';
 
 export type IptablesVariant = 'nft' | 'legacy';
@@ -41,4 +42,16 @@ export async function iptablesRestore(
 ): Promise<void> {
   const args = [...(options.noflush ? ['--noflush'] : []), ...(options.testOnly ? ['--test'] : [])];
   await runCommand(tool(variant, family, 'restore'), args, { input: script });
+}
+
+/**
+ * Whether iptables-legacy holds any table for this family, from /proc/net/ip{,6}_tables_names: a file read instead of
+ * spawning iptables-legacy-save, for the poll that runs every second. No file (module not loaded) means no tables.
+ */
+export function legacyTablesPresent(family: IpFamily): boolean {
+  try {
+    return readFileSync(family === 'ipv4' ? '/proc/net/ip_tables_names' : '/proc/net/ip6_tables_names', 'utf8').trim().length > 0;
+  } catch {
+    return false;
+  }
 }

@@ -25,6 +25,8 @@ export interface LabOptions {
   bootTimeoutMs: number;
   migrationTimeoutMs: number;
   collectorPort: number;
+  /** Probes the guest agent runs (default: all). */
+  guestProbes: string[] | null;
 }
 
 export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
@@ -36,6 +38,7 @@ export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
   bootTimeoutMs: 120_000,
   migrationTimeoutMs: 120_000,
   collectorPort: 7431,
+  guestProbes: null,
 };
 
 /** Everything the part of the lab that runs inside the namespace needs; passed to it as JSON. */
@@ -136,6 +139,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         `flinch.gw=${network.hostAddress}`,
         `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
         'flinch.id=flinch-lab-guest',
+        ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
       ].join(' '),
     },
     taps: network.taps,
@@ -183,6 +187,9 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         });
       }
       const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
+      const offsetSteps = inWindow.flatMap(({ observation }) =>
+        observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : [],
+      );
       const { verdict, reasons } = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
       migrations.push({
         index,
@@ -197,6 +204,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
         baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
         afterOffsetMs: after ? round(after.offsetMs, 2) : null,
+        guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
         linkEvents,
         observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
         timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,

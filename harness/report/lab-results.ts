@@ -31,6 +31,8 @@ export interface MigrationResult {
   clockLagMs: number | null;
   baselineOffsetMs: number | null;
   afterOffsetMs: number | null;
+  /** The same lag as the guest's agent saw it on its own (host-offset steps it reported in the window). */
+  guestSeenOffsetStepMs: number | null;
   linkEvents: SeenLinkEvent[];
   /** Observations and time replies that reached the collector after completion: proof the guest was still reporting. */
   observationsAfter: number;

@@ -3,6 +3,7 @@ import type { AddressObservation, NeighbourObservation, Observation, RouteObserv
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';
+import { withDumpSocket } from '../link/rtnetlink-dump.js';
 import {
   addressKey, decodeAddress, decodeNeighbour, decodeRoute, routeKey, RT_TABLE_LOCAL, RTM_DELADDR, RTM_DELNEIGH,
   RTM_DELROUTE, RTM_NEWADDR, RTM_NEWNEIGH, RTM_NEWROUTE, type RawAddressMessage, type RawNeighbourMessage,
@@ -78,14 +79,7 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
   }
 
   async snapshot(): Promise<AddressingSnapshot> {
-    if (!this.socket) {
-      const socket = createRtNetlink({ recvBufferSize: 1024 * 1024, sendBufferSize: 64 * 1024 });
-      try {
-        return split(await this.dump(socket));
-      } finally {
-        socket.socket.close();
-      }
-    }
+    if (!this.socket) return split(await this.dump());
     return split([...this.addresses.values(), ...this.routes.values(), ...this.neighbours.values()]);
   }
 
@@ -99,8 +93,10 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
     return null;
   }
 
-  private async dump(socket = this.socket!): Promise<Array<AddressObservation | RouteObservation | NeighbourObservation>> {
-    const [addresses, routes, neighbours] = [await socket.getAddresses(), await socket.getRoutes(), await socket.getNeighbors()];
+  private async dump(): Promise<Array<AddressObservation | RouteObservation | NeighbourObservation>> {
+    const [addresses, routes, neighbours] = await withDumpSocket(async (socket) => [
+      await socket.getAddresses(), await socket.getRoutes(), await socket.getNeighbors(),
+    ] as const);
     return [...addresses, ...routes, ...neighbours]
       .map((m) => this.decode('dump', m, false))
       .filter((o): o is AddressObservation | RouteObservation | NeighbourObservation => o !== null);

@@ -1,4 +1,4 @@
-import { iptablesAvailable, iptablesSave, type IpFamily, type IptablesVariant } from '../../agent/system/iptables.js';
+import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../agent/system/iptables.js';
 import type { FirewallObservation, Observation } from '../observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
@@ -69,7 +69,14 @@ export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | n
     }
     const legacySources = this.sources.filter((s) => s.variant === 'legacy');
     if (legacySources.length > 0) {
-      const timer = setInterval(() => legacySources.forEach((s) => s.reader.trigger('poll')), this.options.legacyPollMs);
+      // A family with no legacy table and none before costs a file read, not a process. When its tables vanish
+      // (a flush that unloads them, or a namespace reset) it is read once more, so the loss is reported.
+      const timer = setInterval(() => {
+        for (const source of legacySources) {
+          const hadRules = (source.tracker.current?.structure.length ?? 0) > 0;
+          if (hadRules || legacyTablesPresent(source.family)) void source.reader.trigger('poll');
+        }
+      }, this.options.legacyPollMs);
       this.stops.push(() => clearInterval(timer));
     }
     await Promise.all(this.sources.map((source) => source.reader.trigger('start')));

@@ -1,22 +1,54 @@
-import { createNetlink, Protocol, type NetlinkSocket } from 'netlink';
-
-/** NFNLGRP_NFTABLES: the multicast group `nft monitor` listens to (linux/netfilter/nfnetlink.h). */
-const NFNLGRP_NFTABLES = 7;
-/** NFT_MSG_NEWGEN within the nf_tables subsystem: sent once when a transaction commits. */
-const NFNL_SUBSYS_NFTABLES = 10;
-const NFT_MSG_NEWGEN = 15;
-const NEWGEN_TYPE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN;
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 /**
- * Calls `onCommit` once per committed nf_tables transaction, from the kernel's own notification: no polling. An
- * `nft -f` script, an `iptables-nft` command and an `nft flush ruleset` each end in one NEWGEN.
+ * Calls `onCommit` once per committed nf_tables transaction, from the kernel's own notification on the
+ * NFNLGRP_NFTABLES netlink group: no polling. The group is read through `nft monitor`, which prints
+ * "# new generation N" when a transaction commits (an `nft -f` script, an `iptables-nft` command and an
+ * `nft flush ruleset` each end in one). Reading the group with the netlink addon directly corrupted the heap of the
+ * agent in lab guests after migrations (malloc aborts, SIGSEGV), so the kernel interface is reached through nft.
+ * One monitor serves every subscriber.
  */
-export function watchNftablesCommits(onCommit: () => void, onError: (error: Error) => void): () => void {
-  const socket: NetlinkSocket = createNetlink(Protocol.NETFILTER, { ref: true, recvBufferSize: 1024 * 1024, sendBufferSize: 64 * 1024 });
-  socket.on('error', onError);
-  socket.on('message', (messages) => {
-    if (messages.some((m) => m.type === NEWGEN_TYPE)) onCommit();
+let monitor: ChildProcess | null = null;
+const subscribers = new Set<{ onCommit: () => void; onError: (error: Error) => void }>();
+
+function startMonitor(): ChildProcess {
+  const child = spawn('nft', ['monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (line) => {
+    if (!line.startsWith('# new generation')) return;
+    for (const s of subscribers) s.onCommit();
   });
-  socket.addMembership(NFNLGRP_NFTABLES);
-  return () => socket.close();
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  child.on('error', (error) => subscribers.forEach((s) => s.onError(error)));
+  child.on('exit', (code, signal) => {
+    if (monitor !== child) return;
+    monitor = null;
+    if (subscribers.size === 0) return;
+    const error = new Error(`nft monitor exited (${signal ?? code}): ${stderr.trim().split('\n')[0] ?? ''}`);
+    subscribers.forEach((s) => s.onError(error));
+    // Keep watching: a restarted monitor, and a re-read by every subscriber for what fell in between.
+    setTimeout(() => {
+      if (subscribers.size > 0 && !monitor) {
+        monitor = startMonitor();
+        subscribers.forEach((s) => s.onCommit());
+      }
+    }, 1000).unref();
+  });
+  return child;
+}
+
+export function watchNftablesCommits(onCommit: () => void, onError: (error: Error) => void): () => void {
+  const subscriber = { onCommit, onError };
+  subscribers.add(subscriber);
+  monitor ??= startMonitor();
+  return () => {
+    subscribers.delete(subscriber);
+    if (subscribers.size === 0 && monitor) {
+      const child = monitor;
+      monitor = null;
+      child.kill('SIGTERM');
+    }
+  };
 }

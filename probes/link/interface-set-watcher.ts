@@ -1,5 +1,6 @@
 import { createRtNetlink, rt } from 'netlink';
 import { RTM_DELLINK, RTM_NEWLINK } from './decode-link.js';
+import { withDumpSocket } from './rtnetlink-dump.js';
 
 /**
  * Calls `onChange` when an interface appears or disappears. Rules and routes that refer to interfaces by index go
@@ -25,9 +26,13 @@ export function watchInterfaceSetChanges(onChange: (change: { action: 'new' | 'd
     }
   });
   socket.addMembership('LINK');
-  void socket.getLinks().then((links) => {
-    for (const link of links) known.add(link.data.index ?? 0);
-    primed = true;
-  });
+  withDumpSocket((dumper) => dumper.getLinks())
+    .then((links) => {
+      for (const link of links) known.add(link.data.index ?? 0);
+    })
+    .catch(() => undefined) // without the initial list every interface counts as new once: a spare re-read, no harm
+    .finally(() => {
+      primed = true;
+    });
   return () => socket.socket.close();
 }

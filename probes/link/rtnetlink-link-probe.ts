@@ -2,6 +2,7 @@ import { createRtNetlink, rt, type RtNetlinkSocket } from 'netlink';
 import type { LinkState, Observation } from '../observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
+import { withDumpSocket } from './rtnetlink-dump.js';
 import { decodeLinkMessage, decodeLinkState, RTM_DELLINK, RTM_NEWLINK, type RawLinkMessage } from './decode-link.js';
 
 /** A replug or a bond failover sends bursts; a roomy receive buffer keeps the kernel from dropping them (ENOBUFS). */
@@ -47,7 +48,7 @@ export class RtnetlinkLinkProbe implements Probe<LinkSnapshot> {
     });
     // Join the group before dumping so that nothing falls between the dump and the first event.
     socket.addMembership('LINK');
-    const dump = await socket.getLinks();
+    const dump = await withDumpSocket((dumper) => dumper.getLinks());
     const at = stampNow();
     for (const message of dump) {
       const observation = decodeLinkMessage(RTM_NEWLINK, message as RawLinkMessage, at, true);
@@ -66,7 +67,7 @@ export class RtnetlinkLinkProbe implements Probe<LinkSnapshot> {
     // Not started: read the kernel's state directly with a one-shot dump.
     const socket = createRtNetlink({ recvBufferSize: RECEIVE_BUFFER_BYTES, sendBufferSize: SEND_BUFFER_BYTES });
     try {
-      const dump = await socket.getLinks();
+      const dump = await withDumpSocket((dumper) => dumper.getLinks());
       return { links: dump.map((m) => decodeLinkState(m as RawLinkMessage)).sort((a, b) => a.ifindex - b.ifindex) };
     } finally {
       socket.socket.close();

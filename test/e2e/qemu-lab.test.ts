@@ -33,6 +33,7 @@ t.test('a 2-migration lab run', async (t) => {
       const gap = Math.abs(m.clockLagMs! - m.downtimeMs!);
       t.ok(gap <= LAG_TOLERANCE_MS, `clock lag ${m.clockLagMs} ms is within ±${LAG_TOLERANCE_MS} ms of downtime ${m.downtimeMs} ms`);
       t.equal(m.verdict, 'noticed', 'announce events and a lag make v0 call it noticed');
+      t.ok(m.guestSeenOffsetStepMs !== null && m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
     });
   }
 });

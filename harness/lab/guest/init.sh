@@ -17,6 +17,7 @@ for arg in $(cat /proc/cmdline); do
     flinch.gw=*) GUEST_GW=${arg#*=} ;;
     flinch.collector=*) COLLECTOR=${arg#*=} ;;
     flinch.id=*) AGENT_ID=${arg#*=} ;;
+    flinch.probes=*) PROBES="--probes ${arg#*=}" ;;
   esac
 done
 
@@ -39,7 +40,7 @@ fi
 
 say "starting agent"
 while true; do
-  /usr/bin/node /opt/flinch/flinch-agent.cjs run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" > /dev/console 2>&1
+  /usr/bin/node /opt/flinch/flinch-agent.cjs run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $PROBES > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done
