@@ -53,3 +53,24 @@ t.test('lines written to /dev/kmsg reach the agent as tagged observations', asyn
   t.ok(manage.seq > freezing.seq);
   t.notOk(agent.observations.some(isOurs('before the agent started')), 'history is not reported as new unless asked');
 });
+
+t.test('a real ring-buffer overrun (EPIPE) is survived and the loss counted', async (t) => {
+  // Overrunning the kernel's log buffer takes more than its size in records while the agent is not reading: the
+  // agent is stopped with SIGSTOP, ~1.5 MiB is written (each write opens the device anew, past the rate limit), and
+  // the agent is resumed. This fills this machine's kernel log with test lines, which is the point.
+  const marker = `flinch-overrun-${process.pid}-${Date.now()}`;
+  const agent = startAgent(t, ['watch', '--json', '--probes', 'kmsg']);
+  await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'kmsg' && o.status === 'running', 0, 10_000);
+  agent.child.kill('SIGSTOP');
+  const filler = 'x'.repeat(180);
+  for (let i = 0; i < 8000; i += 1) writeFileSync('/dev/kmsg', `${marker} ${i} ${filler}\n`);
+  writeFileSync('/dev/kmsg', `${marker} last\n`);
+  agent.child.kill('SIGCONT');
+  const last = (await agent.waitFor((o) => o.kind === 'kmsg' && o.message === `${marker} last`, 0, 20_000)) as KernelLogObservation;
+  const ours = agent.observations.filter((o): o is KernelLogObservation => o.kind === 'kmsg' && o.message.startsWith(marker));
+  const lost = ours.reduce((sum, o) => sum + o.lostBefore, 0);
+  t.ok(lost > 0, `the overrun was noticed: ${lost} records lost, ${ours.length} read`);
+  t.ok(ours.length < 8001, 'not every record could be read');
+  t.ok(last.seq > ours[0]!.seq, 'and reading went on to the newest record');
+  t.equal(agent.child.exitCode, null, 'the agent is still running');
+});
