@@ -204,6 +204,14 @@ export interface HostOffsetObservation {
   at: ClockStamp;
 }
 
+/** The agent's own link to its collector: a reset during an episode is something the guest's applications see too. */
+export interface ConnectionObservation {
+  kind: 'connection';
+  event: 'reset' | 'closed' | 'connected';
+  detail: string;
+  at: ClockStamp;
+}
+
 export interface ProbeStatusObservation {
   kind: 'probe-status';
   probe: string;
@@ -223,4 +231,5 @@ export type Observation =
   | XenObservation
   | PauseObservation
   | HostOffsetObservation
+  | ConnectionObservation
   | ProbeStatusObservation;

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import type { ClockStamp, Observation } from '../../probes/observation.js';
+import { stampNow } from '../../probes/clock/read-clocks.js';
+import { DEFAULT_TRIGGER_THRESHOLDS, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
+
+export interface EpisodeOptions {
+  /** An episode closes after this long without a new observation (ms). */
+  settleMs: number;
+  /** Observations this recent when an episode opens belong to it: a loss can be seen just before its trigger (ms). */
+  lookbackMs: number;
+  /** An episode that never quiets down is closed anyway after this long (ms). */
+  maxEpisodeMs: number;
+  /** Most observations one episode carries; the rest are counted. */
+  maxObservations: number;
+  thresholds: TriggerThresholds;
+}
+
+export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
+  settleMs: 3000,
+  lookbackMs: 2000,
+  maxEpisodeMs: 120_000,
+  maxObservations: 2000,
+  thresholds: DEFAULT_TRIGGER_THRESHOLDS,
+};
+
+export interface Episode {
+  id: string;
+  migrationId: string | null;
+  openedAt: ClockStamp;
+  closedAt: ClockStamp | null;
+  triggers: EpisodeTrigger[];
+  observations: Observation[];
+  observationsDropped: number;
+}
+
+/** Time and timers, injectable so that the engine is tested without waiting. */
+export interface EngineClock {
+  now(): ClockStamp;
+  setTimer(callback: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+export const REAL_CLOCK: EngineClock = {
+  now: stampNow,
+  setTimer: (callback, ms) => setTimeout(callback, ms),
+  clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/**
+ * Groups observations into migration episodes. An episode opens on a trigger (or a harness announcement), takes in
+ * everything observed while it is open (and shortly before), and closes after a quiet settle window. It decides
+ * nothing about the guest and changes nothing; `onClose` hands the finished episode on.
+ */
+export class EpisodeEngine {
+  private readonly detector: TriggerDetector;
+  private current: Episode | null = null;
+  private settleTimer: unknown = null;
+  private readonly recent: Observation[] = [];
+
+  constructor(
+    private readonly onClose: (episode: Episode) => void,
+    private readonly options: EpisodeOptions = DEFAULT_EPISODE_OPTIONS,
+    private readonly clock: EngineClock = REAL_CLOCK,
+    private readonly onOpen: (episode: Episode) => void = () => undefined,
+  ) {
+    this.detector = new TriggerDetector(options.thresholds);
+  }
+
+  get open(): Episode | null {
+    return this.current;
+  }
+
+  ingest(observation: Observation): void {
+    const triggers = this.detector.detect(observation);
+    if (!this.current && triggers.length === 0) {
+      this.remember(observation);
+      return;
+    }
+    const episode = this.current ?? this.start(triggers[0]!.at, null);
+    episode.triggers.push(...triggers);
+    this.add(episode, observation);
+    this.armSettle();
+  }
+
+  /** The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. */
+  announce(phase: 'starting' | 'finished', migrationId: string): void {
+    const at = this.clock.now();
+    const episode = this.current ?? this.start(at, migrationId);
+    episode.migrationId ??= migrationId;
+    episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });
+    this.armSettle();
+  }
+
+  /** Closes the open episode now (agent shutting down). */
+  flush(): void {
+    if (this.current) this.close();
+  }
+
+  private start(at: ClockStamp, migrationId: string | null): Episode {
+    const episode: Episode = {
+      id: randomUUID(), migrationId, openedAt: at, closedAt: null, triggers: [], observations: [], observationsDropped: 0,
+    };
+    const since = this.clock.now().monotonicMs - this.options.lookbackMs;
+    for (const o of this.recent) if (o.at.monotonicMs >= since) this.add(episode, o);
+    this.recent.length = 0;
+    this.current = episode;
+    this.onOpen(episode);
+    return episode;
+  }
+
+  private add(episode: Episode, observation: Observation): void {
+    if (episode.observations.length < this.options.maxObservations) episode.observations.push(observation);
+    else episode.observationsDropped += 1;
+  }
+
+  private remember(observation: Observation): void {
+    this.recent.push(observation);
+    const since = this.clock.now().monotonicMs - this.options.lookbackMs;
+    while (this.recent.length > 0 && (this.recent[0]!.at.monotonicMs < since || this.recent.length > 500)) this.recent.shift();
+  }
+
+  private armSettle(): void {
+    const episode = this.current!;
+    if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
+    const age = this.clock.now().monotonicMs - episode.openedAt.monotonicMs;
+    const wait = Math.max(0, Math.min(this.options.settleMs, this.options.maxEpisodeMs - age));
+    this.settleTimer = this.clock.setTimer(() => this.close(), wait);
+  }
+
+  private close(): void {
+    const episode = this.current!;
+    if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
+    this.settleTimer = null;
+    this.current = null;
+    episode.closedAt = this.clock.now();
+    this.onClose(episode);
+  }
+}

@@ -1,0 +1,109 @@
+import type { ClockStamp, Observation } from '../../probes/observation.js';
+
+/** Why an episode opened. */
+export interface EpisodeTrigger {
+  kind:
+    | 'clock-step'
+    | 'boottime-jump'
+    | 'host-offset-step'
+    | 'pause'
+    | 'notify-peers'
+    | 'carrier-counter'
+    | 'interface-recreated'
+    | 'kmsg-suspend'
+    | 'xen-domid'
+    | 'xen-suspend'
+    | 'canary-lost'
+    | 'harness-announce';
+  detail: string;
+  /** For clock triggers: how far the clock moved (ms). */
+  magnitudeMs?: number;
+  at: ClockStamp;
+}
+
+export interface TriggerThresholds {
+  /** realtime − monotonic moving this much is a clock step (ms). */
+  realtimeStepMs: number;
+  /** boottime − monotonic moving this much is a suspend (ms; /proc/uptime has 10 ms resolution). */
+  boottimeJumpMs: number;
+  /** The guest's own offset against the host moving this much (ms). */
+  hostOffsetStepMs: number;
+}
+
+export const DEFAULT_TRIGGER_THRESHOLDS: TriggerThresholds = { realtimeStepMs: 3, boottimeJumpMs: 25, hostOffsetStepMs: 2 };
+
+/**
+ * Recognises the observations that mean "something happened to this guest": the moments an episode opens. It keeps
+ * the little state that needs (last clock deltas, carrier counters and MACs per interface) and nothing else.
+ */
+export class TriggerDetector {
+  private lastClock: { realtime: number; boottime: number } | null = null;
+  private readonly carrierChanges = new Map<number, number>();
+  private readonly ifindexByMac = new Map<string, number>();
+  private readonly deletedMacs = new Set<string>();
+
+  constructor(private readonly thresholds: TriggerThresholds = DEFAULT_TRIGGER_THRESHOLDS) {}
+
+  detect(o: Observation): EpisodeTrigger[] {
+    const at = o.at;
+    switch (o.kind) {
+      case 'clock': {
+        const previous = this.lastClock;
+        this.lastClock = { realtime: o.realtimeMinusMonotonicMs, boottime: o.boottimeMinusMonotonicMs };
+        if (!previous) return [];
+        const triggers: EpisodeTrigger[] = [];
+        const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtime;
+        const boottimeMove = o.boottimeMinusMonotonicMs - previous.boottime;
+        if (Math.abs(realtimeMove) >= this.thresholds.realtimeStepMs) {
+          triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against monotonic`, magnitudeMs: Math.abs(realtimeMove), at });
+        }
+        if (boottimeMove >= this.thresholds.boottimeJumpMs) {
+          triggers.push({ kind: 'boottime-jump', detail: `boottime ran ${boottimeMove.toFixed(0)} ms ahead of a stopped monotonic clock`, magnitudeMs: boottimeMove, at });
+        }
+        return triggers;
+      }
+      case 'host-offset':
+        return o.changeMs !== null && Math.abs(o.changeMs) >= this.thresholds.hostOffsetStepMs
+          ? [{ kind: 'host-offset-step', detail: `offset against the host moved ${o.changeMs.toFixed(1)} ms`, at }]
+          : [];
+      case 'pause':
+        return [{ kind: 'pause', detail: `woke ${o.lateByMs} ms late, ${o.stealMs} ms stolen`, at }];
+      case 'link': {
+        const triggers: EpisodeTrigger[] = [];
+        const { ifindex, mac, name, carrierChanges } = o.link;
+        if (o.action === 'del') {
+          this.carrierChanges.delete(ifindex);
+          if (mac) this.deletedMacs.add(mac);
+          return [];
+        }
+        if (mac && mac !== '00:00:00:00:00:00') {
+          const known = this.ifindexByMac.get(mac);
+          if (o.action === 'new' && known !== undefined && known !== ifindex && this.deletedMacs.has(mac)) {
+            triggers.push({ kind: 'interface-recreated', detail: `${name} (${mac}) came back as ifindex ${ifindex}, was ${known}`, at });
+            this.deletedMacs.delete(mac);
+          }
+          this.ifindexByMac.set(mac, ifindex);
+        }
+        if (carrierChanges !== null) {
+          const before = this.carrierChanges.get(ifindex);
+          this.carrierChanges.set(ifindex, carrierChanges);
+          if (o.action === 'new' && before !== undefined && carrierChanges > before) {
+            triggers.push({ kind: 'carrier-counter', detail: `${name} carrier_changes ${before} → ${carrierChanges}`, at });
+          }
+        }
+        if (o.event === 'notify-peers') triggers.push({ kind: 'notify-peers', detail: `${name}: IFLA_EVENT NOTIFY_PEERS`, at });
+        return triggers;
+      }
+      case 'kmsg':
+        return !o.replay && o.tags.includes('suspend-resume') ? [{ kind: 'kmsg-suspend', detail: o.message.slice(0, 200), at }] : [];
+      case 'xen':
+        if (o.change === 'domid' && o.previous !== null) return [{ kind: 'xen-domid', detail: `domid ${o.previous} → ${o.value}`, at }];
+        if (o.change === 'shutdown-request' && o.value === 'suspend') return [{ kind: 'xen-suspend', detail: 'control/shutdown = suspend', at }];
+        return [];
+      case 'firewall':
+        return o.canary === 'missing' ? [{ kind: 'canary-lost', detail: `${o.backend}${o.family ? ` ${o.family}` : ''}: flinch's canary is gone (wholesale flush)`, at }] : [];
+      default:
+        return [];
+    }
+  }
+}

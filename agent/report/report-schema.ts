@@ -1,0 +1,99 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
+
+/**
+ * `flinch.report/v1`: what the agent concludes about one episode. TypeBox gives the JSON Schema and the TypeScript
+ * type from one definition; Ajv checks it on the agent before it is stored or sent, and on the collector before it is
+ * trusted. Observations inside are checked for their common envelope only (kind and stamps); their full shapes are
+ * the types in probes/observation.ts.
+ */
+export const REPORT_SCHEMA_ID = 'flinch.report/v1';
+
+const Stamp = Type.Object({ realtimeMs: Type.Number(), monotonicMs: Type.Number() });
+const ShortText = Type.String({ maxLength: 2000 });
+
+export const VerdictSchema = Type.Union([
+  Type.Literal('transparent'),
+  Type.Literal('noticed'),
+  Type.Literal('disrupted'),
+  Type.Literal('healed'),
+]);
+
+export const EvidenceSchema = Type.Object({
+  severity: Type.Union([Type.Literal('noticed'), Type.Literal('disrupted')]),
+  kind: Type.String({ maxLength: 64 }),
+  detail: ShortText,
+  at: Stamp,
+});
+
+export const TriggerSchema = Type.Object({ kind: Type.String({ maxLength: 64 }), detail: ShortText, at: Stamp });
+
+export const RemediationActionSchema = Type.Object({
+  what: Type.String({ maxLength: 64 }),
+  target: Type.String({ maxLength: 256 }),
+  why: ShortText,
+  beforeHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+  afterHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+  durationMs: Type.Number({ minimum: 0 }),
+  result: Type.Union([Type.Literal('ok'), Type.Literal('failed'), Type.Literal('dry-run'), Type.Literal('conflict'), Type.Literal('skipped')]),
+  error: Type.Optional(ShortText),
+  command: Type.Optional(Type.String({ maxLength: 65536 })),
+  at: Stamp,
+});
+
+export const ReportSchema = Type.Object(
+  {
+    schema: Type.Literal(REPORT_SCHEMA_ID),
+    agentId: Type.String({ minLength: 1, maxLength: 128 }),
+    hostname: Type.String({ maxLength: 255 }),
+    agentVersion: Type.String({ maxLength: 64 }),
+    episode: Type.Object({
+      id: Type.String({ minLength: 1, maxLength: 64 }),
+      migrationId: Type.Union([Type.String({ maxLength: 128 }), Type.Null()]),
+      openedAt: Stamp,
+      closedAt: Stamp,
+      durationMs: Type.Number({ minimum: 0 }),
+      triggers: Type.Array(TriggerSchema, { maxItems: 1000 }),
+    }),
+    verdict: VerdictSchema,
+    evidence: Type.Array(EvidenceSchema, { maxItems: 1000 }),
+    thresholds: Type.Object({ clockStepMs: Type.Number(), settleMs: Type.Number() }),
+    remediation: Type.Object({
+      mode: Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')]),
+      outcome: Type.Union([
+        Type.Literal('not-needed'), Type.Literal('healed'), Type.Literal('partial'), Type.Literal('failed'),
+        Type.Literal('conflict'), Type.Literal('dry-run'), Type.Literal('off'),
+      ]),
+      timeToHealMs: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
+      actions: Type.Array(RemediationActionSchema, { maxItems: 1000 }),
+    }),
+    observations: Type.Array(
+      Type.Object({ kind: Type.String({ maxLength: 32 }), at: Stamp }, { additionalProperties: true }),
+      { maxItems: 2000 },
+    ),
+    observationsDropped: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false, $id: REPORT_SCHEMA_ID },
+);
+
+export type Report = Static<typeof ReportSchema>;
+export type Verdict = Static<typeof VerdictSchema>;
+export type Evidence = Static<typeof EvidenceSchema>;
+export type RemediationAction = Static<typeof RemediationActionSchema>;
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validate = ajv.compile<Report>(ReportSchema);
+
+export class ReportValidationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReportValidationError';
+  }
+}
+
+/** Checks a report against flinch.report/v1; throws with the first violation, named by its JSON pointer. */
+export function assertValidReport(value: unknown): asserts value is Report {
+  if (validate(value)) return;
+  const error = validate.errors?.[0];
+  throw new ReportValidationError(`invalid ${REPORT_SCHEMA_ID}: ${error?.instancePath || '/'} ${error?.message ?? 'is invalid'}`);
+}

@@ -1,0 +1,98 @@
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+export const DEFAULT_STATE_DIR = '/var/lib/flinch';
+
+interface Envelope<T> {
+  version: number;
+  data: T;
+}
+
+/**
+ * The agent's state directory. Every write is temp file → fsync → rename → fsync of the directory, so a crash leaves
+ * the old file or the new one, never half of one. Files carry a version. A file that cannot be read, parsed or
+ * validated is moved aside with one log line and treated as absent: the caller rebuilds from live state, never from
+ * garbage, and the agent never crash-loops on it.
+ */
+export class StateDir {
+  constructor(
+    readonly dir: string,
+    private readonly log: (line: string) => void,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  readJson<T>(name: string, version: number, isValid: (data: unknown) => data is T): T | null {
+    const file = path.join(this.dir, name);
+    if (!existsSync(file)) return null;
+    let reason: string;
+    try {
+      const envelope = JSON.parse(readFileSync(file, 'utf8')) as Partial<Envelope<unknown>>;
+      if (envelope.version !== version) reason = `version ${String(envelope.version)}, expected ${version}`;
+      else if (!isValid(envelope.data)) reason = 'content does not have the expected shape';
+      else return envelope.data;
+    } catch (error) {
+      reason = (error as Error).message.split('\n')[0]!;
+    }
+    const aside = `${file}.corrupt-${Date.now()}`;
+    try {
+      renameSync(file, aside);
+      this.log(`state file ${file} is unusable (${reason}); moved to ${aside}, rebuilding from live state`);
+    } catch (error) {
+      this.log(`state file ${file} is unusable (${reason}) and could not be moved aside: ${(error as Error).message}`);
+    }
+    return null;
+  }
+
+  writeJson<T>(name: string, version: number, data: T): void {
+    const file = path.join(this.dir, name);
+    const tmp = `${file}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify({ version, data } satisfies Envelope<T>)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    this.syncDirectory();
+  }
+
+  /** Appends one JSON line and syncs it: a report that was announced as stored is on disk. */
+  appendLine(name: string, value: unknown): void {
+    const file = path.join(this.dir, name);
+    appendFileSync(file, `${JSON.stringify(value)}\n`, { mode: 0o600 });
+    const fd = openSync(file, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** The last `limit` parseable lines; a torn or corrupt line is skipped and counted, not fatal. */
+  readLines<T>(name: string, limit: number): { values: T[]; skipped: number } {
+    const file = path.join(this.dir, name);
+    if (!existsSync(file)) return { values: [], skipped: 0 };
+    const values: T[] = [];
+    let skipped = 0;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        values.push(JSON.parse(line) as T);
+      } catch {
+        skipped += 1;
+      }
+    }
+    return { values: values.slice(-limit), skipped };
+  }
+
+  private syncDirectory(): void {
+    const fd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
