@@ -2,12 +2,18 @@ import os from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Observation } from '../probes/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
-import { createProbes, DEFAULT_PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
+import { createProbes, DEFAULT_PROBE_SETTINGS, PROBES, type ProbeSettings } from '../probes/registry.js';
 import { HostOffsetTracker } from '../probes/clock/host-offset.js';
-import { Observer } from './observer.js';
+import { stampNow } from '../probes/clock/read-clocks.js';
 import { CollectorClient, DEFAULT_QUEUE_LIMIT } from './transport/collector-client.js';
 import { FLINCH_VERSION } from './version.js';
 import { createProgram, guarded, positiveInt, UserError } from './cli-support.js';
+import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
+import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
+import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
+import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
+import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
+import type { Report } from './report/report-schema.js';
 
 const PROGRAM = 'flinch-agent';
 
@@ -23,7 +29,15 @@ function parseCollectorUrl(value: string): string {
 }
 
 function parseProbeList(value: string): string[] {
-  return value.split(',').map((name) => name.trim()).filter(Boolean);
+  const names = value.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !(name in PROBES));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown probe "${unknown[0]}" (known: ${Object.keys(PROBES).join(', ')})`);
+  return names;
+}
+
+function parseMode(value: string): RemediationMode {
+  if (value !== 'off' && value !== 'dry-run' && value !== 'on') throw new InvalidArgumentError('expected off, dry-run or on');
+  return value;
 }
 
 function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[] {
@@ -34,48 +48,71 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
   }
 }
 
-interface ObserveOptions {
+interface AgentOptions {
   probes?: string[];
   canaries: boolean;
   legacyPoll: number;
+  remediate: RemediationMode;
+  stateDir: string;
+  settle: number;
+  adoptAfter: number;
 }
 
-function settingsFrom(options: ObserveOptions): ProbeSettings {
-  return { ...DEFAULT_PROBE_SETTINGS, installCanaries: options.canaries, legacyPollMs: options.legacyPoll };
-}
-
-/** Runs the probes until SIGINT/SIGTERM, handing every observation to `sink`, then exits. */
-async function observeUntilSignalled(options: ObserveOptions, sink: (o: Observation) => void, onStop?: () => void): Promise<void> {
-  const observer = new Observer(probesFor(options.probes, settingsFrom(options)), sink);
-  await observer.start();
-  await new Promise<void>((resolve) => {
+/** Runs the whole agent until SIGINT/SIGTERM, then exits. */
+async function runUntilSignalled(options: AgentOptions, agentId: string, outputs: RuntimeOutputs, log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
+  const runtime = new AgentRuntime(
+    {
+      agentId,
+      hostname: os.hostname(),
+      agentVersion: FLINCH_VERSION,
+      probes: options.probes,
+      probeSettings: { ...DEFAULT_PROBE_SETTINGS, installCanaries: options.canaries, legacyPollMs: options.legacyPoll },
+      episodes: { ...DEFAULT_EPISODE_OPTIONS, settleMs: options.settle },
+      verdict: DEFAULT_VERDICT_THRESHOLDS,
+      safetyNet: { ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter },
+      stateDir: options.stateDir,
+    },
+    outputs,
+    log,
+  );
+  probesFor(options.probes, DEFAULT_PROBE_SETTINGS); // a bad --probes fails here, before anything starts
+  await runtime.start();
+  void new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
+  }).then(async () => {
+    await runtime.stop();
+    onStop?.();
+    // Nothing must hold the exit: reports are on disk, and probes have closed their devices.
+    process.exit(process.exitCode ?? 0);
   });
-  await observer.stop();
-  onStop?.();
-  // Blocking reads of /dev/kmsg and xenbus hold thread-pool requests open until their next record; do not wait.
-  process.exit(process.exitCode ?? 0);
+  return runtime;
 }
 
-function addObserveOptions(command: Command): Command {
+function addAgentOptions(command: Command): Command {
   return command
     .option('--probes <list>', 'comma-separated probes to run (default: all)', parseProbeList)
     .option('--no-canaries', 'do not install the canary table/chains the firewall probes use to prove a wholesale flush')
-    .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs);
+    .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs)
+    .option('--remediate <mode>', 'the safety net: off, dry-run (say what it would do) or on', parseMode, DEFAULT_SAFETY_NET_OPTIONS.mode)
+    .option('--state-dir <dir>', 'baseline and reports.jsonl', DEFAULT_STATE_DIR)
+    .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
+    .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs);
 }
 
-export function buildAgentProgram(): Command {
-  const { program, verbose, log } = createProgram(PROGRAM, 'flinch guest agent: sees what a live migration did to this guest');
+const printLine = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
 
-  addObserveOptions(
+export function buildAgentProgram(): Command {
+  const { program, verbose, log } = createProgram(PROGRAM, 'flinch guest agent: sees what a live migration did to this guest, and puts back what it lost');
+
+  addAgentOptions(
     program
       .command('watch')
-      .description('print observations as they happen')
+      .description('print observations and episode reports (flinch.report/v1) as JSON lines')
       .option('--json', 'one JSON object per line (the only format for now)', true),
   ).action(
-    guarded(PROGRAM, verbose, async (options: ObserveOptions) => {
-      await observeUntilSignalled(options, (observation) => process.stdout.write(`${JSON.stringify(observation)}\n`));
+    guarded(PROGRAM, verbose, async (options: AgentOptions) => {
+      await runUntilSignalled(options, os.hostname(), { observation: printLine, report: printLine }, log);
     }),
   );
 
@@ -94,9 +131,7 @@ export function buildAgentProgram(): Command {
             await probe.start(() => undefined);
             result[probe.name] = await probe.snapshot();
           } catch (error) {
-            result[probe.name] = error instanceof ProbeUnavailableError
-              ? { unavailable: error.reason }
-              : { failed: (error as Error).message };
+            result[probe.name] = error instanceof ProbeUnavailableError ? { unavailable: error.reason } : { failed: (error as Error).message };
           } finally {
             await probe.stop();
           }
@@ -106,16 +141,48 @@ export function buildAgentProgram(): Command {
       }),
     );
 
-  addObserveOptions(
+  program
+    .command('status')
+    .description('summarise the last episodes from the state directory')
+    .option('--json', 'the reports themselves, as a JSON array')
+    .option('--last <n>', 'how many episodes', positiveInt, 10)
+    .option('--state-dir <dir>', 'where reports.jsonl is', DEFAULT_STATE_DIR)
+    .action(
+      guarded(PROGRAM, verbose, async (options: { json?: boolean; last: number; stateDir: string }) => {
+        const { values, skipped } = new StateDir(options.stateDir, log).readLines<Report>(REPORTS_FILE, options.last);
+        if (skipped > 0) log(`${skipped} unreadable line(s) in ${REPORTS_FILE} skipped`);
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify(values, null, 2)}\n`);
+          return;
+        }
+        if (values.length === 0) {
+          process.stdout.write(`no episodes recorded in ${options.stateDir}\n`);
+          return;
+        }
+        for (const r of values) {
+          const when = new Date(r.episode.openedAt.realtimeMs).toISOString();
+          const triggers = [...new Set(r.episode.triggers.map((x) => x.kind))].join(',');
+          const heal = r.remediation.timeToHealMs !== null ? ` in ${r.remediation.timeToHealMs.toFixed(0)} ms` : '';
+          process.stdout.write(
+            `${when}  ${r.verdict.padEnd(11)} ${(r.episode.durationMs / 1000).toFixed(1).padStart(6)} s  ` +
+              `remediation ${r.remediation.outcome}${heal}  triggers ${triggers}${r.episode.migrationId ? `  migration ${r.episode.migrationId}` : ''}\n`,
+          );
+        }
+      }),
+    );
+
+  addAgentOptions(
     program
       .command('run')
-      .description('stream observations to a collector, reconnecting and queueing while it is unreachable')
+      .description('stream observations and reports to a collector, reconnecting and queueing while it is unreachable')
       .requiredOption('--collector <url>', 'collector WebSocket URL, e.g. ws://10.0.3.1:7431', parseCollectorUrl)
       .option('--agent-id <id>', 'stable identity of this agent', os.hostname())
       .option('--queue <n>', 'observations kept while disconnected', positiveInt, DEFAULT_QUEUE_LIMIT),
   ).action(
-    guarded(PROGRAM, verbose, async (options: ObserveOptions & { collector: string; agentId: string; queue: number }) => {
+    guarded(PROGRAM, verbose, async (options: AgentOptions & { collector: string; agentId: string; queue: number }) => {
       const hostOffset = new HostOffsetTracker();
+      let runtime: AgentRuntime | null = null;
+      let feed: (o: Observation) => void = () => undefined;
       const client: CollectorClient = new CollectorClient({
         url: options.collector,
         hello: { agentId: options.agentId, hostname: os.hostname(), agentVersion: FLINCH_VERSION },
@@ -125,12 +192,22 @@ export function buildAgentProgram(): Command {
         log,
         onTimeExchange: (exchange) => {
           const observation = hostOffset.add(exchange);
-          if (observation) client.send(observation);
+          if (observation) feed(observation);
         },
+        onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
+        onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
       });
       client.start();
       log(`streaming to ${options.collector} as ${options.agentId}`);
-      await observeUntilSignalled(options, (observation) => client.send(observation), () => client.close());
+      runtime = await runUntilSignalled(
+        options,
+        options.agentId,
+        { observation: (o) => client.send(o), report: (r) => client.sendReport(r) },
+        log,
+        () => client.close(),
+      );
+      // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
+      feed = (o) => runtime?.ingest(o);
     }),
   );
   return program;

@@ -19,7 +19,7 @@ export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
   settleMs: 3000,
   lookbackMs: 2000,
   maxEpisodeMs: 120_000,
-  maxObservations: 2000,
+  maxObservations: 1000,
   thresholds: DEFAULT_TRIGGER_THRESHOLDS,
 };
 

@@ -1,12 +1,13 @@
 import type { Observation } from '../../probes/observation.js';
+import { assertValidReport, ReportValidationError, type Report } from '../report/report-schema.js';
 
 /**
  * The agent ↔ collector wire protocol, JSON over WebSocket. The agent sends what it saw; the collector sends only
  * time probes (and, later, acks and harness announcements). Nothing the collector sends can change the guest.
  */
 export const PROTOCOL_VERSION = 1;
-/** No legitimate message comes near this; anything larger is refused before it is parsed. */
-export const MAX_FRAME_BYTES = 64 * 1024;
+/** No legitimate message comes near this (a report with a full episode is a few hundred KiB); larger is refused unread. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
 
 export interface HelloMessage {
   type: 'hello';
@@ -44,8 +45,24 @@ export interface TimeReplyMessage {
   t3: number;
 }
 
-export type AgentMessage = HelloMessage | ObservationMessage | TimeReplyMessage;
-export type CollectorMessage = TimeProbeMessage;
+/** The agent's conclusion about one episode, `flinch.report/v1`. */
+export interface ReportMessage {
+  type: 'report';
+  report: Report;
+}
+
+/**
+ * A harness announcing a migration, so the agent can name the episode after it. It opens or names an episode and
+ * nothing else: it cannot make the agent change the guest.
+ */
+export interface AnnounceMessage {
+  type: 'announce';
+  phase: 'starting' | 'finished';
+  migrationId: string;
+}
+
+export type AgentMessage = HelloMessage | ObservationMessage | TimeReplyMessage | ReportMessage;
+export type CollectorMessage = TimeProbeMessage | AnnounceMessage;
 
 export class ProtocolError extends Error {
   constructor(message: string) {
@@ -112,6 +129,14 @@ export function parseAgentMessage(data: string | Buffer): AgentMessage {
       }
       return { type: 'observation', seq, observation: observation as unknown as Observation };
     }
+    case 'report':
+      try {
+        assertValidReport(message.report);
+      } catch (error) {
+        if (error instanceof ReportValidationError) throw new ProtocolError(error.message);
+        throw error;
+      }
+      return { type: 'report', report: message.report };
     case 'time-reply':
       return {
         type: 'time-reply',
@@ -125,9 +150,13 @@ export function parseAgentMessage(data: string | Buffer): AgentMessage {
   }
 }
 
-/** Validates what the agent receives: only time probes are accepted, and they cannot change anything. */
+/** Validates what the agent receives: time probes and announcements, neither of which can change the guest. */
 export function parseCollectorMessage(data: string | Buffer): CollectorMessage {
   const message = parseFrame(data);
+  if (message.type === 'announce') {
+    if (message.phase !== 'starting' && message.phase !== 'finished') throw new ProtocolError('announce.phase must be starting or finished');
+    return { type: 'announce', phase: message.phase, migrationId: requireString(message, 'migrationId', 128) };
+  }
   if (message.type !== 'time-probe') {
     throw new ProtocolError(`unexpected message type ${JSON.stringify(String(message.type)).slice(0, 40)} from collector`);
   }

@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import type { Observation } from '../../probes/observation.js';
 import type { TimeExchange } from '../../probes/clock/clock-offset.js';
+import type { Report } from '../report/report-schema.js';
 import {
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
@@ -20,9 +21,16 @@ export interface CollectorClientOptions {
   log: (line: string) => void;
   /** Each completed time exchange (all four stamps), for the agent's own view of its offset against the host. */
   onTimeExchange?: (exchange: TimeExchange) => void;
+  /** A harness announced a migration. */
+  onAnnounce?: (phase: 'starting' | 'finished', migrationId: string) => void;
+  /** An established connection was lost: the guest's applications would have seen the same. */
+  onConnectionLost?: (detail: string) => void;
 }
 
 export const DEFAULT_QUEUE_LIMIT = 10_000;
+
+/** What waits in the queue while the collector is unreachable. */
+type Outbound = { kind: 'observation'; observation: Observation } | { kind: 'report'; report: Report };
 
 /**
  * Streams observations to a collector and keeps them while it cannot: a migration pauses the guest and some networks
@@ -30,7 +38,7 @@ export const DEFAULT_QUEUE_LIMIT = 10_000;
  */
 export class CollectorClient {
   private socket: WebSocket | null = null;
-  private readonly queue: Observation[] = [];
+  private readonly queue: Outbound[] = [];
   private seq = 0;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -48,15 +56,23 @@ export class CollectorClient {
   }
 
   send(observation: Observation): void {
-    if (this.socket?.readyState === WebSocket.OPEN) {
-      this.sendObservation(observation);
-      return;
-    }
-    this.enqueue(observation);
+    this.sendOrQueue({ kind: 'observation', observation });
   }
 
-  private enqueue(observation: Observation): void {
-    this.queue.push(observation);
+  sendReport(report: Report): void {
+    this.sendOrQueue({ kind: 'report', report });
+  }
+
+  private sendOrQueue(item: Outbound): void {
+    if (this.socket?.readyState === WebSocket.OPEN) {
+      this.sendItem(item);
+      return;
+    }
+    this.enqueue(item);
+  }
+
+  private enqueue(item: Outbound): void {
+    this.queue.push(item);
     if (this.queue.length > this.options.maxQueued) {
       this.queue.shift();
       this.dropped += 1;
@@ -80,20 +96,26 @@ export class CollectorClient {
     const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 5000 });
     this.socket = socket;
     let failure = '';
+    let established = false;
     socket.on('open', () => {
+      established = true;
       if (this.attempt > 0) this.options.log(`connected to ${this.options.url} after ${this.attempt} failed attempt(s)`);
       this.attempt = 0;
       this.failuresSinceLog = 0;
       this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.hello });
       // Drain in order; anything sent meanwhile goes behind what was queued because the socket is open now.
       const backlog = this.queue.splice(0, this.queue.length);
-      for (const observation of backlog) this.sendObservation(observation);
+      for (const item of backlog) this.sendItem(item);
     });
     socket.on('message', (data, isBinary) => {
       const received = Date.now();
       if (isBinary) return this.options.log('ignored a binary frame from the collector');
       try {
         const message = parseCollectorMessage(data as Buffer);
+        if (message.type === 'announce') {
+          this.options.onAnnounce?.(message.phase, message.migrationId);
+          return;
+        }
         const t3 = Date.now();
         this.write({ type: 'time-reply', id: message.id, t1: message.t1, t2: received, t3 });
         this.completeExchange(message.previous);
@@ -109,6 +131,7 @@ export class CollectorClient {
     socket.on('close', (code, reason) => {
       if (this.socket === socket) this.socket = null;
       if (this.closed) return;
+      if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}`);
       this.attempt += 1;
       const delay = this.backoffMs();
       this.failuresSinceLog += 1;
@@ -139,8 +162,11 @@ export class CollectorClient {
   }
 
   /** A frame the socket could not take (it closed under us) goes back to the queue instead of being lost. */
-  private sendObservation(observation: Observation): void {
-    this.write({ type: 'observation', seq: ++this.seq, observation }, () => this.enqueue(observation));
+  private sendItem(item: Outbound): void {
+    const message: AgentMessage = item.kind === 'observation'
+      ? { type: 'observation', seq: ++this.seq, observation: item.observation }
+      : { type: 'report', report: item.report };
+    this.write(message, () => this.enqueue(item));
   }
 
   private write(message: AgentMessage, onFailure?: () => void): void {

@@ -5,6 +5,7 @@ import type { Observation } from '../../probes/observation.js';
 import { MAX_FRAME_BYTES, ProtocolError, parseAgentMessage, type TimeProbeMessage } from '../../agent/protocol/messages.js';
 import { ClockOffsetTracker, type OffsetSample } from '../../probes/clock/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
+import type { Report } from '../../agent/report/report-schema.js';
 
 export interface ReceivedObservation {
   /** Host time the collector received it: how the harness places it relative to a migration. */
@@ -19,6 +20,7 @@ export interface AgentRecord {
   agentVersion: string;
   connections: number;
   observations: ReceivedObservation[];
+  reports: Array<{ receivedAtMs: number; report: Report }>;
   offsets: ClockOffsetTracker;
 }
 
@@ -41,11 +43,13 @@ export class CollectorServer extends EventEmitter<{
   observation: [AgentRecord, ReceivedObservation];
   offset: [AgentRecord, OffsetSample];
   hello: [AgentRecord];
+  report: [AgentRecord, Report];
 }> {
   readonly agents = new Map<string, AgentRecord>();
   rejected = 0;
   private server: WebSocketServer | null = null;
   private probeId = 0;
+  private readonly sockets = new Map<string, WebSocket>();
 
   constructor(private readonly options: CollectorOptions) {
     super();
@@ -70,6 +74,14 @@ export class CollectorServer extends EventEmitter<{
     this.server = null;
   }
 
+  /** Tells an agent that a migration starts or has finished (a harness does this). False if it is not connected. */
+  announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): boolean {
+    const socket = this.sockets.get(agentId);
+    if (!socket || socket.readyState !== socket.OPEN) return false;
+    socket.send(JSON.stringify({ type: 'announce', phase, migrationId }));
+    return true;
+  }
+
   private accept(socket: WebSocket): void {
     let agent: AgentRecord | null = null;
     let lastReply: { id: number; t4: number } | undefined;
@@ -88,6 +100,7 @@ export class CollectorServer extends EventEmitter<{
         const message = parseAgentMessage(data as Buffer);
         if (message.type === 'hello') {
           agent = this.register(message.agentId, message.hostname, message.agentVersion);
+          this.sockets.set(agent.agentId, socket);
           this.emit('hello', agent);
           return;
         }
@@ -96,6 +109,11 @@ export class CollectorServer extends EventEmitter<{
           const sample = agent.offsets.add({ t1: message.t1, t2: message.t2, t3: message.t3, t4: receivedAtMs });
           lastReply = { id: message.id, t4: receivedAtMs };
           this.emit('offset', agent, sample);
+          return;
+        }
+        if (message.type === 'report') {
+          agent.reports.push({ receivedAtMs, report: message.report });
+          this.emit('report', agent, message.report);
           return;
         }
         const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
@@ -113,7 +131,7 @@ export class CollectorServer extends EventEmitter<{
   private register(agentId: string, hostname: string, agentVersion: string): AgentRecord {
     let record = this.agents.get(agentId);
     if (!record) {
-      record = { agentId, hostname, agentVersion, connections: 0, observations: [], offsets: new ClockOffsetTracker() };
+      record = { agentId, hostname, agentVersion, connections: 0, observations: [], reports: [], offsets: new ClockOffsetTracker() };
       this.agents.set(agentId, record);
     }
     record.connections += 1;

@@ -139,6 +139,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         `flinch.gw=${network.hostAddress}`,
         `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
         'flinch.id=flinch-lab-guest',
+        'flinch.remediate=on',
         ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
       ].join(' '),
     },

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
 import type { Observation } from '../../probes/observation.js';
@@ -25,6 +26,10 @@ export interface AgentProcess {
 
 /** Starts `flinch-agent <args>` (inside `netns` when given) and collects its JSON lines. Killed in teardown. */
 export function startAgent(t: Test, args: string[], netns?: string): AgentProcess {
+  // Every agent under test keeps its baseline and reports in a folder of its own, never in /var/lib/flinch.
+  if ((args[0] === 'watch' || args[0] === 'run') && !args.includes('--state-dir')) {
+    args = [...args, '--state-dir', mkdtempSync(path.join(os.tmpdir(), 'flinch-state-'))];
+  }
   const command = netns ? 'ip' : process.execPath;
   const argv = netns ? ['netns', 'exec', netns, process.execPath, agentBundle(), ...args] : [agentBundle(), ...args];
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -18,6 +18,7 @@ for arg in $(cat /proc/cmdline); do
     flinch.collector=*) COLLECTOR=${arg#*=} ;;
     flinch.id=*) AGENT_ID=${arg#*=} ;;
     flinch.probes=*) PROBES="--probes ${arg#*=}" ;;
+    flinch.remediate=*) REMEDIATE="--remediate ${arg#*=}" ;;
   esac
 done
 
@@ -40,7 +41,7 @@ fi
 
 say "starting agent"
 while true; do
-  /usr/bin/node /opt/flinch/flinch-agent.cjs run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $PROBES > /dev/console 2>&1
+  /usr/bin/node /opt/flinch/flinch-agent.cjs run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done

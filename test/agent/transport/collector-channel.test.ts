@@ -64,7 +64,7 @@ t.test('bad frames close only the offending connection, with a reason, and are c
     ['an observation before hello', JSON.stringify({ type: 'observation', seq: 1, observation: { kind: 'clock', at: { realtimeMs: 1, monotonicMs: 1 } } }), 1008, /before hello/],
     ['a hello of a future protocol', JSON.stringify({ type: 'hello', protocol: 99, agentId: 'x', hostname: 'x', agentVersion: '1' }), 1008, /unsupported protocol 99/],
     ['a binary frame', Buffer.from([0xde, 0xad, 0xbe, 0xef]), 1008, /binary frames/],
-    ['an oversized frame', 'x'.repeat(70 * 1024), 1009, /./],
+    ['an oversized frame', 'x'.repeat(1100 * 1024), 1009, /./],
   ];
   for (const [what, frame, expectedCode, reason] of attempts) {
     const ws = new WebSocket(`ws://127.0.0.1:${port}`);

@@ -1,0 +1,132 @@
+import type { Observation } from '../probes/observation.js';
+import { createProbes, type ProbeSettings } from '../probes/registry.js';
+import { Observer } from './observer.js';
+import { EpisodeEngine, type Episode, type EpisodeOptions } from './episodes/episode-engine.js';
+import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
+import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
+import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
+import { StateDir } from './state/state-dir.js';
+
+export const REPORTS_FILE = 'reports.jsonl';
+
+export interface RuntimeOptions {
+  agentId: string;
+  hostname: string;
+  agentVersion: string;
+  probes?: string[];
+  probeSettings: ProbeSettings;
+  episodes: EpisodeOptions;
+  verdict: VerdictThresholds;
+  safetyNet: SafetyNetOptions;
+  stateDir: string;
+}
+
+export interface RuntimeOutputs {
+  observation(observation: Observation): void;
+  report(report: Report): void;
+}
+
+/** Observations that can mean network state was lost, and so send the safety net to look. */
+const STATE_KINDS = new Set<Observation['kind']>(['firewall', 'address', 'route', 'link']);
+
+/**
+ * The agent, wired: probes → observations → episodes → verdict and safety net → reports. The data flows one way; only
+ * the safety net touches the guest, and only the runtime knows all the parts.
+ */
+export class AgentRuntime {
+  private observer: Observer | null = null;
+  private engine: EpisodeEngine;
+  private safetyNet: SafetyNet;
+  private readonly state: StateDir;
+  private readonly pendingReports = new Set<Promise<void>>();
+
+  constructor(
+    private readonly options: RuntimeOptions,
+    private readonly outputs: RuntimeOutputs,
+    private readonly log: (line: string) => void,
+  ) {
+    this.state = new StateDir(options.stateDir, log);
+    this.safetyNet = new SafetyNet(options.safetyNet, this.state, log);
+    this.engine = new EpisodeEngine(
+      (episode) => this.track(this.finish(episode)),
+      options.episodes,
+      undefined,
+      () => void this.safetyNet.check(() => true),
+    );
+  }
+
+  async start(): Promise<void> {
+    this.observer = new Observer(createProbes(this.options.probes, this.options.probeSettings), (o) => this.ingest(o));
+    // Probes first: they install the canaries, which then belong to the baseline.
+    await this.observer.start();
+    await this.safetyNet.init();
+  }
+
+  announce(phase: 'starting' | 'finished', migrationId: string): void {
+    this.engine.announce(phase, migrationId);
+  }
+
+  async stop(): Promise<void> {
+    this.engine.flush();
+    await Promise.allSettled([...this.pendingReports]);
+    this.safetyNet.stop();
+    await this.observer?.stop();
+  }
+
+  /** Every observation passes here: the probes' and the transport's own (host offset, connection loss). */
+  ingest(observation: Observation): void {
+    this.outputs.observation(observation);
+    this.engine.ingest(observation);
+    if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(() => this.engine.open !== null);
+  }
+
+  private track(work: Promise<void>): void {
+    this.pendingReports.add(work);
+    void work.finally(() => this.pendingReports.delete(work));
+  }
+
+  private async finish(episode: Episode): Promise<void> {
+    try {
+      await this.safetyNet.idle();
+      const actions = this.safetyNet.actionsSince(episode.openedAt.monotonicMs - this.options.episodes.lookbackMs);
+      const remaining = this.options.safetyNet.mode === 'off' ? [] : await this.safetyNet.remainingLosses();
+      const outcome = this.safetyNet.outcome(actions, remaining);
+      const { verdict, evidence } = judgeEpisode(episode, outcome, this.options.verdict);
+      const firstLoss = evidence.find((e) => e.severity === 'disrupted');
+      const lastFix = [...actions].reverse().find((a) => a.result === 'ok');
+      const closedAt = episode.closedAt!;
+      const report: Report = {
+        schema: REPORT_SCHEMA_ID,
+        agentId: this.options.agentId,
+        hostname: this.options.hostname,
+        agentVersion: this.options.agentVersion,
+        episode: {
+          id: episode.id,
+          migrationId: episode.migrationId,
+          openedAt: episode.openedAt,
+          closedAt,
+          durationMs: Math.max(0, closedAt.monotonicMs - episode.openedAt.monotonicMs),
+          triggers: episode.triggers.slice(0, 1000),
+        },
+        verdict,
+        evidence: evidence.slice(0, 1000),
+        thresholds: { clockStepMs: this.options.verdict.clockStepMs, settleMs: this.options.episodes.settleMs },
+        remediation: {
+          mode: this.options.safetyNet.mode,
+          outcome,
+          timeToHealMs: verdict === 'healed' && firstLoss && lastFix
+            ? Math.max(0, Math.round((lastFix.at.monotonicMs - firstLoss.at.monotonicMs) * 100) / 100)
+            : null,
+          actions: actions.slice(0, 1000),
+        },
+        observations: episode.observations as unknown as Report['observations'],
+        observationsDropped: episode.observationsDropped,
+      };
+      assertValidReport(report);
+      this.state.appendLine(REPORTS_FILE, report);
+      this.outputs.report(report);
+    } catch (error) {
+      this.log(`could not report episode ${episode.id}: ${(error as Error).message}`);
+    }
+  }
+}
