@@ -60,6 +60,11 @@ export class AgentRuntime {
     // Probes first: they install the canaries, which then belong to the baseline.
     await this.observer.start();
     await this.safetyNet.init();
+    const baseline = this.safetyNet.currentBaseline;
+    this.log(
+      `ready: remediation ${this.options.safetyNet.mode}` +
+        (baseline ? `, baseline of ${Object.keys(baseline.interfaces).length} interface(s) and ${Object.keys(baseline.firewall).length} firewall table(s)` : ''),
+    );
   }
 
   announce(phase: 'starting' | 'finished', migrationId: string): void {

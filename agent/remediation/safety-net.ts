@@ -104,6 +104,8 @@ export class SafetyNet {
   private again = false;
   private adoptionTimer: NodeJS.Timeout | null = null;
   private readonly recentActions: number[] = [];
+  /** Losses already reported that flinch cannot (or, in dry-run, will not) repair; reported again once cleared. */
+  private readonly unrepairableReported = new Set<string>();
 
   constructor(
     readonly options: SafetyNetOptions,
@@ -167,7 +169,8 @@ export class SafetyNet {
     if (this.options.mode === 'off') return 'off';
     if (actions.some((a) => a.result === 'conflict')) return 'conflict';
     if (this.options.mode === 'dry-run') return actions.length > 0 ? 'dry-run' : 'not-needed';
-    const repaired = actions.filter((a) => a.what !== 'announce');
+    // Announcements are courtesy, and a skipped action changed nothing: neither decides whether the guest healed.
+    const repaired = actions.filter((a) => a.what !== 'announce' && a.result !== 'skipped');
     if (repaired.length === 0) return remaining.length === 0 ? 'not-needed' : 'failed';
     if (remaining.length === 0 && repaired.every((a) => a.result === 'ok')) return 'healed';
     return repaired.some((a) => a.result === 'ok') ? 'partial' : 'failed';
@@ -190,6 +193,7 @@ export class SafetyNet {
       // Healthy for a whole conflict window: the fight, if there was one, is over.
       if (!lostKeys.has(key) && monotonicMs() - record.last > this.options.conflictWindowMs) this.repairs.delete(key);
     }
+    for (const key of this.unrepairableReported) if (!lostKeys.has(key)) this.unrepairableReported.delete(key);
     if (losses.length === 0) {
       this.pendingAdoption = null;
       return;
@@ -229,7 +233,17 @@ export class SafetyNet {
     const announce: Array<{ iface: InterfaceState; cidr: string }> = [];
     for (const loss of ordered) {
       if (!loss.repair) {
-        this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, result: 'skipped', error: 'nothing to repair it with' });
+        if (!this.unrepairableReported.has(loss.key)) {
+          this.unrepairableReported.add(loss.key);
+          this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, result: 'skipped', error: 'nothing to repair it with' });
+        }
+        continue;
+      }
+      if (dryRun) {
+        // Nothing is applied, so nothing can be undone: say once what would be done, and count no attempts.
+        if (this.unrepairableReported.has(loss.key)) continue;
+        this.unrepairableReported.add(loss.key);
+        await this.runRepair(loss, why, true);
         continue;
       }
       const record = this.repairs.get(loss.key) ?? { last: -Infinity, attempts: 0, conflicted: false };

@@ -12,6 +12,8 @@ export interface ClockProbeOptions {
   boottimeStepMs: number;
   /** A wake-up this late, or this much steal in one interval, is reported as a pause. */
   pauseThresholdMs: number;
+  /** Late wake-ups this soon after start are the agent's own start-up work, not a pause of the guest (ms). */
+  warmUpMs: number;
   procStat: string;
   clocksourcePath: string;
 }
@@ -21,6 +23,7 @@ export const DEFAULT_CLOCK_PROBE_OPTIONS: ClockProbeOptions = {
   realtimeStepMs: 3,
   boottimeStepMs: 25,
   pauseThresholdMs: 10,
+  warmUpMs: 5000,
   procStat: '/proc/stat',
   clocksourcePath: '/sys/devices/system/clocksource/clocksource0/current_clocksource',
 };
@@ -85,6 +88,7 @@ export class ClockProbe implements Probe<ClockSnapshot> {
     emit(this.last);
     let expected = monotonicMs() + this.options.intervalMs;
     let steal = readStealMs(this.options.procStat);
+    const warmUntil = monotonicMs() + this.options.warmUpMs;
     this.timer = setInterval(() => {
       const sample = sampleClocks();
       const lateByMs = sample.monotonicMs - expected;
@@ -92,7 +96,8 @@ export class ClockProbe implements Probe<ClockSnapshot> {
       const stealNow = readStealMs(this.options.procStat);
       const stealMs = steal !== null && stealNow !== null ? stealNow - steal : 0;
       steal = stealNow;
-      if (lateByMs >= this.options.pauseThresholdMs || stealMs >= this.options.pauseThresholdMs) {
+      const warm = sample.monotonicMs >= warmUntil;
+      if (warm && (lateByMs >= this.options.pauseThresholdMs || stealMs >= this.options.pauseThresholdMs)) {
         emit({ kind: 'pause', lateByMs: Math.max(0, Math.round(lateByMs * 10) / 10), stealMs, at: stampNow() });
       }
       const previous = this.last!;
