@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../../agent/cli-support.js';
@@ -10,6 +10,7 @@ import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
 import { writeLabResults, LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
 import { renderTable } from '../report/terminal-table.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
+import type { Report } from '../../agent/report/report-schema.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, type LabNetwork } from './lab-network.js';
@@ -169,7 +170,10 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       const to = network.taps[index % 2]!;
       const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
       log(`migration ${index}/${options.migrations}: ${from} → ${to}`);
+      const migrationId = `lab-${plan.startedAtMs.toFixed(0)}-${index}`;
+      collector.announce(agent.agentId, 'starting', migrationId);
       const timing = await driver.migrate();
+      collector.announce(agent.agentId, 'finished', migrationId);
       await sleep(options.settleMs);
       const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
       const windowEnd = timing.completedAtMs + options.settleMs;
@@ -191,7 +195,10 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       const offsetSteps = inWindow.flatMap(({ observation }) =>
         observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : [],
       );
-      const { verdict, reasons } = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+      const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+      const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+      if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
+      else log(`no report from the agent for migration ${index}; using verdict v0`);
       migrations.push({
         index,
         driver: driver.name,
@@ -209,8 +216,10 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         linkEvents,
         observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
         timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
-        verdict,
-        reasons,
+        verdict: report ? report.verdict : v0.verdict,
+        verdictSource: report ? 'agent' : 'v0',
+        reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
+        episode: report ? summariseReport(report) : null,
       });
     }
     const results: LabResults = {
@@ -230,6 +239,35 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     await driver.cleanup().catch(() => undefined);
     await collector.stop();
   }
+}
+
+/** How long after the lab's settle a report may still take: the agent's own settle window runs from its last observation. */
+const REPORT_GRACE_MS = 8000;
+
+function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
+  const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;
+  return new Promise((resolve) => {
+    const deadline = Date.now() + timeoutMs;
+    const poll = () => {
+      const report = find();
+      if (report || Date.now() > deadline) return resolve(report);
+      setTimeout(poll, 100);
+    };
+    poll();
+  });
+}
+
+function summariseReport(report: Report): NonNullable<MigrationResult['episode']> {
+  const kinds = (severity: string) => [...new Set(report.evidence.filter((e) => e.severity === severity).map((e) => e.kind))];
+  return {
+    id: report.episode.id,
+    durationMs: Math.round(report.episode.durationMs),
+    triggers: [...new Set(report.episode.triggers.map((x) => x.kind))],
+    disrupted: kinds('disrupted'),
+    noticed: kinds('noticed'),
+    remediation: report.remediation.outcome,
+    timeToHealMs: report.remediation.timeToHealMs,
+  };
 }
 
 /**

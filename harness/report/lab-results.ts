@@ -2,6 +2,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LinkEventName } from '../../probes/observation.js';
 import type { VerdictV0 } from '../verdict/verdict-v0.js';
+import type { Verdict } from '../../agent/report/report-schema.js';
 
 export const LAB_RESULTS_SCHEMA = 'flinch.lab-results/v0';
 
@@ -37,8 +38,20 @@ export interface MigrationResult {
   /** Observations and time replies that reached the collector after completion: proof the guest was still reporting. */
   observationsAfter: number;
   timeRepliesAfter: number;
-  verdict: VerdictV0;
+  /** The agent's verdict on the episode the migration caused, or v0's when no report came. */
+  verdict: Verdict | VerdictV0;
+  verdictSource: 'agent' | 'v0';
   reasons: string[];
+  /** The agent's report on this migration's episode, summarised (the full report is in reports.jsonl beside). */
+  episode: {
+    id: string;
+    durationMs: number;
+    triggers: string[];
+    disrupted: string[];
+    noticed: string[];
+    remediation: string;
+    timeToHealMs: number | null;
+  } | null;
 }
 
 export interface LabResults {

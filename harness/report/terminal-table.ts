@@ -24,7 +24,7 @@ export function renderTable(rows: readonly MigrationResult[]): string {
     formatMs(r.downtimeMs),
     formatMs(r.clockLagMs, 1),
     summariseLinkEvents(r.linkEvents),
-    r.verdict,
+    r.verdictSource === 'v0' ? `${r.verdict} (v0)` : r.verdict,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const numeric = new Set([0, 2, 3, 4]);

@@ -32,7 +32,10 @@ t.test('a 2-migration lab run', async (t) => {
       t.not(m.clockLagMs, null, 'a clock lag was measured');
       const gap = Math.abs(m.clockLagMs! - m.downtimeMs!);
       t.ok(gap <= LAG_TOLERANCE_MS, `clock lag ${m.clockLagMs} ms is within ±${LAG_TOLERANCE_MS} ms of downtime ${m.downtimeMs} ms`);
-      t.equal(m.verdict, 'noticed', 'announce events and a lag make v0 call it noticed');
+      t.equal(m.verdictSource, 'agent', "the verdict is the agent's engine's");
+      t.equal(m.verdict, 'noticed', 'announce events and a lag, nothing lost: noticed');
+      t.ok(m.episode?.triggers.includes('harness-announce') && m.episode.triggers.includes('notify-peers'), `triggers: ${m.episode?.triggers}`);
+      t.same(m.episode?.disrupted, [], 'nothing lost');
       t.ok(m.guestSeenOffsetStepMs !== null && m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
     });
   }

@@ -18,7 +18,7 @@ t.test('one aligned row per migration, dashes for what was not measured', async 
   const row = (index: number, downtimeMs: number | null, clockLagMs: number | null): MigrationResult => ({
     index, driver: 'qmp', from: 'tap0', to: 'tap1', startedAt: '', totalMs: 1600, downtimeMs, setupMs: 1,
     transferredBytes: 1, clockLagMs, baselineOffsetMs: null, afterOffsetMs: null, guestSeenOffsetStepMs: null, linkEvents: [event({ event: 'notify-peers' })],
-    observationsAfter: 1, timeRepliesAfter: 1, verdict: 'noticed', reasons: [],
+    observationsAfter: 1, timeRepliesAfter: 1, verdict: 'noticed', verdictSource: 'agent', reasons: [], episode: null,
   });
   const lines = renderTable([row(1, 98, 106.61), row(10, null, null)]).split('\n');
   t.equal(lines.length, 4);
