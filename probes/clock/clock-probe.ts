@@ -23,7 +23,7 @@ export const DEFAULT_CLOCK_PROBE_OPTIONS: ClockProbeOptions = {
   realtimeStepMs: 3,
   boottimeStepMs: 25,
   pauseThresholdMs: 10,
-  warmUpMs: 5000,
+  warmUpMs: 3000,
   procStat: '/proc/stat',
   clocksourcePath: '/sys/devices/system/clocksource/clocksource0/current_clocksource',
 };

@@ -39,7 +39,7 @@ t.test("the guest's own host offset: a migration's downtime shows as a step", as
 t.test('a real pause (the agent stopped with SIGSTOP) is reported with its length', async (t) => {
   const agent = startAgent(t, ['watch', '--json', '--probes', 'clock']);
   await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'clock', 0, 10_000);
-  await new Promise((r) => setTimeout(r, 600));
+  await new Promise((r) => setTimeout(r, 3500)); // past the probe's 3 s start-up grace
   agent.child.kill('SIGSTOP');
   await new Promise((r) => setTimeout(r, 700));
   agent.child.kill('SIGCONT');
