@@ -56,6 +56,8 @@ interface AgentOptions {
   stateDir: string;
   settle: number;
   adoptAfter: number;
+  conflictWindow: number;
+  maxActions: number;
 }
 
 /** Runs the whole agent until SIGINT/SIGTERM, then exits. */
@@ -69,7 +71,7 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
       probeSettings: { ...DEFAULT_PROBE_SETTINGS, installCanaries: options.canaries, legacyPollMs: options.legacyPoll },
       episodes: { ...DEFAULT_EPISODE_OPTIONS, settleMs: options.settle },
       verdict: DEFAULT_VERDICT_THRESHOLDS,
-      safetyNet: { ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter },
+      safetyNet: { ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow, maxActionsPerMinute: options.maxActions },
       stateDir: options.stateDir,
     },
     outputs,
@@ -97,7 +99,9 @@ function addAgentOptions(command: Command): Command {
     .option('--remediate <mode>', 'the safety net: off, dry-run (say what it would do) or on', parseMode, DEFAULT_SAFETY_NET_OPTIONS.mode)
     .option('--state-dir <dir>', 'baseline and reports.jsonl', DEFAULT_STATE_DIR)
     .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
-    .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs);
+    .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
+    .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
+    .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);
 }
 
 const printLine = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);

@@ -60,11 +60,12 @@ interface IpRouteJson {
 const KERNEL_MANAGED_PROTOCOLS = new Set(['kernel', 'ra', 'redirect']);
 
 export async function captureInterfaces(): Promise<Record<string, InterfaceState>> {
-  const links = await ipJson<IpAddrJson[]>(['addr', 'show']);
-  const routes = [
-    ...(await ipJson<IpRouteJson[]>(['-4', 'route', 'show', 'table', 'main'])).map((r) => ({ ...r, family: 'inet' as const })),
-    ...(await ipJson<IpRouteJson[]>(['-6', 'route', 'show', 'table', 'main'])).map((r) => ({ ...r, family: 'inet6' as const })),
-  ];
+  const [links, routes4, routes6] = await Promise.all([
+    ipJson<IpAddrJson[]>(['addr', 'show']),
+    ipJson<IpRouteJson[]>(['-4', 'route', 'show', 'table', 'main']),
+    ipJson<IpRouteJson[]>(['-6', 'route', 'show', 'table', 'main']),
+  ]);
+  const routes = [...routes4.map((r) => ({ ...r, family: 'inet' as const })), ...routes6.map((r) => ({ ...r, family: 'inet6' as const }))];
   const interfaces: Record<string, InterfaceState> = {};
   for (const link of links) {
     if (!link.address || link.link_type !== 'ether' || link.address === '00:00:00:00:00:00') continue;
@@ -127,13 +128,13 @@ async function captureNft(out: Record<string, FirewallTableState>, iptablesNftTa
   if (!findExecutable('nft')) return;
   const items = await listRuleset();
   const tables = items.flatMap((i) => ('table' in i ? [i.table as { family: string; name: string }] : []));
-  for (const { family, name } of tables) {
+  await Promise.all(tables.map(async ({ family, name }) => {
     const owner = family === 'ip' ? 'ipv4' : family === 'ip6' ? 'ipv6' : null;
-    if (owner && IPTABLES_TABLE_NAMES.has(name) && iptablesNftTables.get(owner)?.includes(name)) continue;
+    if (owner && IPTABLES_TABLE_NAMES.has(name) && iptablesNftTables.get(owner)?.includes(name)) return;
     const { stdout } = await runCommand('nft', ['list', 'table', family, name]);
     const key = `nftables ${family} ${name}`;
     out[key] = { key, backend: 'nftables', table: `${family} ${name}`, family, text: stdout, hash: nftTableHash(items, family, name) };
-  }
+  }));
 }
 
 export function nftTableHash(items: readonly NftJsonItem[], family: string, name: string): string {
@@ -148,15 +149,18 @@ export function nftTableHash(items: readonly NftJsonItem[], family: string, name
 
 export async function captureFirewall(): Promise<Record<string, FirewallTableState>> {
   const out: Record<string, FirewallTableState> = {};
-  const iptablesNftTables = new Map<string, string[]>();
-  for (const family of ['ipv4', 'ipv6'] as const) {
-    iptablesNftTables.set(family, await captureIptables('nft', family, out));
-    await captureIptables('legacy', family, out);
-  }
-  await captureNft(out, iptablesNftTables);
+  // The readings are independent processes: run them side by side (the repair path waits on them).
+  const [nft4, nft6] = await Promise.all([
+    captureIptables('nft', 'ipv4', out),
+    captureIptables('nft', 'ipv6', out),
+    captureIptables('legacy', 'ipv4', out),
+    captureIptables('legacy', 'ipv6', out),
+  ]);
+  await captureNft(out, new Map([['ipv4', nft4], ['ipv6', nft6]]));
   return out;
 }
 
 export async function captureLiveState(): Promise<LiveState> {
-  return { interfaces: await captureInterfaces(), firewall: await captureFirewall() };
+  const [interfaces, firewall] = await Promise.all([captureInterfaces(), captureFirewall()]);
+  return { interfaces, firewall };
 }

@@ -202,7 +202,7 @@ export class SafetyNet {
       losses.some((l) => l.kind === 'firewall-table' && baseline.firewall[l.firewallKey!]?.hash.endsWith('+canary') && !current.firewall[l.firewallKey!]?.hash.endsWith('+canary'));
     if (inEpisode() || canaryLost) {
       this.pendingAdoption = null;
-      await this.repair(losses, canaryLost && !inEpisode() ? 'wholesale flush proven by a missing canary' : 'lost during a migration episode');
+      await this.repair(losses, current, canaryLost && !inEpisode() ? 'wholesale flush proven by a missing canary' : 'lost during a migration episode');
       return;
     }
     this.considerAdoption(losses, current, inEpisode);
@@ -227,8 +227,9 @@ export class SafetyNet {
     this.adoptionTimer.unref();
   }
 
-  private async repair(losses: Loss[], why: string): Promise<void> {
+  private async repair(losses: Loss[], current: LiveState, why: string): Promise<void> {
     const dryRun = this.options.mode === 'dry-run';
+    const applied: Array<{ loss: Loss; started: number; command: string }> = [];
     const ordered = [...losses].sort((a, b) => REPAIR_ORDER.indexOf(a.kind) - REPAIR_ORDER.indexOf(b.kind));
     const announce: Array<{ iface: InterfaceState; cidr: string }> = [];
     for (const loss of ordered) {
@@ -243,7 +244,7 @@ export class SafetyNet {
         // Nothing is applied, so nothing can be undone: say once what would be done, and count no attempts.
         if (this.unrepairableReported.has(loss.key)) continue;
         this.unrepairableReported.add(loss.key);
-        await this.runRepair(loss, why, true);
+        await this.apply(loss, current, why, true, applied);
         continue;
       }
       const record = this.repairs.get(loss.key) ?? { last: -Infinity, attempts: 0, conflicted: false };
@@ -264,9 +265,10 @@ export class SafetyNet {
       }
       record.last = now;
       this.repairs.set(loss.key, record);
-      await this.runRepair(loss, why, dryRun);
+      await this.apply(loss, current, why, false, applied);
       if (loss.kind === 'address' && loss.iface && loss.address) announce.push({ iface: loss.iface, cidr: loss.address });
     }
+    await this.verify(applied, current, why);
     if (ordered.some((l) => l.kind === 'link-down')) {
       for (const [mac, iface] of Object.entries(this.baseline!.interfaces)) {
         for (const cidr of iface.addresses) if (!announce.some((a) => a.cidr === cidr)) announce.push({ iface: { ...iface, mac }, cidr });
@@ -283,22 +285,37 @@ export class SafetyNet {
     }
   }
 
-  private async runRepair(loss: Loss, why: string, dryRun: boolean): Promise<void> {
-    const before = loss.firewallKey ? (await this.capture()).firewall[loss.firewallKey]?.hash ?? null : null;
+  /** Applies one repair (or, in dry-run, only checks it). Failures are recorded at once; successes wait for verify(). */
+  private async apply(loss: Loss, current: LiveState, why: string, dryRun: boolean, applied: Array<{ loss: Loss; started: number; command: string }>): Promise<void> {
     const started = monotonicMs();
+    const beforeHash = loss.firewallKey ? current.firewall[loss.firewallKey]?.hash ?? null : null;
     try {
       const command = await loss.repair!(dryRun);
-      const after = dryRun ? null : await this.capture();
-      const stillLost = after ? findLosses(this.baseline!, after).some((l) => l.key === loss.key) : false;
-      const afterHash = after && loss.firewallKey ? after.firewall[loss.firewallKey]?.hash ?? null : null;
-      this.record({
-        what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, beforeHash: before, afterHash, command,
-        durationMs: monotonicMs() - started,
-        result: dryRun ? 'dry-run' : stillLost ? 'failed' : 'ok',
-        ...(stillLost ? { error: 'applied, but verification shows it still differs from the baseline' } : {}),
-      });
+      if (dryRun) {
+        this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, beforeHash, command, durationMs: monotonicMs() - started, result: 'dry-run' });
+      } else {
+        applied.push({ loss, started, command });
+      }
     } catch (error) {
-      this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, beforeHash: before, durationMs: monotonicMs() - started, result: 'failed', error: (error as Error).message });
+      this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, beforeHash, durationMs: monotonicMs() - started, result: 'failed', error: (error as Error).message });
+    }
+  }
+
+  /** One fresh reading after all repairs: each applied repair is ok only if its piece matches the baseline again. */
+  private async verify(applied: Array<{ loss: Loss; started: number; command: string }>, current: LiveState, why: string): Promise<void> {
+    if (applied.length === 0) return;
+    const after = await this.capture();
+    const stillLost = new Set(findLosses(this.baseline!, after).map((l) => l.key));
+    for (const { loss, started, command } of applied) {
+      const failed = stillLost.has(loss.key);
+      this.record({
+        what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, command,
+        beforeHash: loss.firewallKey ? current.firewall[loss.firewallKey]?.hash ?? null : null,
+        afterHash: loss.firewallKey ? after.firewall[loss.firewallKey]?.hash ?? null : null,
+        durationMs: monotonicMs() - started,
+        result: failed ? 'failed' : 'ok',
+        ...(failed ? { error: 'applied, but verification shows it still differs from the baseline' } : {}),
+      });
     }
   }
 
