@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export const DEFAULT_STATE_DIR = '/var/lib/flinch';
@@ -61,7 +61,9 @@ export class StateDir {
   /** Appends one JSON line and syncs it: a report that was announced as stored is on disk. */
   appendLine(name: string, value: unknown): void {
     const file = path.join(this.dir, name);
-    appendFileSync(file, `${JSON.stringify(value)}\n`, { mode: 0o600 });
+    // A line torn by a crash must not swallow the next record: start on a fresh line.
+    const torn = existsSync(file) && statSync(file).size > 0 && !endsWithNewline(file);
+    appendFileSync(file, `${torn ? '\n' : ''}${JSON.stringify(value)}\n`, { mode: 0o600 });
     const fd = openSync(file, 'r');
     try {
       fsyncSync(fd);
@@ -94,5 +96,16 @@ export class StateDir {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+function endsWithNewline(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, statSync(file).size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    closeSync(fd);
   }
 }

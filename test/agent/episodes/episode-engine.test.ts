@@ -1,0 +1,108 @@
+// The episode engine with an injected clock: time moves only when the test says so.
+import t from 'tap';
+import { EpisodeEngine, DEFAULT_EPISODE_OPTIONS, type Episode, type EngineClock } from '../../../agent/episodes/episode-engine.js';
+import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
+import type { LinkObservation, Observation } from '../../../probes/observation.js';
+
+function fakeClock() {
+  let now = 1000;
+  const timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  let next = 0;
+  const clock: EngineClock = {
+    now: () => ({ realtimeMs: now, monotonicMs: now }),
+    setTimer: (fn, ms) => {
+      const id = ++next;
+      timers.push({ at: now + ms, fn, id });
+      return id;
+    },
+    clearTimer: (id) => {
+      const i = timers.findIndex((x) => x.id === id);
+      if (i >= 0) timers.splice(i, 1);
+    },
+  };
+  const advance = (ms: number) => {
+    now += ms;
+    for (const timer of timers.filter((x) => x.at <= now)) {
+      timers.splice(timers.indexOf(timer), 1);
+      timer.fn();
+    }
+  };
+  return { clock, advance, stamp: () => ({ realtimeMs: now, monotonicMs: now }) };
+}
+
+const link = (at: { realtimeMs: number; monotonicMs: number }, extra: Partial<LinkObservation> = {}, state: Partial<LinkObservation['link']> = {}): LinkObservation => ({
+  kind: 'link', action: 'new', event: null, at, ...extra,
+  link: { ifindex: 2, name: 'eth0', mac: '52:54:00:00:00:01', mtu: 1500, adminUp: true, lowerUp: true, running: true, operstate: 'up', carrier: 1, carrierChanges: 2, carrierUpCount: 1, carrierDownCount: 1, ...state },
+});
+
+t.test('NOTIFY_PEERS opens an episode that closes after a quiet settle window, with what came just before', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 3000, lookbackMs: 2000 }, clock);
+  engine.ingest(link(stamp(), { action: 'dump' }));
+  advance(500);
+  const before: Observation = { kind: 'neighbour', action: 'del', ifindex: 2, address: '10.0.3.1', lladdr: null, state: [], at: stamp() };
+  engine.ingest(before);
+  advance(100);
+  t.equal(engine.open, null, 'nothing yet');
+  engine.ingest(link(stamp(), { event: 'notify-peers' }));
+  t.ok(engine.open);
+  advance(2000);
+  engine.ingest(link(stamp(), { event: 'igmp-resend' }));
+  advance(2999);
+  t.equal(closed.length, 0, 'still settling: each observation restarts the window');
+  advance(1);
+  t.equal(closed.length, 1);
+  const episode = closed[0]!;
+  t.same(episode.triggers.map((x) => x.kind), ['notify-peers']);
+  t.equal(episode.observations.length, 4, 'the dump and the neighbour loss from the lookback, and both events');
+  t.same(judgeEpisode(episode, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted', 'the gateway neighbour was lost');
+});
+
+t.test('a carrier counter that moved, an interface re-created, a canary lost: each opens an episode', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  engine.ingest(link(stamp(), { action: 'dump' }));
+  engine.ingest(link(stamp(), {}, { carrierChanges: 4 }));
+  advance(200);
+  engine.ingest(link(stamp(), { action: 'del' }));
+  engine.ingest(link(stamp(), {}, { ifindex: 3, carrierChanges: 1 }));
+  advance(200);
+  engine.ingest({ kind: 'firewall', backend: 'nftables', hash: 'x', previousHash: 'y', rules: 0, added: [], removed: ['r'], canary: 'missing', staleInterfaceRefs: [], trigger: 'event', at: stamp() });
+  advance(200);
+  t.same(closed.map((e) => e.triggers.map((x) => x.kind)), [['carrier-counter'], ['interface-recreated'], ['canary-lost']]);
+  t.same(closed.map((e) => judgeEpisode(e, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict), ['noticed', 'disrupted', 'disrupted']);
+  t.equal(judgeEpisode(closed[2]!, 'healed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'healed', 'healed when the safety net says so');
+});
+
+t.test('a harness announcement names the episode; an endless one is closed at the cap', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, maxEpisodeMs: 5000 }, clock);
+  engine.announce('starting', 'm-1');
+  for (let i = 0; i < 20; i += 1) {
+    advance(500);
+    engine.ingest({ kind: 'pause', lateByMs: 20, stealMs: 0, at: stamp() });
+  }
+  t.equal(closed.length >= 1, true);
+  t.equal(closed[0]!.migrationId, 'm-1');
+  t.ok(closed[0]!.closedAt!.monotonicMs - closed[0]!.openedAt.monotonicMs <= 5000, 'closed by the cap');
+  const quiet = new EpisodeEngine((e) => closed.push(e), DEFAULT_EPISODE_OPTIONS, clock);
+  quiet.announce('starting', 'm-2');
+  advance(DEFAULT_EPISODE_OPTIONS.settleMs);
+  t.equal(judgeEpisode(closed.at(-1)!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'transparent', 'announced, nothing seen: transparent');
+});
+
+t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
+  engine.ingest(sample(0));
+  engine.ingest(sample(50));
+  advance(200);
+  engine.ingest(sample(5050));
+  advance(200);
+  t.same(closed.map((e) => judgeEpisode(e, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict), ['noticed', 'disrupted']);
+});

@@ -1,0 +1,42 @@
+import t from 'tap';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { StateDir } from '../../../agent/state/state-dir.js';
+import { assertValidReport, REPORT_SCHEMA_ID } from '../../../agent/report/report-schema.js';
+
+const isNumbers = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number');
+
+t.test('state files: atomic, versioned, and corrupt ones moved aside', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-statedir-'));
+  const lines: string[] = [];
+  const state = new StateDir(dir, (l) => lines.push(l));
+  state.writeJson('a.json', 2, [1, 2, 3]);
+  t.same(state.readJson('a.json', 2, isNumbers), [1, 2, 3]);
+  t.same(readdirSync(dir), ['a.json'], 'no temp file left behind');
+  t.equal(state.readJson('a.json', 3, isNumbers), null, 'another version is not read as this one');
+  t.match(lines[0], /version 2, expected 3.*moved to/);
+  writeFileSync(path.join(dir, 'b.json'), '{"version":1,"data":["x"]}');
+  t.equal(state.readJson('b.json', 1, isNumbers), null, 'wrong shape');
+  t.equal(state.readJson('missing.json', 1, isNumbers), null, 'absent is simply absent');
+  state.appendLine('r.jsonl', { n: 1 });
+  writeFileSync(path.join(dir, 'r.jsonl'), '{"torn', { flag: 'a' }); // a crash in the middle of a line
+  state.appendLine('r.jsonl', { n: 2 });
+  t.same(state.readLines('r.jsonl', 10), { values: [{ n: 1 }, { n: 2 }], skipped: 1 });
+});
+
+t.test('flinch.report/v1 refuses what does not fit', async (t) => {
+  const stamp = { realtimeMs: 1, monotonicMs: 1 };
+  const report = {
+    schema: REPORT_SCHEMA_ID, agentId: 'a', hostname: 'h', agentVersion: '0.1.0',
+    episode: { id: 'e', migrationId: null, openedAt: stamp, closedAt: stamp, durationMs: 0, triggers: [] },
+    verdict: 'noticed', evidence: [], thresholds: { clockStepMs: 1000, settleMs: 3000 },
+    remediation: { mode: 'on', outcome: 'not-needed', timeToHealMs: null, actions: [] },
+    observations: [{ kind: 'link', at: stamp, anything: 'else' }], observationsDropped: 0,
+  };
+  t.doesNotThrow(() => assertValidReport(report));
+  t.throws(() => assertValidReport({ ...report, verdict: 'fine' }), /invalid flinch\.report\/v1: \/verdict/);
+  t.throws(() => assertValidReport({ ...report, extra: 1 }), /must NOT have additional properties/);
+  t.throws(() => assertValidReport({ ...report, agentId: '' }), /\/agentId/);
+  t.throws(() => assertValidReport({ ...report, observations: [{ at: stamp }] }), /\/observations\/0/);
+});
