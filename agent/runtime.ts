@@ -82,7 +82,9 @@ export class AgentRuntime {
   ingest(observation: Observation): void {
     this.outputs.observation(observation);
     this.engine.ingest(observation);
-    if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(() => this.engine.open !== null);
+    if (STATE_KINDS.has(observation.kind)) {
+      void this.safetyNet.check(() => this.engine.open !== null, observation.kind === 'firewall' ? 'firewall' : 'all');
+    }
   }
 
   private track(work: Promise<void>): void {

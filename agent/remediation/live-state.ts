@@ -164,3 +164,31 @@ export async function captureLiveState(): Promise<LiveState> {
   const [interfaces, firewall] = await Promise.all([captureInterfaces(), captureFirewall()]);
   return { interfaces, firewall };
 }
+
+/**
+ * The current hashes of just these firewall tables (keys as in FirewallTableState.key), for verifying a repair
+ * without reading the whole live state again. A table that does not exist is absent from the result.
+ */
+export async function captureFirewallHashes(keys: readonly string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const nftKeys = keys.filter((k) => k.startsWith('nftables '));
+  const iptablesSources = new Set(keys.filter((k) => k.startsWith('iptables-')).map((k) => k.split(' ').slice(0, 2).join(' ')));
+  await Promise.all([
+    (async () => {
+      if (nftKeys.length === 0) return;
+      const items = await listRuleset();
+      for (const key of nftKeys) {
+        const [, family, name] = key.split(' ');
+        const hash = nftTableHash(items, family!, name!);
+        if (!hash.endsWith('-absent')) out[key] = hash;
+      }
+    })(),
+    ...[...iptablesSources].map(async (source) => {
+      const [backend, family] = source.split(' ') as ['iptables-nft' | 'iptables-legacy', IpFamily];
+      const tables: Record<string, FirewallTableState> = {};
+      await captureIptables(backend === 'iptables-nft' ? 'nft' : 'legacy', family, tables);
+      for (const key of keys) if (tables[key]) out[key] = tables[key]!.hash;
+    }),
+  ]);
+  return out;
+}
