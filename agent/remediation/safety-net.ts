@@ -4,7 +4,8 @@ import { StateDir } from '../state/state-dir.js';
 import { monotonicMs, stampNow } from '../../probes/clock/read-clocks.js';
 import { NFT_CANARY_TABLE } from '../../probes/firewall/ruleset.js';
 import { captureFirewall as captureFirewallState, captureFirewallHashes, captureLiveState, type InterfaceState, type LiveState } from './live-state.js';
-import { addAddress, addRoute, announceAddress, restoreFirewallTable, setLinkUp, setMtu } from './restore.js';
+import { addAddress, addRoute, announceAddress, nftTableScript, restoreFirewallTable, setLinkUp, setMtu } from './restore.js';
+import { applyNftScript } from '../system/nft.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'on';
 
@@ -245,7 +246,13 @@ export class SafetyNet {
     const applied: Array<{ loss: Loss; started: number; command: string }> = [];
     const ordered = [...losses].sort((a, b) => REPAIR_ORDER.indexOf(a.kind) - REPAIR_ORDER.indexOf(b.kind));
     const announce: Array<{ iface: InterfaceState; cidr: string }> = [];
+    // Lost nft tables go back together, in one transaction: all or none, one check and one apply.
+    const nftBatch: Loss[] = [];
+    const flushBatch = async () => {
+      if (nftBatch.length > 0) await this.applyNftBatch(nftBatch.splice(0), current, why, applied);
+    };
     for (const loss of ordered) {
+      if (loss.kind !== 'firewall-table') await flushBatch();
       if (!loss.repair) {
         if (!this.unrepairableReported.has(loss.key)) {
           this.unrepairableReported.add(loss.key);
@@ -278,9 +285,14 @@ export class SafetyNet {
       }
       record.last = now;
       this.repairs.set(loss.key, record);
+      if (loss.firewallKey?.startsWith('nftables ')) {
+        nftBatch.push(loss);
+        continue;
+      }
       await this.apply(loss, current, why, false, applied);
       if (loss.kind === 'address' && loss.iface && loss.address) announce.push({ iface: loss.iface, cidr: loss.address });
     }
+    await flushBatch();
     await this.verify(applied, current, why);
     if (ordered.some((l) => l.kind === 'link-down')) {
       for (const [mac, iface] of Object.entries(this.baseline!.interfaces)) {
@@ -294,6 +306,25 @@ export class SafetyNet {
         this.record({ what: 'announce', target: `${iface.name} ${cidr}`, why: 'tell the neighbours where the restored address lives', result: dryRun ? 'dry-run' : 'ok', command, durationMs: monotonicMs() - started });
       } catch (error) {
         this.record({ what: 'announce', target: `${iface.name} ${cidr}`, why: 'tell the neighbours where the restored address lives', result: 'skipped', error: (error as Error).message, durationMs: monotonicMs() - started });
+      }
+    }
+  }
+
+  private async applyNftBatch(losses: Loss[], current: LiveState, why: string, applied: Array<{ loss: Loss; started: number; command: string }>): Promise<void> {
+    const started = monotonicMs();
+    const script = losses.map((loss) => nftTableScript(this.baseline!.firewall[loss.firewallKey!]!)).join('');
+    try {
+      await applyNftScript(script, true);
+      await applyNftScript(script);
+      const command = `nft -f - <<'EOF'\n${script}EOF`;
+      for (const loss of losses) applied.push({ loss, started, command });
+    } catch (error) {
+      for (const loss of losses) {
+        this.record({
+          what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`,
+          beforeHash: current.firewall[loss.firewallKey!]?.hash ?? null, durationMs: monotonicMs() - started,
+          result: 'failed', error: (error as Error).message,
+        });
       }
     }
   }
