@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds flinch-agent as a Node single executable application (node --experimental-sea-config + postject, both
+# offline): one bundle with every dependency, the netlink addon as an SEA asset, injected into a stripped copy of
+# this machine's node. Output: build/sea/flinch-agent. Needs: npm ci done, binutils (strip).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=build/sea
+mkdir -p "$out"
+# ws probes for its optional native helpers with require(); a SEA can only require built-ins, so tell ws not to look.
+npx esbuild agent/cli.ts --bundle --platform=node --target=node20 --format=cjs --log-level=warning \
+  --banner:js="process.env.WS_NO_BUFFER_UTIL='1';process.env.WS_NO_UTF_8_VALIDATE='1';" \
+  --alias:node-gyp-build=./packaging/sea/netlink-addon-loader.cjs \
+  --external:bufferutil --external:utf-8-validate --outfile="$out/flinch-agent-sea.cjs"
+cat > "$out/sea-config.json" <<JSON
+{
+  "main": "$out/flinch-agent-sea.cjs",
+  "output": "$out/sea-prep.blob",
+  "disableExperimentalSEAWarning": true,
+  "useCodeCache": false,
+  "assets": { "netlink.node": "node_modules/netlink/prebuilds/linux-x64/node.napi.node" }
+}
+JSON
+node --experimental-sea-config "$out/sea-config.json" >/dev/null
+strip -o "$out/flinch-agent" "$(command -v node)"
+npx postject "$out/flinch-agent" NODE_SEA_BLOB "$out/sea-prep.blob" \
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 | grep -v "Can't find string offset" >&2 || true
+chmod 0755 "$out/flinch-agent"
+echo "$out/flinch-agent $(stat -c %s "$out/flinch-agent") bytes"
