@@ -24,3 +24,8 @@ export function projectRoot(): string {
 export function guestAgentBundle(): string {
   return path.join(projectRoot(), 'build', 'agent', 'flinch-agent.cjs');
 }
+
+/** The single-executable agent the lab guest runs, produced by `npm run build` (packaging/sea/build-sea.sh). */
+export function guestAgentExecutable(): string {
+  return path.join(projectRoot(), 'build', 'sea', 'flinch-agent');
+}

@@ -28,8 +28,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-newest_source=$(find agent probes harness package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
-if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ -n "$newest_source" ]; then
+newest_source=$(find agent probes harness packaging/sea package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
+if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ ! -f build/sea/flinch-agent ] || [ -n "$newest_source" ]; then
   echo "flinch setup: npm run build" >&2
   npm run --silent build
   touch dist/.built

@@ -8,11 +8,11 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { findExecutable, runCommand } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
-import { projectRoot, guestAgentBundle } from '../project-paths.js';
+import { guestAgentExecutable, projectRoot } from '../project-paths.js';
 import type { GuestKernel } from './debian-kernel.js';
 
 /** Bump when the layout of the base image changes, so old caches are not reused. */
-const BASE_LAYOUT_VERSION = 1;
+const BASE_LAYOUT_VERSION = 2;
 
 /**
  * Kernel modules the guest needs; the Debian cloud kernel builds virtio and netfilter as modules. ipt_REJECT is
@@ -30,14 +30,14 @@ const XTABLES_LINKS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tabl
 export interface GuestImage {
   kernel: GuestKernel;
   initrd: string;
-  /** Cache key of the base layer (kernel modules, node, tools) and of the agent layer. */
+  /** Cache key of the base layer (kernel modules, tools, libraries) and of the agent layer. */
   baseKey: string;
   agentKey: string;
 }
 
 /**
  * The lab guest's initramfs, in two concatenated cpio archives that the kernel unpacks one after the other: a small
- * layer with the agent and /init, rebuilt whenever the agent changes, and a large base with busybox, node, iproute2,
+ * layer with the single-executable agent and /init, rebuilt whenever the agent changes, and a base with busybox, iproute2,
  * nft/iptables and the kernel modules, rebuilt only when one of those changes. No path is in both.
  */
 export async function buildGuestImage(
@@ -52,8 +52,8 @@ export async function buildGuestImage(
     if (!found) throw new UserError(`${name} not found; install iproute2, nftables and iptables`);
     return found;
   });
-  const bundle = guestAgentBundle();
-  if (!existsSync(bundle)) throw new UserError(`the guest agent bundle ${bundle} is missing; run npm run build`);
+  const agent = guestAgentExecutable();
+  if (!existsSync(agent)) throw new UserError(`the single-executable agent ${agent} is missing; run npm run build`);
 
   const imagesDir = path.join(cacheDir, 'images');
   mkdirSync(imagesDir, { recursive: true });
@@ -63,12 +63,12 @@ export async function buildGuestImage(
   ]);
   const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
   if (!existsSync(base)) {
-    log('building the guest base image (busybox, node, iproute2, nftables, kernel modules)');
+    log('building the guest base image (busybox, iproute2, nftables, shared libraries, kernel modules)');
     await buildBase(base, kernel, busybox, programs, cacheDir);
   }
 
   const agentFiles = agentLayerSources();
-  const agentKey = hashOf(agentFiles.map(([source]) => fingerprint(source)).concat(readFileSync(bundle, 'utf8')));
+  const agentKey = hashOf(agentFiles.map(([source]) => fingerprint(source)).concat(createHash('sha256').update(readFileSync(agent)).digest('hex')));
   const initrd = path.join(imagesDir, `initrd-${baseKey}-${agentKey}.img`);
   if (!existsSync(initrd)) {
     const layer = path.join(imagesDir, `agent-${agentKey}.cpio`);
@@ -82,16 +82,10 @@ export async function buildGuestImage(
 }
 
 function agentLayerSources(): Array<[source: string, target: string]> {
-  const root = projectRoot();
-  const netlink = path.join(root, 'node_modules', 'netlink');
+  // The guest runs what a fleet installs: the single executable, no node and no node_modules.
   return [
-    [path.join(root, 'harness', 'lab', 'guest', 'init.sh'), 'init'],
-    [guestAgentBundle(), 'opt/flinch/flinch-agent.cjs'],
-    // The bundle keeps netlink external: its native addon is found by node-gyp-build relative to the package.
-    [path.join(netlink, 'package.json'), 'opt/flinch/node_modules/netlink/package.json'],
-    [path.join(netlink, 'dist'), 'opt/flinch/node_modules/netlink/dist'],
-    [path.join(netlink, 'prebuilds', 'linux-x64'), 'opt/flinch/node_modules/netlink/prebuilds/linux-x64'],
-    [path.join(root, 'node_modules', 'node-gyp-build'), 'opt/flinch/node_modules/node-gyp-build'],
+    [path.join(projectRoot(), 'harness', 'lab', 'guest', 'init.sh'), 'init'],
+    [guestAgentExecutable(), 'usr/bin/flinch-agent'],
   ];
 }
 
@@ -104,6 +98,7 @@ async function buildAgentLayer(output: string, files: Array<[string, string]>): 
     cpSync(source, destination, { recursive: true });
   }
   chmodSync(path.join(stage, 'init'), 0o755);
+  chmodSync(path.join(stage, 'usr', 'bin', 'flinch-agent'), 0o755);
   await packCpio(stage, output, false);
   rmSync(stage, { recursive: true, force: true });
 }
@@ -123,10 +118,8 @@ async function buildBase(output: string, kernel: GuestKernel, busybox: string, p
     if (!existsSync(link)) symlinkSync('busybox', link);
   }
 
-  const node = await strippedNode(cacheDir);
-  copyFileSync(node, path.join(stage, 'usr', 'bin', 'node'));
-  chmodSync(path.join(stage, 'usr', 'bin', 'node'), 0o755);
-  const dynamic = [node];
+  // The agent is a Node single executable: it needs node's shared libraries (glibc, libstdc++), not node itself.
+  const dynamic = [process.execPath];
   for (const program of programs) {
     const target = path.join(stage, 'usr', 'sbin', path.basename(program));
     copyFileSync(program, target);
@@ -164,16 +157,6 @@ async function buildBase(output: string, kernel: GuestKernel, busybox: string, p
   writeFileSync(path.join(stage, 'etc', 'flinch', 'modules.order'), `${guestPaths.join('\n')}\n`);
   await packCpio(stage, output, true);
   rmSync(stage, { recursive: true, force: true });
-}
-
-/** The host's node without debug info: 98 MB → 86 MB, and the guest's RAM holds all of it (lab notes). */
-async function strippedNode(cacheDir: string): Promise<string> {
-  const target = path.join(cacheDir, `node-${process.version}.stripped`);
-  if (!existsSync(target)) {
-    await runCommand('strip', ['-o', `${target}.tmp`, process.execPath]);
-    renameSync(`${target}.tmp`, target);
-  }
-  return target;
 }
 
 /** Every shared library the given executables load, from `ldd`. */
