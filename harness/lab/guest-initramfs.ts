@@ -78,6 +78,11 @@ export async function buildGuestImage(
     await concatenate([layer, base], initrd);
     rmSync(layer);
   }
+  // Each agent change makes a new image of ~90 MB; only the current ones are kept.
+  for (const file of readdirSync(imagesDir)) {
+    const full = path.join(imagesDir, file);
+    if (full !== base && full !== initrd && /^(base|initrd|agent)-/.test(file)) rmSync(full, { recursive: true, force: true });
+  }
   return { kernel, initrd, baseKey, agentKey };
 }
 
