@@ -201,8 +201,6 @@ export function buildAgentProgram(): Command {
         onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
         onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
       });
-      client.start();
-      log(`streaming to ${options.collector} as ${options.agentId}`);
       runtime = await runUntilSignalled(
         options,
         options.agentId,
@@ -212,6 +210,10 @@ export function buildAgentProgram(): Command {
       );
       // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
       feed = (o) => runtime?.ingest(o);
+      // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
+      // probes saw meanwhile waits in the queue.
+      client.start();
+      log(`streaming to ${options.collector} as ${options.agentId}`);
     }),
   );
   return program;
