@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd binutils procps)
+PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd binutils procps iputils-arping ndisc6)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
