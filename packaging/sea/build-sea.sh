@@ -20,9 +20,10 @@ cat > "$out/sea-config.json" <<JSON
   "assets": { "netlink.node": "node_modules/netlink/prebuilds/linux-x64/node.napi.node" }
 }
 JSON
-node --experimental-sea-config "$out/sea-config.json" >/dev/null
+node --experimental-sea-config "$out/sea-config.json" >/dev/null 2>"$out/sea-config.log" || { cat "$out/sea-config.log" >&2; exit 1; }
 strip -o "$out/flinch-agent" "$(command -v node)"
+# postject narrates its progress and warns about ELF notes it does not need; keep its words for when it fails.
 npx postject "$out/flinch-agent" NODE_SEA_BLOB "$out/sea-prep.blob" \
-  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 2>&1 | grep -v "Can't find string offset" >&2 || true
+  --sentinel-fuse NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2 >"$out/postject.log" 2>&1 || { cat "$out/postject.log" >&2; exit 1; }
 chmod 0755 "$out/flinch-agent"
 echo "$out/flinch-agent $(stat -c %s "$out/flinch-agent") bytes"
