@@ -77,7 +77,6 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
     outputs,
     log,
   );
-  probesFor(options.probes, DEFAULT_PROBE_SETTINGS); // a bad --probes fails here, before anything starts
   await runtime.start();
   void new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -10,17 +10,20 @@ import type { FirewallTableState, InterfaceState, RouteState } from './live-stat
  */
 
 /** Replaces one nft table with its baseline text in one transaction; creating it first makes the delete safe. */
-export function nftTableScript(baseline: FirewallTableState): string {
+function nftTableScript(baseline: FirewallTableState): string {
   return `table ${baseline.table}\ndelete table ${baseline.table}\n${baseline.text}`;
 }
 
+/** Puts nft tables back from their baselines in one transaction, checked with `nft -c` first; returns the command. */
+export async function restoreNftTables(baselines: readonly FirewallTableState[], dryRun: boolean): Promise<string> {
+  const script = baselines.map(nftTableScript).join('');
+  await applyNftScript(script, true);
+  if (!dryRun) await applyNftScript(script);
+  return `nft -f - <<'EOF'\n${script}EOF`;
+}
+
 export async function restoreFirewallTable(baseline: FirewallTableState, dryRun: boolean): Promise<string> {
-  if (baseline.backend === 'nftables') {
-    const script = nftTableScript(baseline);
-    await applyNftScript(script, true);
-    if (!dryRun) await applyNftScript(script);
-    return `nft -f - <<'EOF'\n${script}EOF`;
-  }
+  if (baseline.backend === 'nftables') return restoreNftTables([baseline], dryRun);
   const variant = baseline.backend === 'iptables-nft' ? 'nft' : 'legacy';
   const family = baseline.family as IpFamily;
   // Without --noflush, iptables-restore replaces exactly the tables named in its input: this one.

@@ -4,8 +4,7 @@ import { StateDir } from '../state/state-dir.js';
 import { monotonicMs, stampNow } from '../../probes/clock/read-clocks.js';
 import { NFT_CANARY_TABLE } from '../../probes/firewall/ruleset.js';
 import { captureFirewall as captureFirewallState, captureFirewallHashes, captureLiveState, type InterfaceState, type LiveState } from './live-state.js';
-import { addAddress, addRoute, announceAddress, nftTableScript, restoreFirewallTable, setLinkUp, setMtu } from './restore.js';
-import { applyNftScript } from '../system/nft.js';
+import { addAddress, addRoute, announceAddress, restoreFirewallTable, restoreNftTables, setLinkUp, setMtu } from './restore.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'on';
 
@@ -312,11 +311,8 @@ export class SafetyNet {
 
   private async applyNftBatch(losses: Loss[], current: LiveState, why: string, applied: Array<{ loss: Loss; started: number; command: string }>): Promise<void> {
     const started = monotonicMs();
-    const script = losses.map((loss) => nftTableScript(this.baseline!.firewall[loss.firewallKey!]!)).join('');
     try {
-      await applyNftScript(script, true);
-      await applyNftScript(script);
-      const command = `nft -f - <<'EOF'\n${script}EOF`;
+      const command = await restoreNftTables(losses.map((loss) => this.baseline!.firewall[loss.firewallKey!]!), false);
       for (const loss of losses) applied.push({ loss, started, command });
     } catch (error) {
       for (const loss of losses) {

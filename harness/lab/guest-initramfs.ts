@@ -64,7 +64,7 @@ export async function buildGuestImage(
   const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
   if (!existsSync(base)) {
     log('building the guest base image (busybox, iproute2, nftables, shared libraries, kernel modules)');
-    await buildBase(base, kernel, busybox, programs, cacheDir);
+    await buildBase(base, kernel, busybox, programs);
   }
 
   const agentFiles = agentLayerSources();
@@ -108,7 +108,7 @@ async function buildAgentLayer(output: string, files: Array<[string, string]>): 
   rmSync(stage, { recursive: true, force: true });
 }
 
-async function buildBase(output: string, kernel: GuestKernel, busybox: string, programs: string[], cacheDir: string) {
+async function buildBase(output: string, kernel: GuestKernel, busybox: string, programs: string[]) {
   const stage = `${output}.stage`;
   rmSync(stage, { recursive: true, force: true });
   for (const dir of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc/flinch', 'proc', 'sys', 'dev', 'tmp', 'run', 'opt/flinch']) {

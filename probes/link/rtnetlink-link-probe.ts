@@ -65,12 +65,7 @@ export class RtnetlinkLinkProbe implements Probe<LinkSnapshot> {
   async snapshot(): Promise<LinkSnapshot> {
     if (this.socket) return { links: [...this.links.values()].sort((a, b) => a.ifindex - b.ifindex) };
     // Not started: read the kernel's state directly with a one-shot dump.
-    const socket = createRtNetlink({ recvBufferSize: RECEIVE_BUFFER_BYTES, sendBufferSize: SEND_BUFFER_BYTES });
-    try {
-      const dump = await withDumpSocket((dumper) => dumper.getLinks());
-      return { links: dump.map((m) => decodeLinkState(m as RawLinkMessage)).sort((a, b) => a.ifindex - b.ifindex) };
-    } finally {
-      socket.socket.close();
-    }
+    const dump = await withDumpSocket((dumper) => dumper.getLinks());
+    return { links: dump.map((m) => decodeLinkState(m as RawLinkMessage)).sort((a, b) => a.ifindex - b.ifindex) };
   }
 }
