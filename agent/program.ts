@@ -1,4 +1,5 @@
 import os from 'node:os';
+import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Observation } from '../probes/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
@@ -14,6 +15,7 @@ import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
 import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from './report/report-schema.js';
+import { applyAgentConfig, ConfigError, CONFIG_ERROR_EXIT, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
 
 const PROGRAM = 'flinch-agent';
 
@@ -49,6 +51,7 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
 }
 
 interface AgentOptions {
+  config?: string;
   probes?: string[];
   canaries: boolean;
   legacyPoll: number;
@@ -90,8 +93,23 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
   return runtime;
 }
 
+/**
+ * The options a command runs with: its command line over the --config file over the defaults. The whole file is
+ * read and checked before anything starts, so a bad file stops the agent before it has touched the guest.
+ */
+function withConfig<T extends AgentOptions>(options: T, command: Command): T {
+  if (options.config === undefined) return options;
+  try {
+    return applyAgentConfig(options, loadAgentConfig(options.config), (attribute) => command.getOptionValueSource(attribute));
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UserError(error.message, CONFIG_ERROR_EXIT);
+    throw error;
+  }
+}
+
 function addAgentOptions(command: Command): Command {
   return command
+    .option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`)
     .option('--probes <list>', 'comma-separated probes to run (default: all)', parseProbeList)
     .option('--no-canaries', 'do not install the canary table/chains the firewall probes use to prove a wholesale flush')
     .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs)
@@ -101,6 +119,50 @@ function addAgentOptions(command: Command): Command {
     .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
     .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
     .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);
+}
+
+interface RunOptions extends AgentOptions {
+  collector?: string;
+  agentId: string;
+  queue: number;
+}
+
+function summariseReport(report: Report): string {
+  const triggers = [...new Set(report.episode.triggers.map((t) => t.kind))].join(',');
+  return `episode ${report.episode.id}: ${report.verdict} after ${(report.episode.durationMs / 1000).toFixed(1)} s (triggers ${triggers}; remediation ${report.remediation.outcome})`;
+}
+
+async function streamToCollector(options: RunOptions & { collector: string }, log: (line: string) => void): Promise<void> {
+  const hostOffset = new HostOffsetTracker();
+  let runtime: AgentRuntime | null = null;
+  let feed: (o: Observation) => void = () => undefined;
+  const client: CollectorClient = new CollectorClient({
+    url: options.collector,
+    hello: { agentId: options.agentId, hostname: os.hostname(), agentVersion: FLINCH_VERSION },
+    maxQueued: options.queue,
+    minBackoffMs: 250,
+    maxBackoffMs: 10_000,
+    log,
+    onTimeExchange: (exchange) => {
+      const observation = hostOffset.add(exchange);
+      if (observation) feed(observation);
+    },
+    onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
+    onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
+  });
+  runtime = await runUntilSignalled(
+    options,
+    options.agentId,
+    { observation: (o) => client.send(o), report: (r) => client.sendReport(r) },
+    log,
+    () => client.close(),
+  );
+  // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
+  feed = (o) => runtime?.ingest(o);
+  // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
+  // probes saw meanwhile waits in the queue.
+  client.start();
+  log(`streaming to ${options.collector} as ${options.agentId}`);
 }
 
 const printLine = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -114,7 +176,8 @@ export function buildAgentProgram(): Command {
       .description('print observations and episode reports (flinch.report/v1) as JSON lines')
       .option('--json', 'one JSON object per line (the only format for now)', true),
   ).action(
-    guarded(PROGRAM, verbose, async (options: AgentOptions) => {
+    guarded(PROGRAM, verbose, async (given: AgentOptions, command: Command) => {
+      const options = withConfig(given, command);
       await runUntilSignalled(options, os.hostname(), { observation: printLine, report: printLine }, log);
     }),
   );
@@ -177,43 +240,35 @@ export function buildAgentProgram(): Command {
   addAgentOptions(
     program
       .command('run')
-      .description('stream observations and reports to a collector, reconnecting and queueing while it is unreachable')
-      .requiredOption('--collector <url>', 'collector WebSocket URL, e.g. ws://10.0.3.1:7431', parseCollectorUrl)
+      .description('the service: watch, judge and repair; stream to a collector if one is set, reconnecting and queueing while it is unreachable')
+      .option('--collector <url>', 'collector WebSocket URL, e.g. ws://10.0.3.1:7431 (without one, reports stay in the state directory)', parseCollectorUrl)
       .option('--agent-id <id>', 'stable identity of this agent', os.hostname())
       .option('--queue <n>', 'observations kept while disconnected', positiveInt, DEFAULT_QUEUE_LIMIT),
   ).action(
-    guarded(PROGRAM, verbose, async (options: AgentOptions & { collector: string; agentId: string; queue: number }) => {
-      const hostOffset = new HostOffsetTracker();
-      let runtime: AgentRuntime | null = null;
-      let feed: (o: Observation) => void = () => undefined;
-      const client: CollectorClient = new CollectorClient({
-        url: options.collector,
-        hello: { agentId: options.agentId, hostname: os.hostname(), agentVersion: FLINCH_VERSION },
-        maxQueued: options.queue,
-        minBackoffMs: 250,
-        maxBackoffMs: 10_000,
-        log,
-        onTimeExchange: (exchange) => {
-          const observation = hostOffset.add(exchange);
-          if (observation) feed(observation);
-        },
-        onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
-        onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
-      });
-      runtime = await runUntilSignalled(
-        options,
-        options.agentId,
-        { observation: (o) => client.send(o), report: (r) => client.sendReport(r) },
-        log,
-        () => client.close(),
-      );
-      // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
-      feed = (o) => runtime?.ingest(o);
-      // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
-      // probes saw meanwhile waits in the queue.
-      client.start();
-      log(`streaming to ${options.collector} as ${options.agentId}`);
+    guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
+      const options = withConfig(given, command);
+      if (options.collector === undefined) {
+        await runUntilSignalled(options, options.agentId, { observation: () => undefined, report: (r) => log(summariseReport(r)) }, log);
+        log(`running without a collector; reports go to ${path.join(options.stateDir, REPORTS_FILE)}`);
+        return;
+      }
+      await streamToCollector({ ...options, collector: options.collector }, log);
     }),
   );
+
+  program
+    .command('check-config')
+    .description('read and validate a config file, print the settings it gives, and exit (0 valid, 78 invalid)')
+    .option('--config <file>', 'the file to check', DEFAULT_CONFIG_PATH)
+    .action(
+      guarded(PROGRAM, verbose, async (options: { config: string }) => {
+        try {
+          process.stdout.write(`${JSON.stringify(loadAgentConfig(options.config), null, 2)}\n`);
+        } catch (error) {
+          if (error instanceof ConfigError) throw new UserError(error.message, CONFIG_ERROR_EXIT);
+          throw error;
+        }
+      }),
+    );
   return program;
 }
