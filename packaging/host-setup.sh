@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd binutils procps iputils-arping ndisc6)
+# lintian checks the .deb; debootstrap and e2fsprogs build the systemd guest that the package is installed into.
+PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd binutils procps iputils-arping ndisc6
+  lintian debootstrap e2fsprogs)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -28,8 +30,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-newest_source=$(find agent probes harness packaging/sea package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
-if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ ! -f build/sea/flinch-agent ] || [ -n "$newest_source" ]; then
+newest_source=$(find agent probes harness packaging/sea packaging/deb package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
+if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ ! -f build/sea/flinch-agent ] || ! ls build/deb/flinch-agent_*.deb >/dev/null 2>&1 || [ -n "$newest_source" ]; then
   echo "flinch setup: npm run build" >&2
   npm run --silent build
   touch dist/.built

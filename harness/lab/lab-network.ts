@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
 
 /**
@@ -45,4 +46,29 @@ export async function createLabNetwork(network: LabNetwork): Promise<void> {
 
 export async function destroyLabNetwork(network: LabNetwork): Promise<void> {
   await deleteNetns(network.netns);
+}
+
+/**
+ * Re-runs this same program inside the namespace (Node cannot setns) as `subcommand`, with the plan as JSON in the
+ * environment variable `planVariable`. Resolves to the child's exit code.
+ */
+export function runInsideNamespace(netns: string, subcommand: string, planVariable: string, plan: unknown): Promise<number> {
+  const script = process.argv[1];
+  if (!script) throw new Error('cannot tell which script is running');
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, subcommand], {
+    stdio: 'inherit',
+    env: { ...process.env, [planVariable]: JSON.stringify(plan) },
+  });
+  // Ctrl-C reaches the child too (same process group); this process only waits for it so that cleanup still runs.
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', ignore);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', ignore);
+      resolve(code ?? (signal ? 128 + 15 : 1));
+    });
+  });
 }

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +12,7 @@ import { verdictV0 } from '../verdict/verdict-v0.js';
 import type { Report } from '../../agent/report/report-schema.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, type LabNetwork } from './lab-network.js';
+import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, type LabNetwork } from './lab-network.js';
 
 export interface LabOptions {
   migrations: number;
@@ -79,33 +78,11 @@ export async function runQemuLab(options: LabOptions, log: (line: string) => voi
     const plan: InnerPlan = {
       options, network, kernel: kernel.vmlinuz, kernelPackage: kernel.packageName, initrd: image.initrd, startedAtMs,
     };
-    const code = await runInNamespace(network.netns, plan);
+    const code = await runInsideNamespace(network.netns, 'lab-inner', INNER_PLAN_ENV, plan);
     if (code !== 0) process.exitCode = code;
   } finally {
     await destroyLabNetwork(network);
   }
-}
-
-/** Re-runs this same program inside the namespace (Node cannot setns), with the plan in the environment. */
-function runInNamespace(netns: string, plan: InnerPlan): Promise<number> {
-  const script = process.argv[1];
-  if (!script) throw new Error('cannot tell which script is running');
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, 'lab-inner'], {
-    stdio: 'inherit',
-    env: { ...process.env, [INNER_PLAN_ENV]: JSON.stringify(plan) },
-  });
-  // Ctrl-C reaches the child too (same process group); this process only waits for it so that cleanup still runs.
-  const ignore = () => undefined;
-  process.on('SIGINT', ignore);
-  process.on('SIGTERM', ignore);
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      process.off('SIGINT', ignore);
-      process.off('SIGTERM', ignore);
-      resolve(code ?? (signal ? 128 + 15 : 1));
-    });
-  });
 }
 
 export function readInnerPlan(): InnerPlan {

@@ -17,6 +17,10 @@ export interface VmSpec {
   kernel: string;
   initrd: string;
   append: string;
+  /** A raw root disk (virtio-blk), for guests that boot from an image rather than from their initramfs. */
+  disk?: string;
+  /** A second serial port (the guest's ttyS1) on this Unix socket, for a lab-only console (harness/lab/guest-console.ts). */
+  consoleSocket?: string;
   memoryMiB: number;
   /** The guest NIC: a tap device already on the lab bridge, and the MAC the guest keeps across migrations. */
   tap: string;
@@ -58,6 +62,8 @@ export function qemuArguments(spec: VmSpec): string[] {
     '-device', `virtio-net-pci,netdev=n0,id=nic0,mac=${spec.mac}`,
     '-qmp', `unix:${qmpSocketPath(spec)},server=on,wait=off`,
   ];
+  if (spec.consoleSocket) args.push('-serial', `unix:${spec.consoleSocket},server=on,wait=off`);
+  if (spec.disk) args.push('-drive', `file=${spec.disk},if=virtio,format=raw,cache=unsafe`);
   if (spec.incoming) args.push('-incoming', 'defer');
   return args;
 }

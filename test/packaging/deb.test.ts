@@ -1,0 +1,66 @@
+// The Debian package as an administrator gets it: built offline with dpkg-deb, checked by lintian, and installed with
+// dpkg into a debootstrapped Debian 12 that boots systemd under QEMU (TCG), reporting to a collector on the host side of
+// a private network namespace.
+import t from 'tap';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runCommand } from '../../agent/system/run-command.js';
+import { projectRoot } from '../../harness/project-paths.js';
+import { FLINCH_VERSION } from '../../agent/version.js';
+import { PACKAGE_CHECK_RESULTS, type PackageCheckResults } from '../../harness/lab/package-lab.js';
+import { FLINCH, runCli } from '../helpers/run-cli.js';
+
+const root = projectRoot();
+const deb = path.join(root, 'build', 'deb', `flinch-agent_${FLINCH_VERSION}_amd64.deb`);
+const unit = readFileSync(path.join(root, 'packaging', 'deb', 'flinch-agent.service'), 'utf8');
+
+t.before(async () => {
+  await runCommand('bash', [path.join(root, 'packaging', 'deb', 'build-deb.sh')], { timeout: 300_000 });
+});
+
+t.test('the package holds the agent, the unit, the config as a conffile and a private state dir', async (t) => {
+  const { stdout: contents } = await runCommand('dpkg-deb', ['--contents', deb]);
+  const entry = (file: string) => contents.split('\n').find((line) => line.endsWith(` ./${file}`) || line.endsWith(` ./${file}/`));
+  t.match(entry('usr/bin/flinch-agent'), /^-rwxr-xr-x root\/root/);
+  t.match(entry('lib/systemd/system/flinch-agent.service'), /^-rw-r--r-- root\/root/);
+  t.match(entry('etc/flinch/agent.yaml'), /^-rw-r--r-- root\/root/);
+  t.match(entry('var/lib/flinch'), /^drwx------ root\/root/);
+  t.ok(entry('usr/share/man/man1/flinch-agent.1.gz'), 'man page');
+  t.notMatch(contents, /node_modules/, 'no node_modules tree: the agent is one executable');
+  const { stdout: conffiles } = await runCommand('dpkg-deb', ['-I', deb, 'conffiles']);
+  t.equal(conffiles.trim(), '/etc/flinch/agent.yaml');
+  const { stdout: depends } = await runCommand('dpkg-deb', ['-f', deb, 'Depends']);
+  t.match(depends, /libc6 \(>= 2\.28\)/, 'the glibc the SEA needs');
+});
+
+t.test('lintian has no error or warning (overrides are justified in packaging/deb/lintian-overrides)', async (t) => {
+  const result = await runCommand('lintian', ['--fail-on', 'error,warning', '--pedantic', deb], { timeout: 300_000 }).then(
+    (r) => ({ ok: true, out: r.stdout }),
+    (error: Error) => ({ ok: false, out: error.message }),
+  );
+  t.ok(result.ok, result.out);
+  t.notMatch(result.out, /^[EW]: /m);
+});
+
+t.test('the unit keeps only the capabilities the agent uses, and the hardening the issue asks for', async (t) => {
+  t.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYSLOG$/m);
+  for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/flinch', 'ProtectHome=yes', 'PrivateTmp=yes',
+    'SystemCallFilter=@system-service', 'Restart=on-failure', 'RestartPreventExitStatus=78',
+    'RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET']) {
+    t.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line);
+  }
+  t.notMatch(unit, /^ProtectKernelLogs=yes/m, 'the agent reads /dev/kmsg');
+});
+
+t.test('installed in a Debian 12 guest with systemd: not enabled by the install; starts, reports, survives kill -9, refuses a bad config', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-package-check-'));
+  const run = await runCli([FLINCH, 'package-check', '--deb', deb, '--out', out], { timeoutMs: 900_000 });
+  const results = JSON.parse(readFileSync(path.join(out, PACKAGE_CHECK_RESULTS), 'utf8')) as PackageCheckResults;
+  for (const check of results.checks) t.ok(check.ok, `${check.name}: ${check.detail}`);
+  t.equal(results.checks.length, 7, 'every check ran');
+  t.equal(run.code, 0, run.stderr.split('\n').slice(-5).join('\n'));
+  t.equal(results.enabledAfterInstall, 'disabled');
+  t.match(results.securityExposure, /^\d+\.\d+ /, 'systemd-analyze security gave a score');
+  t.ok(Number(results.securityExposure?.split(' ')[0]) < 4, `exposure ${results.securityExposure} stays below 4.0`);
+});
