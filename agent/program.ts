@@ -1,12 +1,18 @@
 import os from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Observation } from '../probes/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
 import { createProbes, DEFAULT_PROBE_SETTINGS, PROBES, type ProbeSettings } from '../probes/registry.js';
 import { HostOffsetTracker } from '../probes/clock/host-offset.js';
 import { stampNow } from '../probes/clock/read-clocks.js';
-import { CollectorClient, DEFAULT_QUEUE_LIMIT } from './transport/collector-client.js';
+import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from './transport/collector-client.js';
+import { DEFAULT_SPOOL_MAX_BYTES, Spool } from './transport/spool.js';
+import { currentIdentity } from './transport/agent-identity.js';
+import { collectorFor } from './transport/shard.js';
+import { readSecretFile } from './protocol/frame-signing.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
 import { FLINCH_VERSION } from './version.js';
 import { createProgram, guarded, positiveInt, UserError } from './cli-support.js';
 import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
@@ -28,6 +34,10 @@ function parseCollectorUrl(value: string): string {
   }
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new InvalidArgumentError('the collector URL must start with ws:// or wss://');
   return url.toString();
+}
+
+function collectUrls(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), parseCollectorUrl(value)];
 }
 
 function parseProbeList(value: string): string[] {
@@ -122,9 +132,12 @@ function addAgentOptions(command: Command): Command {
 }
 
 interface RunOptions extends AgentOptions {
-  collector?: string;
+  collector?: string[];
   agentId: string;
-  queue: number;
+  tokenFile?: string;
+  caFile?: string;
+  spoolMaxBytes: number;
+  metrics?: string;
 }
 
 function summariseReport(report: Report): string {
@@ -132,16 +145,59 @@ function summariseReport(report: Report): string {
   return `episode ${report.episode.id}: ${report.verdict} after ${(report.episode.durationMs / 1000).toFixed(1)} s (triggers ${triggers}; remediation ${report.remediation.outcome})`;
 }
 
-async function streamToCollector(options: RunOptions & { collector: string }, log: (line: string) => void): Promise<void> {
+function readOptionalFile(file: string | undefined, what: string): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, CONFIG_ERROR_EXIT);
+  }
+}
+
+async function runAgentService(options: RunOptions, log: (line: string) => void): Promise<void> {
+  const metrics = options.metrics === undefined ? null : new AgentMetrics();
+  if (metrics && options.metrics) {
+    const { address } = await metrics.listen(options.metrics).catch((error: Error) => {
+      throw new UserError(`--metrics ${options.metrics}: ${error.message}`, CONFIG_ERROR_EXIT);
+    });
+    log(`metrics on http://${address.address}:${address.port}/metrics`);
+  }
+  const collectors = options.collector ?? [];
+  if (collectors.length === 0) {
+    await runUntilSignalled(options, options.agentId, {
+      observation: (o) => metrics?.observe(o),
+      report: (r) => {
+        metrics?.report(r);
+        log(summariseReport(r));
+      },
+    }, log);
+    log(`running without a collector; reports go to ${path.join(options.stateDir, REPORTS_FILE)}`);
+    return;
+  }
+  let key: string | null = null;
+  if (options.tokenFile !== undefined) {
+    try {
+      key = readSecretFile(options.tokenFile, 'agent token');
+    } catch (error) {
+      throw new UserError((error as Error).message, CONFIG_ERROR_EXIT);
+    }
+  }
+  const ca = readOptionalFile(options.caFile, 'CA bundle');
+  const url = collectorFor(options.agentId, collectors);
+  const spool = new Spool({ dir: path.join(options.stateDir, 'spool'), maxBytes: options.spoolMaxBytes, segmentBytes: Math.min(1024 * 1024, Math.max(4096, Math.floor(options.spoolMaxBytes / 8))), log });
   const hostOffset = new HostOffsetTracker();
   let runtime: AgentRuntime | null = null;
+  let xenDomid: number | null = null;
   let feed: (o: Observation) => void = () => undefined;
   const client: CollectorClient = new CollectorClient({
-    url: options.collector,
-    hello: { agentId: options.agentId, hostname: os.hostname(), agentVersion: FLINCH_VERSION },
-    maxQueued: options.queue,
+    url,
+    identity: () => currentIdentity(options.agentId, xenDomid),
+    key,
+    ca,
+    spool,
     minBackoffMs: 250,
     maxBackoffMs: 10_000,
+    livenessTimeoutMs: DEFAULT_LIVENESS_TIMEOUT_MS,
     log,
     onTimeExchange: (exchange) => {
       const observation = hostOffset.add(exchange);
@@ -149,20 +205,31 @@ async function streamToCollector(options: RunOptions & { collector: string }, lo
     },
     onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
     onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
+    onAck: () => metrics?.spool(spool.unacked.length, spool.dropped),
   });
   runtime = await runUntilSignalled(
     options,
     options.agentId,
-    { observation: (o) => client.send(o), report: (r) => client.sendReport(r) },
+    {
+      observation: (o) => {
+        if (o.kind === 'xen' && o.change === 'domid' && o.value !== null && /^\d+$/.test(o.value)) xenDomid = Number(o.value);
+        metrics?.observe(o);
+        client.send(o);
+      },
+      report: (r) => {
+        metrics?.report(r);
+        client.sendReport(r);
+      },
+    },
     log,
     () => client.close(),
   );
   // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
   feed = (o) => runtime?.ingest(o);
   // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
-  // probes saw meanwhile waits in the queue.
+  // probes saw meanwhile waits in the spool.
   client.start();
-  log(`streaming to ${options.collector} as ${options.agentId}`);
+  log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }
 
 const printLine = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -241,18 +308,15 @@ export function buildAgentProgram(): Command {
     program
       .command('run')
       .description('the service: watch, judge and repair; stream to a collector if one is set, reconnecting and queueing while it is unreachable')
-      .option('--collector <url>', 'collector WebSocket URL, e.g. ws://10.0.3.1:7431 (without one, reports stay in the state directory)', parseCollectorUrl)
+      .option('--collector <url>', 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id (without one, reports stay in the state directory)', collectUrls)
       .option('--agent-id <id>', 'stable identity of this agent', os.hostname())
-      .option('--queue <n>', 'observations kept while disconnected', positiveInt, DEFAULT_QUEUE_LIMIT),
+      .option('--token-file <file>', "this agent's signing key (mode 0600), from `flinch token`; without it frames are unsigned")
+      .option('--ca-file <file>', 'PEM certificates to trust for a wss:// collector, beside the system ones')
+      .option('--spool-max-bytes <n>', 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted', positiveInt, DEFAULT_SPOOL_MAX_BYTES)
+      .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431'),
   ).action(
     guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
-      const options = withConfig(given, command);
-      if (options.collector === undefined) {
-        await runUntilSignalled(options, options.agentId, { observation: () => undefined, report: (r) => log(summariseReport(r)) }, log);
-        log(`running without a collector; reports go to ${path.join(options.stateDir, REPORTS_FILE)}`);
-        return;
-      }
-      await streamToCollector({ ...options, collector: options.collector }, log);
+      await runAgentService(withConfig(given, command), log);
     }),
   );
 

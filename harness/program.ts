@@ -1,6 +1,11 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { createProgram, guarded, positiveInt } from '../agent/cli-support.js';
+import { existsSync } from 'node:fs';
+import { createProgram, guarded, positiveInt, UserError } from '../agent/cli-support.js';
+import { agentKeyFor, readSecretFile } from '../agent/protocol/frame-signing.js';
+import { runCollector } from './collector/run-collector.js';
+import { ReportStore } from './collector/report-store.js';
+import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import { projectRoot } from './project-paths.js';
@@ -71,6 +76,78 @@ export function buildHarnessProgram(): Command {
         const failed = results.checks.filter((c) => !c.ok).length;
         process.stdout.write(`${results.checks.length - failed}/${results.checks.length} package checks passed; security exposure ${results.securityExposure ?? 'unknown'}\n`);
         if (failed > 0) process.exitCode = 1;
+      }),
+    );
+
+  program
+    .command('collect')
+    .description('run a fleet collector: authenticate agents, store each report once (SQLite, WAL), acknowledge, serve metrics')
+    .requiredOption('--listen <host:port>', 'where agents connect, e.g. 0.0.0.0:7431')
+    .requiredOption('--store <file>', 'SQLite database (created if missing)')
+    .option('--fleet-secret <file>', 'secret (0600) from which every agent key is derived; give agents theirs with `flinch token`')
+    .option('--agent-keys <file>', 'explicit keys (0600), one "agent-id key" a line; only those agents may connect')
+    .option('--no-auth', 'accept unsigned agents (a private lab network only)')
+    .option('--tls-cert <file>', 'PEM certificate: serve wss:// (agents trust it with --ca-file)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here')
+    .option('--time-probe-interval <ms>', 'how often each agent is sent a clock probe', positiveInt, 10_000)
+    .action(
+      guarded(PROGRAM, verbose, async (o: { listen: string; store: string; fleetSecret?: string; agentKeys?: string; auth: boolean; tlsCert?: string; tlsKey?: string; metrics?: string; timeProbeInterval: number }) => {
+        const { stop } = await runCollector(
+          { listen: o.listen, store: o.store, fleetSecret: o.fleetSecret, agentKeys: o.agentKeys, noAuth: !o.auth, tlsCert: o.tlsCert, tlsKey: o.tlsKey, metrics: o.metrics, timeProbeIntervalMs: o.timeProbeInterval },
+          log,
+        );
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await stop();
+        log('stopped');
+      }),
+    );
+
+  program
+    .command('token')
+    .description("print an agent's signing key, derived from the fleet secret: put it in the guest's token file (0600)")
+    .requiredOption('--fleet-secret <file>', 'the fleet secret the collectors use')
+    .requiredOption('--agent-id <id>', 'the agent id the guest runs with')
+    .action(
+      guarded(PROGRAM, verbose, async (o: { fleetSecret: string; agentId: string }) => {
+        if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', 2);
+        let secret: string;
+        try {
+          secret = readSecretFile(o.fleetSecret, 'fleet secret');
+        } catch (error) {
+          throw new UserError((error as Error).message, 2);
+        }
+        process.stdout.write(`${agentKeyFor(secret, o.agentId)}\n`);
+      }),
+    );
+
+  program
+    .command('fleet')
+    .description('what the fleet reported')
+    .command('status')
+    .description('agents by last verdict, agents silent too long, and per-guest verdict rates, from a collector store')
+    .requiredOption('--store <file>', "the collector's SQLite database")
+    .option('--silent-after <s>', 'an agent not heard from for this long is silent', positiveInt, 300)
+    .option('--top <n>', 'rows per list', positiveInt, 20)
+    .option('--json', 'the whole status as JSON')
+    .action(
+      guarded(PROGRAM, verbose, async (o: { store: string; silentAfter: number; top: number; json?: boolean }) => {
+        if (!existsSync(o.store)) throw new UserError(`${o.store}: no such store`, 2);
+        let store: ReportStore;
+        try {
+          store = new ReportStore(o.store);
+        } catch (error) {
+          throw new UserError(`${o.store}: ${(error as Error).message}`, 2);
+        }
+        try {
+          const status = fleetStatus(store, Date.now(), o.silentAfter * 1000);
+          process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderFleetStatus(status, o.top)}\n`);
+        } finally {
+          store.close();
+        }
       }),
     );
 

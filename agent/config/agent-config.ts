@@ -13,6 +13,7 @@ export const CONFIG_ERROR_EXIT = 78;
 /** A config file larger than this is not a config file. */
 const MAX_CONFIG_BYTES = 64 * 1024;
 
+const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 });
 const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
 
 /**
@@ -21,9 +22,12 @@ const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
  */
 export const AgentConfigSchema = Type.Object(
   {
-    collector: Type.Optional(Type.String({ pattern: '^wss?://', maxLength: 2048 })),
+    collector: Type.Optional(Type.Union([CollectorUrl, Type.Array(CollectorUrl, { minItems: 1, maxItems: 64, uniqueItems: true })])),
     'agent-id': Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:@-]+$' })),
-    queue: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    'token-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+    'ca-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+    'spool-max-bytes': Type.Optional(Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 })),
+    metrics: Type.Optional(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', maxLength: 300 })),
     probes: Type.Optional(Type.Array(Type.Union(Object.keys(PROBES).map((name) => Type.Literal(name))), { minItems: 1, uniqueItems: true })),
     canaries: Type.Optional(Type.Boolean()),
     'legacy-poll': Type.Optional(Milliseconds),
@@ -95,17 +99,24 @@ function describe(error: ErrorObject | undefined, document: Document, lines: Lin
   const expectation: Record<string, string> = {
     type: `must be ${String((error.params as { type?: string }).type)}`,
     pattern: patternHint(key),
-    anyOf: key === 'probes' ? `entries must be probe names (${Object.keys(PROBES).join(', ')})` : `must be one of off, dry-run, on`,
-    minimum: 'must be at least 1',
+    anyOf: UNION_HINTS[key] ?? 'has the wrong type',
+    minimum: `must be at least ${String((error.params as { limit?: number }).limit)}`,
     maximum: `must be at most ${String((error.params as { limit?: number }).limit)}`,
     uniqueItems: 'lists a probe twice',
   };
   return `${where}: "${key}" ${expectation[error.keyword] ?? error.message ?? 'is invalid'}`;
 }
 
+const UNION_HINTS: Record<string, string> = {
+  probes: `entries must be probe names (${Object.keys(PROBES).join(', ')})`,
+  remediate: 'must be one of off, dry-run, on',
+  collector: 'must be a ws:// or wss:// URL, or a list of them (one collector per shard)',
+};
+
 function patternHint(key: string): string {
   if (key === 'collector') return 'must be a ws:// or wss:// URL';
-  if (key === 'state-dir') return 'must be an absolute path';
+  if (key === 'state-dir' || key === 'token-file' || key === 'ca-file') return 'must be an absolute path';
+  if (key === 'metrics') return 'must be HOST:PORT, e.g. 127.0.0.1:9431';
   return 'may hold only letters, digits and . _ : @ -';
 }
 
@@ -130,7 +141,8 @@ export function applyAgentConfig<T extends object>(options: T, config: AgentConf
   const merged = { ...options } as Record<string, unknown>;
   for (const key of CONFIG_KEYS) {
     const attribute = optionAttribute(key);
-    if (config[key] !== undefined && sourceOf(attribute) !== 'cli') merged[attribute] = config[key];
+    const value = key === 'collector' && typeof config.collector === 'string' ? [config.collector] : config[key];
+    if (value !== undefined && sourceOf(attribute) !== 'cli') merged[attribute] = value;
   }
   return merged as T;
 }

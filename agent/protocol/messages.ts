@@ -1,170 +1,206 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Ajv, type ValidateFunction } from 'ajv';
 import type { Observation } from '../../probes/observation.js';
 import { assertValidReport, ReportValidationError, type Report } from '../report/report-schema.js';
 
 /**
- * The agent ↔ collector wire protocol, JSON over WebSocket. The agent sends what it saw; the collector sends only
- * time probes (and, later, acks and harness announcements). Nothing the collector sends can change the guest.
+ * The agent ↔ collector wire protocol: JSON text frames over WebSocket.
+ *
+ * Connection: the collector speaks first with a `challenge` (a fresh nonce). The agent answers with a `hello` naming
+ * itself, then sends its spooled and live data, each data message carrying the agent's own sequence number, which
+ * survives restarts. The collector acknowledges cumulatively (`ack`) once what it received is stored, so the agent can
+ * forget it. Every agent frame is signed (see frame-signing.ts) with the agent's key over the connection's nonce and
+ * the JSON text, so frames cannot be forged for another agent nor replayed onto another connection.
+ *
+ * The collector sends only challenges, acks, time probes and harness announcements. None of them can change the
+ * guest: the agent has no message that does.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** No legitimate message comes near this (a report with a full episode is a few hundred KiB); larger is refused unread. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
-export interface HelloMessage {
-  type: 'hello';
-  protocol: number;
-  agentId: string;
-  hostname: string;
-  agentVersion: string;
-}
+const Id = (max: number) => Type.String({ minLength: 1, maxLength: max });
+const Seq = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+const Finite = Type.Number({ minimum: -1e15, maximum: 1e15 });
 
-export interface ObservationMessage {
-  type: 'observation';
-  /** Per-connection-lifetime sequence number, so the collector can tell order and gaps. */
-  seq: number;
-  observation: Observation;
-}
+export const HelloSchema = Type.Object(
+  {
+    type: Type.Literal('hello'),
+    protocol: Type.Integer(),
+    agentId: Id(128),
+    /** /etc/machine-id: tells two guests apart that were given the same agent id (a cloned image). */
+    machineId: Type.String({ maxLength: 64 }),
+    hostname: Type.String({ maxLength: 255 }),
+    macs: Type.Array(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' }), { maxItems: 64 }),
+    xenDomid: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()]),
+    agentVersion: Id(64),
+    /** The collector's challenge, echoed: this hello was made for this connection. */
+    nonce: Type.String({ minLength: 16, maxLength: 64 }),
+    /** Entries the agent's spool dropped, oldest first, when it was full: lost on purpose, never silently. */
+    spoolDropped: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+
+/** Observations are checked for their envelope here; their full shapes are the types in probes/observation.ts. */
+const ObservationEnvelope = Type.Object(
+  {
+    kind: Type.String({ minLength: 1, maxLength: 32 }),
+    at: Type.Object({ realtimeMs: Type.Number(), monotonicMs: Type.Number() }),
+  },
+  { additionalProperties: true },
+);
+
+export const ObservationMessageSchema = Type.Object(
+  { type: Type.Literal('observation'), seq: Seq, observation: ObservationEnvelope },
+  { additionalProperties: false },
+);
+
+export const ReportMessageSchema = Type.Object(
+  // The report itself is checked against flinch.report/v1 after the envelope.
+  { type: Type.Literal('report'), seq: Seq, report: Type.Object({}, { additionalProperties: true }) },
+  { additionalProperties: false },
+);
+
+/** The agent's answer to a time probe: t2 when it arrived, t3 when the reply left, both guest CLOCK_REALTIME in ms. */
+export const TimeReplySchema = Type.Object(
+  { type: Type.Literal('time-reply'), id: Type.Integer({ minimum: 0 }), t1: Finite, t2: Finite, t3: Finite },
+  { additionalProperties: false },
+);
+
+export const ChallengeSchema = Type.Object(
+  { type: Type.Literal('challenge'), protocol: Type.Integer(), nonce: Type.String({ minLength: 16, maxLength: 64 }) },
+  { additionalProperties: false },
+);
+
+/** Everything up to and including `seq` is stored; the agent may forget it. */
+export const AckSchema = Type.Object({ type: Type.Literal('ack'), seq: Type.Integer({ minimum: 0 }) }, { additionalProperties: false });
 
 /**
  * NTP-style probe: the collector stamps t1 (host realtime, ms) when it sends. It also returns when the agent's reply
- * to the previous probe arrived (t4), so that the agent holds all four stamps of that exchange and can follow its
- * own offset against the host.
+ * to the previous probe arrived (t4), so that the agent holds all four stamps of that exchange.
  */
-export interface TimeProbeMessage {
-  type: 'time-probe';
-  id: number;
-  t1: number;
-  previous?: { id: number; t4: number };
-}
+export const TimeProbeSchema = Type.Object(
+  {
+    type: Type.Literal('time-probe'),
+    id: Type.Integer({ minimum: 0 }),
+    t1: Finite,
+    previous: Type.Optional(Type.Object({ id: Type.Integer({ minimum: 0 }), t4: Finite }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
 
-/** The agent's answer: t2 when the probe arrived, t3 when the reply left, both guest CLOCK_REALTIME in ms. */
-export interface TimeReplyMessage {
-  type: 'time-reply';
-  id: number;
-  t1: number;
-  t2: number;
-  t3: number;
-}
+/** A harness announcing a migration, so the agent can name the episode after it. It cannot make the agent change anything. */
+export const AnnounceSchema = Type.Object(
+  { type: Type.Literal('announce'), phase: Type.Union([Type.Literal('starting'), Type.Literal('finished')]), migrationId: Id(128) },
+  { additionalProperties: false },
+);
 
-/** The agent's conclusion about one episode, `flinch.report/v1`. */
-export interface ReportMessage {
-  type: 'report';
-  report: Report;
-}
+export type HelloMessage = Static<typeof HelloSchema>;
+export type ObservationMessage = { type: 'observation'; seq: number; observation: Observation };
+export type ReportMessage = { type: 'report'; seq: number; report: Report };
+export type DataMessage = ObservationMessage | ReportMessage;
+export type TimeReplyMessage = Static<typeof TimeReplySchema>;
+export type ChallengeMessage = Static<typeof ChallengeSchema>;
+export type AckMessage = Static<typeof AckSchema>;
+export type TimeProbeMessage = Static<typeof TimeProbeSchema>;
+export type AnnounceMessage = Static<typeof AnnounceSchema>;
+
+export type AgentMessage = HelloMessage | DataMessage | TimeReplyMessage;
+export type CollectorMessage = ChallengeMessage | AckMessage | TimeProbeMessage | AnnounceMessage;
 
 /**
- * A harness announcing a migration, so the agent can name the episode after it. It opens or names an episode and
- * nothing else: it cannot make the agent change the guest.
+ * Why a frame was refused. These are the `reason` label of flinch_rejected_total and the first word of the close
+ * reason, so an operator can tell a misconfigured agent from an attack.
  */
-export interface AnnounceMessage {
-  type: 'announce';
-  phase: 'starting' | 'finished';
-  migrationId: string;
-}
-
-export type AgentMessage = HelloMessage | ObservationMessage | TimeReplyMessage | ReportMessage;
-export type CollectorMessage = TimeProbeMessage | AnnounceMessage;
+export type RejectReason =
+  | 'oversize'
+  | 'binary'
+  | 'malformed'
+  | 'schema'
+  | 'unsigned'
+  | 'bad-signature'
+  | 'unknown-agent'
+  | 'no-hello'
+  | 'hello-timeout'
+  | 'protocol'
+  | 'seq-replay'
+  | 'rate-limit'
+  | 'busy';
 
 export class ProtocolError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: RejectReason = 'schema',
+  ) {
     super(message);
     this.name = 'ProtocolError';
   }
 }
 
-function parseFrame(data: string | Buffer): Record<string, unknown> {
-  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-  if (size > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`);
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validators = new Map<string, ValidateFunction>();
+for (const [type, schema] of [
+  ['hello', HelloSchema],
+  ['observation', ObservationMessageSchema],
+  ['report', ReportMessageSchema],
+  ['time-reply', TimeReplySchema],
+  ['challenge', ChallengeSchema],
+  ['ack', AckSchema],
+  ['time-probe', TimeProbeSchema],
+  ['announce', AnnounceSchema],
+] as Array<[string, TSchema]>) {
+  validators.set(type, ajv.compile(schema));
+}
+
+/** Parses one JSON text (already size-checked) into an object with a string `type`. */
+export function parseJsonObject(text: string): Record<string, unknown> & { type: string } {
   let value: unknown;
   try {
-    value = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
-    throw new ProtocolError('frame is not JSON');
+    throw new ProtocolError('frame is not JSON', 'malformed');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ProtocolError('frame is not a JSON object');
-  }
-  return value as Record<string, unknown>;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ProtocolError('frame is not a JSON object', 'malformed');
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string') throw new ProtocolError('frame has no type', 'schema');
+  return value as Record<string, unknown> & { type: string };
 }
 
-function requireFiniteNumber(message: Record<string, unknown>, field: string): number {
-  const value = message[field];
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new ProtocolError(`${String(message.type)}.${field} must be a finite number`);
+function check<T>(message: Record<string, unknown> & { type: string }, allowed: readonly string[], from: string): T {
+  if (!allowed.includes(message.type)) {
+    throw new ProtocolError(`unexpected message type ${JSON.stringify(message.type).slice(0, 40)} from ${from}`, 'schema');
   }
-  return value;
+  const type = message.type;
+  const validate = validators.get(type)!;
+  if (!validate(message)) {
+    const error = validate.errors?.[0];
+    throw new ProtocolError(`${type}${error?.instancePath ?? ''} ${error?.message ?? 'is invalid'}`, 'schema');
+  }
+  return message as unknown as T;
 }
 
-function requireString(message: Record<string, unknown>, field: string, maxLength: number): string {
-  const value = message[field];
-  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
-    throw new ProtocolError(`${String(message.type)}.${field} must be a string of 1..${maxLength} characters`);
+/** Validates a message from an agent: envelope by schema, a report in depth against flinch.report/v1. */
+export function validateAgentMessage(message: Record<string, unknown> & { type: string }): AgentMessage {
+  const checked = check<AgentMessage>(message, ['hello', 'observation', 'report', 'time-reply'], 'an agent');
+  if (checked.type === 'hello' && checked.protocol !== PROTOCOL_VERSION) {
+    throw new ProtocolError(`unsupported protocol ${checked.protocol} (this collector speaks ${PROTOCOL_VERSION})`, 'protocol');
   }
-  return value;
-}
-
-/** Validates what the collector receives. Observations are checked for shape here and in depth by the report schema. */
-export function parseAgentMessage(data: string | Buffer): AgentMessage {
-  const message = parseFrame(data);
-  switch (message.type) {
-    case 'hello':
-      if (message.protocol !== PROTOCOL_VERSION) {
-        throw new ProtocolError(`unsupported protocol ${String(message.protocol)} (this collector speaks ${PROTOCOL_VERSION})`);
-      }
-      return {
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        agentId: requireString(message, 'agentId', 128),
-        hostname: requireString(message, 'hostname', 255),
-        agentVersion: requireString(message, 'agentVersion', 64),
-      };
-    case 'observation': {
-      const seq = requireFiniteNumber(message, 'seq');
-      const observation = message.observation as Record<string, unknown> | undefined;
-      if (typeof observation !== 'object' || observation === null || typeof observation.kind !== 'string') {
-        throw new ProtocolError('observation.observation must be an object with a kind');
-      }
-      const at = observation.at as Record<string, unknown> | undefined;
-      if (typeof at?.realtimeMs !== 'number' || typeof at?.monotonicMs !== 'number') {
-        throw new ProtocolError('observation.observation.at must carry realtimeMs and monotonicMs');
-      }
-      return { type: 'observation', seq, observation: observation as unknown as Observation };
+  if (checked.type === 'report') {
+    try {
+      assertValidReport(checked.report);
+    } catch (error) {
+      if (error instanceof ReportValidationError) throw new ProtocolError(error.message, 'schema');
+      throw error;
     }
-    case 'report':
-      try {
-        assertValidReport(message.report);
-      } catch (error) {
-        if (error instanceof ReportValidationError) throw new ProtocolError(error.message);
-        throw error;
-      }
-      return { type: 'report', report: message.report };
-    case 'time-reply':
-      return {
-        type: 'time-reply',
-        id: requireFiniteNumber(message, 'id'),
-        t1: requireFiniteNumber(message, 't1'),
-        t2: requireFiniteNumber(message, 't2'),
-        t3: requireFiniteNumber(message, 't3'),
-      };
-    default:
-      throw new ProtocolError(`unknown message type ${JSON.stringify(String(message.type)).slice(0, 40)}`);
   }
+  return checked;
 }
 
-/** Validates what the agent receives: time probes and announcements, neither of which can change the guest. */
+/** Validates what the agent receives: challenges, acks, time probes and announcements, none of which change the guest. */
 export function parseCollectorMessage(data: string | Buffer): CollectorMessage {
-  const message = parseFrame(data);
-  if (message.type === 'announce') {
-    if (message.phase !== 'starting' && message.phase !== 'finished') throw new ProtocolError('announce.phase must be starting or finished');
-    return { type: 'announce', phase: message.phase, migrationId: requireString(message, 'migrationId', 128) };
-  }
-  if (message.type !== 'time-probe') {
-    throw new ProtocolError(`unexpected message type ${JSON.stringify(String(message.type)).slice(0, 40)} from collector`);
-  }
-  const probe: TimeProbeMessage = { type: 'time-probe', id: requireFiniteNumber(message, 'id'), t1: requireFiniteNumber(message, 't1') };
-  if (message.previous !== undefined) {
-    const previous = message.previous as Record<string, unknown> | null;
-    if (typeof previous !== 'object' || previous === null) throw new ProtocolError('time-probe.previous must be an object');
-    probe.previous = { id: requireFiniteNumber({ ...previous, type: 'time-probe.previous' }, 'id'), t4: requireFiniteNumber({ ...previous, type: 'time-probe.previous' }, 't4') };
-  }
-  return probe;
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  if (size > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`, 'oversize');
+  const message = parseJsonObject(typeof data === 'string' ? data : data.toString('utf8'));
+  return check<CollectorMessage>(message, ['challenge', 'ack', 'time-probe', 'announce'], 'the collector');
 }

@@ -2,22 +2,24 @@ import WebSocket from 'ws';
 import type { Observation } from '../../probes/observation.js';
 import type { TimeExchange } from '../../probes/clock/clock-offset.js';
 import type { Report } from '../report/report-schema.js';
-import {
-  MAX_FRAME_BYTES,
-  PROTOCOL_VERSION,
-  ProtocolError,
-  parseCollectorMessage,
-  type AgentMessage,
-  type HelloMessage,
-} from '../protocol/messages.js';
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../protocol/messages.js';
+import type { AgentIdentity } from './agent-identity.js';
+import { signFrame } from '../protocol/frame-signing.js';
+import type { Spool } from './spool.js';
 
 export interface CollectorClientOptions {
   url: string;
-  hello: Omit<HelloMessage, 'type' | 'protocol'>;
-  /** Observations kept while disconnected; past this the oldest are dropped and counted. */
-  maxQueued: number;
+  /** Who the agent is, asked at each connection (the domid and MACs can change between two). */
+  identity: () => AgentIdentity;
+  /** The agent's signing key (its token file), or null for a collector run with --no-auth. */
+  key: string | null;
+  /** PEM CA bundle to trust for wss://, beside the system's. */
+  ca?: Buffer;
+  spool: Spool;
   minBackoffMs: number;
   maxBackoffMs: number;
+  /** Without a frame or ping from the collector for this long, the connection is presumed dead and replaced. */
+  livenessTimeoutMs: number;
   log: (line: string) => void;
   /** Each completed time exchange (all four stamps), for the agent's own view of its offset against the host. */
   onTimeExchange?: (exchange: TimeExchange) => void;
@@ -25,29 +27,29 @@ export interface CollectorClientOptions {
   onAnnounce?: (phase: 'starting' | 'finished', migrationId: string) => void;
   /** An established connection was lost: the guest's applications would have seen the same. */
   onConnectionLost?: (detail: string) => void;
+  /** Every acknowledgement, after the spool has forgotten what it covers (tests and metrics). */
+  onAck?: (seq: number) => void;
 }
 
-export const DEFAULT_QUEUE_LIMIT = 10_000;
-
-/** What waits in the queue while the collector is unreachable. */
-type Outbound = { kind: 'observation'; observation: Observation } | { kind: 'report'; report: Report };
+export const DEFAULT_LIVENESS_TIMEOUT_MS = 45_000;
 
 /**
- * Streams observations to a collector and keeps them while it cannot: a migration pauses the guest and some networks
- * reset its connections at exactly the moment there is most to report. Reconnects with jittered exponential backoff.
+ * Delivers the agent's observations and reports at least once. Each goes into the on-disk spool first, is sent when a
+ * connection is up and authenticated, and is forgotten only when the collector acknowledges it; every new connection
+ * re-sends what is unacknowledged, oldest first, and the collector drops what it already stored. Reconnects with
+ * jittered exponential backoff, and replaces a connection that has gone silent.
  */
 export class CollectorClient {
   private socket: WebSocket | null = null;
-  private readonly queue: Outbound[] = [];
-  private seq = 0;
+  /** The nonce of the connection that has been greeted; null until then. */
+  private nonce: string | null = null;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private livenessTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private failuresSinceLog = 0;
   /** Our half of recent exchanges, until the collector tells us when our reply arrived. */
   private readonly exchanges = new Map<number, { t1: number; t2: number; t3: number }>();
-  /** Observations dropped because the queue was full while disconnected. Never silent: logged and reported. */
-  dropped = 0;
 
   constructor(private readonly options: CollectorClientOptions) {}
 
@@ -56,70 +58,80 @@ export class CollectorClient {
   }
 
   send(observation: Observation): void {
-    this.sendOrQueue({ kind: 'observation', observation });
+    this.deliver(this.options.spool.append({ type: 'observation', observation }));
   }
 
   sendReport(report: Report): void {
-    this.sendOrQueue({ kind: 'report', report });
+    this.deliver(this.options.spool.append({ type: 'report', report }));
   }
 
-  private sendOrQueue(item: Outbound): void {
-    if (this.socket?.readyState === WebSocket.OPEN) {
-      this.sendItem(item);
-      return;
-    }
-    this.enqueue(item);
-  }
-
-  private enqueue(item: Outbound): void {
-    this.queue.push(item);
-    if (this.queue.length > this.options.maxQueued) {
-      this.queue.shift();
-      this.dropped += 1;
-      if (this.dropped === 1 || this.dropped % 1000 === 0) {
-        this.options.log(`collector unreachable and queue full (${this.options.maxQueued}): ${this.dropped} oldest observations dropped`);
-      }
-    }
-  }
-
-  get queued(): number {
-    return this.queue.length;
+  get connected(): boolean {
+    return this.nonce !== null;
   }
 
   close(): void {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.livenessTimer) clearInterval(this.livenessTimer);
     this.socket?.close(1000, 'agent stopping');
   }
 
+  private deliver(message: AgentMessage): void {
+    if (this.nonce !== null) this.write(message);
+  }
+
   private connect(): void {
-    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 5000 });
+    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
     this.socket = socket;
+    this.nonce = null;
     let failure = '';
     let established = false;
-    socket.on('open', () => {
-      established = true;
-      if (this.attempt > 0) this.options.log(`connected to ${this.options.url} after ${this.attempt} failed attempt(s)`);
-      this.attempt = 0;
-      this.failuresSinceLog = 0;
-      this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.hello });
-      // Drain in order; anything sent meanwhile goes behind what was queued because the socket is open now.
-      const backlog = this.queue.splice(0, this.queue.length);
-      for (const item of backlog) this.sendItem(item);
-    });
+    let lastHeard = Date.now();
+    let lastCheck = Date.now();
+    const heard = () => (lastHeard = Date.now());
+    socket.on('ping', heard);
+    socket.on('open', heard);
+    this.livenessTimer = setInterval(() => {
+      const now = Date.now();
+      // A check that comes late means this guest was paused (a migration): silence during the pause proves nothing.
+      if (now - lastCheck > this.options.livenessTimeoutMs / 2) lastHeard = now;
+      lastCheck = now;
+      if (now - lastHeard > this.options.livenessTimeoutMs) {
+        failure = `no frame or ping from the collector for ${Math.round((now - lastHeard) / 1000)} s`;
+        socket.terminate();
+      }
+    }, Math.max(100, Math.floor(this.options.livenessTimeoutMs / 4)));
     socket.on('message', (data, isBinary) => {
       const received = Date.now();
+      heard();
       if (isBinary) return this.options.log('ignored a binary frame from the collector');
       try {
         const message = parseCollectorMessage(data as Buffer);
-        if (message.type === 'announce') {
-          this.options.onAnnounce?.(message.phase, message.migrationId);
-          return;
+        switch (message.type) {
+          case 'challenge':
+            if (message.protocol !== PROTOCOL_VERSION) {
+              failure = `the collector speaks protocol ${message.protocol}, this agent ${PROTOCOL_VERSION}`;
+              socket.close(1002, 'protocol');
+              return;
+            }
+            this.greet(socket, message.nonce);
+            established = true;
+            return;
+          case 'ack':
+            this.options.spool.acknowledge(message.seq);
+            this.options.onAck?.(message.seq);
+            return;
+          case 'announce':
+            this.options.onAnnounce?.(message.phase, message.migrationId);
+            return;
+          case 'time-probe': {
+            const t3 = Date.now();
+            this.write({ type: 'time-reply', id: message.id, t1: message.t1, t2: received, t3 });
+            this.completeExchange(message.previous);
+            this.exchanges.set(message.id, { t1: message.t1, t2: received, t3 });
+            return;
+          }
         }
-        const t3 = Date.now();
-        this.write({ type: 'time-reply', id: message.id, t1: message.t1, t2: received, t3 });
-        this.completeExchange(message.previous);
-        this.exchanges.set(message.id, { t1: message.t1, t2: received, t3 });
       } catch (error) {
         if (error instanceof ProtocolError) this.options.log(`ignored a message from the collector: ${error.message}`);
         else throw error;
@@ -129,21 +141,34 @@ export class CollectorClient {
       failure = error.message;
     });
     socket.on('close', (code, reason) => {
-      if (this.socket === socket) this.socket = null;
+      if (this.livenessTimer) clearInterval(this.livenessTimer);
+      if (this.socket === socket) {
+        this.socket = null;
+        this.nonce = null;
+      }
       if (this.closed) return;
-      if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}`);
+      if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}${reason.length ? ` (${reason.toString()})` : ''}`);
       this.attempt += 1;
       const delay = this.backoffMs();
       this.failuresSinceLog += 1;
       // One line for the first failure, then one every ten, so a long outage does not flood the journal.
       if (this.failuresSinceLog === 1 || this.failuresSinceLog % 10 === 0) {
         const why = failure || `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
-        this.options.log(
-          `collector ${this.options.url}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s (${this.queue.length} queued)`,
-        );
+        this.options.log(`collector ${this.options.url}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s (${this.options.spool.unacked.length} unacknowledged)`);
       }
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
+  }
+
+  /** Answers the challenge and re-sends everything not yet acknowledged, oldest first. */
+  private greet(socket: WebSocket, nonce: string): void {
+    if (this.socket !== socket) return;
+    if (this.attempt > 0) this.options.log(`connected to ${this.options.url} after ${this.attempt} failed attempt(s)`);
+    this.attempt = 0;
+    this.failuresSinceLog = 0;
+    this.nonce = nonce;
+    this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.identity(), nonce, spoolDropped: this.options.spool.dropped });
+    for (const message of this.options.spool.unacked) this.write(message);
   }
 
   private completeExchange(previous: { id: number; t4: number } | undefined): void {
@@ -161,19 +186,12 @@ export class CollectorClient {
     return Math.round(this.options.minBackoffMs / 2 + Math.random() * (ceiling - this.options.minBackoffMs / 2));
   }
 
-  /** A frame the socket could not take (it closed under us) goes back to the queue instead of being lost. */
-  private sendItem(item: Outbound): void {
-    const message: AgentMessage = item.kind === 'observation'
-      ? { type: 'observation', seq: ++this.seq, observation: item.observation }
-      : { type: 'report', report: item.report };
-    this.write(message, () => this.enqueue(item));
-  }
-
-  private write(message: AgentMessage, onFailure?: () => void): void {
+  /** Nothing is lost when a write fails: data stays in the spool until acknowledged, and the next connection re-sends it. */
+  private write(message: AgentMessage): void {
     const socket = this.socket;
-    if (!socket) return onFailure?.();
-    socket.send(JSON.stringify(message), (error) => {
-      if (error) onFailure?.();
-    });
+    const nonce = this.nonce;
+    if (!socket || nonce === null || socket.readyState !== WebSocket.OPEN) return;
+    const json = JSON.stringify(message);
+    socket.send(this.options.key === null ? json : signFrame(this.options.key, nonce, json));
   }
 }

@@ -1,11 +1,21 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Observation } from '../../probes/observation.js';
-import { MAX_FRAME_BYTES, ProtocolError, parseAgentMessage, type TimeProbeMessage } from '../../agent/protocol/messages.js';
+import {
+  MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseJsonObject, validateAgentMessage,
+  type AgentMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
+} from '../../agent/protocol/messages.js';
+import { splitSignedFrame, verifyFrame } from '../../agent/protocol/frame-signing.js';
 import { ClockOffsetTracker, type OffsetSample } from '../../probes/clock/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
 import type { Report } from '../../agent/report/report-schema.js';
+import { CollectorMetrics } from './collector-metrics.js';
+import { RateLimitedLog } from './rate-limited-log.js';
+import type { IncomingData, ReportStore } from './report-store.js';
 
 export interface ReceivedObservation {
   /** Host time the collector received it: how the harness places it relative to a migration. */
@@ -16,125 +26,383 @@ export interface ReceivedObservation {
 
 export interface AgentRecord {
   agentId: string;
-  hostname: string;
-  agentVersion: string;
+  hello: HelloMessage;
   connections: number;
+  /** Kept only with keepInMemory (the lab); a fleet collector stores reports and counts observations. */
   observations: ReceivedObservation[];
-  reports: Array<{ receivedAtMs: number; report: Report }>;
+  reports: Array<{ receivedAtMs: number; seq: number; report: Report }>;
   offsets: ClockOffsetTracker;
+  /** Highest seq applied: stored, or queued in the batch being committed. */
+  appliedSeq: number;
+}
+
+/** Who may speak as which agent: the agent's signing key, or null if the id is not known. */
+export interface AgentKeyring {
+  keyFor(agentId: string): string | null;
 }
 
 export interface CollectorOptions {
   host: string;
   port: number;
+  store: ReportStore;
+  /** null: no authentication (a lab on a private network, or `flinch collect --no-auth`). */
+  keyring: AgentKeyring | null;
+  tls?: { cert: Buffer; key: Buffer };
   /** How often each connected agent is sent a time probe. */
   timeProbeIntervalMs: number;
   log: (line: string) => void;
+  keepInMemory: boolean;
+  helloTimeoutMs?: number;
+  /** WebSocket ping interval; a connection that missed the previous pong is terminated. */
+  pingIntervalMs?: number;
+  /** Connections allowed to wait for their hello at once; beyond, new ones are refused. */
+  maxPending?: number;
+  /** Per-connection frame rate (token bucket: this many a second, twice that in a burst). */
+  maxFramesPerSecond?: number;
+  metrics?: CollectorMetrics;
 }
 
-/** WebSocket close code for a policy violation (RFC 6455): what a malformed or oversized frame gets. */
+/** RFC 6455 close codes: a policy violation for bad frames, "try again later" when busy. */
 const CLOSE_POLICY_VIOLATION = 1008;
+const CLOSE_TRY_AGAIN_LATER = 1013;
+const CLOSE_REPLACED = 4409;
+
+interface Connection {
+  socket: WebSocket;
+  nonce: string;
+  agent: AgentRecord | null;
+  key: string | null;
+  lastSeqHere: number;
+  lastReply?: { id: number; t4: number };
+  alive: boolean;
+  tokens: number;
+  tokensAt: number;
+  rejected: boolean;
+}
 
 /**
- * Receives agents' observations and measures each agent's clock against the host with NTP-style probes. It trusts
- * nothing it receives: every frame is size-limited and validated, and a bad one closes that connection only.
+ * Receives agents' observations and reports, stores reports exactly once, acknowledges what it stored, and measures
+ * each agent's clock against the host. It trusts nothing it receives: every frame is size-limited, rate-limited,
+ * authenticated and validated, and a bad one closes that connection only, with a reason code, counted in
+ * flinch_rejected_total and logged at a bounded rate.
  */
 export class CollectorServer extends EventEmitter<{
   observation: [AgentRecord, ReceivedObservation];
   offset: [AgentRecord, OffsetSample];
   hello: [AgentRecord];
   report: [AgentRecord, Report];
+  rejected: [RejectReason, string];
+  committed: [number];
 }> {
   readonly agents = new Map<string, AgentRecord>();
+  readonly metrics: CollectorMetrics;
   rejected = 0;
-  private server: WebSocketServer | null = null;
+  private http: http.Server | https.Server | null = null;
+  private wss: WebSocketServer | null = null;
   private probeId = 0;
-  private readonly sockets = new Map<string, WebSocket>();
+  private readonly current = new Map<string, Connection>();
+  private pending = 0;
+  private batch: Array<IncomingData & { agent: AgentRecord }> = [];
+  private flushScheduled = false;
+  private readonly rateLog: RateLimitedLog;
+  private timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly options: CollectorOptions) {
     super();
+    this.metrics = options.metrics ?? new CollectorMetrics();
+    this.rateLog = new RateLimitedLog(options.log);
   }
 
   async start(): Promise<AddressInfo> {
-    const server = new WebSocketServer({ host: this.options.host, port: this.options.port, maxPayload: MAX_FRAME_BYTES });
-    this.server = server;
+    // Node's own header and request timeouts end slow-loris connections that never finish the upgrade.
+    const serverOptions = { headersTimeout: 5000, requestTimeout: 5000, connectionsCheckingInterval: 500 };
+    const server = this.options.tls
+      ? https.createServer({ ...serverOptions, cert: this.options.tls.cert, key: this.options.tls.key })
+      : http.createServer(serverOptions);
+    server.on('request', (_request, response) => response.writeHead(426, { 'content-type': 'text/plain' }).end('flinch collector: WebSocket only\n'));
+    this.http = server;
+    const wss = new WebSocketServer({ server, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    this.wss = wss;
+    wss.on('connection', (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
       server.once('error', reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-    server.on('connection', (socket) => this.accept(socket));
+    const pingEvery = this.options.pingIntervalMs ?? 15_000;
+    this.timers.push(
+      setInterval(() => {
+        for (const client of wss.clients) {
+          const connection = this.connections.get(client);
+          if (!connection) continue;
+          if (!connection.alive) {
+            client.terminate();
+            continue;
+          }
+          connection.alive = false;
+          client.ping();
+        }
+      }, pingEvery),
+      setInterval(() => this.sendTimeProbes(), this.options.timeProbeIntervalMs),
+    );
     return server.address() as AddressInfo;
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    for (const client of server.clients) client.terminate();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.server = null;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    this.flush();
+    const wss = this.wss;
+    const server = this.http;
+    if (wss) {
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    }
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    this.wss = null;
+    this.http = null;
+    this.current.clear();
+    this.metrics.agentsConnected.set(0);
+    this.metrics.connectionsPending.set(0);
   }
 
   /** Tells an agent that a migration starts or has finished (a harness does this). False if it is not connected. */
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): boolean {
-    const socket = this.sockets.get(agentId);
+    const socket = this.current.get(agentId)?.socket;
     if (!socket || socket.readyState !== socket.OPEN) return false;
     socket.send(JSON.stringify({ type: 'announce', phase, migrationId }));
     return true;
   }
 
+  get connectedAgents(): number {
+    return this.current.size;
+  }
+
+  private readonly connections = new WeakMap<WebSocket, Connection>();
+
   private accept(socket: WebSocket): void {
-    let agent: AgentRecord | null = null;
-    let lastReply: { id: number; t4: number } | undefined;
-    const probeTimer = setInterval(() => {
-      if (!agent) return;
-      const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
-      if (lastReply) probe.previous = lastReply;
-      socket.send(JSON.stringify(probe));
-    }, this.options.timeProbeIntervalMs);
-    socket.on('close', () => clearInterval(probeTimer));
-    socket.on('error', (error) => this.options.log(`agent connection error: ${error.message}`));
+    if (this.pending >= (this.options.maxPending ?? 1000)) {
+      this.reject(null, socket, 'busy', `more than ${this.options.maxPending ?? 1000} connections waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
+      return;
+    }
+    this.pending += 1;
+    this.metrics.connectionsPending.set(this.pending);
+    const connection: Connection = {
+      socket, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, alive: true,
+      tokens: 2 * (this.options.maxFramesPerSecond ?? 2000), tokensAt: Date.now(), rejected: false,
+    };
+    this.connections.set(socket, connection);
+    const helloTimer = setTimeout(() => this.reject(connection, socket, 'hello-timeout', `no hello within ${this.options.helloTimeoutMs ?? 5000} ms`), this.options.helloTimeoutMs ?? 5000);
+    socket.on('pong', () => (connection.alive = true));
+    socket.on('close', () => {
+      clearTimeout(helloTimer);
+      if (connection.agent === null) {
+        this.pending -= 1;
+        this.metrics.connectionsPending.set(this.pending);
+      } else if (this.current.get(connection.agent.agentId) === connection) {
+        this.current.delete(connection.agent.agentId);
+        this.metrics.agentsConnected.set(this.current.size);
+        this.options.store.touch(connection.agent.agentId, hostNowMs());
+      }
+    });
+    socket.on('error', (error: Error & { code?: string }) => {
+      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.reject(connection, socket, 'oversize', `frame larger than ${MAX_FRAME_BYTES} bytes`);
+      else if (error.code?.startsWith('WS_ERR_')) this.reject(connection, socket, 'malformed', error.message);
+    });
     socket.on('message', (data, isBinary) => {
       const receivedAtMs = hostNowMs();
       try {
-        if (isBinary) throw new ProtocolError('binary frames are not part of the protocol');
-        const message = parseAgentMessage(data as Buffer);
+        this.spendToken(connection);
+        if (isBinary) throw new ProtocolError('binary frames are not part of the protocol', 'binary');
+        const message = this.authenticate(connection, (data as Buffer).toString('utf8'));
         if (message.type === 'hello') {
-          agent = this.register(message.agentId, message.hostname, message.agentVersion);
-          this.sockets.set(agent.agentId, socket);
-          this.emit('hello', agent);
+          clearTimeout(helloTimer);
+          this.welcome(connection, message);
           return;
         }
-        if (!agent) throw new ProtocolError(`${message.type} before hello`);
-        if (message.type === 'time-reply') {
-          const sample = agent.offsets.add({ t1: message.t1, t2: message.t2, t3: message.t3, t4: receivedAtMs });
-          lastReply = { id: message.id, t4: receivedAtMs };
-          this.emit('offset', agent, sample);
-          return;
-        }
-        if (message.type === 'report') {
-          agent.reports.push({ receivedAtMs, report: message.report });
-          this.emit('report', agent, message.report);
-          return;
-        }
-        const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
-        agent.observations.push(received);
-        this.emit('observation', agent, received);
+        this.handle(connection, connection.agent!, message, receivedAtMs);
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
-        this.rejected += 1;
-        this.options.log(`rejected a frame from ${agent?.agentId ?? 'an unidentified agent'}: ${error.message}`);
-        socket.close(CLOSE_POLICY_VIOLATION, error.message.slice(0, 120));
+        this.reject(connection, socket, error.reason, error.message);
       }
     });
+    socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.nonce }));
   }
 
-  private register(agentId: string, hostname: string, agentVersion: string): AgentRecord {
-    let record = this.agents.get(agentId);
-    if (!record) {
-      record = { agentId, hostname, agentVersion, connections: 0, observations: [], reports: [], offsets: new ClockOffsetTracker() };
-      this.agents.set(agentId, record);
+  private spendToken(connection: Connection): void {
+    const rate = this.options.maxFramesPerSecond ?? 2000;
+    const now = Date.now();
+    connection.tokens = Math.min(2 * rate, connection.tokens + ((now - connection.tokensAt) / 1000) * rate);
+    connection.tokensAt = now;
+    if (connection.tokens < 1) throw new ProtocolError(`more than ${rate} frames a second`, 'rate-limit');
+    connection.tokens -= 1;
+  }
+
+  /** Checks the signature (when the collector authenticates) and the schema; the first frame must be a hello. */
+  private authenticate(connection: Connection, frame: string): AgentMessage {
+    let json = frame;
+    let mac: string | null = null;
+    if (this.options.keyring) ({ mac, json } = splitSignedFrame(frame));
+    const raw = parseJsonObject(json);
+    if (connection.agent === null) {
+      if (raw.type !== 'hello') throw new ProtocolError(`${raw.type.slice(0, 32)} before hello`, 'no-hello');
+      if (this.options.keyring) {
+        const agentId = typeof raw.agentId === 'string' ? raw.agentId.slice(0, 128) : '';
+        const key = this.options.keyring.keyFor(agentId);
+        if (key === null) throw new ProtocolError(`no key for agent ${JSON.stringify(agentId).slice(0, 60)}`, 'unknown-agent');
+        if (!verifyFrame(key, connection.nonce, json, mac!)) throw new ProtocolError(`bad signature on the hello of ${agentId}`, 'bad-signature');
+        connection.key = key;
+      }
+      const hello = validateAgentMessage(raw) as HelloMessage;
+      if (hello.nonce !== connection.nonce) throw new ProtocolError('hello answers another connection\'s challenge', 'bad-signature');
+      return hello;
     }
+    if (connection.key !== null && !verifyFrame(connection.key, connection.nonce, json, mac!)) {
+      throw new ProtocolError(`bad signature on a ${raw.type.slice(0, 32)} frame`, 'bad-signature');
+    }
+    const message = validateAgentMessage(raw);
+    if (message.type === 'hello') throw new ProtocolError('a second hello on one connection', 'protocol');
+    return message;
+  }
+
+  private welcome(connection: Connection, hello: HelloMessage): void {
+    const now = hostNowMs();
+    const storedSeq = this.options.store.registerAgent(
+      { agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion },
+      hello.spoolDropped,
+      now,
+    );
+    let record = this.agents.get(hello.agentId);
+    if (!record) {
+      record = { agentId: hello.agentId, hello, connections: 0, observations: [], reports: [], offsets: new ClockOffsetTracker(), appliedSeq: storedSeq };
+      this.agents.set(hello.agentId, record);
+    }
+    const dropped = hello.spoolDropped - record.hello.spoolDropped;
+    if (dropped > 0) this.metrics.spoolDropped.inc(dropped);
+    record.hello = hello;
     record.connections += 1;
-    return record;
+    record.appliedSeq = Math.max(record.appliedSeq, storedSeq);
+    const previous = this.current.get(hello.agentId);
+    if (previous && previous.socket !== connection.socket) previous.socket.close(CLOSE_REPLACED, 'replaced by a newer connection of this agent');
+    connection.agent = record;
+    this.current.set(hello.agentId, connection);
+    this.pending -= 1;
+    this.metrics.connectionsPending.set(this.pending);
+    this.metrics.agentsConnected.set(this.current.size);
+    // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
+    connection.socket.send(JSON.stringify({ type: 'ack', seq: record.appliedSeq }));
+    this.emit('hello', record);
+  }
+
+  private handle(connection: Connection, agent: AgentRecord, message: AgentMessage, receivedAtMs: number): void {
+    if (message.type === 'time-reply') {
+      const sample = agent.offsets.add({ t1: message.t1, t2: message.t2, t3: message.t3, t4: receivedAtMs });
+      connection.lastReply = { id: message.id, t4: receivedAtMs };
+      this.emit('offset', agent, sample);
+      return;
+    }
+    if (message.type === 'hello') return;
+    // Within one connection an agent never repeats a seq; across connections it re-sends what was not acknowledged.
+    if (message.seq <= connection.lastSeqHere) throw new ProtocolError(`seq ${message.seq} after ${connection.lastSeqHere} on one connection`, 'seq-replay');
+    connection.lastSeqHere = message.seq;
+    if (message.seq <= agent.appliedSeq) {
+      this.metrics.duplicates.inc();
+      this.scheduleFlush();
+      this.pendingAcks.add(agent);
+      return;
+    }
+    agent.appliedSeq = message.seq;
+    if (message.type === 'observation') {
+      this.metrics.observations.inc();
+      const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
+      if (this.options.keepInMemory) agent.observations.push(received);
+      this.emit('observation', agent, received);
+      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, agent });
+    } else {
+      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: message.report, agent });
+    }
+    this.scheduleFlush();
+  }
+
+  private readonly pendingAcks = new Set<AgentRecord>();
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Commits the batch in one transaction, then acknowledges: an ack never covers what is not on disk. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length > 0) {
+      try {
+        this.options.store.apply(batch);
+      } catch (error) {
+        this.storeFailed(batch, error as Error);
+        return;
+      }
+      const committedAt = hostNowMs();
+      for (const item of batch) {
+        this.metrics.ingestSeconds.observe((committedAt - item.receivedAtMs) / 1000);
+        this.pendingAcks.add(item.agent);
+        if (item.report) {
+          this.metrics.reports.inc({ verdict: item.report.verdict });
+          if (this.options.keepInMemory) item.agent.reports.push({ receivedAtMs: item.receivedAtMs, seq: item.seq, report: item.report });
+          this.emit('report', item.agent, item.report);
+        }
+      }
+      this.emit('committed', batch.length);
+    }
+    for (const agent of this.pendingAcks) {
+      const socket = this.current.get(agent.agentId)?.socket;
+      if (socket && socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'ack', seq: agent.appliedSeq }));
+    }
+    this.pendingAcks.clear();
+  }
+
+  /**
+   * Nothing in a failed batch is acknowledged. Its agents fall back to what the store holds and are disconnected, so
+   * they re-send after their backoff; the collector goes on serving.
+   */
+  private storeFailed(batch: Array<IncomingData & { agent: AgentRecord }>, error: Error): void {
+    this.rateLog.say('store', `store write failed, ${batch.length} messages not acknowledged: ${error.message}`);
+    this.pendingAcks.clear();
+    for (const agent of new Set(batch.map((item) => item.agent))) {
+      agent.appliedSeq = this.options.store.lastSeq(agent.agentId);
+      this.current.get(agent.agentId)?.socket.close(1011, 'store unavailable; re-send later');
+    }
+  }
+
+  private sendTimeProbes(): void {
+    for (const connection of this.current.values()) {
+      const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
+      if (connection.lastReply) probe.previous = connection.lastReply;
+      if (connection.socket.readyState === connection.socket.OPEN) connection.socket.send(JSON.stringify(probe));
+    }
+  }
+
+  private reject(connection: Connection | null, socket: WebSocket, reason: RejectReason, detail: string, code = CLOSE_POLICY_VIOLATION): void {
+    if (socket.readyState === socket.CLOSED) return;
+    // ws closes by itself on protocol-level errors (oversize, bad UTF-8); those still count, once.
+    if (connection) {
+      if (connection.rejected) return;
+      connection.rejected = true;
+    }
+    this.rejected += 1;
+    this.metrics.reject(reason);
+    this.emit('rejected', reason, detail);
+    const who = connection?.agent?.agentId ?? 'an unauthenticated connection';
+    this.rateLog.say(reason, `rejected ${who}: ${reason}: ${detail}`);
+    if (socket.readyState === socket.OPEN) socket.close(code, `${reason}: ${detail}`.slice(0, 120));
+    // A peer that ignores the close must not hold the slot.
+    setTimeout(() => socket.terminate(), 2000).unref();
   }
 }

@@ -2,7 +2,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../../agent/cli-support.js';
+import { randomBytes } from 'node:crypto';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
+import { FleetKeyring } from '../collector/keyring.js';
+import { ReportStore } from '../collector/report-store.js';
+import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
@@ -56,6 +60,7 @@ interface InnerPlan {
   disk: string;
   initrd: string;
   enabledAfterInstall: string;
+  fleetSecret: string;
 }
 
 export async function runPackageCheck(options: PackageCheckOptions, log: (line: string) => void): Promise<PackageCheckResults> {
@@ -67,12 +72,14 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
   const kernel = await fetchGuestKernel(options.cacheDir, log);
   const rootfs = await debootstrapRootfs(options.cacheDir, log);
   const network = labNetworkFor(`pkg${process.pid}`);
+  const fleetSecret = randomBytes(32).toString('hex');
   log(`installing ${path.basename(options.deb)} into a copy of the Debian tree`);
   const built = await buildSystemdGuestDisk({
     rootfs,
     kernel,
     deb: options.deb,
-    agentConfig: `# written by flinch package-check\ncollector: ws://${network.hostAddress}:${options.collectorPort}\nagent-id: ${AGENT_ID}\nremediate: dry-run\nstate-dir: /var/lib/flinch\n`,
+    agentConfig: `# written by flinch package-check\ncollector: ws://${network.hostAddress}:${options.collectorPort}\nagent-id: ${AGENT_ID}\ntoken-file: /etc/flinch/token\nremediate: dry-run\nstate-dir: /var/lib/flinch\n`,
+    agentToken: agentKeyFor(fleetSecret, AGENT_ID),
     hostname: 'flinch-deb-guest',
     mac: GUEST_MAC,
     address: `${network.guestAddress}/${network.prefixLength}`,
@@ -81,7 +88,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
   });
   await createLabNetwork(network);
   try {
-    const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, disk: built.disk, initrd: built.initrd, enabledAfterInstall: built.enabledAfterInstall };
+    const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, disk: built.disk, initrd: built.initrd, enabledAfterInstall: built.enabledAfterInstall, fleetSecret };
     const code = await runInsideNamespace(network.netns, 'package-check-inner', PLAN_ENV, plan);
     const resultsFile = path.join(options.outDir, PACKAGE_CHECK_RESULTS);
     if (!existsSync(resultsFile)) throw new Error(`the package check stopped inside the lab namespace (exit ${code}) before writing results`);
@@ -120,7 +127,11 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
   };
   check('the install does not enable the unit', plan.enabledAfterInstall === 'disabled', `systemctl is-enabled said "${plan.enabledAfterInstall}"`);
 
-  const collector = new CollectorServer({ host: network.hostAddress, port: options.collectorPort, timeProbeIntervalMs: 1000, log: (l) => log(`collector: ${l}`) });
+  const store = new ReportStore(':memory:');
+  const collector = new CollectorServer({
+    host: network.hostAddress, port: options.collectorPort, store, keyring: new FleetKeyring(plan.fleetSecret), keepInMemory: true,
+    timeProbeIntervalMs: 1000, log: (l) => log(`collector: ${l}`),
+  });
   await collector.start();
   const consoleSocket = path.join(logsDir, 'console.sock');
   const bootStart = hostNowMs();
@@ -206,6 +217,7 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
     guest?.close();
     await vm.stop();
     await collector.stop();
+    store.close();
   }
   if (checks.some((c) => !c.ok)) process.exitCode = 1;
 }

@@ -1,4 +1,8 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
+import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { FleetKeyring } from '../collector/keyring.js';
+import { ReportStore } from '../collector/report-store.js';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../../agent/cli-support.js';
@@ -51,6 +55,7 @@ interface InnerPlan {
   startedAtMs: number;
 }
 
+const LAB_AGENT_ID = 'flinch-lab-guest';
 const INNER_PLAN_ENV = 'FLINCH_LAB_PLAN';
 /** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
 const MIN_GUEST_MEMORY_MIB = 384;
@@ -96,9 +101,17 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   const { options, network } = plan;
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
+  // The lab's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once.
+  const storeFile = path.join(options.outDir, 'collector.sqlite');
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
+  const store = new ReportStore(storeFile);
+  const fleetSecret = randomBytes(32).toString('hex');
   const collector = new CollectorServer({
     host: network.hostAddress,
     port: options.collectorPort,
+    store,
+    keyring: new FleetKeyring(fleetSecret),
+    keepInMemory: true,
     timeProbeIntervalMs: 200,
     log: (line) => log(`collector: ${line}`),
   });
@@ -116,7 +129,8 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
         `flinch.gw=${network.hostAddress}`,
         `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
-        'flinch.id=flinch-lab-guest',
+        `flinch.id=${LAB_AGENT_ID}`,
+        `flinch.token=${agentKeyFor(fleetSecret, LAB_AGENT_ID)}`,
         'flinch.remediate=on',
         ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
       ].join(' '),
@@ -206,6 +220,13 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       hypervisor: { driver: driver.name, qemu: qemuVersion(driver) },
       guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
       migrations,
+      channel: {
+        reportsStored: store.reportCount(agent.agentId),
+        duplicatesDropped: (await collector.metrics.duplicates.get()).values[0]?.value ?? 0,
+        rejectedFrames: collector.rejected,
+        agentConnections: agent.connections,
+        spoolDropped: agent.hello.spoolDropped,
+      },
     };
     const file = writeLabResults(options.outDir, results);
     process.stdout.write(`${renderTable(migrations)}\n\nresults: ${file}\n`);
@@ -215,6 +236,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     process.off('SIGTERM', stopSignals);
     await driver.cleanup().catch(() => undefined);
     await collector.stop();
+    store.close();
   }
 }
 

@@ -31,6 +31,8 @@ export interface SystemdGuestSpec {
   deb: string;
   /** Contents of /etc/flinch/agent.yaml once installed (replaces the packaged default). */
   agentConfig: string;
+  /** Written to /etc/flinch/token (0600), the agent's signing key. */
+  agentToken: string;
   hostname: string;
   mac: string;
   /** CIDR, e.g. 10.0.3.10/24 */
@@ -94,6 +96,7 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
   const enabled = (await chroot(['sh', '-c', 'systemctl is-enabled flinch-agent.service || true'])).stdout.trim();
 
   writeFileSync(path.join(stage, 'etc', 'flinch', 'agent.yaml'), spec.agentConfig);
+  writeFileSync(path.join(stage, 'etc', 'flinch', 'token'), `${spec.agentToken}\n`, { mode: 0o600 });
   writeFileSync(path.join(stage, 'etc', 'hostname'), `${spec.hostname}\n`);
   writeFileSync(path.join(stage, 'etc', 'fstab'), '/dev/vda / ext4 rw,errors=remount-ro 0 1\n');
   writeFileSync(

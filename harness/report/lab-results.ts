@@ -61,6 +61,8 @@ export interface LabResults {
   hypervisor: { driver: string; qemu: string | null };
   guest: { kernel: string; memoryMiB: number; bootToAgentMs: number };
   migrations: MigrationResult[];
+  /** How the agent's reports travelled: stored exactly once in the collector's SQLite store (collector.sqlite). */
+  channel?: { reportsStored: number; duplicatesDropped: number; rejectedFrames: number; agentConnections: number; spoolDropped: number };
 }
 
 /** Written atomically: a reader never sees half a results file. */

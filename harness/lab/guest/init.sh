@@ -19,6 +19,9 @@ for arg in $(cat /proc/cmdline); do
     flinch.id=*) AGENT_ID=${arg#*=} ;;
     flinch.probes=*) PROBES="--probes ${arg#*=}" ;;
     flinch.remediate=*) REMEDIATE="--remediate ${arg#*=}" ;;
+    # Lab only: the agent's signing key rides on the command line, which any guest user can read. A real guest gets
+    # its key from provisioning into a 0600 file.
+    flinch.token=*) TOKEN=${arg#*=} ;;
   esac
 done
 
@@ -39,9 +42,15 @@ else
   say "no network interface found"
 fi
 
+TOKEN_OPTION=
+if [ -n "$TOKEN" ]; then
+  (umask 077; echo "$TOKEN" > /run/flinch-token)
+  TOKEN_OPTION="--token-file /run/flinch-token"
+fi
+
 say "starting agent"
 while true; do
-  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
+  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done

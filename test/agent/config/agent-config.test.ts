@@ -17,7 +17,10 @@ t.test('every key parses to its typed value', async (t) => {
     [
       'collector: wss://collector.example:7431/',
       'agent-id: web-042',
-      'queue: 500',
+      'token-file: /etc/flinch/token',
+      'ca-file: /etc/flinch/ca.pem',
+      'spool-max-bytes: 1048576',
+      'metrics: 127.0.0.1:9431',
       'probes: [link, clock]',
       'canaries: false',
       'legacy-poll: 2000',
@@ -30,6 +33,8 @@ t.test('every key parses to its typed value', async (t) => {
     ].join('\n'),
   );
   t.equal(config.collector, 'wss://collector.example:7431/');
+  t.equal(config['spool-max-bytes'], 1048576);
+  t.same(parseAgentConfig('collector: [ws://a:1, ws://b:1]\n').collector, ['ws://a:1', 'ws://b:1'], 'several collectors: one shard each');
   t.same(config.probes, ['link', 'clock']);
   t.equal(config.canaries, false);
   t.equal(config['max-actions'], 5);
@@ -51,7 +56,10 @@ const rejected: Array<[name: string, text: string, message: RegExp]> = [
   ['unknown remediation mode', 'remediate: yes-please\n', /"remediate" must be one of off, dry-run, on/],
   ['unknown probe', 'probes: [link, wifi]\n', /"probes" entries must be probe names \(link, /],
   ['probe listed twice', 'probes: [link, link]\n', /"probes" lists a probe twice/],
-  ['collector is not a WebSocket URL', 'collector: http://x:1\n', /"collector" must be a ws:\/\/ or wss:\/\/ URL/],
+  ['collector is not a WebSocket URL', 'collector: http://x:1\n', /"collector" must be a ws:\/\/ or wss:\/\/ URL, or a list of them/],
+  ['metrics is not HOST:PORT', 'metrics: localhost\n', /"metrics" must be HOST:PORT/],
+  ['relative token file', 'token-file: token\n', /"token-file" must be an absolute path/],
+  ['a spool too small to hold a report', 'spool-max-bytes: 10\n', /"spool-max-bytes" must be at least/],
   ['relative state dir', 'state-dir: var/lib/flinch\n', /"state-dir" must be an absolute path/],
   ['zero is not a duration', 'settle: 0\n', /"settle" must be at least 1/],
   ['agent id with a space', 'agent-id: "web 42"\n', /"agent-id" may hold only/],
@@ -79,6 +87,7 @@ t.test('a flag given on the command line beats the file; defaults do not', async
     attribute === 'remediate' ? 'cli' : 'default',
   );
   t.same(merged, { settle: 100, remediate: 'on', stateDir: '/y' });
+  t.same(applyAgentConfig({}, { collector: 'ws://a:1' }, () => undefined), { collector: ['ws://a:1'] }, 'one collector becomes a list of one');
 });
 
 t.test('the agent refuses to start on a bad config: exit 78, one line, nothing written', async (t) => {
@@ -106,8 +115,8 @@ t.test('check-config prints the settings of a good file and fails on a bad one',
   t.equal(good.code, 0, good.stderr);
   t.same(JSON.parse(good.stdout), { remediate: 'dry-run', 'state-dir': '/var/lib/flinch' });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-config-'));
-  writeFileSync(path.join(dir, 'a.yaml'), readFileSync(PACKAGED, 'utf8') + 'queue: -1\n');
+  writeFileSync(path.join(dir, 'a.yaml'), readFileSync(PACKAGED, 'utf8') + 'settle: -1\n');
   const bad = await runCli([FLINCH_AGENT, 'check-config', '--config', path.join(dir, 'a.yaml')], { timeoutMs: 30_000 });
   t.equal(bad.code, CONFIG_ERROR_EXIT);
-  t.match(bad.stderr, /a\.yaml:\d+: "queue" must be at least 1/);
+  t.match(bad.stderr, /a\.yaml:\d+: "settle" must be at least 1/);
 });

@@ -1,0 +1,37 @@
+import { agentKeyFor, readAgentKeysFile, readSecretFile } from '../../agent/protocol/frame-signing.js';
+import type { AgentKeyring } from './collector-server.js';
+
+/** Every agent's key is derived from one fleet secret that only collectors hold (see frame-signing.ts). */
+export class FleetKeyring implements AgentKeyring {
+  private readonly cache = new Map<string, string>();
+
+  constructor(private readonly secret: string) {}
+
+  static fromFile(file: string): FleetKeyring {
+    return new FleetKeyring(readSecretFile(file, 'fleet secret'));
+  }
+
+  keyFor(agentId: string): string | null {
+    if (agentId.length === 0 || agentId.length > 128) return null;
+    let key = this.cache.get(agentId);
+    if (key === undefined) {
+      key = agentKeyFor(this.secret, agentId);
+      if (this.cache.size > 100_000) this.cache.clear();
+      this.cache.set(agentId, key);
+    }
+    return key;
+  }
+}
+
+/** Explicit per-agent keys: only the agents listed may connect. */
+export class ListedKeyring implements AgentKeyring {
+  constructor(private readonly keys: Map<string, string>) {}
+
+  static fromFile(file: string): ListedKeyring {
+    return new ListedKeyring(readAgentKeysFile(file));
+  }
+
+  keyFor(agentId: string): string | null {
+    return this.keys.get(agentId) ?? null;
+  }
+}
