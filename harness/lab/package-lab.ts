@@ -201,8 +201,15 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
     // NRestarts, so after it any count above 0 is systemd's own retry (RestartSec=2s, well inside the 5 s waited).
     await guest.check("printf 'colector: ws://typo\\n' >> /etc/flinch/agent.yaml");
     await guest.run('systemctl restart flinch-agent');
+    // Node starts slowly under TCG: the new process may take seconds to reach its config. Wait for it to fail, then
+    // 5 s more, in which RestartSec=2s would have restarted it had systemd been going to.
+    let state = '';
+    for (let waited = 0; waited < 60_000 && state !== 'failed'; waited += 500) {
+      state = (await guest.run('systemctl is-active flinch-agent')).output;
+      if (state !== 'failed') await sleep(500);
+    }
     await sleep(5000);
-    const state = (await guest.run('systemctl is-active flinch-agent')).output;
+    state = (await guest.run('systemctl is-active flinch-agent')).output;
     const status = (await guest.check('systemctl show -p ExecMainStatus --value flinch-agent')).trim();
     const restartsAfter = (await guest.check('systemctl show -p NRestarts --value flinch-agent')).trim();
     const journal = (await guest.run('journalctl -u flinch-agent -n 20 --no-pager -o cat')).output;

@@ -183,11 +183,16 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         });
       }
       const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
-      const offsetSteps = inWindow.flatMap(({ observation }) =>
-        observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : [],
-      );
       const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
       const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+      // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
+      // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
+      const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
+      const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
+        receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
+          ? [observation.changeMs]
+          : [],
+      );
       if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
       else log(`no report from the agent for migration ${index}; using verdict v0`);
       migrations.push({

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
+import { ReportStore } from '../../harness/collector/report-store.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 
 /** How far the agent's clock lag may stray from QEMU's downtime figure. The tight figure is in BENCHMARKS.md. */
@@ -39,4 +40,19 @@ t.test('a 2-migration lab run', async (t) => {
       t.ok(m.guestSeenOffsetStepMs !== null && m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
     });
   }
+  t.test('the reports crossed the fleet channel: signed, acknowledged, stored exactly once across the migrations', async (t) => {
+    const channel = results.channel!;
+    const fromAgent = results.migrations.filter((m) => m.verdictSource === 'agent').length;
+    t.ok(channel.reportsStored >= fromAgent, `${channel.reportsStored} reports in collector.sqlite for ${fromAgent} migrations judged by the agent`);
+    t.equal(channel.rejectedFrames, 0, 'no frame refused');
+    t.equal(channel.spoolDropped, 0, 'the agent spool dropped nothing');
+    const store = new ReportStore(path.join(out, 'collector.sqlite'));
+    t.teardown(() => store.close());
+    const seqs = store.reports('flinch-lab-guest').map((r) => r.seq);
+    t.same(seqs, [...new Set(seqs)], 'no report stored twice');
+    for (const m of results.migrations) {
+      const id = m.episode?.id;
+      t.ok(store.reports('flinch-lab-guest').some((r) => r.report.episode.id === id), `migration ${m.index}'s report is in the store`);
+    }
+  });
 });

@@ -1,0 +1,108 @@
+// 10 000 simulated agents against one `flinch collect` on this machine.
+//   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20]
+// The collector is the real CLI in its own process (its RSS is read from /proc); the agents are real WebSocket
+// connections in a few worker processes, speaking the real protocol with signed frames. Prints a JSON summary.
+import { fork, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { projectRoot } from '../harness/project-paths.js';
+
+const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20'] = process.argv.slice(2);
+const AGENTS = Number(agentsArg);
+const WORKERS = Number(workersArg);
+const RATES = ratesArg.split(',').map(Number);
+const SECONDS = Number(secondsArg);
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { rssMiB: Math.round(kib('VmRSS') / 1024), peakMiB: Math.round(kib('VmHWM') / 1024) };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-fleet-bench-'));
+const secret = 'bench-fleet-secret-0123456789abcdef0123';
+writeFileSync(path.join(dir, 'fleet.secret'), secret, { mode: 0o600 });
+const port = await freePort();
+const collector = spawn(
+  process.execPath,
+  [path.join(projectRoot(), 'dist', 'harness', 'cli.js'), 'collect', '--listen', `127.0.0.1:${port}`, '--store', path.join(dir, 'fleet.sqlite'), '--fleet-secret', path.join(dir, 'fleet.secret'), '--time-probe-interval', '10000'],
+  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
+);
+let collectorLog = '';
+collector.stderr!.on('data', (d) => (collectorLog += d));
+for (let i = 0; i < 200 && !collectorLog.includes('listening'); i += 1) await sleep(50);
+const idleRss = rssOf(collector.pid!);
+
+const workers = Array.from({ length: WORKERS }, () =>
+  fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() }),
+);
+const ask = <T>(worker: (typeof workers)[number], command: object, reply: string) =>
+  new Promise<T>((resolve) => {
+    const onMessage = (message: { type: string }) => {
+      if (message.type === reply) {
+        worker.off('message', onMessage);
+        resolve(message as T);
+      }
+    };
+    worker.on('message', onMessage);
+    worker.send(command);
+  });
+
+const ids = Array.from({ length: AGENTS }, (_, i) => `sim-${String(i).padStart(5, '0')}`);
+const connectStart = performance.now();
+const connected = await Promise.all(
+  workers.map((worker, w) => ask<{ welcomed: number }>(worker, { cmd: 'connect', port, ids: ids.filter((_, i) => i % WORKERS === w), secret, concurrency: 64 }, 'connected')),
+);
+const connectSeconds = (performance.now() - connectStart) / 1000;
+const welcomed = connected.reduce((sum, c) => sum + c.welcomed, 0);
+const connectedRss = rssOf(collector.pid!);
+process.stderr.write(`${welcomed}/${AGENTS} agents connected in ${connectSeconds.toFixed(1)} s; collector RSS ${connectedRss.rssMiB} MiB\n`);
+
+const loads = [];
+for (const rate of RATES) {
+  const started = performance.now();
+  const results = await Promise.all(
+    workers.map((worker) => ask<{ sent: number; acked: number; unacked: number; latencies: number[]; disconnected: number }>(worker, { cmd: 'load', ratePerSecond: rate / WORKERS, durationMs: SECONDS * 1000 }, 'loaded')),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const sent = results.reduce((s, r) => s + r.sent, 0);
+  const acked = results.reduce((s, r) => s + r.acked, 0);
+  const load = {
+    offeredPerSecond: rate,
+    sent,
+    acked,
+    unacked: results.reduce((s, r) => s + r.unacked, 0),
+    ackedPerSecond: Math.round(acked / SECONDS),
+    ackLatencyMs: { p50: +percentile(latencies, 50).toFixed(1), p99: +percentile(latencies, 99).toFixed(1), max: +percentile(latencies, 100).toFixed(1) },
+    disconnected: results.reduce((s, r) => s + r.disconnected, 0),
+    wallSeconds: +elapsed.toFixed(1),
+    collectorRss: rssOf(collector.pid!),
+  };
+  loads.push(load);
+  process.stderr.write(`${JSON.stringify(load)}\n`);
+}
+
+for (const worker of workers) worker.send({ cmd: 'stop' });
+const finalRss = rssOf(collector.pid!);
+collector.kill('SIGTERM');
+await new Promise((resolve) => collector.once('exit', resolve));
+process.stdout.write(
+  `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), collectorRss: { idle: idleRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
+);
