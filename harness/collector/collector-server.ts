@@ -62,6 +62,41 @@ export interface CollectorOptions {
   metrics?: CollectorMetrics;
 }
 
+const SPREAD_TICK_MS = 50;
+
+/**
+ * Visits every member of a changing collection once per interval, a slice per tick, resuming where the last slice
+ * ended (a snapshot per round, so members added mid-round wait for the next one).
+ */
+class SpreadSchedule {
+  private round: unknown[] = [];
+  private cursor = 0;
+  private perTick = 0;
+
+  constructor(private readonly intervalMs: number) {}
+
+  due<T>(members: Iterable<T>): T[] {
+    if (this.cursor >= this.round.length) {
+      this.round = [...members];
+      this.cursor = 0;
+      this.perTick = Math.max(1, Math.ceil((this.round.length * SPREAD_TICK_MS) / this.intervalMs));
+      // A small collection still waits for its interval: without this, three agents would be probed every tick.
+      if (this.round.length * SPREAD_TICK_MS < this.intervalMs) {
+        this.idleTicks = Math.round(this.intervalMs / SPREAD_TICK_MS) - this.round.length;
+      }
+    }
+    if (this.idleTicks > 0) {
+      this.idleTicks -= 1;
+      return [];
+    }
+    const slice = this.round.slice(this.cursor, this.cursor + this.perTick) as T[];
+    this.cursor += this.perTick;
+    return slice;
+  }
+
+  private idleTicks = 0;
+}
+
 /** RFC 6455 close codes: a policy violation for bad frames, "try again later" when busy. */
 const CLOSE_POLICY_VIOLATION = 1008;
 const CLOSE_TRY_AGAIN_LATER = 1013;
@@ -131,10 +166,14 @@ export class CollectorServer extends EventEmitter<{
         resolve();
       });
     });
+    // Pings and time probes are spread over their interval, a slice of the connections per tick: with 10 000 agents,
+    // doing them all at once stalls the event loop for long enough to show in every agent's ack latency.
     const pingEvery = this.options.pingIntervalMs ?? 15_000;
+    const pings = new SpreadSchedule(pingEvery);
+    const probes = new SpreadSchedule(this.options.timeProbeIntervalMs);
     this.timers.push(
       setInterval(() => {
-        for (const client of wss.clients) {
+        for (const client of pings.due(wss.clients)) {
           const connection = this.connections.get(client);
           if (!connection) continue;
           if (!connection.alive) {
@@ -144,8 +183,8 @@ export class CollectorServer extends EventEmitter<{
           connection.alive = false;
           client.ping();
         }
-      }, pingEvery),
-      setInterval(() => this.sendTimeProbes(), this.options.timeProbeIntervalMs),
+        for (const connection of probes.due(this.current.values())) this.sendTimeProbe(connection);
+      }, SPREAD_TICK_MS),
     );
     return server.address() as AddressInfo;
   }
@@ -381,12 +420,11 @@ export class CollectorServer extends EventEmitter<{
     }
   }
 
-  private sendTimeProbes(): void {
-    for (const connection of this.current.values()) {
-      const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
-      if (connection.lastReply) probe.previous = connection.lastReply;
-      if (connection.socket.readyState === connection.socket.OPEN) connection.socket.send(JSON.stringify(probe));
-    }
+  private sendTimeProbe(connection: Connection): void {
+    if (connection.socket.readyState !== connection.socket.OPEN) return;
+    const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
+    if (connection.lastReply) probe.previous = connection.lastReply;
+    connection.socket.send(JSON.stringify(probe));
   }
 
   private reject(connection: Connection | null, socket: WebSocket, reason: RejectReason, detail: string, code = CLOSE_POLICY_VIOLATION): void {
