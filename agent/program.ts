@@ -13,6 +13,7 @@ import { currentIdentity } from './transport/agent-identity.js';
 import { collectorFor } from './transport/shard.js';
 import { readSecretFile } from './protocol/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
+import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from './version.js';
 import { createProgram, guarded, positiveInt, UserError } from './cli-support.js';
 import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
@@ -62,6 +63,7 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
 
 interface AgentOptions {
   config?: string;
+  udpEcho?: number;
   probes?: string[];
   canaries: boolean;
   legacyPoll: number;
@@ -91,11 +93,15 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
     log,
   );
   await runtime.start();
+  const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch((error: Error) => {
+    throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, 2);
+  });
   void new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   }).then(async () => {
     await runtime.stop();
+    await stopEcho?.();
     onStop?.();
     // Nothing must hold the exit: reports are on disk, and probes have closed their devices.
     process.exit(process.exitCode ?? 0);
@@ -124,6 +130,7 @@ function addAgentOptions(command: Command): Command {
     .option('--no-canaries', 'do not install the canary table/chains the firewall probes use to prove a wholesale flush')
     .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs)
     .option('--remediate <mode>', 'the safety net: off, dry-run (say what it would do) or on', parseMode, DEFAULT_SAFETY_NET_OPTIONS.mode)
+    .option('--udp-echo <port>', "answer a harness's blackout probes on this UDP port (off by default)", positiveInt)
     .option('--state-dir <dir>', 'baseline and reports.jsonl', DEFAULT_STATE_DIR)
     .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
     .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)

@@ -53,7 +53,7 @@ function open(port: number, id: string, secret: string): Promise<void> {
       const message = JSON.parse(data.toString()) as { type: string; nonce?: string; seq?: number; id?: number; t1?: number };
       if (message.type === 'challenge') {
         agent.nonce = message.nonce!;
-        send(agent, JSON.stringify({ type: 'hello', protocol: 2, agentId: id, machineId: '', hostname: id, macs: [], xenDomid: null, agentVersion: '0.1.0', nonce: agent.nonce, spoolDropped: 0 }));
+        send(agent, JSON.stringify({ type: 'hello', protocol: 2, agentId: id, machineId: '', hostname: id, macs: [], xenDomid: null, agentVersion: '0.1.0', nonce: agent.nonce, stream: '0000000000000001', spoolDropped: 0 }));
       } else if (message.type === 'ack') {
         if (agent.welcomedAt === null) {
           agent.welcomedAt = Date.now();

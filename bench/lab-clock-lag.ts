@@ -10,7 +10,7 @@ import { projectRoot } from '../harness/project-paths.js';
 
 const migrations = process.argv[2] ?? '10';
 const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-bench-lag-'));
-const run = spawnSync(process.execPath, [path.join(projectRoot(), 'dist/harness/cli.js'), 'lab', '--migrations', migrations, '--out', out], {
+const run = spawnSync(process.execPath, [path.join(projectRoot(), 'dist/harness/cli.js'), 'lab', '--faults', 'none', '--migrations', migrations, '--out', out], {
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 if (run.status !== 0) process.exit(run.status ?? 1);

@@ -1,6 +1,9 @@
 import path from 'node:path';
-import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { existsSync, writeFileSync } from 'node:fs';
+import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
+import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
+import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
 import { createProgram, guarded, positiveInt, UserError } from '../agent/cli-support.js';
 import { agentKeyFor, readSecretFile } from '../agent/protocol/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
@@ -13,34 +16,124 @@ import { FLINCH_VERSION } from '../agent/version.js';
 
 const PROGRAM = 'flinch';
 
+interface CampaignCliOptions {
+  migrations: number;
+  faults: string;
+  expect: ExpectedVerdict;
+  out: string;
+  qemu: string;
+  destQemu?: string;
+  downtimeLimit?: number;
+  bandwidth?: number;
+  postcopy?: boolean;
+  longPause: number;
+  blackoutInterval: number;
+  memory: number;
+  cache: string;
+  settle: number;
+  guestProbes?: string[];
+}
+
+function parseExpectation(value: string): ExpectedVerdict {
+  if (!(VERDICT_ORDER as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${VERDICT_ORDER.join(', ')}`);
+  return value as ExpectedVerdict;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of 0 or more');
+  return n;
+}
+
 export function buildHarnessProgram(): Command {
   const { program, verbose, log } = createProgram(PROGRAM, 'flinch: did the guest notice its live migration, and did it lose anything?');
 
+  const addCampaignOptions = (command: Command, defaults: { faults: string; expect: ExpectedVerdict }) =>
+    command
+      .option('--migrations <n>', 'migrations for each row of the fault matrix', positiveInt, DEFAULT_LAB_OPTIONS.migrationsPerFault)
+      .option('--faults <matrix>', `comma-separated rows, each none or faults joined by + (${FAULTS.join(', ')})`, defaults.faults)
+      .option('--expect <verdict>', 'a migration whose verdict is worse fails (transparent < noticed < healed < disrupted)', parseExpectation, defaults.expect)
+      .option('--out <dir>', 'results.json, junit.xml, results.tap, report.html, the journal and the logs', 'flinch-lab-results')
+      .option('--qemu <path>', 'QEMU system emulator', DEFAULT_LAB_OPTIONS.qemuBinary)
+      .option('--dest-qemu <path>', 'a different QEMU binary for every destination: a same-host live upgrade')
+      .option('--downtime-limit <ms>', 'QEMU downtime-limit for each migration', positiveInt)
+      .option('--bandwidth <bytes/s>', 'QEMU max-bandwidth for each migration', positiveInt)
+      .option('--postcopy', 'switch each migration to post-copy once it is under way')
+      .option('--long-pause <ms>', 'how long the long-pause fault keeps the guest stopped', positiveInt, DEFAULT_LAB_OPTIONS.longPauseMs)
+      .option('--blackout-interval <ms>', 'UDP blackout probe interval, 1-10 ms (0: off)', nonNegativeInt, DEFAULT_LAB_OPTIONS.blackoutIntervalMs)
+      .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
+      .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
+      .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
+      .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean));
+
+  const runCampaign = async (o: CampaignCliOptions, failOnUnexpected: boolean) => {
+    let faultMatrix: FaultName[][];
+    try {
+      faultMatrix = parseFaultMatrix(o.faults);
+    } catch (error) {
+      throw new UserError(`--faults: ${(error as Error).message}`, 2);
+    }
+    if (o.blackoutInterval > 10) throw new UserError('--blackout-interval: choose 1 to 10 ms, or 0 to turn the meter off', 2);
+    await runQemuLab(
+      {
+        ...DEFAULT_LAB_OPTIONS,
+        faultMatrix,
+        migrationsPerFault: o.migrations,
+        expect: o.expect,
+        failOnUnexpected,
+        migrate: { downtimeLimitMs: o.downtimeLimit, maxBandwidthBytesPerSecond: o.bandwidth, postcopy: o.postcopy },
+        longPauseMs: o.longPause,
+        destQemuBinary: o.destQemu,
+        blackoutIntervalMs: o.blackoutInterval,
+        outDir: path.resolve(o.out),
+        qemuBinary: o.qemu,
+        memoryMiB: o.memory,
+        cacheDir: path.resolve(o.cache),
+        settleMs: o.settle,
+        guestProbes: o.guestProbes ?? null,
+      },
+      log,
+    );
+  };
+
+  addCampaignOptions(
+    program
+      .command('lab')
+      .description('boot a Linux guest under QEMU (TCG), live-migrate it over QMP once per fault (and once plain), and report what it noticed'),
+    { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
+  ).action(guarded(PROGRAM, verbose, async (o: CampaignCliOptions) => runCampaign(o, false)));
+
+  addCampaignOptions(
+    program
+      .command('campaign')
+      .description('run a fault matrix of migrations with one driver, resumable, failing (exit 1, JUnit failures) where a verdict is worse than --expect')
+      .option('--driver <name>', 'how to migrate: qmp', 'qmp'),
+    { faults: 'none', expect: 'noticed' },
+  ).action(
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string }) => {
+      if (o.driver !== 'qmp') throw new UserError(`--driver ${o.driver}: not available; this build drives qmp only (libvirt, xl and sim are not built yet)`, 2);
+      await runCampaign(o, true);
+    }),
+  );
+
   program
-    .command('lab')
-    .description('boot a Linux guest under QEMU (TCG), live-migrate it back and forth over QMP, and report what it noticed')
-    .option('--migrations <n>', 'how many migrations', positiveInt, DEFAULT_LAB_OPTIONS.migrations)
-    .option('--out <dir>', 'where results.json and the logs go', 'flinch-lab-results')
-    .option('--qemu <path>', 'QEMU system emulator', DEFAULT_LAB_OPTIONS.qemuBinary)
-    .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
-    .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
-    .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
-    .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
+    .command('report')
+    .description('regenerate an output from the results.json in DIR')
+    .argument('<dir>', 'a folder written by flinch lab or flinch campaign')
+    .option('--format <format>', `one of ${OUTPUT_FORMATS.join(', ')}`, 'table')
+    .option('--output <file>', 'write here instead of standard output')
     .action(
-      guarded(PROGRAM, verbose, async (o: { migrations: number; out: string; qemu: string; memory: number; cache: string; settle: number; guestProbes?: string[] }) => {
-        await runQemuLab(
-          {
-            ...DEFAULT_LAB_OPTIONS,
-            migrations: o.migrations,
-            outDir: path.resolve(o.out),
-            qemuBinary: o.qemu,
-            memoryMiB: o.memory,
-            cacheDir: path.resolve(o.cache),
-            settleMs: o.settle,
-            guestProbes: o.guestProbes ?? null,
-          },
-          log,
-        );
+      guarded(PROGRAM, verbose, async (dir: string, o: { format: string; output?: string }) => {
+        if (!(OUTPUT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format ${o.format}: choose one of ${OUTPUT_FORMATS.join(', ')}`, 2);
+        let results;
+        try {
+          results = readLabResults(dir);
+        } catch (error) {
+          throw new UserError((error as Error).message, 2);
+        }
+        const text = render(results, o.format as OutputFormat);
+        if (o.output) writeFileSync(o.output, text);
+        else process.stdout.write(text);
       }),
     );
 

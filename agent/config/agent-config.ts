@@ -30,6 +30,7 @@ export const AgentConfigSchema = Type.Object(
     metrics: Type.Optional(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', maxLength: 300 })),
     probes: Type.Optional(Type.Array(Type.Union(Object.keys(PROBES).map((name) => Type.Literal(name))), { minItems: 1, uniqueItems: true })),
     canaries: Type.Optional(Type.Boolean()),
+    'udp-echo': Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     'legacy-poll': Type.Optional(Milliseconds),
     remediate: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')])),
     'state-dir': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),

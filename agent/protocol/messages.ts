@@ -36,6 +36,8 @@ export const HelloSchema = Type.Object(
     agentVersion: Id(64),
     /** The collector's challenge, echoed: this hello was made for this connection. */
     nonce: Type.String({ minLength: 16, maxLength: 64 }),
+    /** The agent's sequence stream (its spool's id): seq numbers are unique within one stream. */
+    stream: Type.String({ pattern: '^[0-9a-f]{16}$' }),
     /** Entries the agent's spool dropped, oldest first, when it was full: lost on purpose, never silently. */
     spoolDropped: Type.Integer({ minimum: 0 }),
   },

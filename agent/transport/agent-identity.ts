@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { HelloMessage } from '../protocol/messages.js';
 import { FLINCH_VERSION } from '../version.js';
 
-export type AgentIdentity = Omit<HelloMessage, 'type' | 'protocol' | 'nonce' | 'spoolDropped'>;
+export type AgentIdentity = Omit<HelloMessage, 'type' | 'protocol' | 'nonce' | 'spoolDropped' | 'stream'>;
 
 /** systemd's, then D-Bus's copy; a guest without either (an initramfs) has none, which the hello says as ''. */
 const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id'];

@@ -167,7 +167,7 @@ export class CollectorClient {
     this.attempt = 0;
     this.failuresSinceLog = 0;
     this.nonce = nonce;
-    this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.identity(), nonce, spoolDropped: this.options.spool.dropped });
+    this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.identity(), nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped });
     for (const message of this.options.spool.unacked) this.write(message);
   }
 

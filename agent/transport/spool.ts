@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DataMessage } from '../protocol/messages.js';
@@ -37,11 +38,19 @@ export class Spool {
   private nextSeq = 1;
   acked = 0;
   dropped = 0;
+  /**
+   * Names this spool's sequence: a guest reinstalled with the same agent id starts a new stream at seq 1, and the
+   * collector must not take its first reports for re-sends of the old ones.
+   */
+  streamId = randomBytes(8).toString('hex');
   private stateDirty = false;
 
   constructor(private readonly options: SpoolOptions) {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
-    this.load();
+    if (!this.load()) {
+      this.stateDirty = true;
+      this.saveState();
+    }
   }
 
   get unacked(): readonly DataMessage[] {
@@ -101,14 +110,20 @@ export class Spool {
   private saveState(): void {
     if (!this.stateDirty) return;
     const file = path.join(this.options.dir, 'state.json');
-    writeFileSync(`${file}.tmp`, JSON.stringify({ acked: this.acked, dropped: this.dropped, nextSeq: this.nextSeq }), { mode: 0o600 });
+    writeFileSync(`${file}.tmp`, JSON.stringify({ streamId: this.streamId, acked: this.acked, dropped: this.dropped, nextSeq: this.nextSeq }), { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
     this.stateDirty = false;
   }
 
-  private load(): void {
+  /** Returns whether a saved state was found. */
+  private load(): boolean {
+    let found = false;
     try {
-      const state = JSON.parse(readFileSync(path.join(this.options.dir, 'state.json'), 'utf8')) as { acked?: unknown; dropped?: unknown; nextSeq?: unknown };
+      const state = JSON.parse(readFileSync(path.join(this.options.dir, 'state.json'), 'utf8')) as { streamId?: unknown; acked?: unknown; dropped?: unknown; nextSeq?: unknown };
+      if (typeof state.streamId === 'string' && /^[0-9a-f]{16}$/.test(state.streamId)) {
+        this.streamId = state.streamId;
+        found = true;
+      }
       if (Number.isSafeInteger(state.acked)) this.acked = state.acked as number;
       if (Number.isSafeInteger(state.dropped)) this.dropped = state.dropped as number;
       if (Number.isSafeInteger(state.nextSeq)) this.nextSeq = state.nextSeq as number;
@@ -136,5 +151,6 @@ export class Spool {
     }
     this.pending.sort((a, b) => a.seq - b.seq);
     while (this.segments.length > 1 && this.segments[0]!.lastSeq <= this.acked) rmSync(this.segments.shift()!.file, { force: true });
+    return found;
   }
 }

@@ -313,6 +313,7 @@ export class CollectorServer extends EventEmitter<{
     const now = hostNowMs();
     const storedSeq = this.options.store.registerAgent(
       { agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion },
+      hello.stream,
       hello.spoolDropped,
       now,
     );
@@ -323,9 +324,10 @@ export class CollectorServer extends EventEmitter<{
     }
     const dropped = hello.spoolDropped - record.hello.spoolDropped;
     if (dropped > 0) this.metrics.spoolDropped.inc(dropped);
+    // A new stream (a reinstalled guest) starts from the store's answer; the same stream never goes back.
+    record.appliedSeq = record.hello.stream === hello.stream ? Math.max(record.appliedSeq, storedSeq) : storedSeq;
     record.hello = hello;
     record.connections += 1;
-    record.appliedSeq = Math.max(record.appliedSeq, storedSeq);
     const previous = this.current.get(hello.agentId);
     if (previous && previous.socket !== connection.socket) previous.socket.close(CLOSE_REPLACED, 'replaced by a newer connection of this agent');
     connection.agent = record;

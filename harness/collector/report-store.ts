@@ -35,7 +35,7 @@ export interface IncomingData {
   report: Report | null;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 export class ReportStore {
   private readonly db: Database.Database;
@@ -51,6 +51,7 @@ export class ReportStore {
     this.db.pragma('busy_timeout = 5000');
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`${file}: store schema ${version} is newer than this collector (${SCHEMA_VERSION})`);
+    if (version !== 0 && version < SCHEMA_VERSION) throw new Error(`${file}: store schema ${version} predates this collector (${SCHEMA_VERSION}); start a new store`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS agents (
         agent_id TEXT PRIMARY KEY,
@@ -61,19 +62,21 @@ export class ReportStore {
         agent_version TEXT NOT NULL,
         first_seen_ms REAL NOT NULL,
         last_seen_ms REAL NOT NULL,
+        stream_id TEXT NOT NULL DEFAULT '',
         last_seq INTEGER NOT NULL DEFAULT 0,
         last_verdict TEXT,
         spool_dropped INTEGER NOT NULL DEFAULT 0
       );
       CREATE TABLE IF NOT EXISTS reports (
         agent_id TEXT NOT NULL,
+        stream_id TEXT NOT NULL,
         seq INTEGER NOT NULL,
         received_ms REAL NOT NULL,
         episode_id TEXT NOT NULL,
         migration_id TEXT,
         verdict TEXT NOT NULL,
         body TEXT NOT NULL,
-        PRIMARY KEY (agent_id, seq)
+        PRIMARY KEY (agent_id, stream_id, seq)
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS reports_by_time ON reports (received_ms);
       PRAGMA user_version = ${SCHEMA_VERSION};
@@ -87,18 +90,27 @@ export class ReportStore {
           spool_dropped = excluded.spool_dropped`),
       lastSeq: this.db.prepare('SELECT last_seq AS lastSeq FROM agents WHERE agent_id = ?'),
       insertReport: this.db.prepare(`
-        INSERT OR IGNORE INTO reports (agent_id, seq, received_ms, episode_id, migration_id, verdict, body)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`),
+        INSERT OR IGNORE INTO reports (agent_id, stream_id, seq, received_ms, episode_id, migration_id, verdict, body)
+        VALUES (?, (SELECT stream_id FROM agents WHERE agent_id = ?), ?, ?, ?, ?, ?, ?)`),
+      stream: this.db.prepare('SELECT stream_id AS streamId FROM agents WHERE agent_id = ?'),
+      newStream: this.db.prepare('UPDATE agents SET stream_id = ?, last_seq = 0 WHERE agent_id = ?'),
       advance: this.db.prepare('UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = ? WHERE agent_id = ?'),
       verdict: this.db.prepare('UPDATE agents SET last_verdict = ? WHERE agent_id = ?'),
       touch: this.db.prepare('UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?'),
     };
   }
 
-  /** Records a hello; returns the highest seq already applied for this agent (0 for a new one). */
-  registerAgent(identity: AgentIdentity, spoolDropped: number, nowMs: number): number {
-    this.statements.upsertAgent.run({ ...identity, macs: JSON.stringify(identity.macs), now: nowMs, spoolDropped });
-    return this.lastSeq(identity.agentId);
+  /**
+   * Records a hello; returns the highest seq already applied in the agent's stream (0 for a new agent or a new
+   * stream: a reinstalled guest that kept its agent id starts again at 1).
+   */
+  registerAgent(identity: AgentIdentity, stream: string, spoolDropped: number, nowMs: number): number {
+    return this.db.transaction(() => {
+      this.statements.upsertAgent.run({ ...identity, macs: JSON.stringify(identity.macs), now: nowMs, spoolDropped });
+      const current = (this.statements.stream.get(identity.agentId) as { streamId: string }).streamId;
+      if (current !== stream) this.statements.newStream.run(stream, identity.agentId);
+      return this.lastSeq(identity.agentId);
+    })();
   }
 
   /**
@@ -111,7 +123,7 @@ export class ReportStore {
       for (const item of batch) {
         if (item.report) {
           const r = item.report;
-          const result = this.statements.insertReport.run(item.agentId, item.seq, item.receivedAtMs, r.episode.id, r.episode.migrationId, r.verdict, JSON.stringify(r));
+          const result = this.statements.insertReport.run(item.agentId, item.agentId, item.seq, item.receivedAtMs, r.episode.id, r.episode.migrationId, r.verdict, JSON.stringify(r));
           if (result.changes > 0) {
             stored += 1;
             this.statements.verdict.run(r.verdict, item.agentId);

@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QemuVm, type VmSpec } from '../qemu/qemu-vm.js';
+import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../qemu/qemu-vm.js';
 import { hostNowMs } from '../host-clock.js';
-import type { MigrationDriver, MigrationTiming } from './migration-driver.js';
+import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
+import { GuestConsole } from '../lab/guest-console.js';
 
 /** `query-migrate`'s answer, as far as flinch reads it. */
 export interface QueryMigrateReply {
@@ -15,7 +17,14 @@ export interface QueryMigrateReply {
 
 export interface QmpDriverOptions {
   /** The guest as it starts; `tap` alternates between `taps` on every migration. */
-  baseSpec: Omit<VmSpec, 'name' | 'tap' | 'incoming'>;
+  baseSpec: Omit<VmSpec, 'name' | 'tap' | 'incoming' | 'consoleSocket'>;
+  /**
+   * The destination's QEMU, when it is not the source's: a same-host live upgrade (libvirt's idea, seeds 002/004).
+   * Every destination runs it; the first guest runs baseSpec.qemuBinary.
+   */
+  destQemuBinary?: string;
+  /** Give each QEMU a lab console socket (the guest's ttyS1), for the guest-side faults. */
+  guestConsole: boolean;
   /** Two taps on the lab bridge: source and destination swap at each migration. */
   taps: readonly [string, string];
   /** Where the destination listens; inside the lab namespace this is its own loopback. */
@@ -24,6 +33,8 @@ export interface QmpDriverOptions {
   timeoutMs: number;
   pollMs: number;
 }
+
+const CLOCK_STEP_S = 5;
 
 export class MigrationFailedError extends Error {
   constructor(message: string) {
@@ -39,10 +50,15 @@ export class MigrationFailedError extends Error {
  */
 export class QmpDriver implements MigrationDriver {
   readonly name = 'qmp';
+  readonly faults: readonly FaultName[];
   private current: QemuVm | null = null;
   private generation = 0;
+  private consoleOf: { vm: QemuVm; console: GuestConsole } | null = null;
 
-  constructor(private readonly options: QmpDriverOptions) {}
+  constructor(private readonly options: QmpDriverOptions) {
+    const qmpFaults: FaultName[] = ['carrier-flap', 'nic-replug', 'link-down', 'long-pause'];
+    this.faults = options.guestConsole ? [...qmpFaults, 'guest-firewall-flush', 'guest-clock-step'] : qmpFaults;
+  }
 
   get vm(): QemuVm {
     if (!this.current) throw new Error('qmp driver: no guest running (prepare() first)');
@@ -53,17 +69,33 @@ export class QmpDriver implements MigrationDriver {
     this.current = await QemuVm.launch(this.specFor(0, false));
   }
 
-  async migrate(): Promise<MigrationTiming> {
+  async migrate(options: MigrateOptions = {}): Promise<MigrationTiming> {
     const source = this.vm;
     const generation = this.generation + 1;
     const destination = await QemuVm.launch(this.specFor(generation, true));
     try {
       const uri = `tcp:${this.options.migrationHost}:${this.options.migrationPortBase + (generation % 100)}`;
+      const parameters: Record<string, number> = {};
+      if (options.downtimeLimitMs !== undefined) parameters['downtime-limit'] = options.downtimeLimitMs;
+      if (options.maxBandwidthBytesPerSecond !== undefined) parameters['max-bandwidth'] = options.maxBandwidthBytesPerSecond;
+      if (Object.keys(parameters).length > 0) await source.qmp.execute('migrate-set-parameters', parameters);
+      if (options.postcopy) {
+        for (const vm of [source, destination]) {
+          await vm.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: true }] });
+        }
+      }
       await destination.qmp.execute('migrate-incoming', { uri });
       const startedAtMs = hostNowMs();
+      if (options.pausedForMs !== undefined) {
+        await source.qmp.execute('stop');
+        await sleep(options.pausedForMs);
+      }
       await source.qmp.execute('migrate', { uri });
+      if (options.postcopy) await this.startPostcopy(source);
       const reply = await this.waitForCompletion(source);
       const completedAtMs = hostNowMs();
+      // A guest migrated while stopped arrives stopped: continuing it ends the deterministic pause.
+      if (options.pausedForMs !== undefined) await this.continueWhenMigrated(destination);
       await this.waitForRunning(destination);
       await source.stop();
       this.current = destination;
@@ -77,23 +109,106 @@ export class QmpDriver implements MigrationDriver {
         transferredBytes: reply.ram?.transferred ?? null,
       };
     } catch (error) {
+      // A QEMU that died says why in its log; that beats the QMP socket's ECONNRESET.
+      await sleep(100);
+      const died = destination.exitReason() ?? source.exitReason();
       await destination.stop().catch(() => undefined);
+      if (died) throw new MigrationFailedError(`QEMU ${died}`);
       throw error;
     }
   }
 
+  async injectFault(fault: FaultName, phase: 'before' | 'after'): Promise<FaultRecord | null> {
+    const record = (detail: string): FaultRecord => ({ fault, phase, atMs: hostNowMs(), detail });
+    const vm = this.vm;
+    switch (`${fault}/${phase}`) {
+      case 'carrier-flap/after':
+        await vm.qmp.execute('set_link', { name: NIC_ID, up: false });
+        await sleep(300);
+        await vm.qmp.execute('set_link', { name: NIC_ID, up: true });
+        return record(`set_link ${NIC_ID} off, 300 ms, on`);
+      case 'link-down/before':
+        await vm.qmp.execute('set_link', { name: NIC_ID, up: false });
+        return record(`set_link ${NIC_ID} off on the source`);
+      case 'link-down/after':
+        await vm.qmp.execute('set_link', { name: NIC_ID, up: true });
+        return record(`set_link ${NIC_ID} on on the destination`);
+      case 'nic-replug/after': {
+        const deleted = vm.qmp.waitForEvent('DEVICE_DELETED', 20_000, (event) => event.data.device === NIC_ID);
+        await vm.qmp.execute('device_del', { id: NIC_ID });
+        await deleted;
+        await vm.qmp.execute('device_add', nicDeviceArguments(this.options.baseSpec.mac));
+        return record(`device_del ${NIC_ID} (guest acknowledged), device_add with the same MAC ${this.options.baseSpec.mac}`);
+      }
+      case 'guest-firewall-flush/after':
+        await (await this.guestConsole()).check('nft flush ruleset');
+        return record('nft flush ruleset in the guest');
+      case 'guest-clock-step/after':
+        await (await this.guestConsole()).check(`date -s "@$(( $(date +%s) + ${CLOCK_STEP_S} ))" >/dev/null`);
+        return record(`CLOCK_REALTIME stepped ${CLOCK_STEP_S} s forward in the guest`);
+      default:
+        return null;
+    }
+  }
+
+  /** The lab console of the running QEMU; a new one after each migration, since the chardev belongs to the process. */
+  async guestConsole(): Promise<GuestConsole> {
+    const vm = this.vm;
+    if (!vm.spec.consoleSocket) throw new Error('qmp driver: this guest has no lab console (guestConsole: false)');
+    if (this.consoleOf?.vm !== vm) {
+      this.consoleOf?.console.close();
+      const console = await GuestConsole.connect(vm.spec.consoleSocket);
+      await console.waitReady(30_000);
+      this.consoleOf = { vm, console };
+    }
+    return this.consoleOf.console;
+  }
+
   async cleanup(): Promise<void> {
+    this.consoleOf?.console.close();
+    this.consoleOf = null;
     await this.current?.stop();
     this.current = null;
   }
 
   private specFor(generation: number, incoming: boolean): VmSpec {
+    const name = `guest-${generation}`;
     return {
       ...this.options.baseSpec,
-      name: `guest-${generation}`,
+      qemuBinary: generation > 0 && this.options.destQemuBinary ? this.options.destQemuBinary : this.options.baseSpec.qemuBinary,
+      name,
       tap: this.options.taps[generation % 2]!,
       incoming,
+      consoleSocket: this.options.guestConsole ? path.join(this.options.baseSpec.runDir, `${name}.console`) : undefined,
     };
+  }
+
+  /** Post-copy can start only once the migration is active. */
+  private async startPostcopy(source: QemuVm): Promise<void> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    while (Date.now() < deadline) {
+      const reply = await source.qmp.execute<QueryMigrateReply>('query-migrate');
+      if (reply.status === 'active') {
+        await source.qmp.execute('migrate-start-postcopy');
+        return;
+      }
+      if (reply.status === 'completed' || reply.status === 'failed') return;
+      await sleep(this.options.pollMs);
+    }
+  }
+
+  private async continueWhenMigrated(destination: QemuVm): Promise<void> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    while (Date.now() < deadline) {
+      const status = await destination.qmp.execute<{ status?: string }>('query-status');
+      if (status.status === 'paused' || status.status === 'postmigrate' || status.status === 'prelaunch') {
+        await destination.qmp.execute('cont');
+        return;
+      }
+      if (status.status === 'running') return;
+      await sleep(this.options.pollMs);
+    }
+    throw new MigrationFailedError('the destination never arrived paused, so it could not be continued');
   }
 
   /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
@@ -10,7 +10,14 @@ import { CollectorServer, type AgentRecord } from '../collector/collector-server
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
-import { writeLabResults, LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
+import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
+import { writeAllOutputs } from '../report/write-outputs.js';
+import { FAULTS, faultLabel, type FaultName, type FaultRecord, type MigrateOptions } from '../drivers/migration-driver.js';
+import { CampaignJournal, planCampaign, type PlannedMigration } from '../campaign/campaign-journal.js';
+import { BlackoutMeter } from '../blackout/blackout-meter.js';
+import cliProgress from 'cli-progress';
+
+const { SingleBar, Presets } = cliProgress;
 import { renderTable } from '../report/terminal-table.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
 import type { Report } from '../../agent/report/report-schema.js';
@@ -19,7 +26,18 @@ import { buildGuestImage } from './guest-initramfs.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, type LabNetwork } from './lab-network.js';
 
 export interface LabOptions {
-  migrations: number;
+  /** The campaign: each row of faults (none: []) runs this many migrations. */
+  faultMatrix: FaultName[][];
+  migrationsPerFault: number;
+  expect: ExpectedVerdict;
+  /** Exit 1 when a migration is worse than expected (campaigns); the lab only reports. */
+  failOnUnexpected: boolean;
+  migrate: Omit<MigrateOptions, 'pausedForMs'>;
+  /** How long the long-pause fault keeps the guest stopped before migrating it. */
+  longPauseMs: number;
+  destQemuBinary?: string;
+  /** UDP blackout probe interval, 1–10 ms; 0 turns the meter off. */
+  blackoutIntervalMs: number;
   outDir: string;
   qemuBinary: string;
   memoryMiB: number;
@@ -34,7 +52,13 @@ export interface LabOptions {
 }
 
 export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
-  migrations: 3,
+  faultMatrix: [[], ...FAULTS.map((fault) => [fault])],
+  migrationsPerFault: 1,
+  expect: 'disrupted',
+  failOnUnexpected: false,
+  migrate: {},
+  longPauseMs: 3000,
+  blackoutIntervalMs: 5,
   qemuBinary: 'qemu-system-x86_64',
   memoryMiB: 512,
   cacheDir: '/var/cache/flinch',
@@ -56,6 +80,8 @@ interface InnerPlan {
 }
 
 const LAB_AGENT_ID = 'flinch-lab-guest';
+/** The guest agent's blackout echo port (opt-in, the lab turns it on). */
+const ECHO_PORT = 7433;
 const INNER_PLAN_ENV = 'FLINCH_LAB_PLAN';
 /** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
 const MIN_GUEST_MEMORY_MIB = 384;
@@ -73,6 +99,8 @@ export async function runQemuLab(options: LabOptions, log: (line: string) => voi
     throw new UserError(`--memory ${options.memoryMiB} is too small: the guest's initramfs needs at least ${MIN_GUEST_MEMORY_MIB} MiB`, 2);
   }
   resolveQemuBinary(options.qemuBinary);
+  if (options.destQemuBinary) resolveQemuBinary(options.destQemuBinary);
+  if (finishedAlready(options, log)) return;
   const startedAtMs = hostNowMs();
   mkdirSync(options.cacheDir, { recursive: true });
   const kernel = await fetchGuestKernel(options.cacheDir, log);
@@ -90,6 +118,32 @@ export async function runQemuLab(options: LabOptions, log: (line: string) => voi
   }
 }
 
+/** What identifies a campaign in its journal: a resumed run must be the same campaign. */
+function campaignIdentity(options: LabOptions): Record<string, unknown> {
+  return {
+    driver: 'qmp', faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    migrate: options.migrate, destQemu: options.destQemuBinary ?? null,
+  };
+}
+
+/** A campaign whose journal already holds every migration only regenerates its outputs: no guest is booted. */
+function finishedAlready(options: LabOptions, log: (line: string) => void): boolean {
+  let journal: CampaignJournal;
+  try {
+    journal = CampaignJournal.open(options.outDir, campaignIdentity(options), () => undefined);
+  } catch (error) {
+    throw new UserError((error as Error).message, 2);
+  }
+  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault);
+  if (journal.done.size < planned.length || !existsSync(path.join(options.outDir, 'results.json'))) return false;
+  const results = readLabResults(options.outDir);
+  writeAllOutputs(options.outDir, results);
+  log(`campaign already complete in ${options.outDir}: outputs regenerated, nothing run`);
+  process.stdout.write(`${renderTable(results.migrations)}\n`);
+  if (options.failOnUnexpected && results.migrations.some((m) => !m.passed)) process.exitCode = 1;
+  return true;
+}
+
 export function readInnerPlan(): InnerPlan {
   const text = process.env[INNER_PLAN_ENV];
   if (!text) throw new UserError('lab-inner is internal to flinch lab and is not run by hand', 2);
@@ -101,9 +155,12 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   const { options, network } = plan;
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
-  // The lab's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once.
+  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault);
+  const journal = CampaignJournal.open(options.outDir, campaignIdentity(options), log);
+  // The lab's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
+  // resumed campaign keeps its store: the new guest's agent starts a new stream in it.
   const storeFile = path.join(options.outDir, 'collector.sqlite');
-  for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
+  if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
   const store = new ReportStore(storeFile);
   const fleetSecret = randomBytes(32).toString('hex');
   const collector = new CollectorServer({
@@ -131,19 +188,29 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
         `flinch.id=${LAB_AGENT_ID}`,
         `flinch.token=${agentKeyFor(fleetSecret, LAB_AGENT_ID)}`,
+        `flinch.echo=${ECHO_PORT}`,
         'flinch.remediate=on',
         ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
       ].join(' '),
     },
+    destQemuBinary: options.destQemuBinary,
+    guestConsole: true,
     taps: network.taps,
     migrationHost: '127.0.0.1',
     migrationPortBase: 49152,
     timeoutMs: options.migrationTimeoutMs,
     pollMs: 50,
   });
+  const unsupported = [...new Set(options.faultMatrix.flat())].filter((f) => !driver.faults.includes(f));
+  if (unsupported.length > 0) throw new UserError(`the qmp driver cannot inject: ${unsupported.join(', ')}`, 2);
+  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
   const stopSignals = () => void driver.cleanup();
   process.once('SIGINT', stopSignals);
   process.once('SIGTERM', stopSignals);
+  const bar = new SingleBar(
+    { format: 'migrations |{bar}| {value}/{total}  {label}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true },
+    Presets.shades_classic,
+  );
   try {
     const bootStart = hostNowMs();
     log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
@@ -152,78 +219,42 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     });
     const bootToAgentMs = hostNowMs() - bootStart;
     log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
+    meter?.start();
     // A baseline needs a few clean time exchanges before the first migration.
     await sleep(options.settleMs);
+    if (meter && !meter.answering) log('the guest does not answer blackout probes; blackout will not be measured');
 
+    bar.start(planned.length, journal.done.size, { label: '' });
     const migrations: MigrationResult[] = [];
-    for (let index = 1; index <= options.migrations; index += 1) {
-      const from = network.taps[(index - 1) % 2]!;
-      const to = network.taps[index % 2]!;
-      const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
-      log(`migration ${index}/${options.migrations}: ${from} → ${to}`);
-      const migrationId = `lab-${plan.startedAtMs.toFixed(0)}-${index}`;
-      collector.announce(agent.agentId, 'starting', migrationId);
-      const timing = await driver.migrate();
-      collector.announce(agent.agentId, 'finished', migrationId);
-      await sleep(options.settleMs);
-      const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
-      const windowEnd = timing.completedAtMs + options.settleMs;
-      const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
-      const linkEvents: SeenLinkEvent[] = [];
-      for (const { observation, receivedAtMs } of inWindow) {
-        if (observation.kind !== 'link' || observation.action === 'dump') continue;
-        linkEvents.push({
-          afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
-          action: observation.action,
-          ifname: observation.link.name,
-          ifindex: observation.link.ifindex,
-          event: observation.event,
-          carrier: observation.link.carrier,
-          carrierChanges: observation.link.carrierChanges,
-        });
+    for (const item of planned) {
+      const done = journal.done.get(item.index);
+      if (done) {
+        migrations.push(done);
+        continue;
       }
-      const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
-      const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
-      const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
-      // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
-      // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
-      const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
-      const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
-        receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
-          ? [observation.changeMs]
-          : [],
-      );
-      if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
-      else log(`no report from the agent for migration ${index}; using verdict v0`);
-      migrations.push({
-        index,
-        driver: driver.name,
-        from,
-        to,
-        startedAt: new Date(timing.startedAtMs).toISOString(),
-        totalMs: timing.totalMs,
-        downtimeMs: timing.downtimeMs,
-        setupMs: timing.setupMs,
-        transferredBytes: timing.transferredBytes,
-        clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
-        baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
-        afterOffsetMs: after ? round(after.offsetMs, 2) : null,
-        guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
-        linkEvents,
-        observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
-        timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
-        verdict: report ? report.verdict : v0.verdict,
-        verdictSource: report ? 'agent' : 'v0',
-        reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
-        episode: report ? summariseReport(report) : null,
-      });
+      bar.update({ label: `#${item.index} ${faultLabel(item.faults)}` });
+      const result = await runOneMigration(item, { plan, driver, collector, agent, meter }).catch((error: Error): MigrationResult => ({
+        ...emptyResult(item, driver.name, options.expect),
+        error: error.message,
+      }));
+      journal.record(result);
+      migrations.push(result);
+      bar.increment(1, { label: `#${item.index} ${faultLabel(item.faults)}: ${result.error ? 'migration failed' : result.verdict}` });
+      if (result.error) log(`migration ${item.index} (${faultLabel(item.faults)}) failed: ${result.error}`);
     }
+    bar.stop();
     const results: LabResults = {
       schema: LAB_RESULTS_SCHEMA,
       startedAt: new Date(plan.startedAtMs).toISOString(),
       wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
-      hypervisor: { driver: driver.name, qemu: qemuVersion(driver) },
+      hypervisor: { driver: driver.name, qemu: qemuVersion(driver), destQemu: options.destQemuBinary ?? null },
       guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
+      campaign: {
+        faults: options.faultMatrix.map(faultLabel),
+        migrationsPerFault: options.migrationsPerFault,
+        expect: options.expect,
+        options: Object.fromEntries(Object.entries(options.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>,
+      },
       migrations,
       channel: {
         reportsStored: store.reportCount(agent.agentId),
@@ -233,16 +264,119 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
         spoolDropped: agent.hello.spoolDropped,
       },
     };
-    const file = writeLabResults(options.outDir, results);
-    process.stdout.write(`${renderTable(migrations)}\n\nresults: ${file}\n`);
+    const written = writeAllOutputs(options.outDir, results);
+    process.stdout.write(`${renderTable(migrations)}\n\n${Object.values(written).join('\n')}\n`);
+    const failed = migrations.filter((m) => !m.passed).length;
+    if (failed > 0 && options.failOnUnexpected) {
+      log(`${failed} of ${migrations.length} migrations were worse than expected (${options.expect})`);
+      process.exitCode = 1;
+    }
     return results;
   } finally {
+    bar.stop();
+    meter?.stop();
     process.off('SIGINT', stopSignals);
     process.off('SIGTERM', stopSignals);
     await driver.cleanup().catch(() => undefined);
     await collector.stop();
     store.close();
   }
+}
+
+interface CampaignContext {
+  plan: InnerPlan;
+  driver: QmpDriver;
+  collector: CollectorServer;
+  agent: AgentRecord;
+  meter: BlackoutMeter | null;
+}
+
+function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
+  return {
+    index: item.index, driver, faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
+    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null,
+    guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
+    verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
+  };
+}
+
+/** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
+async function runOneMigration(item: PlannedMigration, context: CampaignContext): Promise<MigrationResult> {
+  const { plan, driver, collector, agent, meter } = context;
+  const { options } = plan;
+  const from = driver.vm.spec.tap;
+  const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
+  const migrationId = `lab-${plan.startedAtMs.toFixed(0)}-${item.index}`;
+  const faultRecords: FaultRecord[] = [];
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'before');
+    if (record) faultRecords.push(record);
+  }
+  collector.announce(agent.agentId, 'starting', migrationId);
+  const timing = await driver.migrate({ ...options.migrate, pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined });
+  collector.announce(agent.agentId, 'finished', migrationId);
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'after');
+    if (record) faultRecords.push(record);
+  }
+  await sleep(options.settleMs);
+  const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
+  const windowEnd = timing.completedAtMs + options.settleMs;
+  const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
+  const linkEvents: SeenLinkEvent[] = [];
+  for (const { observation, receivedAtMs } of inWindow) {
+    if (observation.kind !== 'link' || observation.action === 'dump') continue;
+    linkEvents.push({
+      afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
+      action: observation.action,
+      ifname: observation.link.name,
+      ifindex: observation.link.ifindex,
+      event: observation.event,
+      carrier: observation.link.carrier,
+      carrierChanges: observation.link.carrierChanges,
+    });
+  }
+  const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
+  const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+  // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
+  // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
+  const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
+  const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
+    receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
+      ? [observation.changeMs]
+      : [],
+  );
+  if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
+  const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
+  const verdict = report ? report.verdict : v0.verdict;
+  return {
+    index: item.index,
+    driver: driver.name,
+    faults: item.faults,
+    faultRecords,
+    from,
+    to: driver.vm.spec.tap,
+    startedAt: new Date(timing.startedAtMs).toISOString(),
+    totalMs: timing.totalMs,
+    downtimeMs: timing.downtimeMs,
+    setupMs: timing.setupMs,
+    transferredBytes: timing.transferredBytes,
+    clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
+    baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
+    afterOffsetMs: after ? round(after.offsetMs, 2) : null,
+    guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
+    blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
+    linkEvents,
+    observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
+    timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
+    verdict,
+    verdictSource: report ? 'agent' : 'v0',
+    reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
+    expected: options.expect,
+    passed: meetsExpectation(verdict, options.expect),
+    episode: report ? summariseReport(report) : null,
+  };
 }
 
 /** How long after the lab's settle a report may still take: the agent's own settle window runs from its last observation. */

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findExecutable } from '../../agent/system/run-command.js';
@@ -27,6 +27,17 @@ export interface VmSpec {
   mac: string;
   /** Start paused, waiting for `migrate-incoming` (QEMU's `-incoming defer`). */
   incoming: boolean;
+}
+
+/** The guest NIC's QEMU id; the command line and a hot replug (the nic-replug fault) must agree on it. */
+export const NIC_ID = 'nic0';
+
+/**
+ * The guest NIC as QMP `device_add` arguments, which the command line's -device is made from too. A fixed PCI slot
+ * keeps a NIC that was unplugged and plugged again the same device to the next migration's destination.
+ */
+export function nicDeviceArguments(mac: string): Record<string, string> {
+  return { driver: 'virtio-net-pci', netdev: 'n0', id: NIC_ID, mac, addr: '0x3' };
 }
 
 /** Resolves the QEMU binary or fails with the one line a person needs. */
@@ -59,7 +70,7 @@ export function qemuArguments(spec: VmSpec): string[] {
     '-initrd', spec.initrd,
     '-append', spec.append,
     '-netdev', `tap,id=n0,ifname=${spec.tap},script=no,downscript=no`,
-    '-device', `virtio-net-pci,netdev=n0,id=nic0,mac=${spec.mac}`,
+    '-device', Object.entries(nicDeviceArguments(spec.mac)).map(([key, value]) => (key === 'driver' ? value : `${key}=${value}`)).join(','),
     '-qmp', `unix:${qmpSocketPath(spec)},server=on,wait=off`,
   ];
   if (spec.consoleSocket) args.push('-serial', `unix:${spec.consoleSocket},server=on,wait=off`);
@@ -90,6 +101,8 @@ export class QemuVm {
 
   static async launch(spec: VmSpec, startTimeoutMs = 15_000): Promise<QemuVm> {
     const binary = resolveQemuBinary(spec.qemuBinary);
+    // A socket left by an earlier QEMU of the same name (a failed migration's destination) would be mistaken for ours.
+    for (const stale of [qmpSocketPath(spec), spec.consoleSocket]) if (stale) rmSync(stale, { force: true });
     const stderrPath = path.join(spec.runDir, `${spec.name}.qemu.log`);
     const child = spawn(binary, qemuArguments(spec), { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.pipe(createWriteStream(stderrPath));
@@ -117,6 +130,12 @@ export class QemuVm {
       child.kill('SIGKILL');
       throw error;
     }
+  }
+
+  /** Why this QEMU is gone, from its own last words; null while it runs. */
+  exitReason(): string | null {
+    if (this.process.exitCode === null && this.process.signalCode === null) return null;
+    return `${this.spec.name} ${this.process.signalCode ? `killed by ${this.process.signalCode}` : `exited with code ${this.process.exitCode}`}: ${lastLine(path.join(this.spec.runDir, `${this.spec.name}.qemu.log`))}`;
   }
 
   /** Asks QEMU to quit; kills the process if it has not gone within the grace period. */

@@ -1,75 +1,144 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { LinkEventName } from '../../probes/observation.js';
-import type { VerdictV0 } from '../verdict/verdict-v0.js';
-import type { Verdict } from '../../agent/report/report-schema.js';
+import { Type, type Static } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
 
-export const LAB_RESULTS_SCHEMA = 'flinch.lab-results/v0';
+/**
+ * `results.json` of a lab run or campaign, `flinch.results/v1`: one definition for the TypeScript type and the JSON
+ * Schema, checked when written and when `flinch report` reads it back. Every other output (table, JUnit, TAP, HTML)
+ * is made from this file alone.
+ */
+export const LAB_RESULTS_SCHEMA = 'flinch.results/v1';
+
+const Nullable = <T extends import('@sinclair/typebox').TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const Ms = Nullable(Type.Number());
 
 /** One link message the guest reported inside a migration's window. */
-export interface SeenLinkEvent {
+export const SeenLinkEventSchema = Type.Object({
   /** ms after the hypervisor reported the migration complete (negative: during it). */
-  afterCompletionMs: number;
-  action: 'new' | 'del';
-  ifname: string;
-  ifindex: number;
-  event: LinkEventName | null;
-  carrier: number | null;
-  carrierChanges: number | null;
-}
+  afterCompletionMs: Type.Number(),
+  action: Type.Union([Type.Literal('new'), Type.Literal('del')]),
+  ifname: Type.String(),
+  ifindex: Type.Integer(),
+  event: Nullable(Type.String()),
+  carrier: Nullable(Type.Integer()),
+  carrierChanges: Nullable(Type.Integer()),
+});
 
-export interface MigrationResult {
-  index: number;
-  driver: string;
-  from: string;
-  to: string;
-  startedAt: string;
-  totalMs: number | null;
-  downtimeMs: number | null;
-  setupMs: number | null;
-  transferredBytes: number | null;
+export const VERDICT_ORDER = ['transparent', 'noticed', 'healed', 'disrupted'] as const;
+export const ResultVerdictSchema = Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v)), Type.Literal('unknown')]);
+
+export const MigrationResultSchema = Type.Object({
+  index: Type.Integer({ minimum: 1 }),
+  driver: Type.String(),
+  /** The faults composed into this migration ([] for a plain one), and what each did when. */
+  faults: Type.Array(Type.String()),
+  faultRecords: Type.Array(Type.Object({ fault: Type.String(), phase: Type.String(), atMs: Type.Number(), detail: Type.String() })),
+  from: Type.String(),
+  to: Type.String(),
+  startedAt: Type.String(),
+  totalMs: Ms,
+  downtimeMs: Ms,
+  setupMs: Ms,
+  transferredBytes: Ms,
   /** How far the guest's CLOCK_REALTIME fell behind the host across the migration; null if it could not be measured. */
-  clockLagMs: number | null;
-  baselineOffsetMs: number | null;
-  afterOffsetMs: number | null;
-  /** The same lag as the guest's agent saw it on its own (host-offset steps it reported in the window). */
-  guestSeenOffsetStepMs: number | null;
-  linkEvents: SeenLinkEvent[];
+  clockLagMs: Ms,
+  baselineOffsetMs: Ms,
+  afterOffsetMs: Ms,
+  /** The same lag as the guest's agent saw it on its own (host-offset steps it reported). */
+  guestSeenOffsetStepMs: Ms,
+  /** The blackout seen from outside: UDP echoes to the guest's opt-in responder; null without one. */
+  blackout: Nullable(Type.Object({ sent: Type.Integer(), received: Type.Integer(), lost: Type.Integer(), longestGapMs: Type.Number(), intervalMs: Type.Number() })),
+  linkEvents: Type.Array(SeenLinkEventSchema),
   /** Observations and time replies that reached the collector after completion: proof the guest was still reporting. */
-  observationsAfter: number;
-  timeRepliesAfter: number;
+  observationsAfter: Type.Integer(),
+  timeRepliesAfter: Type.Integer(),
   /** The agent's verdict on the episode the migration caused, or v0's when no report came. */
-  verdict: Verdict | VerdictV0;
-  verdictSource: 'agent' | 'v0';
-  reasons: string[];
+  verdict: ResultVerdictSchema,
+  verdictSource: Type.Union([Type.Literal('agent'), Type.Literal('v0')]),
+  reasons: Type.Array(Type.String()),
+  /** Whether the verdict is as good as the campaign's --expect, or better. */
+  expected: Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v))]),
+  passed: Type.Boolean(),
   /** The agent's report on this migration's episode, summarised (the full report is in reports.jsonl beside). */
-  episode: {
-    id: string;
-    durationMs: number;
-    triggers: string[];
-    disrupted: string[];
-    noticed: string[];
-    remediation: string;
-    timeToHealMs: number | null;
-  } | null;
-}
+  episode: Nullable(
+    Type.Object({
+      id: Type.String(),
+      durationMs: Type.Number(),
+      triggers: Type.Array(Type.String()),
+      disrupted: Type.Array(Type.String()),
+      noticed: Type.Array(Type.String()),
+      remediation: Type.String(),
+      timeToHealMs: Ms,
+    }),
+  ),
+  error: Type.Optional(Type.String()),
+});
 
-export interface LabResults {
-  schema: typeof LAB_RESULTS_SCHEMA;
-  startedAt: string;
-  wallTimeMs: number;
-  hypervisor: { driver: string; qemu: string | null };
-  guest: { kernel: string; memoryMiB: number; bootToAgentMs: number };
-  migrations: MigrationResult[];
+export const LabResultsSchema = Type.Object({
+  schema: Type.Literal(LAB_RESULTS_SCHEMA),
+  startedAt: Type.String(),
+  wallTimeMs: Type.Number(),
+  hypervisor: Type.Object({ driver: Type.String(), qemu: Nullable(Type.String()), destQemu: Type.Optional(Nullable(Type.String())) }),
+  guest: Type.Object({ kernel: Type.String(), memoryMiB: Type.Number(), bootToAgentMs: Type.Number() }),
+  campaign: Type.Object({
+    faults: Type.Array(Type.String()),
+    migrationsPerFault: Type.Integer(),
+    expect: Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v))]),
+    options: Type.Record(Type.String(), Type.Union([Type.Number(), Type.Boolean(), Type.String()])),
+  }),
+  migrations: Type.Array(MigrationResultSchema),
   /** How the agent's reports travelled: stored exactly once in the collector's SQLite store (collector.sqlite). */
-  channel?: { reportsStored: number; duplicatesDropped: number; rejectedFrames: number; agentConnections: number; spoolDropped: number };
+  channel: Type.Optional(
+    Type.Object({ reportsStored: Type.Integer(), duplicatesDropped: Type.Number(), rejectedFrames: Type.Integer(), agentConnections: Type.Integer(), spoolDropped: Type.Integer() }),
+  ),
+});
+
+export type SeenLinkEvent = Static<typeof SeenLinkEventSchema>;
+export type MigrationResult = Static<typeof MigrationResultSchema>;
+export type LabResults = Static<typeof LabResultsSchema>;
+export type ResultVerdict = Static<typeof ResultVerdictSchema>;
+export type ExpectedVerdict = (typeof VERDICT_ORDER)[number];
+
+const validate = new Ajv({ allErrors: false, strict: false }).compile<LabResults>(LabResultsSchema);
+
+export function assertValidResults(value: unknown, where: string): LabResults {
+  if (!validate(value)) {
+    const error = validate.errors?.[0];
+    throw new Error(`${where}: not ${LAB_RESULTS_SCHEMA}: ${error?.instancePath || '/'} ${error?.message ?? 'invalid'}`);
+  }
+  return value;
 }
 
-/** Written atomically: a reader never sees half a results file. */
+/** A verdict passes when it is no worse than the expectation; 'unknown' never passes. */
+export function meetsExpectation(verdict: ResultVerdict, expected: ExpectedVerdict): boolean {
+  const rank = VERDICT_ORDER.indexOf(verdict as ExpectedVerdict);
+  return rank >= 0 && rank <= VERDICT_ORDER.indexOf(expected);
+}
+
+/** Written atomically, after validation: a reader never sees half a results file or one that breaks the schema. */
 export function writeLabResults(outDir: string, results: LabResults): string {
+  assertValidResults(results, 'results to write');
   mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, 'results.json');
   writeFileSync(`${file}.tmp`, `${JSON.stringify(results, null, 2)}\n`);
   renameSync(`${file}.tmp`, file);
   return file;
+}
+
+export function readLabResults(dir: string): LabResults {
+  const file = path.join(dir, 'results.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no results here (run flinch lab or flinch campaign with --out first)' : (error as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`${file}: not JSON`);
+  }
+  return assertValidResults(value, file);
 }

@@ -1,4 +1,5 @@
 import type { MigrationResult, SeenLinkEvent } from './lab-results.js';
+import { faultsLabelOf } from './result-labels.js';
 
 function formatMs(value: number | null, digits = 0): string {
   return value === null ? '-' : value.toFixed(digits);
@@ -16,18 +17,20 @@ export function summariseLinkEvents(events: readonly SeenLinkEvent[]): string {
 }
 
 export function renderTable(rows: readonly MigrationResult[]): string {
-  const header = ['#', 'driver', 'total ms', 'downtime ms', 'guest clock lag ms', 'link events', 'verdict'];
+  const header = ['#', 'driver', 'faults', 'total ms', 'downtime ms', 'guest clock lag ms', 'blackout ms', 'link events', 'verdict'];
   const body = rows.map((r) => [
     String(r.index),
     r.driver,
+    faultsLabelOf(r),
     formatMs(r.totalMs),
     formatMs(r.downtimeMs),
     formatMs(r.clockLagMs, 1),
+    r.blackout ? formatMs(r.blackout.longestGapMs, 1) : '-',
     summariseLinkEvents(r.linkEvents),
-    r.verdictSource === 'v0' ? `${r.verdict} (v0)` : r.verdict,
+    `${r.verdictSource === 'v0' ? `${r.verdict} (v0)` : r.verdict}${r.error ? ' (migration failed)' : r.passed ? '' : ' ✗'}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const numeric = new Set([0, 2, 3, 4]);
+  const numeric = new Set([0, 3, 4, 5, 6]);
   const line = (cells: string[]) =>
     cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');

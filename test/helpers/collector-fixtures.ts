@@ -119,6 +119,6 @@ export async function rawConnection(port: number): Promise<{
 export function helloFor(agentId: string, nonce: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     type: 'hello', protocol: 2, agentId, machineId: '0123456789abcdef0123456789abcdef', hostname: agentId,
-    macs: ['52:54:00:00:00:02'], xenDomid: null, agentVersion: '0.1.0', nonce, spoolDropped: 0, ...extra,
+    macs: ['52:54:00:00:00:02'], xenDomid: null, agentVersion: '0.1.0', nonce, stream: '00000000000000aa', spoolDropped: 0, ...extra,
   };
 }

@@ -22,6 +22,7 @@ for arg in $(cat /proc/cmdline); do
     # Lab only: the agent's signing key rides on the command line, which any guest user can read. A real guest gets
     # its key from provisioning into a 0600 file.
     flinch.token=*) TOKEN=${arg#*=} ;;
+    flinch.echo=*) ECHO="--udp-echo ${arg#*=}" ;;
   esac
 done
 
@@ -48,9 +49,21 @@ if [ -n "$TOKEN" ]; then
   TOKEN_OPTION="--token-file /run/flinch-token"
 fi
 
+# Lab only: a root shell on the second serial port, which the harness reaches through QEMU's console socket to inject
+# guest-side faults (firewall flush, clock step). The agent itself accepts no commands.
+if [ -e /dev/ttyS1 ]; then
+  (
+    while true; do
+      stty -F /dev/ttyS1 -echo 2>/dev/null
+      PS1= setsid sh -c 'exec sh -i </dev/ttyS1 >/dev/ttyS1 2>&1'
+      sleep 1
+    done
+  ) &
+fi
+
 say "starting agent"
 while true; do
-  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
+  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $ECHO $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done

@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { FaultName } from '../drivers/migration-driver.js';
+import type { MigrationResult } from '../report/lab-results.js';
+
+/** One migration of a campaign: its place in the run and the faults composed into it. */
+export interface PlannedMigration {
+  index: number;
+  faults: FaultName[];
+}
+
+/** The matrix: every fault row, `migrationsPerFault` times, rows in the order given. */
+export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault: number): PlannedMigration[] {
+  const plan: PlannedMigration[] = [];
+  for (const faults of matrix) for (let i = 0; i < migrationsPerFault; i += 1) plan.push({ index: plan.length + 1, faults: [...faults] });
+  return plan;
+}
+
+export const JOURNAL_FILE = 'journal.jsonl';
+
+/**
+ * The campaign's journal: a header naming the plan, then one finished migration a line, appended as each finishes.
+ * A campaign started again with the same --out and the same plan skips what the journal holds and goes on from there;
+ * a different plan in the same folder is refused rather than mixed in.
+ */
+export class CampaignJournal {
+  readonly done = new Map<number, MigrationResult>();
+
+  private constructor(private readonly file: string) {}
+
+  static open(dir: string, identity: Record<string, unknown>, log: (line: string) => void): CampaignJournal {
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, JOURNAL_FILE);
+    const planHash = createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
+    const journal = new CampaignJournal(file);
+    if (!existsSync(file)) {
+      writeFileSync(file, `${JSON.stringify({ journal: 'flinch.campaign-journal/v1', planHash, identity })}\n`);
+      return journal;
+    }
+    const [header, ...lines] = readFileSync(file, 'utf8').split('\n');
+    let recorded: { planHash?: string } = {};
+    try {
+      recorded = JSON.parse(header ?? '') as { planHash?: string };
+    } catch {
+      throw new Error(`${file}: not a flinch campaign journal; use another --out`);
+    }
+    if (recorded.planHash !== planHash) {
+      throw new Error(`${file} belongs to a different campaign (other driver, faults, migrations or expectation); use another --out, or remove the folder to start over`);
+    }
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      try {
+        const result = JSON.parse(line) as MigrationResult;
+        journal.done.set(result.index, result);
+      } catch {
+        // The last line of an interrupted run may be torn: that migration runs again.
+      }
+    }
+    if (journal.done.size > 0) log(`resuming: ${journal.done.size} migration(s) already in ${file}`);
+    return journal;
+  }
+
+  record(result: MigrationResult): void {
+    appendFileSync(this.file, `${JSON.stringify(result)}\n`);
+    this.done.set(result.index, result);
+  }
+}

@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { LabResults } from './lab-results.js';
+import { faultsLabelOf } from './result-labels.js';
+
+const escapeHtml = (text: string) => text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** Chart.js's UMD build, inlined so that the page works offline and from a CI artifact. */
+function chartJsSource(): string {
+  const require = createRequire(import.meta.url);
+  // The package exports only its module entry points; the UMD build sits beside them in dist/.
+  return readFileSync(path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.min.js'), 'utf8');
+}
+
+const VERDICT_COLOURS: Record<string, string> = { transparent: '#2e7d32', noticed: '#f9a825', healed: '#1565c0', disrupted: '#c62828', unknown: '#757575' };
+
+/**
+ * One self-contained HTML page: summary, three Chart.js charts (hypervisor downtime vs guest clock lag vs blackout
+ * per migration; verdicts; guest-visible events per fault), and the table of migrations.
+ */
+export function renderHtml(results: LabResults): string {
+  const labels = results.migrations.map((m) => `#${m.index} ${faultsLabelOf(m)}`);
+  const verdictCounts: Record<string, number> = {};
+  for (const m of results.migrations) verdictCounts[m.verdict] = (verdictCounts[m.verdict] ?? 0) + 1;
+  const perFault = new Map<string, { linkEvents: number; evidence: number; migrations: number }>();
+  for (const m of results.migrations) {
+    const key = faultsLabelOf(m);
+    const entry = perFault.get(key) ?? { linkEvents: 0, evidence: 0, migrations: 0 };
+    entry.linkEvents += m.linkEvents.length;
+    entry.evidence += m.reasons.length;
+    entry.migrations += 1;
+    perFault.set(key, entry);
+  }
+  const data = {
+    labels,
+    downtime: results.migrations.map((m) => m.downtimeMs),
+    clockLag: results.migrations.map((m) => m.clockLagMs),
+    blackout: results.migrations.map((m) => m.blackout?.longestGapMs ?? null),
+    verdicts: Object.keys(verdictCounts),
+    verdictCounts: Object.values(verdictCounts),
+    verdictColours: Object.keys(verdictCounts).map((v) => VERDICT_COLOURS[v] ?? '#757575'),
+    faults: [...perFault.keys()],
+    faultLinkEvents: [...perFault.values()].map((v) => +(v.linkEvents / v.migrations).toFixed(1)),
+    faultEvidence: [...perFault.values()].map((v) => +(v.evidence / v.migrations).toFixed(1)),
+  };
+  const failed = results.migrations.filter((m) => !m.passed).length;
+  const rows = results.migrations
+    .map(
+      (m) => `<tr class="${m.passed ? 'pass' : 'fail'}"><td>${m.index}</td><td>${escapeHtml(faultsLabelOf(m))}</td><td>${m.totalMs ?? '-'}</td><td>${m.downtimeMs ?? '-'}</td>` +
+        `<td>${m.clockLagMs ?? '-'}</td><td>${m.blackout ? `${m.blackout.longestGapMs} (${m.blackout.lost} lost)` : '-'}</td><td>${m.linkEvents.length}</td>` +
+        `<td><span class="verdict" style="background:${VERDICT_COLOURS[m.verdict] ?? '#757575'}">${escapeHtml(m.verdict)}</span></td>` +
+        `<td>${escapeHtml(m.error ?? m.reasons.join('; '))}</td></tr>`,
+    )
+    .join('\n');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>flinch: ${escapeHtml(results.hypervisor.driver)} campaign, ${escapeHtml(results.startedAt)}</title>
+<style>
+ body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+ .charts { display: grid; grid-template-columns: 2fr 1fr; gap: 2em; }
+ .chart { position: relative; height: 320px; }
+ table { border-collapse: collapse; margin-top: 2em; width: 100%; }
+ th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+ tr.fail td:first-child { border-left: 4px solid #c62828; }
+ .verdict { color: white; border-radius: 3px; padding: 1px 6px; }
+</style>
+</head>
+<body>
+<h1>Did the guest notice its migrations?</h1>
+<p id="summary">${results.migrations.length} migrations with <b>${escapeHtml(results.hypervisor.driver)}</b> (${escapeHtml(results.hypervisor.qemu ?? '')}),
+guest ${escapeHtml(results.guest.kernel)}; expected <b>${results.campaign.expect}</b> or better: ${results.migrations.length - failed} passed, ${failed} failed.
+Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(0)} s.</p>
+<div class="charts">
+ <div><h2>Hypervisor downtime, guest clock lag and blackout per migration (ms)</h2><div class="chart"><canvas id="timings"></canvas></div></div>
+ <div><h2>Verdicts</h2><div class="chart"><canvas id="verdicts"></canvas></div></div>
+ <div><h2>Guest-visible events per fault (mean per migration)</h2><div class="chart"><canvas id="faults"></canvas></div></div>
+</div>
+<table>
+<thead><tr><th>#</th><th>faults</th><th>total ms</th><th>downtime ms</th><th>clock lag ms</th><th>blackout ms</th><th>link events</th><th>verdict</th><th>evidence</th></tr></thead>
+<tbody>
+${rows}
+</tbody>
+</table>
+<script>${chartJsSource()}</script>
+<script>
+const data = ${JSON.stringify(data)};
+new Chart(document.getElementById('timings'), {
+  type: 'bar',
+  data: { labels: data.labels, datasets: [
+    { label: 'hypervisor downtime', data: data.downtime, backgroundColor: '#546e7a' },
+    { label: 'guest clock lag', data: data.clockLag, backgroundColor: '#f9a825' },
+    { label: 'blackout (UDP echo)', data: data.blackout, backgroundColor: '#c62828' },
+  ] },
+  options: { maintainAspectRatio: false, animation: false, scales: { y: { title: { display: true, text: 'ms' } } } },
+});
+new Chart(document.getElementById('verdicts'), {
+  type: 'doughnut',
+  data: { labels: data.verdicts, datasets: [{ data: data.verdictCounts, backgroundColor: data.verdictColours }] },
+  options: { maintainAspectRatio: false, animation: false },
+});
+new Chart(document.getElementById('faults'), {
+  type: 'bar',
+  data: { labels: data.faults, datasets: [
+    { label: 'link events', data: data.faultLinkEvents, backgroundColor: '#1565c0' },
+    { label: 'evidence items', data: data.faultEvidence, backgroundColor: '#8e24aa' },
+  ] },
+  options: { maintainAspectRatio: false, animation: false },
+});
+</script>
+</body>
+</html>
+`;
+}

