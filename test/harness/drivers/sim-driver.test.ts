@@ -1,0 +1,55 @@
+// The sim driver (a simulation, declared in harness/drivers/sim-driver.ts): network namespaces and a cgroup freezer,
+// with the real agent inside the "guest" namespace seeing each simulated migration and fault.
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SimDriver } from '../../../harness/drivers/sim-driver.js';
+import { runCommand } from '../../../agent/system/run-command.js';
+import { startAgent } from '../../helpers/agent-process.js';
+
+t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen (and healed) by the real agent', async (t) => {
+  const sim = new SimDriver({ id: String(process.pid), downtimeMs: 1500, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01' });
+  t.teardown(() => sim.cleanup());
+  await sim.prepare();
+  await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'add table inet guestfw; add chain inet guestfw input { type filter hook input priority 0; }; add rule inet guestfw input tcp dport 22 accept']);
+  const agent = startAgent(t, ['watch', '--remediate', 'on', '--probes', 'link,addressing,nftables,clock', '--settle', '1000'], sim.guestNetns);
+  await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'clock' && o.status === 'running', 0, 20_000);
+  sim.adopt(agent.child.pid!);
+  await sleep(4000); // the clock probe's warm-up
+
+  let from = agent.observations.length;
+  const timing = await sim.migrate();
+  t.ok(timing.downtimeMs! >= 1500, `frozen for ${timing.downtimeMs} ms`);
+  const pause = await agent.waitFor((o) => o.kind === 'pause', from, 10_000);
+  t.ok(pause.kind === 'pause' && pause.lateByMs >= 1000, 'the agent noticed it had been stopped');
+
+  from = agent.observations.length;
+  await sim.injectFault('carrier-flap', 'after');
+  await agent.waitFor((o) => o.kind === 'link' && o.link.name === 'eth0' && o.link.carrier === 0, from, 10_000);
+  t.pass('carrier-flap: carrier 0 seen on eth0');
+
+  from = agent.observations.length;
+  await sim.injectFault('nic-replug', 'after');
+  await agent.waitFor((o) => o.kind === 'link' && o.action === 'del' && o.link.name === 'eth0', from, 10_000);
+  let restored = '';
+  for (let i = 0; i < 100 && !restored.includes('10.9.0.2/24'); i += 1) {
+    await sleep(100);
+    restored = (await runCommand('ip', ['-n', sim.guestNetns, 'addr', 'show', 'dev', 'eth0']).catch(() => ({ stdout: '' }))).stdout;
+  }
+  t.match(restored, /10\.9\.0\.2\/24/, 'nic-replug: the new eth0 got its address back from the safety net');
+
+  await sim.injectFault('guest-firewall-flush', 'after');
+  let ruleset = '';
+  for (let i = 0; i < 100 && !ruleset.includes('guestfw'); i += 1) {
+    await sleep(100);
+    ruleset = (await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'list', 'ruleset'])).stdout;
+  }
+  t.match(ruleset, /table inet guestfw/, 'guest-firewall-flush: the table is back');
+  t.equal(await sim.injectFault('guest-clock-step', 'after'), null, 'a namespace has no clock of its own to step');
+  const exited = new Promise((resolve) => agent.child.once('exit', resolve));
+  agent.child.kill('SIGTERM');
+  await exited;
+  await sim.cleanup();
+  t.notOk(existsSync(`/run/netns/${sim.guestNetns}`), 'namespaces removed');
+  t.notOk(existsSync(sim.freezer.dir), 'and the cgroup');
+});
