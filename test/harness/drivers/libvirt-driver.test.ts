@@ -1,0 +1,95 @@
+// The libvirt driver against a real libvirtd (started here by hand when none runs, as on a machine without systemd)
+// with a QEMU TCG domain booting the lab guest. User-mode networking reaches the collector on this host's loopback
+// (10.0.2.2 from the guest) without touching the host's interfaces; it resets the agent's connection at each restore,
+// which the reporting channel must survive.
+import t, { type Test } from 'tap';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnSync } from 'node:child_process';
+import { LibvirtDriver, parseDomJobInfo } from '../../../harness/drivers/libvirt-driver.js';
+import { fetchGuestKernel } from '../../../harness/lab/debian-kernel.js';
+import { buildGuestImage } from '../../../harness/lab/guest-initramfs.js';
+import { FleetKeyring } from '../../../harness/collector/keyring.js';
+import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
+
+const URI = 'qemu:///system';
+const SECRET = 'libvirt-test-fleet-secret-0123456789abcdef';
+const MAC = '52:54:00:f1:1c:09';
+
+t.test('domjobinfo is read into numbers', async (t) => {
+  const info = parseDomJobInfo('Job type:         Completed   \nOperation:        Save        \nTime elapsed:     211          ms\nData processed:   272.888 MiB\nTotal downtime:   208          ms\nSetup time:       1            ms\n');
+  t.same(info, { operation: 'Save', timeElapsedMs: 211, downtimeMs: 208, setupMs: 1, dataProcessedBytes: 286143807 });
+  t.same(parseDomJobInfo('Job type:         None        \n'), { operation: null, timeElapsedMs: null, downtimeMs: null, setupMs: null, dataProcessedBytes: null });
+});
+
+const virsh = (...args: string[]) => spawnSync('virsh', ['-c', URI, ...args], { encoding: 'utf8' });
+
+/** Uses the running libvirtd, or starts virtlogd and libvirtd by hand and stops them (by PID) afterwards. */
+async function ensureLibvirtd(t: Test): Promise<void> {
+  if (virsh('version').status === 0) return;
+  const dir = tempDir('flinch-libvirtd-');
+  for (const daemon of ['virtlogd', 'libvirtd']) {
+    const pidFile = path.join(dir, `${daemon}.pid`);
+    const started = spawnSync(`/usr/sbin/${daemon}`, ['-d', '-p', pidFile], { encoding: 'utf8' });
+    if (started.status !== 0) throw new Error(`${daemon} did not start: ${started.stderr}`);
+    t.teardown(async () => {
+      if (!existsSync(pidFile)) return;
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      if (pid > 0) process.kill(pid, 'SIGTERM');
+      await sleep(500);
+    });
+  }
+  await until('libvirtd answering', () => virsh('version').status === 0, 30_000);
+}
+
+t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures read, the agent reconnects; a carrier flap', async (t) => {
+  await ensureLibvirtd(t);
+  const log = (line: string) => t.comment(line);
+  const kernel = await fetchGuestKernel('/var/cache/flinch', log);
+  const image = await buildGuestImage('/var/cache/flinch', kernel, log);
+  const { collector, port } = await startCollector(t, { keyring: new FleetKeyring(SECRET), host: '127.0.0.1' });
+  const dir = tempDir('flinch-libvirt-');
+  const name = `flinch-test-${process.pid}`;
+  const xml = path.join(dir, 'domain.xml');
+  writeFileSync(xml, `<domain type='qemu'>
+  <name>${name}</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${kernel.vmlinuz}</kernel><initrd>${image.initrd}</initrd>
+  <cmdline>console=ttyS0 panic=-1 quiet flinch.ip=10.0.2.15/24 flinch.gw=10.0.2.2 flinch.collector=ws://10.0.2.2:${port} flinch.id=lv-guest flinch.token=${agentKeyFor(SECRET, 'lv-guest')} flinch.remediate=dry-run</cmdline></os>
+  <cpu mode='custom' match='exact'><model>qemu64</model></cpu>
+  <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'><source path='${path.join(dir, 'serial.log')}'/></serial>
+    <interface type='user'><mac address='${MAC}'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+`);
+  t.equal(virsh('define', xml).status, 0, 'defined');
+  t.teardown(() => {
+    virsh('destroy', name);
+    virsh('undefine', name);
+  });
+  t.equal(virsh('start', name).status, 0, 'started');
+  const agent = await until('the guest agent', () => collector.agents.get('lv-guest'), 120_000);
+
+  const driver = new LibvirtDriver({ uri: URI, domain: name, mode: 'save-restore', saveFile: path.join(dir, 'guest.save'), destinationUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 120_000 });
+  await driver.prepare();
+  const timing = await driver.migrate();
+  t.equal(driver.lastJob?.operation, 'Save', 'domjobinfo --completed describes the save');
+  t.ok(timing.downtimeMs !== null && timing.downtimeMs > 0, `libvirt's downtime: ${timing.downtimeMs} ms`);
+  t.ok(timing.totalMs! > timing.downtimeMs!, `save + restore took ${timing.totalMs} ms: the guest was stopped far longer than libvirt's figure`);
+  t.ok(timing.transferredBytes! > 1024 * 1024, `${timing.transferredBytes} bytes saved`);
+  await until('the agent back after the restore', () => agent.connections >= 2, 60_000);
+  t.pass(`the agent reconnected (${agent.connections} connections): user networking reset it, the spool kept its data`);
+
+  const from = agent.observations.length;
+  await driver.injectFault('carrier-flap', 'after');
+  await until('carrier 0 from the guest', () => agent.observations.slice(from).some((o) => o.observation.kind === 'link' && o.observation.link.carrier === 0), 30_000);
+  t.pass('carrier-flap through virsh domif-setlink: the guest saw carrier 0');
+  await t.rejects(new LibvirtDriver({ uri: URI, domain: 'no-such-domain', mode: 'save-restore', saveFile: '/tmp/x', destinationUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 10_000 }).prepare(), {
+    message: /virsh domstate: error: failed to get domain 'no-such-domain'/,
+  });
+});
