@@ -9,7 +9,8 @@ import { agentKeyFor, readSecretFile } from '../agent/protocol/frame-signing.js'
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
-import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
+import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab, type LabOptions } from './lab/qemu-lab.js';
+import { runLibvirtCampaign } from './lab/libvirt-lab.js';
 import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import { projectRoot } from './project-paths.js';
 import { FLINCH_VERSION } from '../agent/version.js';
@@ -66,7 +67,7 @@ export function buildHarnessProgram(): Command {
       .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
       .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean));
 
-  const runCampaign = async (o: CampaignCliOptions, failOnUnexpected: boolean) => {
+  const labOptionsFrom = (o: CampaignCliOptions, failOnUnexpected: boolean): LabOptions => {
     let faultMatrix: FaultName[][];
     try {
       faultMatrix = parseFaultMatrix(o.faults);
@@ -74,27 +75,25 @@ export function buildHarnessProgram(): Command {
       throw new UserError(`--faults: ${(error as Error).message}`, 2);
     }
     if (o.blackoutInterval > 10) throw new UserError('--blackout-interval: choose 1 to 10 ms, or 0 to turn the meter off', 2);
-    await runQemuLab(
-      {
-        ...DEFAULT_LAB_OPTIONS,
-        faultMatrix,
-        migrationsPerFault: o.migrations,
-        expect: o.expect,
-        failOnUnexpected,
-        migrate: { downtimeLimitMs: o.downtimeLimit, maxBandwidthBytesPerSecond: o.bandwidth, postcopy: o.postcopy },
-        longPauseMs: o.longPause,
-        destQemuBinary: o.destQemu,
-        blackoutIntervalMs: o.blackoutInterval,
-        outDir: path.resolve(o.out),
-        qemuBinary: o.qemu,
-        memoryMiB: o.memory,
-        cacheDir: path.resolve(o.cache),
-        settleMs: o.settle,
-        guestProbes: o.guestProbes ?? null,
-      },
-      log,
-    );
+    return {
+      ...DEFAULT_LAB_OPTIONS,
+      faultMatrix,
+      migrationsPerFault: o.migrations,
+      expect: o.expect,
+      failOnUnexpected,
+      migrate: { downtimeLimitMs: o.downtimeLimit, maxBandwidthBytesPerSecond: o.bandwidth, postcopy: o.postcopy },
+      longPauseMs: o.longPause,
+      destQemuBinary: o.destQemu,
+      blackoutIntervalMs: o.blackoutInterval,
+      outDir: path.resolve(o.out),
+      qemuBinary: o.qemu,
+      memoryMiB: o.memory,
+      cacheDir: path.resolve(o.cache),
+      settleMs: o.settle,
+      guestProbes: o.guestProbes ?? null,
+    };
   };
+  const runCampaign = (o: CampaignCliOptions, failOnUnexpected: boolean) => runQemuLab(labOptionsFrom(o, failOnUnexpected), log);
 
   addCampaignOptions(
     program
@@ -107,11 +106,20 @@ export function buildHarnessProgram(): Command {
     program
       .command('campaign')
       .description('run a fault matrix of migrations with one driver, resumable, failing (exit 1, JUnit failures) where a verdict is worse than --expect')
-      .option('--driver <name>', 'how to migrate: qmp', 'qmp'),
+      .option('--driver <name>', 'how to migrate: qmp (two QEMU processes) or libvirt (virsh save/restore, or migrate with --libvirt-dest)', 'qmp')
+      .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
+      .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd instead of save/restore'),
     { faults: 'none', expect: 'noticed' },
   ).action(
-    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string }) => {
-      if (o.driver !== 'qmp') throw new UserError(`--driver ${o.driver}: not available; this build drives qmp only (libvirt, xl and sim are not built yet)`, 2);
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string }) => {
+      if (o.driver === 'libvirt') {
+        const options = labOptionsFrom(o, true);
+        await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null }, log);
+        return;
+      }
+      if (o.driver !== 'qmp') {
+        throw new UserError(`--driver ${o.driver}: campaigns run with qmp or libvirt; the xl driver runs in the nested Xen lab (not built yet) and sim is a test driver`, 2);
+      }
       await runCampaign(o, true);
     }),
   );

@@ -1,26 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../../agent/cli-support.js';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { BlackoutMeter } from '../blackout/blackout-meter.js';
+import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';
+import { campaignSummary, channelSummary, finishCampaign, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
+import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
-import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../agent/cli-support.js';
-import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
+import { FAULTS, faultLabel, type FaultName, type MigrateOptions } from '../drivers/migration-driver.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
-import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
-import { writeAllOutputs } from '../report/write-outputs.js';
-import { FAULTS, faultLabel, type FaultName, type FaultRecord, type MigrateOptions } from '../drivers/migration-driver.js';
-import { CampaignJournal, planCampaign, type PlannedMigration } from '../campaign/campaign-journal.js';
-import { BlackoutMeter } from '../blackout/blackout-meter.js';
-import cliProgress from 'cli-progress';
-
-const { SingleBar, Presets } = cliProgress;
+import { LAB_RESULTS_SCHEMA, readLabResults, type ExpectedVerdict, type LabResults } from '../report/lab-results.js';
 import { renderTable } from '../report/terminal-table.js';
-import { verdictV0 } from '../verdict/verdict-v0.js';
-import type { Report } from '../../agent/report/report-schema.js';
+import { writeAllOutputs } from '../report/write-outputs.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, type LabNetwork } from './lab-network.js';
@@ -119,18 +114,18 @@ export async function runQemuLab(options: LabOptions, log: (line: string) => voi
 }
 
 /** What identifies a campaign in its journal: a resumed run must be the same campaign. */
-function campaignIdentity(options: LabOptions): Record<string, unknown> {
+export function campaignIdentity(options: LabOptions, driver = 'qmp'): Record<string, unknown> {
   return {
-    driver: 'qmp', faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    driver, faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
     migrate: options.migrate, destQemu: options.destQemuBinary ?? null,
   };
 }
 
 /** A campaign whose journal already holds every migration only regenerates its outputs: no guest is booted. */
-function finishedAlready(options: LabOptions, log: (line: string) => void): boolean {
+export function finishedAlready(options: LabOptions, log: (line: string) => void, driver = 'qmp'): boolean {
   let journal: CampaignJournal;
   try {
-    journal = CampaignJournal.open(options.outDir, campaignIdentity(options), () => undefined);
+    journal = CampaignJournal.open(options.outDir, campaignIdentity(options, driver), () => undefined);
   } catch (error) {
     throw new UserError((error as Error).message, 2);
   }
@@ -144,6 +139,13 @@ function finishedAlready(options: LabOptions, log: (line: string) => void): bool
   return true;
 }
 
+export function campaignSettings(options: LabOptions, startedAtMs: number): CampaignSettings {
+  return {
+    outDir: options.outDir, faultMatrix: options.faultMatrix, migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    migrate: options.migrate, longPauseMs: options.longPauseMs, settleMs: options.settleMs, blackoutIntervalMs: options.blackoutIntervalMs, startedAtMs,
+  };
+}
+
 export function readInnerPlan(): InnerPlan {
   const text = process.env[INNER_PLAN_ENV];
   if (!text) throw new UserError('lab-inner is internal to flinch lab and is not run by hand', 2);
@@ -155,7 +157,6 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   const { options, network } = plan;
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
-  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault);
   const journal = CampaignJournal.open(options.outDir, campaignIdentity(options), log);
   // The lab's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
   // resumed campaign keeps its store: the new guest's agent starts a new stream in it.
@@ -201,16 +202,10 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     timeoutMs: options.migrationTimeoutMs,
     pollMs: 50,
   });
-  const unsupported = [...new Set(options.faultMatrix.flat())].filter((f) => !driver.faults.includes(f));
-  if (unsupported.length > 0) throw new UserError(`the qmp driver cannot inject: ${unsupported.join(', ')}`, 2);
   const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
   const stopSignals = () => void driver.cleanup();
   process.once('SIGINT', stopSignals);
   process.once('SIGTERM', stopSignals);
-  const bar = new SingleBar(
-    { format: 'migrations |{bar}| {value}/{total}  {label}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true },
-    Presets.shades_classic,
-  );
   try {
     const bootStart = hostNowMs();
     log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
@@ -219,61 +214,25 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     });
     const bootToAgentMs = hostNowMs() - bootStart;
     log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
-    meter?.start();
-    // A baseline needs a few clean time exchanges before the first migration.
-    await sleep(options.settleMs);
-    if (meter && !meter.answering) log('the guest does not answer blackout probes; blackout will not be measured');
-
-    bar.start(planned.length, journal.done.size, { label: '' });
-    const migrations: MigrationResult[] = [];
-    for (const item of planned) {
-      const done = journal.done.get(item.index);
-      if (done) {
-        migrations.push(done);
-        continue;
-      }
-      bar.update({ label: `#${item.index} ${faultLabel(item.faults)}` });
-      const result = await runOneMigration(item, { plan, driver, collector, agent, meter }).catch((error: Error): MigrationResult => ({
-        ...emptyResult(item, driver.name, options.expect),
-        error: error.message,
-      }));
-      journal.record(result);
-      migrations.push(result);
-      bar.increment(1, { label: `#${item.index} ${faultLabel(item.faults)}: ${result.error ? 'migration failed' : result.verdict}` });
-      if (result.error) log(`migration ${item.index} (${faultLabel(item.faults)}) failed: ${result.error}`);
-    }
-    bar.stop();
+    const migrations = await runMigrations(
+      campaignSettings(options, plan.startedAtMs),
+      { driver, collector, agent, meter, where: () => driver.vm.spec.tap },
+      journal,
+      log,
+    );
     const results: LabResults = {
       schema: LAB_RESULTS_SCHEMA,
       startedAt: new Date(plan.startedAtMs).toISOString(),
       wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
       hypervisor: { driver: driver.name, qemu: qemuVersion(driver), destQemu: options.destQemuBinary ?? null },
       guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
-      campaign: {
-        faults: options.faultMatrix.map(faultLabel),
-        migrationsPerFault: options.migrationsPerFault,
-        expect: options.expect,
-        options: Object.fromEntries(Object.entries(options.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>,
-      },
+      campaign: campaignSummary(options),
       migrations,
-      channel: {
-        reportsStored: store.reportCount(agent.agentId),
-        duplicatesDropped: (await collector.metrics.duplicates.get()).values[0]?.value ?? 0,
-        rejectedFrames: collector.rejected,
-        agentConnections: agent.connections,
-        spoolDropped: agent.hello.spoolDropped,
-      },
+      channel: await channelSummary(collector, store, agent),
     };
-    const written = writeAllOutputs(options.outDir, results);
-    process.stdout.write(`${renderTable(migrations)}\n\n${Object.values(written).join('\n')}\n`);
-    const failed = migrations.filter((m) => !m.passed).length;
-    if (failed > 0 && options.failOnUnexpected) {
-      log(`${failed} of ${migrations.length} migrations were worse than expected (${options.expect})`);
-      process.exitCode = 1;
-    }
+    finishCampaign(options.outDir, results, options.failOnUnexpected, log);
     return results;
   } finally {
-    bar.stop();
     meter?.stop();
     process.off('SIGINT', stopSignals);
     process.off('SIGTERM', stopSignals);
@@ -281,131 +240,6 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     await collector.stop();
     store.close();
   }
-}
-
-interface CampaignContext {
-  plan: InnerPlan;
-  driver: QmpDriver;
-  collector: CollectorServer;
-  agent: AgentRecord;
-  meter: BlackoutMeter | null;
-}
-
-function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
-  return {
-    index: item.index, driver, faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
-    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null,
-    guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
-    verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
-  };
-}
-
-/** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
-async function runOneMigration(item: PlannedMigration, context: CampaignContext): Promise<MigrationResult> {
-  const { plan, driver, collector, agent, meter } = context;
-  const { options } = plan;
-  const from = driver.vm.spec.tap;
-  const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
-  const migrationId = `lab-${plan.startedAtMs.toFixed(0)}-${item.index}`;
-  const faultRecords: FaultRecord[] = [];
-  for (const fault of item.faults) {
-    const record = await driver.injectFault(fault, 'before');
-    if (record) faultRecords.push(record);
-  }
-  collector.announce(agent.agentId, 'starting', migrationId);
-  const timing = await driver.migrate({ ...options.migrate, pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined });
-  collector.announce(agent.agentId, 'finished', migrationId);
-  for (const fault of item.faults) {
-    const record = await driver.injectFault(fault, 'after');
-    if (record) faultRecords.push(record);
-  }
-  await sleep(options.settleMs);
-  const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
-  const windowEnd = timing.completedAtMs + options.settleMs;
-  const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
-  const linkEvents: SeenLinkEvent[] = [];
-  for (const { observation, receivedAtMs } of inWindow) {
-    if (observation.kind !== 'link' || observation.action === 'dump') continue;
-    linkEvents.push({
-      afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
-      action: observation.action,
-      ifname: observation.link.name,
-      ifindex: observation.link.ifindex,
-      event: observation.event,
-      carrier: observation.link.carrier,
-      carrierChanges: observation.link.carrierChanges,
-    });
-  }
-  const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
-  const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
-  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
-  // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
-  // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
-  const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
-  const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
-    receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
-      ? [observation.changeMs]
-      : [],
-  );
-  if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
-  const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
-  const verdict = report ? report.verdict : v0.verdict;
-  return {
-    index: item.index,
-    driver: driver.name,
-    faults: item.faults,
-    faultRecords,
-    from,
-    to: driver.vm.spec.tap,
-    startedAt: new Date(timing.startedAtMs).toISOString(),
-    totalMs: timing.totalMs,
-    downtimeMs: timing.downtimeMs,
-    setupMs: timing.setupMs,
-    transferredBytes: timing.transferredBytes,
-    clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
-    baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
-    afterOffsetMs: after ? round(after.offsetMs, 2) : null,
-    guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
-    blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
-    linkEvents,
-    observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
-    timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
-    verdict,
-    verdictSource: report ? 'agent' : 'v0',
-    reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
-    expected: options.expect,
-    passed: meetsExpectation(verdict, options.expect),
-    episode: report ? summariseReport(report) : null,
-  };
-}
-
-/** How long after the lab's settle a report may still take: the agent's own settle window runs from its last observation. */
-const REPORT_GRACE_MS = 8000;
-
-function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
-  const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;
-  return new Promise((resolve) => {
-    const deadline = Date.now() + timeoutMs;
-    const poll = () => {
-      const report = find();
-      if (report || Date.now() > deadline) return resolve(report);
-      setTimeout(poll, 100);
-    };
-    poll();
-  });
-}
-
-function summariseReport(report: Report): NonNullable<MigrationResult['episode']> {
-  const kinds = (severity: string) => [...new Set(report.evidence.filter((e) => e.severity === severity).map((e) => e.kind))];
-  return {
-    id: report.episode.id,
-    durationMs: Math.round(report.episode.durationMs),
-    triggers: [...new Set(report.episode.triggers.map((x) => x.kind))],
-    disrupted: kinds('disrupted'),
-    noticed: kinds('noticed'),
-    remediation: report.remediation.outcome,
-    timeToHealMs: report.remediation.timeToHealMs,
-  };
 }
 
 /**
@@ -441,7 +275,3 @@ function qemuVersion(driver: QmpDriver): string | null {
   return v ? `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}${v.package ? ` (${v.package.trim()})` : ''}` : null;
 }
 
-function round(value: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-}

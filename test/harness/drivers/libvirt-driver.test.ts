@@ -2,19 +2,17 @@
 // with a QEMU TCG domain booting the lab guest. User-mode networking reaches the collector on this host's loopback
 // (10.0.2.2 from the guest) without touching the host's interfaces; it resets the agent's connection at each restore,
 // which the reporting channel must survive.
-import t, { type Test } from 'tap';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnSync } from 'node:child_process';
 import { LibvirtDriver, parseDomJobInfo } from '../../../harness/drivers/libvirt-driver.js';
 import { fetchGuestKernel } from '../../../harness/lab/debian-kernel.js';
 import { buildGuestImage } from '../../../harness/lab/guest-initramfs.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
 import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
+import { ensureLibvirtd, LIBVIRT_URI as URI, virsh } from '../../helpers/libvirtd.js';
 
-const URI = 'qemu:///system';
 const SECRET = 'libvirt-test-fleet-secret-0123456789abcdef';
 const MAC = '52:54:00:f1:1c:09';
 
@@ -23,26 +21,6 @@ t.test('domjobinfo is read into numbers', async (t) => {
   t.same(info, { operation: 'Save', timeElapsedMs: 211, downtimeMs: 208, setupMs: 1, dataProcessedBytes: 286143807 });
   t.same(parseDomJobInfo('Job type:         None        \n'), { operation: null, timeElapsedMs: null, downtimeMs: null, setupMs: null, dataProcessedBytes: null });
 });
-
-const virsh = (...args: string[]) => spawnSync('virsh', ['-c', URI, ...args], { encoding: 'utf8' });
-
-/** Uses the running libvirtd, or starts virtlogd and libvirtd by hand and stops them (by PID) afterwards. */
-async function ensureLibvirtd(t: Test): Promise<void> {
-  if (virsh('version').status === 0) return;
-  const dir = tempDir('flinch-libvirtd-');
-  for (const daemon of ['virtlogd', 'libvirtd']) {
-    const pidFile = path.join(dir, `${daemon}.pid`);
-    const started = spawnSync(`/usr/sbin/${daemon}`, ['-d', '-p', pidFile], { encoding: 'utf8' });
-    if (started.status !== 0) throw new Error(`${daemon} did not start: ${started.stderr}`);
-    t.teardown(async () => {
-      if (!existsSync(pidFile)) return;
-      const pid = Number(readFileSync(pidFile, 'utf8'));
-      if (pid > 0) process.kill(pid, 'SIGTERM');
-      await sleep(500);
-    });
-  }
-  await until('libvirtd answering', () => virsh('version').status === 0, 30_000);
-}
 
 t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures read, the agent reconnects; a carrier flap', async (t) => {
   await ensureLibvirtd(t);

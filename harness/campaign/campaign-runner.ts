@@ -1,0 +1,237 @@
+import { appendFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import cliProgress from 'cli-progress';
+import type { Report } from '../../agent/report/report-schema.js';
+import type { AgentRecord, CollectorServer } from '../collector/collector-server.js';
+import type { ReportStore } from '../collector/report-store.js';
+import type { BlackoutMeter } from '../blackout/blackout-meter.js';
+import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver } from '../drivers/migration-driver.js';
+import { hostNowMs } from '../host-clock.js';
+import { meetsExpectation, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
+import { renderTable } from '../report/terminal-table.js';
+import { writeAllOutputs } from '../report/write-outputs.js';
+import { verdictV0 } from '../verdict/verdict-v0.js';
+import type { CampaignJournal, PlannedMigration } from './campaign-journal.js';
+import { planCampaign } from './campaign-journal.js';
+
+const { SingleBar, Presets } = cliProgress;
+
+/**
+ * Runs a campaign's migrations against any driver: the journal's finished ones are kept, the rest are run in order
+ * with their faults, each measured and judged, recorded in the journal as it finishes, under a progress bar.
+ */
+export async function runMigrations(settings: CampaignSettings, target: CampaignTarget, journal: CampaignJournal, log: (line: string) => void): Promise<MigrationResult[]> {
+  const unsupported = [...new Set(settings.faultMatrix.flat())].filter((f) => !target.driver.faults.includes(f));
+  if (unsupported.length > 0) throw new Error(`the ${target.driver.name} driver cannot inject: ${unsupported.join(', ')}`);
+  target.meter?.start();
+  // A baseline needs a few clean time exchanges before the first migration.
+  await sleep(settings.settleMs);
+  if (target.meter && !target.meter.answering) log('the guest does not answer blackout probes; blackout will not be measured');
+  const planned = planCampaign(settings.faultMatrix, settings.migrationsPerFault);
+  const bar = new SingleBar(
+    { format: 'migrations |{bar}| {value}/{total}  {label}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true },
+    Presets.shades_classic,
+  );
+  bar.start(planned.length, journal.done.size, { label: '' });
+  const migrations: MigrationResult[] = [];
+  try {
+    for (const item of planned) {
+      const done = journal.done.get(item.index);
+      if (done) {
+        migrations.push(done);
+        continue;
+      }
+      bar.update({ label: `#${item.index} ${faultLabel(item.faults)}` });
+      const result = await runOneMigration(item, settings, target).catch((error: Error): MigrationResult => ({
+        ...emptyResult(item, target.driver.name, settings.expect),
+        error: error.message,
+      }));
+      journal.record(result);
+      migrations.push(result);
+      bar.increment(1, { label: `#${item.index} ${faultLabel(item.faults)}: ${result.error ? 'migration failed' : result.verdict}` });
+      if (result.error) log(`migration ${item.index} (${faultLabel(item.faults)}) failed: ${result.error}`);
+    }
+  } finally {
+    bar.stop();
+  }
+  return migrations;
+}
+
+/** The campaign block of results.json. */
+export function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate'>): LabResults['campaign'] {
+  return {
+    faults: settings.faultMatrix.map(faultLabel),
+    migrationsPerFault: settings.migrationsPerFault,
+    expect: settings.expect,
+    options: Object.fromEntries(Object.entries(settings.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>,
+  };
+}
+
+/** How the agent's reports travelled: the channel block of results.json. */
+export async function channelSummary(collector: CollectorServer, store: ReportStore, agent: AgentRecord): Promise<NonNullable<LabResults['channel']>> {
+  return {
+    reportsStored: store.reportCount(agent.agentId),
+    duplicatesDropped: (await collector.metrics.duplicates.get()).values[0]?.value ?? 0,
+    rejectedFrames: collector.rejected,
+    agentConnections: agent.connections,
+    spoolDropped: agent.hello.spoolDropped,
+  };
+}
+
+/** Writes every output, prints the table, and fails the process when asked to and a migration missed --expect. */
+export function finishCampaign(outDir: string, results: LabResults, failOnUnexpected: boolean, log: (line: string) => void): void {
+  const written = writeAllOutputs(outDir, results);
+  process.stdout.write(`${renderTable(results.migrations)}\n\n${Object.values(written).join('\n')}\n`);
+  const failed = results.migrations.filter((m) => !m.passed).length;
+  if (failed > 0 && failOnUnexpected) {
+    log(`${failed} of ${results.migrations.length} migrations were worse than expected (${results.campaign.expect})`);
+    process.exitCode = 1;
+  }
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** What a campaign runs against: a driver with its booted guest, whose agent reports to `collector`. */
+export interface CampaignTarget {
+  driver: MigrationDriver;
+  collector: CollectorServer;
+  agent: AgentRecord;
+  meter: BlackoutMeter | null;
+  /** Where the guest is now (a tap, a host): shown as a migration's from and to. */
+  where: () => string;
+}
+
+/** The campaign's own settings, whatever the driver. */
+export interface CampaignSettings {
+  outDir: string;
+  faultMatrix: FaultName[][];
+  migrationsPerFault: number;
+  expect: ExpectedVerdict;
+  migrate: Omit<MigrateOptions, 'pausedForMs'>;
+  longPauseMs: number;
+  settleMs: number;
+  blackoutIntervalMs: number;
+  startedAtMs: number;
+}
+
+function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
+  return {
+    index: item.index, driver, faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
+    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null,
+    guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
+    verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
+  };
+}
+
+/** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
+async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: CampaignTarget): Promise<MigrationResult> {
+  const { driver, collector, agent, meter } = target;
+  const options = settings;
+  const from = target.where();
+  const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
+  const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
+  const faultRecords: FaultRecord[] = [];
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'before');
+    if (record) faultRecords.push(record);
+  }
+  collector.announce(agent.agentId, 'starting', migrationId);
+  const timing = await driver.migrate({ ...options.migrate, pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined });
+  collector.announce(agent.agentId, 'finished', migrationId);
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'after');
+    if (record) faultRecords.push(record);
+  }
+  await sleep(options.settleMs);
+  const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
+  const windowEnd = timing.completedAtMs + options.settleMs;
+  const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
+  const linkEvents: SeenLinkEvent[] = [];
+  for (const { observation, receivedAtMs } of inWindow) {
+    if (observation.kind !== 'link' || observation.action === 'dump') continue;
+    linkEvents.push({
+      afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
+      action: observation.action,
+      ifname: observation.link.name,
+      ifindex: observation.link.ifindex,
+      event: observation.event,
+      carrier: observation.link.carrier,
+      carrierChanges: observation.link.carrierChanges,
+    });
+  }
+  const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
+  const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+  // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
+  // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
+  const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
+  const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
+    receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
+      ? [observation.changeMs]
+      : [],
+  );
+  if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
+  const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
+  const verdict = report ? report.verdict : v0.verdict;
+  return {
+    index: item.index,
+    driver: driver.name,
+    faults: item.faults,
+    faultRecords,
+    from,
+    to: target.where(),
+    startedAt: new Date(timing.startedAtMs).toISOString(),
+    totalMs: timing.totalMs,
+    downtimeMs: timing.downtimeMs,
+    setupMs: timing.setupMs,
+    transferredBytes: timing.transferredBytes,
+    clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
+    baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
+    afterOffsetMs: after ? round(after.offsetMs, 2) : null,
+    guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
+    blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
+    linkEvents,
+    observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
+    timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
+    verdict,
+    verdictSource: report ? 'agent' : 'v0',
+    reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
+    expected: options.expect,
+    passed: meetsExpectation(verdict, options.expect),
+    episode: report ? summariseReport(report) : null,
+  };
+}
+
+/** How long after the lab's settle a report may still take: the agent's own settle window runs from its last observation. */
+const REPORT_GRACE_MS = 8000;
+
+function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
+  const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;
+  return new Promise((resolve) => {
+    const deadline = Date.now() + timeoutMs;
+    const poll = () => {
+      const report = find();
+      if (report || Date.now() > deadline) return resolve(report);
+      setTimeout(poll, 100);
+    };
+    poll();
+  });
+}
+
+function summariseReport(report: Report): NonNullable<MigrationResult['episode']> {
+  const kinds = (severity: string) => [...new Set(report.evidence.filter((e) => e.severity === severity).map((e) => e.kind))];
+  return {
+    id: report.episode.id,
+    durationMs: Math.round(report.episode.durationMs),
+    triggers: [...new Set(report.episode.triggers.map((x) => x.kind))],
+    disrupted: kinds('disrupted'),
+    noticed: kinds('noticed'),
+    remediation: report.remediation.outcome,
+    timeToHealMs: report.remediation.timeToHealMs,
+  };
+}
+
