@@ -108,13 +108,14 @@ export function buildHarnessProgram(): Command {
       .description('run a fault matrix of migrations with one driver, resumable, failing (exit 1, JUnit failures) where a verdict is worse than --expect')
       .option('--driver <name>', 'how to migrate: qmp (two QEMU processes) or libvirt (virsh save/restore, or migrate with --libvirt-dest)', 'qmp')
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
-      .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd instead of save/restore'),
+      .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
+      .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)'),
     { faults: 'none', expect: 'noticed' },
   ).action(
-    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string }) => {
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
       if (o.driver === 'libvirt') {
         const options = labOptionsFrom(o, true);
-        await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null }, log);
+        await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null, migrateUri: o.libvirtMigrateUri ?? null }, log);
         return;
       }
       if (o.driver !== 'qmp') {

@@ -12,6 +12,12 @@ export interface LibvirtDriverOptions {
   mode: 'save-restore' | 'migrate';
   saveFile: string;
   destinationUri: string | null;
+  /**
+   * Where the destination QEMU listens for the migration stream (`virsh migrate --migrateuri`), e.g.
+   * tcp://127.0.0.1:49300; libvirt's default names the destination's hostname, which two libvirtds on one machine
+   * (separate UTS namespaces) do not resolve.
+   */
+  migrateUri: string | null;
   /** The guest NIC's MAC, for domif-setlink. */
   mac: string;
   virsh: string;
@@ -62,8 +68,18 @@ export class LibvirtDriver implements MigrationDriver {
   readonly name = 'libvirt';
   readonly faults: readonly FaultName[] = ['carrier-flap', 'link-down', 'long-pause'];
   lastJob: DomainJobInfo | null = null;
+  /** Where the domain runs now: live migrations go back and forth between the two libvirtds. */
+  private here: string;
+  private there: string | null;
 
-  constructor(private readonly options: LibvirtDriverOptions) {}
+  constructor(private readonly options: LibvirtDriverOptions) {
+    this.here = options.uri;
+    this.there = options.destinationUri;
+  }
+
+  get currentUri(): string {
+    return this.here;
+  }
 
   async prepare(): Promise<void> {
     const state = (await this.virsh(['domstate', this.options.domain])).stdout.trim();
@@ -86,16 +102,20 @@ export class LibvirtDriver implements MigrationDriver {
       const restore = await this.virsh(['restore', this.options.saveFile, ...(options.pausedForMs !== undefined ? ['--running'] : [])]);
       totalMs = save.ms + restore.ms;
     } else {
-      if (!this.options.destinationUri) throw new MigrationFailedError('libvirt migrate needs a destination URI');
+      const destination = this.there;
+      if (!destination) throw new MigrationFailedError('libvirt migrate needs a destination URI');
       if (options.downtimeLimitMs !== undefined) await this.virsh(['migrate-setmaxdowntime', this.options.domain, String(options.downtimeLimitMs)]);
       const flags = ['--live', '--persistent', '--undefinesource', '--verbose'];
+      if (this.options.migrateUri) flags.push('--migrateuri', this.options.migrateUri);
       if (options.postcopy) flags.push('--postcopy', '--postcopy-after-precopy');
       if (options.maxBandwidthBytesPerSecond !== undefined) flags.push('--bandwidth', String(Math.max(1, Math.round(options.maxBandwidthBytesPerSecond / 1024 ** 2))));
-      const migrate = await this.virsh(['migrate', ...flags, this.options.domain, this.options.destinationUri]);
-      this.lastJob = parseDomJobInfo((await this.virsh(['domjobinfo', '--completed', this.options.domain], this.options.destinationUri).catch(() => ({ stdout: '', stderr: '', ms: 0 }))).stdout);
+      const migrate = await this.virsh(['migrate', ...flags, this.options.domain, destination]);
+      this.there = this.here;
+      this.here = destination;
+      this.lastJob = parseDomJobInfo((await this.virsh(['domjobinfo', '--completed', this.options.domain]).catch(() => ({ stdout: '', stderr: '', ms: 0 }))).stdout);
       totalMs = migrate.ms;
     }
-    if (options.pausedForMs !== undefined && this.options.mode === 'migrate') await this.virsh(['resume', this.options.domain], this.options.destinationUri ?? undefined);
+    if (options.pausedForMs !== undefined && this.options.mode === 'migrate') await this.virsh(['resume', this.options.domain]);
     return {
       startedAtMs,
       completedAtMs: hostNowMs(),
@@ -130,7 +150,7 @@ export class LibvirtDriver implements MigrationDriver {
     // The domain belongs to whoever defined it; the driver only moved it.
   }
 
-  virsh(args: string[], uri = this.options.uri): Promise<{ stdout: string; stderr: string; ms: number }> {
+  virsh(args: string[], uri = this.here): Promise<{ stdout: string; stderr: string; ms: number }> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn(this.options.virsh, ['-c', uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -22,6 +22,7 @@ export interface LibvirtLabOptions extends LabOptions {
   libvirtUri: string;
   /** A second libvirtd to live-migrate to; without one, each migration is a virsh save + restore. */
   destinationUri: string | null;
+  migrateUri: string | null;
 }
 
 const AGENT_ID = 'flinch-libvirt-guest';
@@ -71,6 +72,8 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
 </domain>
 `);
   const virsh = (...args: string[]) => spawnSync('virsh', ['-c', options.libvirtUri, ...args], { encoding: 'utf8' });
+  // The domain moves between libvirtds in a live-migration campaign; clean-up goes to wherever it is.
+  let current = () => options.libvirtUri;
   const defined = virsh('define', xml);
   if (defined.status !== 0) throw new UserError(`virsh define: ${defined.stderr.trim()}`, 1);
   try {
@@ -83,10 +86,11 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
     const driver = new LibvirtDriver({
       uri: options.libvirtUri, domain, mode: options.destinationUri ? 'migrate' : 'save-restore', saveFile: path.join(options.outDir, 'guest.save'),
-      destinationUri: options.destinationUri, mac: MAC, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
+      destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac: MAC, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
     });
+    current = () => driver.currentUri;
     await driver.prepare();
-    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => options.libvirtUri }, journal, log);
+    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => driver.currentUri }, journal, log);
     const results: LabResults = {
       schema: LAB_RESULTS_SCHEMA,
       startedAt: new Date(startedAtMs).toISOString(),
@@ -99,8 +103,10 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     };
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
   } finally {
-    virsh('destroy', domain);
-    virsh('undefine', domain);
+    for (const uri of new Set([current(), options.libvirtUri])) {
+      spawnSync('virsh', ['-c', uri, 'destroy', domain], { encoding: 'utf8' });
+      spawnSync('virsh', ['-c', uri, 'undefine', domain], { encoding: 'utf8' });
+    }
     rmSync(path.join(options.outDir, 'guest.save'), { force: true });
     await collector.stop();
     store.close();

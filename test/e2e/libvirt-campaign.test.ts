@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
-import { ensureLibvirtd } from '../helpers/libvirtd.js';
+import { ensureLibvirtd, startSecondLibvirtd } from '../helpers/libvirtd.js';
 
 t.test('a libvirt campaign: save/restore, a carrier flap, judged by the agent, reported', async (t) => {
   await ensureLibvirtd(t);
@@ -25,4 +25,24 @@ t.test('a libvirt campaign: save/restore, a carrier flap, judged by the agent, r
   t.ok(results.migrations[1]!.linkEvents.some((e) => e.carrier === 0), 'the carrier flap reached the guest');
   t.ok(results.channel!.agentConnections >= 3, `the agent reconnected after each restore (${results.channel!.agentConnections} connections)`);
   t.match(readFileSync(path.join(out, 'junit.xml'), 'utf8'), /<testsuite name="flinch libvirt campaign" tests="2" failures="0"/);
+});
+
+t.test('live migration between two libvirtds on this machine (separate mount and UTS namespaces, own host UUIDs)', async (t) => {
+  await ensureLibvirtd(t);
+  const second = await startSecondLibvirtd(t);
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-libvirt-live-'));
+  const run = await runCli(
+    [FLINCH, 'campaign', '--driver', 'libvirt', '--libvirt-dest', second, '--libvirt-migrate-uri', 'tcp://127.0.0.1:49300', '--faults', 'none', '--migrations', '2', '--expect', 'disrupted', '--out', out],
+    { timeoutMs: 900_000 },
+  );
+  t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  const [there, back] = results.migrations;
+  t.equal(there!.to, second, 'first migration: to the second libvirtd');
+  t.equal(back!.to, 'qemu:///system', 'second: back');
+  for (const m of results.migrations) {
+    t.notOk(m.error, m.error ?? `migration ${m.index} done`);
+    t.ok(m.totalMs! > 0 && m.transferredBytes! > 1024 * 1024, `virsh migrate --live: ${m.totalMs} ms, ${m.transferredBytes} bytes by domjobinfo`);
+    t.equal(m.verdictSource, 'agent', `judged by the agent: ${m.verdict}`);
+  }
 });

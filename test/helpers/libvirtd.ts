@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,4 +26,38 @@ export async function ensureLibvirtd(t: Test): Promise<void> {
     });
   }
   await until('libvirtd answering', () => virsh('version').status === 0, 30_000);
+}
+
+/**
+ * A second libvirtd on this machine, as a different "host": its own mount namespace (its own /run/libvirt,
+ * /var/lib/libvirt, /etc/libvirt with its own host UUID, /var/log/libvirt, /var/cache/libvirt, all under a temporary
+ * folder) and its own UTS namespace (hostname), in the same network namespace. Returns its URI; stopped by PID.
+ */
+export async function startSecondLibvirtd(t: Test): Promise<string> {
+  const root = tempDir('flinch-libvirtd-b-');
+  const dirs = { run: '/run/libvirt', lib: '/var/lib/libvirt', etc: '/etc/libvirt', log: '/var/log/libvirt', cache: '/var/cache/libvirt' };
+  for (const [name, target] of Object.entries(dirs)) {
+    spawnSync('mkdir', ['-p', path.join(root, name), target]);
+  }
+  spawnSync('cp', ['-a', '/etc/libvirt/.', path.join(root, 'etc')]);
+  appendFileSync(path.join(root, 'etc', 'libvirtd.conf'), `host_uuid = "${randomUUID()}"\n`);
+  const script = path.join(root, 'start.sh');
+  writeFileSync(
+    script,
+    ['#!/bin/sh', 'set -e', ...Object.entries(dirs).map(([name, target]) => `mount --bind ${path.join(root, name)} ${target}`), 'hostname flinch-libvirtd-b',
+      `/usr/sbin/virtlogd -d -p ${path.join(root, 'virtlogd.pid')}`, `exec /usr/sbin/libvirtd -d -p ${path.join(root, 'libvirtd.pid')}`, ''].join('\n'),
+    { mode: 0o755 },
+  );
+  const started = spawnSync('unshare', ['-m', '-u', '--propagation', 'private', script], { encoding: 'utf8' });
+  if (started.status !== 0) throw new Error(`second libvirtd did not start: ${started.stderr}`);
+  t.teardown(async () => {
+    for (const daemon of ['libvirtd', 'virtlogd']) {
+      const pidFile = path.join(root, `${daemon}.pid`);
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
+    }
+    await sleep(500);
+  });
+  const uri = `qemu+unix:///system?socket=${path.join(root, 'run', 'libvirt-sock')}`;
+  await until('the second libvirtd answering', () => spawnSync('virsh', ['-c', uri, 'version']).status === 0, 30_000);
+  return uri;
 }

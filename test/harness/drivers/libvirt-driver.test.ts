@@ -53,7 +53,7 @@ t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures rea
   t.equal(virsh('start', name).status, 0, 'started');
   const agent = await until('the guest agent', () => collector.agents.get('lv-guest'), 120_000);
 
-  const driver = new LibvirtDriver({ uri: URI, domain: name, mode: 'save-restore', saveFile: path.join(dir, 'guest.save'), destinationUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 120_000 });
+  const driver = new LibvirtDriver({ uri: URI, domain: name, mode: 'save-restore', saveFile: path.join(dir, 'guest.save'), destinationUri: null, migrateUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 120_000 });
   await driver.prepare();
   const timing = await driver.migrate();
   t.equal(driver.lastJob?.operation, 'Save', 'domjobinfo --completed describes the save');
@@ -67,7 +67,7 @@ t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures rea
   await driver.injectFault('carrier-flap', 'after');
   await until('carrier 0 from the guest', () => agent.observations.slice(from).some((o) => o.observation.kind === 'link' && o.observation.link.carrier === 0), 30_000);
   t.pass('carrier-flap through virsh domif-setlink: the guest saw carrier 0');
-  await t.rejects(new LibvirtDriver({ uri: URI, domain: 'no-such-domain', mode: 'save-restore', saveFile: '/tmp/x', destinationUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 10_000 }).prepare(), {
+  await t.rejects(new LibvirtDriver({ uri: URI, domain: 'no-such-domain', mode: 'save-restore', saveFile: '/tmp/x', destinationUri: null, migrateUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 10_000 }).prepare(), {
     message: /virsh domstate: error: failed to get domain 'no-such-domain'/,
   });
 });
