@@ -73,7 +73,7 @@ export function sampleReport(agentId: string, n: number, verdict: Report['verdic
 }
 
 /** An agent in this process: the real CollectorClient and Spool, without probes. */
-export function inProcessAgent(t: Test, url: string, agentId: string, key: string | null, spoolDir = tempDir('flinch-spool-')) {
+export function inProcessAgent(t: Test, url: string, agentId: string, key: string | null, spoolDir = tempDir('flinch-spool-'), livenessTimeoutMs = 10_000) {
   const spool = new Spool({ dir: spoolDir, maxBytes: 256 * 1024 * 1024, segmentBytes: 1024 * 1024, log: () => undefined });
   const acks: number[] = [];
   const client = new CollectorClient({
@@ -83,7 +83,7 @@ export function inProcessAgent(t: Test, url: string, agentId: string, key: strin
     spool,
     minBackoffMs: 20,
     maxBackoffMs: 200,
-    livenessTimeoutMs: 10_000,
+    livenessTimeoutMs,
     log: () => undefined,
     onAck: (seq) => acks.push(seq),
   });

@@ -1,0 +1,41 @@
+// Ping/pong liveness on both ends: the collector drops a peer that stops answering pings; the agent replaces a
+// connection on which the collector has gone silent. Real sockets on loopback.
+import t from 'tap';
+import WebSocket, { WebSocketServer } from 'ws';
+import { ListedKeyring } from '../../../harness/collector/keyring.js';
+import { signFrame } from '../../../agent/protocol/frame-signing.js';
+import { freePort, helloFor, inProcessAgent, startCollector, until } from '../../helpers/collector-fixtures.js';
+
+const KEY = 'e'.repeat(64);
+
+t.test('the collector terminates a connection that stops answering its pings', async (t) => {
+  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['mute', KEY]])), pingIntervalMs: 200 });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}`, { autoPong: false });
+  ws.on('error', () => undefined);
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  ws.once('message', (data) => {
+    const { nonce } = JSON.parse(data.toString()) as { nonce: string };
+    ws.send(signFrame(KEY, nonce, JSON.stringify(helloFor('mute', nonce))));
+  });
+  await until('hello', () => collector.agents.get('mute'));
+  t.equal(collector.connectedAgents, 1);
+  t.equal(await closed, 1006, 'cut without a close handshake, as a dead peer would be');
+  await until('forgotten', () => collector.connectedAgents === 0);
+  t.pass('no longer counted as connected');
+});
+
+t.test('the agent replaces a connection on which the collector has gone silent', async (t) => {
+  const port = await freePort();
+  const server = new WebSocketServer({ host: '127.0.0.1', port, autoPong: true });
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  let connections = 0;
+  server.on('connection', (ws) => {
+    connections += 1;
+    // A challenge, then nothing ever again: no acks, no pings, no probes.
+    ws.send(JSON.stringify({ type: 'challenge', protocol: 2, nonce: '1'.repeat(32) }));
+  });
+  const agent = inProcessAgent(t, `ws://127.0.0.1:${port}`, 'patient', null, undefined, 600);
+  await until('a second connection', () => connections >= 2, 10_000);
+  t.ok(connections >= 2, `the agent reconnected on its own (${connections} connections)`);
+  agent.client.close();
+});
