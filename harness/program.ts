@@ -11,6 +11,7 @@ import { ReportStore } from './collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab, type LabOptions } from './lab/qemu-lab.js';
 import { runLibvirtCampaign } from './lab/libvirt-lab.js';
+import { readSimPlan, runSimCampaign, runSimCampaignInside } from './lab/sim-lab.js';
 import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import { projectRoot } from './project-paths.js';
 import { FLINCH_VERSION } from '../agent/version.js';
@@ -106,7 +107,7 @@ export function buildHarnessProgram(): Command {
     program
       .command('campaign')
       .description('run a fault matrix of migrations with one driver, resumable, failing (exit 1, JUnit failures) where a verdict is worse than --expect')
-      .option('--driver <name>', 'how to migrate: qmp (two QEMU processes) or libvirt (virsh save/restore, or migrate with --libvirt-dest)', 'qmp')
+      .option('--driver <name>', 'how to migrate: qmp (two QEMU processes), libvirt (virsh save/restore, or migrate with --libvirt-dest), or sim (a namespace simulation)', 'qmp')
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
       .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
       .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)'),
@@ -118,8 +119,12 @@ export function buildHarnessProgram(): Command {
         await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null, migrateUri: o.libvirtMigrateUri ?? null }, log);
         return;
       }
+      if (o.driver === 'sim') {
+        await runSimCampaign(labOptionsFrom(o, true), log);
+        return;
+      }
       if (o.driver !== 'qmp') {
-        throw new UserError(`--driver ${o.driver}: campaigns run with qmp or libvirt; the xl driver runs in the nested Xen lab (not built yet) and sim is a test driver`, 2);
+        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl campaigns come with the nested Xen lab (not built yet)`, 2);
       }
       await runCampaign(o, true);
     }),
@@ -250,6 +255,15 @@ export function buildHarnessProgram(): Command {
         } finally {
           store.close();
         }
+      }),
+    );
+
+  program
+    .command('sim-campaign-inner', { hidden: true })
+    .description('internal: the part of flinch campaign --driver sim that runs inside the simulated host namespace')
+    .action(
+      guarded(PROGRAM, verbose, async () => {
+        await runSimCampaignInside(readSimPlan(), log);
       }),
     );
 

@@ -21,17 +21,28 @@ export interface SimDriverOptions {
   hostAddress: string;
   prefixLength: number;
   guestMac: string;
+  /** Where the freezer hierarchy is mounted, when not at its usual place (see CgroupFreezer). */
+  freezerRoot?: string;
 }
 
-/** cgroup v1's freezer where it is mounted (hybrid hosts like this one), else cgroup v2's cgroup.freeze. */
+/**
+ * cgroup v1's freezer hierarchy (hybrid hosts like this one) or cgroup v2's cgroup.freeze, under `root`: the
+ * freezer mount, /sys/fs/cgroup/freezer by default, or a second mount of the same hierarchy elsewhere for a process
+ * that runs under `ip netns exec`, which remounts /sys and hides the cgroup mounts beneath it.
+ */
 export class CgroupFreezer {
   readonly dir: string;
   private readonly v1: boolean;
 
-  constructor(name: string) {
-    this.v1 = existsSync('/sys/fs/cgroup/freezer/freezer.state') || existsSync('/sys/fs/cgroup/freezer/tasks');
-    this.dir = this.v1 ? path.join('/sys/fs/cgroup/freezer', name) : path.join('/sys/fs/cgroup', name);
-    mkdirSync(this.dir, { recursive: true });
+  constructor(name: string, root = existsSync('/sys/fs/cgroup/freezer/cgroup.procs') ? '/sys/fs/cgroup/freezer' : '/sys/fs/cgroup') {
+    if (!existsSync(path.join(root, 'cgroup.procs'))) throw new Error(`${root} is not a cgroup hierarchy (no cgroup.procs)`);
+    this.v1 = !existsSync(path.join(root, 'cgroup.controllers'));
+    this.dir = path.join(root, name);
+    try {
+      mkdirSync(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
   }
 
   add(pid: number): void {
@@ -71,7 +82,7 @@ export class SimDriver implements MigrationDriver {
   constructor(private readonly options: SimDriverOptions) {
     this.guestNetns = `flinch-sim-${options.id}-guest`;
     this.hostNetns = `flinch-sim-${options.id}-host`;
-    this.freezer = new CgroupFreezer(`flinch-sim-${options.id}`);
+    this.freezer = new CgroupFreezer(`flinch-sim-${options.id}`, options.freezerRoot);
   }
 
   async prepare(): Promise<void> {

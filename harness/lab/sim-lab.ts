@@ -1,0 +1,127 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, openSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UserError } from '../../agent/cli-support.js';
+import { runCommand } from '../../agent/system/run-command.js';
+import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { BlackoutMeter } from '../blackout/blackout-meter.js';
+import { CampaignJournal } from '../campaign/campaign-journal.js';
+import { campaignSummary, channelSummary, finishCampaign, runMigrations } from '../campaign/campaign-runner.js';
+import { CollectorServer } from '../collector/collector-server.js';
+import { FleetKeyring } from '../collector/keyring.js';
+import { ReportStore } from '../collector/report-store.js';
+import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
+import { hostNowMs } from '../host-clock.js';
+import { guestAgentExecutable } from '../project-paths.js';
+import { LAB_RESULTS_SCHEMA, type LabResults } from '../report/lab-results.js';
+import { runInsideNamespace } from './lab-network.js';
+import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
+
+const PLAN_ENV = 'FLINCH_SIM_PLAN';
+const AGENT_ID = 'flinch-sim-guest';
+const ECHO_PORT = 7433;
+
+interface SimPlan {
+  options: LabOptions;
+  sim: SimDriverOptions;
+  startedAtMs: number;
+}
+
+/**
+ * `flinch campaign --driver sim`: a SIMULATION (see harness/drivers/sim-driver.ts). The guest is a network namespace
+ * running the single-executable agent; a migration freezes it; the collector and the blackout meter sit in the "host"
+ * namespace, where this program re-runs itself.
+ */
+export async function runSimCampaign(options: LabOptions, log: (line: string) => void): Promise<void> {
+  if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver sim needs root: it creates network namespaces and a cgroup', 4);
+  if (!existsSync(guestAgentExecutable())) throw new UserError(`the single-executable agent ${guestAgentExecutable()} is missing; run npm run build`, 3);
+  if (finishedAlready(options, log, 'sim')) return;
+  // The inner part runs under `ip netns exec`, which hides /sys/fs/cgroup: it reaches the freezer through a second
+  // mount of the same hierarchy, made here and removed afterwards.
+  const freezerRoot = `/run/flinch-sim-${process.pid}-cgroup`;
+  mkdirSync(freezerRoot, { recursive: true });
+  const v1 = existsSync('/sys/fs/cgroup/freezer/cgroup.procs');
+  await runCommand('mount', v1 ? ['-t', 'cgroup', '-o', 'freezer', 'flinch-freezer', freezerRoot] : ['-t', 'cgroup2', 'flinch-cgroup2', freezerRoot]);
+  const sim: SimDriverOptions = { id: String(process.pid), downtimeMs: 300, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01', freezerRoot };
+  const driver = new SimDriver(sim);
+  try {
+    await driver.prepare();
+    const code = await runInsideNamespace(driver.hostNetns, 'sim-campaign-inner', PLAN_ENV, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    await driver.cleanup();
+    await runCommand('umount', [freezerRoot]).catch(() => undefined);
+    // Never recursive: if the unmount failed, this is a live cgroup hierarchy.
+    try {
+      rmdirSync(freezerRoot);
+    } catch {
+      log(`could not remove ${freezerRoot}; unmount it by hand`);
+    }
+  }
+}
+
+export function readSimPlan(): SimPlan {
+  const text = process.env[PLAN_ENV];
+  if (!text) throw new UserError('sim-campaign-inner is internal to flinch campaign --driver sim and is not run by hand', 2);
+  return JSON.parse(text) as SimPlan;
+}
+
+export async function runSimCampaignInside(plan: SimPlan, log: (line: string) => void): Promise<void> {
+  const { options, sim } = plan;
+  const driver = new SimDriver(sim);
+  const logsDir = path.join(options.outDir, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const journal = CampaignJournal.open(options.outDir, campaignIdentity(options, 'sim'), log);
+  const storeFile = path.join(options.outDir, 'collector.sqlite');
+  if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
+  const store = new ReportStore(storeFile);
+  const fleetSecret = randomBytes(32).toString('hex');
+  const collector = new CollectorServer({ host: sim.hostAddress, port: 0, store, keyring: new FleetKeyring(fleetSecret), keepInMemory: true, timeProbeIntervalMs: 200, log: (l) => log(`collector: ${l}`) });
+  const { port } = await collector.start();
+  const tokenFile = path.join(logsDir, 'agent.token');
+  writeFileSync(tokenFile, `${agentKeyFor(fleetSecret, AGENT_ID)}\n`, { mode: 0o600 });
+  const stateDir = path.join(os.tmpdir(), `flinch-sim-state-${sim.id}`);
+  const agentLog = openSync(path.join(logsDir, 'agent.log'), 'a');
+  const agent = spawn('ip', ['netns', 'exec', driver.guestNetns, guestAgentExecutable(), 'run', '--collector', `ws://${sim.hostAddress}:${port}`, '--agent-id', AGENT_ID,
+    '--token-file', tokenFile, '--remediate', 'on', '--udp-echo', String(ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
+  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
+  try {
+    // `ip netns exec` execs the agent, so this PID is the agent's: the one the freezer must hold.
+    driver.adopt(agent.pid!);
+    const bootStart = hostNowMs();
+    let record = collector.agents.get(AGENT_ID);
+    for (let waited = 0; !record; waited += 100) {
+      if (waited > options.bootTimeoutMs || agent.exitCode !== null) throw new Error(`the simulated guest's agent did not connect (see ${path.join(logsDir, 'agent.log')})`);
+      await sleep(100);
+      record = collector.agents.get(AGENT_ID);
+    }
+    const bootToAgentMs = hostNowMs() - bootStart;
+    log(`agent ${AGENT_ID} connected ${(bootToAgentMs / 1000).toFixed(1)} s after start (namespace simulation)`);
+    const migrations = await runMigrations(campaignSettings(options, plan.startedAtMs), { driver, collector, agent: record, meter, where: () => driver.guestNetns }, journal, log);
+    const results: LabResults = {
+      schema: LAB_RESULTS_SCHEMA,
+      startedAt: new Date(plan.startedAtMs).toISOString(),
+      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+      hypervisor: { driver: 'sim', qemu: null, destQemu: null },
+      guest: { kernel: `host kernel ${os.release()} (namespace simulation)`, memoryMiB: 0, bootToAgentMs: Math.round(bootToAgentMs) },
+      campaign: campaignSummary(options),
+      migrations,
+      channel: await channelSummary(collector, store, record),
+    };
+    finishCampaign(options.outDir, results, options.failOnUnexpected, log);
+  } finally {
+    meter?.stop();
+    await driver.freezer.freeze(false).catch(() => undefined);
+    if (agent.exitCode === null) {
+      const exited = new Promise((resolve) => agent.once('exit', resolve));
+      agent.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+    }
+    rmSync(stateDir, { recursive: true, force: true });
+    await collector.stop();
+    store.close();
+  }
+}

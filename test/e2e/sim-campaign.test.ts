@@ -1,0 +1,31 @@
+// `flinch campaign --driver sim`, the namespace SIMULATION: the real single-executable agent in a namespace "guest",
+// frozen by a cgroup for each "migration", faults made with iproute2 and nft; everything it set up is gone after.
+import t from 'tap';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { LabResults } from '../../harness/report/lab-results.js';
+import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { runCommand } from '../../agent/system/run-command.js';
+
+t.test('a sim campaign over its faults, judged by the agent, with the blackout measured and nothing left behind', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-campaign-'));
+  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none,carrier-flap,nic-replug,long-pause,guest-firewall-flush', '--expect', 'disrupted', '--long-pause', '1000', '--out', out], { timeoutMs: 300_000 });
+  t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  t.equal(results.hypervisor.driver, 'sim');
+  const byFault = new Map(results.migrations.map((m) => [m.faults.join('+') || 'none', m]));
+  for (const m of results.migrations) {
+    t.notOk(m.error, m.error ?? `${m.faults.join('+') || 'none'}: ${m.verdict}`);
+    t.equal(m.verdictSource, 'agent');
+    t.ok(m.blackout && m.blackout.longestGapMs >= m.downtimeMs! - 20, `blackout ${m.blackout?.longestGapMs} ms covers the ${m.downtimeMs} ms freeze`);
+  }
+  t.ok(byFault.get('long-pause')!.downtimeMs! >= 1300, 'long-pause: frozen 1 s more');
+  t.ok(byFault.get('carrier-flap')!.linkEvents.some((e) => e.carrier === 0));
+  t.equal(byFault.get('guest-firewall-flush')!.verdict, 'healed');
+  t.equal(byFault.get('nic-replug')!.verdict, 'healed');
+  const { stdout: namespaces } = await runCommand('ip', ['netns', 'list']);
+  t.notMatch(namespaces, /flinch-sim-/, 'no namespace left');
+  t.notMatch(readFileSync('/proc/mounts', 'utf8'), /flinch-sim-\d+-cgroup/, 'no cgroup mount left');
+  if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d.startsWith('flinch-sim-')), [], 'no cgroup left');
+});
