@@ -206,8 +206,12 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   };
 }
 
-/** How long after the lab's settle a report may still take: the agent's own settle window runs from its last observation. */
-const REPORT_GRACE_MS = 8000;
+/**
+ * How long after the lab's settle a report may still take: the agent's own settle window runs from its last
+ * observation, and where the migration reset its connection (libvirt's user networking) the report waits for the
+ * reconnection's backoff too. Only a migration whose report never comes pays this in full.
+ */
+const REPORT_GRACE_MS = 20_000;
 
 function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
   const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;
