@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { UserError } from '../../agent/cli-support.js';
 import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
 
 /**
@@ -71,4 +72,11 @@ export function runInsideNamespace(netns: string, subcommand: string, planVariab
       resolve(code ?? (signal ? 128 + 15 : 1));
     });
   });
+}
+
+/** The plan a parent handed to `subcommand` through runInsideNamespace; refuses to run when there is none. */
+export function readPlanFromEnvironment<T>(planVariable: string, subcommand: string, parent: string): T {
+  const text = process.env[planVariable];
+  if (!text) throw new UserError(`${subcommand} is internal to ${parent} and is not run by hand`, 2);
+  return JSON.parse(text) as T;
 }

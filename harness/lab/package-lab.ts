@@ -11,7 +11,7 @@ import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { GuestConsole } from './guest-console.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, type LabNetwork } from './lab-network.js';
+import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';
 import { buildSystemdGuestDisk, debootstrapRootfs } from './systemd-guest.js';
 
 /**
@@ -100,9 +100,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
 }
 
 export function readPackageCheckPlan(): InnerPlan {
-  const text = process.env[PLAN_ENV];
-  if (!text) throw new UserError('package-check-inner is internal to flinch package-check and is not run by hand', 2);
-  return JSON.parse(text) as InnerPlan;
+  return readPlanFromEnvironment<InnerPlan>(PLAN_ENV, 'package-check-inner', 'flinch package-check');
 }
 
 export async function runPackageCheckInside(plan: InnerPlan, log: (line: string) => void): Promise<void> {

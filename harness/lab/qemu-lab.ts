@@ -18,7 +18,7 @@ import { renderTable } from '../report/terminal-table.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, type LabNetwork } from './lab-network.js';
+import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';
 
 export interface LabOptions {
   /** The campaign: each row of faults (none: []) runs this many migrations. */
@@ -147,9 +147,7 @@ export function campaignSettings(options: LabOptions, startedAtMs: number): Camp
 }
 
 export function readInnerPlan(): InnerPlan {
-  const text = process.env[INNER_PLAN_ENV];
-  if (!text) throw new UserError('lab-inner is internal to flinch lab and is not run by hand', 2);
-  return JSON.parse(text) as InnerPlan;
+  return readPlanFromEnvironment<InnerPlan>(INNER_PLAN_ENV, 'lab-inner', 'flinch lab');
 }
 
 /** The part of `flinch lab` that runs inside the lab namespace. */

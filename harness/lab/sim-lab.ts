@@ -17,7 +17,7 @@ import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { guestAgentExecutable } from '../project-paths.js';
 import { LAB_RESULTS_SCHEMA, type LabResults } from '../report/lab-results.js';
-import { runInsideNamespace } from './lab-network.js';
+import { runInsideNamespace, readPlanFromEnvironment } from './lab-network.js';
 import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
 
 const PLAN_ENV = 'FLINCH_SIM_PLAN';
@@ -64,9 +64,7 @@ export async function runSimCampaign(options: LabOptions, log: (line: string) =>
 }
 
 export function readSimPlan(): SimPlan {
-  const text = process.env[PLAN_ENV];
-  if (!text) throw new UserError('sim-campaign-inner is internal to flinch campaign --driver sim and is not run by hand', 2);
-  return JSON.parse(text) as SimPlan;
+  return readPlanFromEnvironment<SimPlan>(PLAN_ENV, 'sim-campaign-inner', 'flinch campaign --driver sim');
 }
 
 export async function runSimCampaignInside(plan: SimPlan, log: (line: string) => void): Promise<void> {
