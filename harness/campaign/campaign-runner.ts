@@ -103,7 +103,15 @@ export interface CampaignTarget {
   meter: BlackoutMeter | null;
   /** Where the guest is now (a tap, a host): shown as a migration's from and to. */
   where: () => string;
+  /**
+   * The migration resets the agent's connection (libvirt's user networking): measure from its reconnection, not from
+   * the hypervisor's "completed", or there is nothing to measure yet.
+   */
+  reconnectsAfterMigration?: boolean;
 }
+
+/** How long a guest may take to reconnect: its liveness timeout (45 s) is the worst case when no RST tells it. */
+const RECONNECT_TIMEOUT_MS = 90_000;
 
 /** The campaign's own settings, whatever the driver. */
 export interface CampaignSettings {
@@ -140,15 +148,22 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     if (record) faultRecords.push(record);
   }
   collector.announce(agent.agentId, 'starting', migrationId);
+  const connectionsBefore = agent.connections;
   const timing = await driver.migrate({ ...options.migrate, pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined });
   collector.announce(agent.agentId, 'finished', migrationId);
   for (const fault of item.faults) {
     const record = await driver.injectFault(fault, 'after');
     if (record) faultRecords.push(record);
   }
-  await sleep(options.settleMs);
-  const after = agent.offsets.offsetBetween(timing.completedAtMs + 500, timing.completedAtMs + options.settleMs);
-  const windowEnd = timing.completedAtMs + options.settleMs;
+  let resumedAtMs = timing.completedAtMs;
+  if (target.reconnectsAfterMigration) {
+    const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
+    while (agent.connections === connectionsBefore && Date.now() < deadline) await sleep(100);
+    resumedAtMs = Math.max(resumedAtMs, hostNowMs());
+  }
+  await sleep(Math.max(0, resumedAtMs + options.settleMs - hostNowMs()));
+  const after = agent.offsets.offsetBetween(resumedAtMs + 500, resumedAtMs + options.settleMs);
+  const windowEnd = resumedAtMs + options.settleMs;
   const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
   const linkEvents: SeenLinkEvent[] = [];
   for (const { observation, receivedAtMs } of inWindow) {

@@ -90,7 +90,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     });
     current = () => driver.currentUri;
     await driver.prepare();
-    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => driver.currentUri }, journal, log);
+    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => driver.currentUri, reconnectsAfterMigration: true }, journal, log);
     const results: LabResults = {
       schema: LAB_RESULTS_SCHEMA,
       startedAt: new Date(startedAtMs).toISOString(),

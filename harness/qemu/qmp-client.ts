@@ -70,8 +70,8 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     });
   }
 
-  static async connect(socketPath: string, timeoutMs = 10_000): Promise<QmpClient> {
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
+  private static openSocket(socketPath: string, timeoutMs: number): Promise<net.Socket> {
+    return new Promise<net.Socket>((resolve, reject) => {
       const s = net.createConnection(socketPath);
       const timer = setTimeout(() => {
         s.destroy();
@@ -86,6 +86,22 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
         reject(new QmpProtocolError(`cannot connect to ${socketPath}: ${error.message}`));
       });
     });
+  }
+
+  static async connect(socketPath: string, timeoutMs = 10_000): Promise<QmpClient> {
+    const deadline = Date.now() + timeoutMs;
+    let socket: net.Socket | null = null;
+    while (!socket) {
+      try {
+        socket = await QmpClient.openSocket(socketPath, Math.max(1, deadline - Date.now()));
+      } catch (error) {
+        // QEMU creates the socket file when it binds and accepts only once it listens: between the two, a connect is
+        // refused. Retry that, briefly; anything else is real.
+        const refused = error instanceof QmpProtocolError && /ECONNREFUSED/.test(error.message);
+        if (!refused || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
     const client = new QmpClient(socket);
     try {
       const greeting = await client.waitForGreeting(timeoutMs);
