@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostNowMs } from '../host-clock.js';
 import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
+import { runTimed, type TimedResult } from './timed-command.js';
 
 export interface LibvirtDriverOptions {
   /** libvirt connection URI of the source, e.g. qemu:///system. */
@@ -150,25 +150,7 @@ export class LibvirtDriver implements MigrationDriver {
     // The domain belongs to whoever defined it; the driver only moved it.
   }
 
-  virsh(args: string[], uri = this.here): Promise<{ stdout: string; stderr: string; ms: number }> {
-    const started = performance.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn(this.options.virsh, ['-c', uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.options.timeoutMs);
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        reject(new MigrationFailedError(`${this.options.virsh}: ${error.message}`));
-      });
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        if (code === 0) return resolve({ stdout, stderr, ms: Math.round(performance.now() - started) });
-        const said = stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? `exit ${code}`;
-        reject(new MigrationFailedError(`virsh ${args[0]}: ${said}`));
-      });
-    });
+  virsh(args: string[], uri = this.here): Promise<TimedResult> {
+    return runTimed(this.options.virsh, ['-c', uri, ...args], this.options.timeoutMs, ({ code, lastLine }) => `virsh ${args[0]}: ${lastLine ?? `exit ${code}`}`);
   }
 }

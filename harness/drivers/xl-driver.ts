@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostNowMs } from '../host-clock.js';
 import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
+import { runTimed, type TimedResult } from './timed-command.js';
 
 export interface XlDriverOptions {
   /** The domain's name, as `xl list` shows it. */
@@ -24,12 +24,6 @@ export interface XlDriverOptions {
   /** The vif to plug back after a replug, as `xl network-attach` takes it (e.g. `mac=00:16:3e:00:00:01,bridge=xenbr0`). */
   vifSpec: string | null;
   timeoutMs: number;
-}
-
-export interface XlCommandResult {
-  stdout: string;
-  stderr: string;
-  ms: number;
 }
 
 /** Quotes one word for a POSIX shell: a remote shell (ssh) runs a command line, not an argument vector. */
@@ -83,29 +77,12 @@ export class XlDriver implements MigrationDriver {
   }
 
   /** Runs `xl ARGS` in dom0 (here or through the remote shell); a non-zero exit is a MigrationFailedError with xl's words. */
-  xl(args: string[]): Promise<XlCommandResult> {
+  xl(args: string[]): Promise<TimedResult> {
     const argv = [this.options.xl, ...args];
     const [command, ...commandArgs] = this.options.remoteShell ? [...this.options.remoteShell, argv.map(shellQuote).join(' ')] : argv;
     this.commands.push([command!, ...commandArgs]);
-    const started = performance.now();
-    return new Promise((resolve, reject) => {
-      const child = spawn(command!, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), this.options.timeoutMs);
-      child.once('error', (error) => {
-        clearTimeout(timer);
-        reject(new MigrationFailedError(`${command}: ${error.message}`));
-      });
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        const ms = Math.round(performance.now() - started);
-        if (code === 0) return resolve({ stdout, stderr, ms });
-        const said = (stderr.trim() || stdout.trim()).split('\n').filter(Boolean).slice(-1)[0] ?? 'no output';
-        reject(new MigrationFailedError(`xl ${args[0]} ${signal ? `killed after ${this.options.timeoutMs} ms` : `exited ${code}`}: ${said}`));
-      });
-    });
+    return runTimed(command!, commandArgs, this.options.timeoutMs, ({ code, signal, lastLine }) =>
+      `xl ${args[0]} ${signal ? `killed after ${this.options.timeoutMs} ms` : `exited ${code}`}: ${lastLine ?? 'no output'}`,
+    );
   }
 }
