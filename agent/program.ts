@@ -15,7 +15,7 @@ import { readSecretFile } from './protocol/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from './version.js';
-import { createProgram, guarded, positiveInt, UserError } from './cli-support.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from './cli-support.js';
 import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
@@ -70,6 +70,7 @@ interface AgentOptions {
   remediate: RemediationMode;
   stateDir: string;
   settle: number;
+  timingNoise: number;
   adoptAfter: number;
   conflictWindow: number;
   maxActions: number;
@@ -83,8 +84,17 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
       hostname: os.hostname(),
       agentVersion: FLINCH_VERSION,
       probes: options.probes,
-      probeSettings: { ...DEFAULT_PROBE_SETTINGS, installCanaries: options.canaries, legacyPollMs: options.legacyPoll },
-      episodes: { ...DEFAULT_EPISODE_OPTIONS, settleMs: options.settle },
+      probeSettings: {
+        ...DEFAULT_PROBE_SETTINGS,
+        installCanaries: options.canaries,
+        legacyPollMs: options.legacyPoll,
+        clock: { ...DEFAULT_PROBE_SETTINGS.clock, pauseThresholdMs: Math.max(DEFAULT_PROBE_SETTINGS.clock.pauseThresholdMs, options.timingNoise) },
+      },
+      episodes: {
+        ...DEFAULT_EPISODE_OPTIONS,
+        settleMs: options.settle,
+        thresholds: { ...DEFAULT_EPISODE_OPTIONS.thresholds, hostOffsetStepMs: Math.max(DEFAULT_EPISODE_OPTIONS.thresholds.hostOffsetStepMs, options.timingNoise) },
+      },
       verdict: DEFAULT_VERDICT_THRESHOLDS,
       safetyNet: { ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow, maxActionsPerMinute: options.maxActions },
       stateDir: options.stateDir,
@@ -133,6 +143,12 @@ function addAgentOptions(command: Command): Command {
     .option('--udp-echo <port>', "answer a harness's blackout probes on this UDP port (off by default)", positiveInt)
     .option('--state-dir <dir>', 'baseline and reports.jsonl', DEFAULT_STATE_DIR)
     .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
+    .option(
+      '--timing-noise <ms>',
+      "late wake-ups and moves of the offset to the host below this are the machine's own jitter (nested or emulated guests), not episode triggers",
+      nonNegativeInt,
+      0,
+    )
     .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
     .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
     .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);

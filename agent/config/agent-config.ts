@@ -35,6 +35,7 @@ export const AgentConfigSchema = Type.Object(
     remediate: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')])),
     'state-dir': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
     settle: Type.Optional(Milliseconds),
+    'timing-noise': Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
     'adopt-after': Type.Optional(Milliseconds),
     'max-actions': Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     'conflict-window': Type.Optional(Milliseconds),

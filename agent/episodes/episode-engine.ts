@@ -85,6 +85,13 @@ export class EpisodeEngine {
   /** The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. */
   announce(phase: 'starting' | 'finished', migrationId: string): void {
     const at = this.clock.now();
+    // A migration starting is a new episode unless the open one is just beginning: an episode that belongs to another
+    // migration, or has been open longer than a settle window, is closed first, or every later migration would be
+    // folded into it for as long as something keeps it open (a noisy guest, back-to-back migrations).
+    if (phase === 'starting' && this.current) {
+      const age = at.monotonicMs - this.current.openedAt.monotonicMs;
+      if ((this.current.migrationId !== null && this.current.migrationId !== migrationId) || (this.current.migrationId === null && age > this.options.settleMs)) this.close();
+    }
     const episode = this.current ?? this.start(at, migrationId);
     episode.migrationId ??= migrationId;
     episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });

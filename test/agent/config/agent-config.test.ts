@@ -27,6 +27,7 @@ t.test('every key parses to its typed value', async (t) => {
       'remediate: "on"',
       'state-dir: /srv/flinch',
       'settle: 1500',
+      'timing-noise: 300',
       'adopt-after: 60000',
       'max-actions: 5',
       'conflict-window: 20000',
@@ -38,6 +39,7 @@ t.test('every key parses to its typed value', async (t) => {
   t.same(config.probes, ['link', 'clock']);
   t.equal(config.canaries, false);
   t.equal(config['max-actions'], 5);
+  t.equal(config['timing-noise'], 300);
 });
 
 t.test('YAML 1.2: an unquoted on is the word, not a boolean', async (t) => {
@@ -62,6 +64,7 @@ const rejected: Array<[name: string, text: string, message: RegExp]> = [
   ['a spool too small to hold a report', 'spool-max-bytes: 10\n', /"spool-max-bytes" must be at least/],
   ['relative state dir', 'state-dir: var/lib/flinch\n', /"state-dir" must be an absolute path/],
   ['zero is not a duration', 'settle: 0\n', /"settle" must be at least 1/],
+  ['negative jitter', 'timing-noise: -5\n', /"timing-noise" must be at least 0/],
   ['agent id with a space', 'agent-id: "web 42"\n', /"agent-id" may hold only/],
   ['duplicate key', 'settle: 1\nsettle: 2\n', /agent\.yaml:2: Map keys must be unique/],
   ['broken YAML', 'probes: [link\n', /agent\.yaml:\d+: /],

@@ -94,6 +94,37 @@ t.test('a harness announcement names the episode; an endless one is closed at th
   t.equal(judgeEpisode(closed.at(-1)!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'transparent', 'announced, nothing seen: transparent');
 });
 
+t.test("a migration starting while a noisy episode is open gets an episode of its own", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, maxEpisodeMs: 60_000 }, clock);
+  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  noise();
+  for (let i = 0; i < 5; i += 1) {
+    advance(500);
+    noise();
+  }
+  engine.announce('starting', 'm-1');
+  t.equal(closed.length, 1, 'the unnamed episode, open longer than a settle window, is closed');
+  t.equal(closed[0]!.migrationId, null);
+  advance(500);
+  noise();
+  engine.announce('finished', 'm-1');
+  advance(500);
+  engine.announce('starting', 'm-2');
+  t.equal(closed.length, 2, "m-1's episode closes when m-2 starts, though the noise kept it open");
+  t.equal(closed[1]!.migrationId, 'm-1');
+  t.equal(engine.open!.migrationId, 'm-2');
+  engine.announce('finished', 'm-2');
+  t.equal(engine.open!.migrationId, 'm-2', 'finishing joins the open episode of the same migration');
+  const fresh = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000 }, clock);
+  fresh.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  advance(200);
+  fresh.announce('starting', 'm-3');
+  t.equal(fresh.open!.migrationId, 'm-3', 'an episode that has just opened is the migration\'s own: it is named, not closed');
+  t.equal(fresh.open!.triggers[0]!.kind, 'pause');
+});
+
 t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
