@@ -1,20 +1,26 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
 
 export interface GuestKernel {
-  /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64. */
+  /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64; a bare image is named after its file and hash. */
   packageName: string;
   /** The kernel release, e.g. 6.1.0-56-cloud-amd64. */
   release: string;
   vmlinuz: string;
-  /** The extracted tree holding lib/modules/<release>, with modules.dep generated. */
-  modulesRoot: string;
+  /**
+   * The extracted tree holding lib/modules/<release>, with modules.dep generated; null for a bare bzImage, whose
+   * drivers must then be built in.
+   */
+  modulesRoot: string | null;
 }
 
 /** The meta package that always points at Debian's current cloud kernel; its ABI number rotates in the archive. */
 export const CLOUD_KERNEL_META = 'linux-image-cloud-amd64';
+/** Debian's generic kernel: the one that can be a Xen dom0 (the cloud kernel has CONFIG_XEN_DOM0 off). */
+export const GENERIC_KERNEL_META = 'linux-image-amd64';
 
 /** Reads `apt-cache depends` to find which versioned kernel package the meta package currently means. */
 export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META): Promise<string> {
@@ -30,36 +36,115 @@ export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META): Pro
 }
 
 /**
- * Downloads and unpacks the guest kernel into the cache, once per package version. Nothing is installed on the host:
+ * Downloads and unpacks a Debian kernel into the cache, once per package version. Nothing is installed on the host:
  * `apt-get download` + `dpkg -x`, then `depmod -b` because the .deb ships no modules.dep.
  */
-export async function fetchGuestKernel(cacheDir: string, log: (line: string) => void): Promise<GuestKernel> {
-  const packageName = await resolveKernelPackage();
-  const release = packageName.replace(/^linux-image-/, '');
+export async function fetchGuestKernel(cacheDir: string, log: (line: string) => void, metaPackage = CLOUD_KERNEL_META): Promise<GuestKernel> {
+  const packageName = await resolveKernelPackage(metaPackage);
   const root = path.join(cacheDir, 'kernels', packageName);
-  const kernel: GuestKernel = {
-    packageName,
-    release,
-    vmlinuz: path.join(root, 'boot', `vmlinuz-${release}`),
-    modulesRoot: root,
-  };
-  if (existsSync(path.join(root, 'lib', 'modules', release, 'modules.dep')) && existsSync(kernel.vmlinuz)) return kernel;
-
+  const cached = kernelInTree(packageName, root);
+  if (cached) return cached;
   log(`downloading ${packageName}`);
-  mkdirSync(path.join(cacheDir, 'kernels'), { recursive: true });
-  const work = mkdtempSync(path.join(cacheDir, 'kernels', '.download-'));
-  try {
+  return unpackKernel(cacheDir, root, packageName, async (work) => {
     await runCommand('apt-get', ['download', '-q', packageName], { cwd: work });
     const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
     if (!deb) throw new Error(`apt-get download ${packageName} produced no .deb`);
+    return path.join(work, deb);
+  });
+}
+
+/**
+ * A kernel a person brings: a linux-image .deb (unpacked and cached by its content hash, modules included) or a bare
+ * bzImage (used as is, without modules).
+ */
+export async function localKernel(cacheDir: string, file: string, log: (line: string) => void): Promise<GuestKernel> {
+  if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`${file}: no such kernel file (give a linux-image .deb or a bzImage)`, 2);
+  const hash = await sha256Of(file);
+  const kind = await fileKind(file);
+  if (kind === 'deb') {
+    const { stdout } = await runCommand('dpkg-deb', ['-f', file, 'Package']);
+    const packageName = stdout.trim();
+    if (!packageName.startsWith('linux-image-')) throw new UserError(`${file}: a ${packageName} package, not a linux-image .deb`, 2);
+    const root = path.join(cacheDir, 'kernels', `local-${hash.slice(0, 12)}`);
+    const cached = kernelInTree(packageName, root);
+    if (cached) return cached;
+    log(`unpacking ${path.basename(file)}`);
+    return unpackKernel(cacheDir, root, packageName, async () => path.resolve(file));
+  }
+  if (kind === 'bzimage') {
+    return { packageName: `${path.basename(file)} (${hash.slice(0, 12)})`, release: 'unknown', vmlinuz: path.resolve(file), modulesRoot: null };
+  }
+  throw new UserError(`${file}: neither a Debian package nor a Linux bzImage`, 2);
+}
+
+function kernelInTree(packageName: string, root: string): GuestKernel | null {
+  const modules = path.join(root, 'lib', 'modules');
+  if (!existsSync(modules)) return null;
+  const release = readdirSync(modules).find((r) => existsSync(path.join(modules, r, 'modules.dep')));
+  if (!release) return null;
+  const vmlinuz = path.join(root, 'boot', `vmlinuz-${release}`);
+  return existsSync(vmlinuz) ? { packageName, release, vmlinuz, modulesRoot: root } : null;
+}
+
+async function unpackKernel(cacheDir: string, root: string, packageName: string, obtainDeb: (work: string) => Promise<string>): Promise<GuestKernel> {
+  mkdirSync(path.join(cacheDir, 'kernels'), { recursive: true });
+  const work = mkdtempSync(path.join(cacheDir, 'kernels', '.download-'));
+  try {
+    const deb = await obtainDeb(work);
     const extracted = path.join(work, 'tree');
-    await runCommand('dpkg', ['-x', path.join(work, deb), extracted]);
-    await runCommand('depmod', ['-b', extracted, release]);
+    await runCommand('dpkg', ['-x', deb, extracted]);
+    const releases = existsSync(path.join(extracted, 'lib', 'modules')) ? readdirSync(path.join(extracted, 'lib', 'modules')) : [];
+    if (releases.length !== 1) throw new UserError(`${packageName}: expected one kernel release under lib/modules, found ${releases.length}`, 2);
+    await runCommand('depmod', ['-b', extracted, releases[0]!]);
     rmSync(root, { recursive: true, force: true });
     // Rename last, so an interrupted download never leaves a tree that looks complete.
     renameSync(extracted, root);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+  const kernel = kernelInTree(packageName, root);
+  if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> in the package`, 2);
   return kernel;
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** A .deb is an ar archive; a bzImage carries "HdrS" at 0x202 (the x86 boot protocol). */
+async function fileKind(file: string): Promise<'deb' | 'bzimage' | 'other'> {
+  const head = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    createReadStream(file, { start: 0, end: 0x205 })
+      .on('data', (c) => chunks.push(c as Buffer))
+      .on('end', () => resolve(Buffer.concat(chunks)))
+      .on('error', reject);
+  });
+  if (head.subarray(0, 8).toString('latin1') === '!<arch>\n') return 'deb';
+  if (head.length >= 0x206 && head.subarray(0x202, 0x206).toString('latin1') === 'HdrS') return 'bzimage';
+  return 'other';
+}
+
+/**
+ * The .ko files that loading `modules` takes, dependencies first, from `modprobe --show-depends` against the unpacked
+ * tree. Built-in ones need no file and are left out.
+ */
+export async function modulesWithDependencies(kernel: GuestKernel, modules: readonly string[]): Promise<string[]> {
+  if (!kernel.modulesRoot) return [];
+  const order: string[] = [];
+  for (const module of modules) {
+    let stdout: string;
+    try {
+      ({ stdout } = await runCommand('modprobe', ['-d', kernel.modulesRoot, '-S', kernel.release, '--show-depends', module]));
+    } catch {
+      throw new UserError(`kernel ${kernel.packageName} has no module ${module} (and does not build it in)`, 2);
+    }
+    for (const match of stdout.matchAll(/^insmod\s+(\S+)/gm)) if (!order.includes(match[1]!)) order.push(match[1]!);
+  }
+  for (const module of order) {
+    if (!module.endsWith('.ko')) throw new UserError(`compressed kernel module ${module} is not supported by the guest's insmod`, 2);
+  }
+  return order;
 }

@@ -9,19 +9,30 @@ import path from 'node:path';
 import { findExecutable, runCommand } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
-import type { GuestKernel } from './debian-kernel.js';
+import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 
 /** Bump when the layout of the base image changes, so old caches are not reused. */
 const BASE_LAYOUT_VERSION = 2;
 
 /**
- * Kernel modules the guest needs; the Debian cloud kernel builds virtio and netfilter as modules. ipt_REJECT is
- * listed because without it `iptables -j REJECT` fails under iptables-nft (lab notes).
+ * The netfilter modules every lab guest loads; the Debian kernels build them as modules. ipt_REJECT is listed
+ * because without it `iptables -j REJECT` fails under iptables-nft (lab notes).
  */
-export const GUEST_MODULES = [
-  'virtio_pci', 'virtio_net', 'nf_tables', 'nft_compat', 'nft_ct', 'nft_reject_inet', 'nft_chain_nat', 'xt_tcpudp',
+export const FIREWALL_MODULES = [
+  'nf_tables', 'nft_compat', 'nft_ct', 'nft_reject_inet', 'nft_chain_nat', 'xt_tcpudp',
   'xt_comment', 'xt_conntrack', 'xt_mark', 'nf_conntrack', 'nft_fib_inet', 'ipt_REJECT', 'nft_reject_ipv4',
 ];
+
+/** What a guest image is made for: its NIC driver decides the modules, and each kind keeps its own cache. */
+export interface GuestFlavour {
+  name: 'qemu' | 'xen-domu';
+  modules: readonly string[];
+}
+
+/** The QEMU lab guest: a virtio NIC. */
+export const QEMU_GUEST: GuestFlavour = { name: 'qemu', modules: ['virtio_pci', 'virtio_net', ...FIREWALL_MODULES] };
+/** A Xen domU: the real netfront, whose behaviour across save/restore is what the Xen lab is about. */
+export const XEN_DOMU_GUEST: GuestFlavour = { name: 'xen-domu', modules: ['xen-netfront', ...FIREWALL_MODULES] };
 
 /** Host programs copied into the guest with their shared libraries. `ip` is iproute2's: busybox's lacks -j. */
 const GUEST_PROGRAMS = ['ip', 'nft', 'xtables-nft-multi'];
@@ -44,6 +55,7 @@ export async function buildGuestImage(
   cacheDir: string,
   kernel: GuestKernel,
   log: (line: string) => void,
+  flavour: GuestFlavour = QEMU_GUEST,
 ): Promise<GuestImage> {
   const busybox = findExecutable('busybox');
   if (!busybox) throw new UserError('busybox not found; install busybox-static (apt-get install busybox-static)');
@@ -55,16 +67,16 @@ export async function buildGuestImage(
   const agent = guestAgentExecutable();
   if (!existsSync(agent)) throw new UserError(`the single-executable agent ${agent} is missing; run npm run build`);
 
-  const imagesDir = path.join(cacheDir, 'images');
+  const imagesDir = path.join(cacheDir, 'images', flavour.name);
   mkdirSync(imagesDir, { recursive: true });
   const baseKey = hashOf([
-    String(BASE_LAYOUT_VERSION), kernel.packageName, process.version, ...GUEST_MODULES,
+    String(BASE_LAYOUT_VERSION), kernel.packageName, kernel.vmlinuz, process.version, ...flavour.modules,
     ...[busybox, process.execPath, ...programs].map(fingerprint),
   ]);
   const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
   if (!existsSync(base)) {
     log('building the guest base image (busybox, iproute2, nftables, shared libraries, kernel modules)');
-    await buildBase(base, kernel, busybox, programs);
+    await buildBase(base, kernel, flavour.modules, busybox, programs);
   }
 
   const agentFiles = agentLayerSources();
@@ -78,7 +90,10 @@ export async function buildGuestImage(
     await concatenate([layer, base], initrd);
     rmSync(layer);
   }
-  // Each agent change makes a new image of ~90 MB; only the current ones are kept.
+  // Each agent change makes a new image of ~90 MB; only the current ones are kept (and none from before flavours).
+  for (const file of readdirSync(path.dirname(imagesDir))) {
+    if (/^(base|initrd|agent)-/.test(file)) rmSync(path.join(path.dirname(imagesDir), file), { force: true });
+  }
   for (const file of readdirSync(imagesDir)) {
     const full = path.join(imagesDir, file);
     if (full !== base && full !== initrd && /^(base|initrd|agent)-/.test(file)) rmSync(full, { recursive: true, force: true });
@@ -108,7 +123,7 @@ async function buildAgentLayer(output: string, files: Array<[string, string]>): 
   rmSync(stage, { recursive: true, force: true });
 }
 
-async function buildBase(output: string, kernel: GuestKernel, busybox: string, programs: string[]) {
+async function buildBase(output: string, kernel: GuestKernel, modules: readonly string[], busybox: string, programs: string[]) {
   const stage = `${output}.stage`;
   rmSync(stage, { recursive: true, force: true });
   for (const dir of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc/flinch', 'proc', 'sys', 'dev', 'tmp', 'run', 'opt/flinch']) {
@@ -150,10 +165,10 @@ async function buildBase(output: string, kernel: GuestKernel, busybox: string, p
   writeFileSync(path.join(stage, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   writeFileSync(path.join(stage, 'etc', 'group'), 'root:x:0:\n');
 
-  const order = await moduleLoadOrder(kernel);
+  const order = await modulesWithDependencies(kernel, modules);
   const guestPaths: string[] = [];
   for (const module of order) {
-    const relative = path.relative(kernel.modulesRoot, module);
+    const relative = path.relative(kernel.modulesRoot!, module);
     const target = path.join(stage, relative);
     mkdirSync(path.dirname(target), { recursive: true });
     copyFileSync(module, target);
@@ -177,22 +192,6 @@ export async function sharedLibraries(executables: readonly string[]): Promise<s
     for (const match of stdout.matchAll(/(\/\S+)\s+\(0x/g)) libraries.add(match[1]!);
   }
   return [...libraries].sort();
-}
-
-/** The .ko files to insmod, dependencies first, from `modprobe --show-depends` against the extracted tree. */
-async function moduleLoadOrder(kernel: GuestKernel): Promise<string[]> {
-  const order: string[] = [];
-  for (const module of GUEST_MODULES) {
-    const { stdout } = await runCommand('modprobe', ['-d', kernel.modulesRoot, '-S', kernel.release, '--show-depends', module]);
-    for (const line of stdout.split('\n')) {
-      const match = /^insmod\s+(\S+)/.exec(line);
-      if (match && !order.includes(match[1]!)) order.push(match[1]!);
-    }
-  }
-  for (const module of order) {
-    if (!module.endsWith('.ko')) throw new Error(`compressed kernel module ${module} is not supported by the guest's insmod`);
-  }
-  return order;
 }
 
 async function packCpio(stage: string, output: string, compress: boolean): Promise<void> {

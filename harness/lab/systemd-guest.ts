@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findExecutable, runCommand } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
-import type { GuestKernel } from './debian-kernel.js';
+import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 
 /**
  * A Debian 12 guest with systemd on a disk image, for testing what a distribution installs: the .deb, its unit, its
@@ -41,23 +41,32 @@ export interface SystemdGuestSpec {
   workDir: string;
 }
 
-/** Debootstraps (once) a minimal Debian with systemd; returns the cached tree. */
-export async function debootstrapRootfs(cacheDir: string, log: (line: string) => void): Promise<string> {
+/** A debootstrapped tree: its name in the cache and the packages on top of minbase. */
+export interface RootfsRecipe {
+  name: string;
+  packages: readonly string[];
+}
+
+export const SYSTEMD_GUEST_ROOTFS: RootfsRecipe = { name: 'systemd', packages: SYSTEMD_GUEST_PACKAGES };
+
+/** Debootstraps (once per suite, mirror and package list) a minimal Debian; returns the cached tree. */
+export async function debootstrapRootfs(cacheDir: string, log: (line: string) => void, recipe: RootfsRecipe = SYSTEMD_GUEST_ROOTFS): Promise<string> {
   if (!findExecutable('debootstrap')) throw new UserError('debootstrap not found; install it (apt-get install debootstrap)');
-  const mirror = process.env.FLINCH_DEBIAN_MIRROR ?? DEFAULT_MIRROR;
+  const mirror = debianMirror();
   const key = createHash('sha256')
-    .update([ROOTFS_LAYOUT_VERSION, DEBIAN_SUITE, mirror, ...SYSTEMD_GUEST_PACKAGES].join('\n'))
+    .update([ROOTFS_LAYOUT_VERSION, DEBIAN_SUITE, mirror, ...recipe.packages].join('\n'))
     .digest('hex')
     .slice(0, 12);
   const parent = path.join(cacheDir, 'rootfs');
-  const tree = path.join(parent, `${DEBIAN_SUITE}-systemd-${key}`);
-  if (existsSync(path.join(tree, 'sbin', 'init'))) return tree;
+  const prefix = `${DEBIAN_SUITE}-${recipe.name}-`;
+  const tree = path.join(parent, `${prefix}${key}`);
+  if (existsSync(path.join(tree, 'usr', 'bin', 'dpkg'))) return tree;
   mkdirSync(parent, { recursive: true });
   const work = `${tree}.partial`;
   rmSync(work, { recursive: true, force: true });
-  log(`debootstrapping ${DEBIAN_SUITE} with systemd from ${mirror} (about a minute, once)`);
+  log(`debootstrapping ${DEBIAN_SUITE} (${recipe.name}) from ${mirror} (about a minute, once)`);
   try {
-    await runCommand('debootstrap', ['--variant=minbase', `--include=${SYSTEMD_GUEST_PACKAGES.join(',')}`, DEBIAN_SUITE, work, mirror], {
+    await runCommand('debootstrap', ['--variant=minbase', `--include=${recipe.packages.join(',')}`, DEBIAN_SUITE, work, mirror], {
       timeout: 900_000,
     });
   } catch (error) {
@@ -68,10 +77,24 @@ export async function debootstrapRootfs(cacheDir: string, log: (line: string) =>
   rmSync(path.join(work, 'var', 'cache', 'apt', 'archives'), { recursive: true, force: true });
   mkdirSync(path.join(work, 'var', 'cache', 'apt', 'archives', 'partial'), { recursive: true });
   renameSync(work, tree);
+  // Older trees of this recipe only (another recipe's tree is someone else's cache).
   for (const entry of readdirSync(parent)) {
-    if (entry !== path.basename(tree)) rmSync(path.join(parent, entry), { recursive: true, force: true });
+    if (entry.startsWith(prefix) && entry !== path.basename(tree)) rmSync(path.join(parent, entry), { recursive: true, force: true });
   }
   return tree;
+}
+
+/** The Debian mirror for debootstrap: FLINCH_DEBIAN_MIRROR, else the one apt on this host already uses. */
+export function debianMirror(): string {
+  if (process.env.FLINCH_DEBIAN_MIRROR) return process.env.FLINCH_DEBIAN_MIRROR;
+  try {
+    const sources = readFileSync('/etc/apt/sources.list.d/debian.sources', 'utf8');
+    const uri = /^URIs:\s*(\S+)/m.exec(sources)?.[1];
+    if (uri) return uri;
+  } catch {
+    // no deb822 sources: fall back to the default mirror
+  }
+  return DEFAULT_MIRROR;
 }
 
 /** A fresh copy of the tree with the package installed by dpkg, configured for the lab network, as an ext4 image. */
@@ -84,6 +107,7 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
 
   const modules = path.join(stage, 'lib', 'modules', spec.kernel.release);
   mkdirSync(path.dirname(modules), { recursive: true });
+  if (!spec.kernel.modulesRoot) throw new UserError(`the systemd guest needs a kernel with its modules, not the bare image ${spec.kernel.vmlinuz}`, 2);
   await runCommand('cp', ['-a', path.join(spec.kernel.modulesRoot, 'lib', 'modules', spec.kernel.release), modules]);
 
   const debInGuest = `/root/${path.basename(spec.deb)}`;
@@ -111,7 +135,7 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
   const disk = path.join(spec.workDir, 'root.ext4');
   await runCommand('mkfs.ext4', ['-q', '-F', '-L', 'flinchroot', '-d', stage, disk, '1200M'], { timeout: 300_000 });
   rmSync(stage, { recursive: true, force: true });
-  const initrd = await buildRootDiskInitramfs(spec.kernel, spec.workDir);
+  const initrd = await buildRootDiskInitramfs({ kernel: spec.kernel, modules: ROOT_DISK_MODULES, init: '/sbin/init', workDir: spec.workDir });
   return { disk, initrd, enabledAfterInstall: enabled, dpkgOutput: installed.stdout };
 }
 
@@ -136,21 +160,26 @@ Restart=always
 WantedBy=multi-user.target
 `;
 
-/** busybox, the virtio disk modules and an /init that mounts /dev/vda and hands over to systemd. */
-async function buildRootDiskInitramfs(kernel: GuestKernel, workDir: string): Promise<string> {
+export interface RootDiskInitramfsSpec {
+  kernel: GuestKernel;
+  /** What finding and mounting /dev/vda takes with this kernel (the generic kernel has even ext4 as a module). */
+  modules: readonly string[];
+  /** What to run as PID 1 once the root disk is mounted. */
+  init: string;
+  workDir: string;
+}
+
+/** busybox, the disk modules and an /init that mounts /dev/vda and hands over to `init` on it. */
+export async function buildRootDiskInitramfs(spec: RootDiskInitramfsSpec): Promise<string> {
   const busybox = findExecutable('busybox');
   if (!busybox) throw new UserError('busybox not found; install busybox-static');
-  const stage = path.join(workDir, 'initramfs');
+  const stage = path.join(spec.workDir, 'initramfs');
   rmSync(stage, { recursive: true, force: true });
   for (const dir of ['bin', 'dev', 'proc', 'sys', 'newroot', 'modules']) mkdirSync(path.join(stage, dir), { recursive: true });
   copyFileSync(busybox, path.join(stage, 'bin', 'busybox'));
   chmodSync(path.join(stage, 'bin', 'busybox'), 0o755);
   symlinkSync('busybox', path.join(stage, 'bin', 'sh'));
-  const order: string[] = [];
-  for (const module of ROOT_DISK_MODULES) {
-    const { stdout } = await runCommand('modprobe', ['-d', kernel.modulesRoot, '-S', kernel.release, '--show-depends', module]);
-    for (const match of stdout.matchAll(/^insmod\s+(\S+)/gm)) if (!order.includes(match[1]!)) order.push(match[1]!);
-  }
+  const order = await modulesWithDependencies(spec.kernel, spec.modules);
   order.forEach((file, index) => copyFileSync(file, path.join(stage, 'modules', `${String(index).padStart(2, '0')}-${path.basename(file)}`)));
   writeFileSync(
     path.join(stage, 'init'),
@@ -158,17 +187,17 @@ async function buildRootDiskInitramfs(kernel: GuestKernel, workDir: string): Pro
 /bin/busybox --install -s /bin
 mount -t devtmpfs dev /dev
 mount -t proc proc /proc
-for module in /modules/*.ko; do insmod "$module"; done
+for module in /modules/*.ko; do [ -e "$module" ] && insmod "$module"; done
 tries=0
 while [ ! -b /dev/vda ] && [ $tries -lt 200 ]; do sleep 0.05; tries=$((tries + 1)); done
 mount -t ext4 -o rw /dev/vda /newroot || { echo "flinch initramfs: cannot mount /dev/vda"; poweroff -f; }
 umount /proc
 mount --move /dev /newroot/dev
-exec switch_root /newroot /sbin/init
+exec switch_root /newroot ${spec.init}
 `,
   );
   chmodSync(path.join(stage, 'init'), 0o755);
-  const output = path.join(workDir, 'initrd.cpio.gz');
+  const output = path.join(spec.workDir, 'initrd.cpio.gz');
   await runCommand('sh', ['-c', `cd "${stage}" && find . | cpio -o -H newc --quiet | gzip -1 > "${output}"`]);
   rmSync(stage, { recursive: true, force: true });
   return output;

@@ -99,12 +99,13 @@ export class QemuVm {
     return this.process.pid ?? -1;
   }
 
-  static async launch(spec: VmSpec, startTimeoutMs = 15_000): Promise<QemuVm> {
+  /** `args` replaces the lab guest's command line, for machines of another shape (the nested Xen host). */
+  static async launch(spec: VmSpec, startTimeoutMs = 15_000, args: string[] = qemuArguments(spec)): Promise<QemuVm> {
     const binary = resolveQemuBinary(spec.qemuBinary);
     // A socket left by an earlier QEMU of the same name (a failed migration's destination) would be mistaken for ours.
     for (const stale of [qmpSocketPath(spec), spec.consoleSocket]) if (stale) rmSync(stale, { force: true });
     const stderrPath = path.join(spec.runDir, `${spec.name}.qemu.log`);
-    const child = spawn(binary, qemuArguments(spec), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.pipe(createWriteStream(stderrPath));
     let exited: string | null = null;
     child.once('exit', (code, signal) => {
