@@ -4,16 +4,25 @@ import path from 'node:path';
 import type { FaultName } from '../drivers/migration-driver.js';
 import type { MigrationResult } from '../report/lab-results.js';
 
-/** One migration of a campaign: its place in the run and the faults composed into it. */
+/** One migration of a campaign: its place in the run, how the guest is moved, and the faults composed into it. */
 export interface PlannedMigration {
   index: number;
+  /** For a driver with more than one way of moving a guest (xl: save-restore or migrate); absent otherwise. */
+  method?: string;
   faults: FaultName[];
 }
 
-/** The matrix: every fault row, `migrationsPerFault` times, rows in the order given. */
-export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault: number): PlannedMigration[] {
+/**
+ * The matrix: every fault row, `migrationsPerFault` times, rows in the order given; with methods, the whole matrix once
+ * per method, in the order given.
+ */
+export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault: number, methods: readonly string[] = []): PlannedMigration[] {
   const plan: PlannedMigration[] = [];
-  for (const faults of matrix) for (let i = 0; i < migrationsPerFault; i += 1) plan.push({ index: plan.length + 1, faults: [...faults] });
+  for (const method of methods.length ? methods : [undefined]) {
+    for (const faults of matrix) {
+      for (let i = 0; i < migrationsPerFault; i += 1) plan.push({ index: plan.length + 1, ...(method ? { method } : {}), faults: [...faults] });
+    }
+  }
   return plan;
 }
 

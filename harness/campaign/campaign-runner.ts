@@ -1,10 +1,12 @@
-import { appendFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import type { Report } from '../../agent/report/report-schema.js';
-import type { AgentRecord, CollectorServer } from '../collector/collector-server.js';
-import type { ReportStore } from '../collector/report-store.js';
+import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
+import { FleetKeyring } from '../collector/keyring.js';
+import { ReportStore } from '../collector/report-store.js';
 import type { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
@@ -28,7 +30,7 @@ export async function runMigrations(settings: CampaignSettings, target: Campaign
   // A baseline needs a few clean time exchanges before the first migration.
   await sleep(settings.settleMs);
   if (target.meter && !target.meter.answering) log('the guest does not answer blackout probes; blackout will not be measured');
-  const planned = planCampaign(settings.faultMatrix, settings.migrationsPerFault);
+  const planned = planCampaign(settings.faultMatrix, settings.migrationsPerFault, settings.methods);
   const bar = new SingleBar(
     { format: 'migrations |{bar}| {value}/{total}  {label}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true },
     Presets.shades_classic,
@@ -42,7 +44,7 @@ export async function runMigrations(settings: CampaignSettings, target: Campaign
         migrations.push(done);
         continue;
       }
-      bar.update({ label: `#${item.index} ${faultLabel(item.faults)}` });
+      bar.update({ label: `#${item.index} ${item.method ? `${item.method} ` : ''}${faultLabel(item.faults)}` });
       const result = await runOneMigration(item, settings, target).catch((error: Error): MigrationResult => ({
         ...emptyResult(item, target.driver.name, settings.expect),
         error: error.message,
@@ -59,8 +61,9 @@ export async function runMigrations(settings: CampaignSettings, target: Campaign
 }
 
 /** The campaign block of results.json. */
-export function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate'>): LabResults['campaign'] {
+export function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
   return {
+    ...(settings.methods?.length ? { methods: [...settings.methods] } : {}),
     faults: settings.faultMatrix.map(faultLabel),
     migrationsPerFault: settings.migrationsPerFault,
     expect: settings.expect,
@@ -95,6 +98,49 @@ function round(value: number, digits: number): number {
   return Math.round(value * f) / f;
 }
 
+/** The campaign's collector, its store, and the fleet secret its guest's key is derived from. */
+export interface CampaignCollector {
+  collector: CollectorServer;
+  store: ReportStore;
+  fleetSecret: string;
+  port: number;
+}
+
+/**
+ * A campaign's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
+ * resumed campaign keeps its store (the new guest's agent starts a new stream in it); a new one starts empty.
+ */
+export async function openCampaignCollector(outDir: string, journal: CampaignJournal, host: string, port: number, log: (line: string) => void): Promise<CampaignCollector> {
+  const storeFile = path.join(outDir, 'collector.sqlite');
+  if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
+  const store = new ReportStore(storeFile);
+  const fleetSecret = randomBytes(32).toString('hex');
+  const collector = new CollectorServer({ host, port, store, keyring: new FleetKeyring(fleetSecret), keepInMemory: true, timeProbeIntervalMs: 200, log: (l) => log(`collector: ${l}`) });
+  try {
+    const started = await collector.start();
+    return { collector, store, fleetSecret, port: started.port };
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
+
+/**
+ * Waits for the guest agent's hello. `gone` names why the guest cannot come any more (its hypervisor exited), so a
+ * dead guest fails at once rather than at the timeout.
+ */
+export async function waitForAgentHello(collector: CollectorServer, agentId: string, timeoutMs: number, gone: () => string | null = () => null): Promise<AgentRecord> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const agent = collector.agents.get(agentId);
+    if (agent) return agent;
+    const why = gone();
+    if (why) throw new Error(`the guest is gone before its agent connected: ${why}`);
+    if (Date.now() > deadline) throw new Error(`the guest agent did not connect within ${timeoutMs / 1000} s`);
+    await sleep(100);
+  }
+}
+
 /** What a campaign runs against: a driver with its booted guest, whose agent reports to `collector`. */
 export interface CampaignTarget {
   driver: MigrationDriver;
@@ -118,8 +164,10 @@ export interface CampaignSettings {
   outDir: string;
   faultMatrix: FaultName[][];
   migrationsPerFault: number;
+  /** The driver's ways of moving the guest to run the matrix with, each in turn (xl: save-restore, migrate). */
+  methods?: readonly string[];
   expect: ExpectedVerdict;
-  migrate: Omit<MigrateOptions, 'pausedForMs'>;
+  migrate: Omit<MigrateOptions, 'pausedForMs' | 'method'>;
   longPauseMs: number;
   settleMs: number;
   blackoutIntervalMs: number;
@@ -128,7 +176,7 @@ export interface CampaignSettings {
 
 function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
   return {
-    index: item.index, driver, faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
+    index: item.index, driver, ...(item.method ? { method: item.method } : {}), faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
     totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null,
     guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
     verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
@@ -149,13 +197,19 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   }
   collector.announce(agent.agentId, 'starting', migrationId);
   const connectionsBefore = agent.connections;
-  const timing = await driver.migrate({ ...options.migrate, pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined });
+  const timing = await driver.migrate({
+    ...options.migrate,
+    pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
+    ...(item.method ? { method: item.method } : {}),
+  });
   collector.announce(agent.agentId, 'finished', migrationId);
   for (const fault of item.faults) {
     const record = await driver.injectFault(fault, 'after');
     if (record) faultRecords.push(record);
   }
-  let resumedAtMs = timing.completedAtMs;
+  // Measuring starts when the migration and its after-faults are done: an xl network-detach/attach in a nested Xen
+  // takes seconds, and a window that closed before the fault did would miss everything it caused.
+  let resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
   if (target.reconnectsAfterMigration) {
     const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
     while (agent.connections === connectionsBefore && Date.now() < deadline) await sleep(100);
@@ -178,6 +232,11 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       carrierChanges: observation.link.carrierChanges,
     });
   }
+  const xenEvents = inWindow.flatMap(({ observation, receivedAtMs }) =>
+    observation.kind === 'xen'
+      ? [{ afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs), change: observation.change, path: observation.path, value: observation.value, previous: observation.previous }]
+      : [],
+  );
   const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
   const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
   const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
@@ -195,6 +254,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   return {
     index: item.index,
     driver: driver.name,
+    ...(item.method ? { method: item.method } : {}),
     faults: item.faults,
     faultRecords,
     from,
@@ -210,6 +270,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
     blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
     linkEvents,
+    ...(xenEvents.length ? { xenEvents } : {}),
     observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
     timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
     verdict,

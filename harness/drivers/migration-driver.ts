@@ -22,6 +22,8 @@ export interface MigrateOptions {
    * destination. The guest is frozen for this plus the whole migration.
    */
   pausedForMs?: number;
+  /** Which of a driver's ways of moving the guest (xl: save-restore or migrate); drivers with one way ignore it. */
+  method?: string;
 }
 
 /**
@@ -37,6 +39,21 @@ export interface MigrateOptions {
  */
 export const FAULTS = ['carrier-flap', 'nic-replug', 'link-down', 'long-pause', 'guest-firewall-flush', 'guest-clock-step'] as const;
 export type FaultName = (typeof FAULTS)[number];
+
+/** How far the guest-clock-step fault steps CLOCK_REALTIME. */
+const CLOCK_STEP_S = 5;
+
+/**
+ * The guest-side faults as what a person at the guest's console would type; the drivers differ only in how they reach
+ * that console (QEMU's second serial port, or a Xen domU's console through dom0).
+ */
+export const GUEST_CONSOLE_FAULTS: Partial<Record<FaultName, { command: string; detail: string }>> = {
+  'guest-firewall-flush': { command: 'nft flush ruleset', detail: 'nft flush ruleset in the guest' },
+  'guest-clock-step': {
+    command: `date -s "@$(( $(date +%s) + ${CLOCK_STEP_S} ))" >/dev/null`,
+    detail: `CLOCK_REALTIME stepped ${CLOCK_STEP_S} s forward in the guest`,
+  },
+};
 
 export interface FaultRecord {
   fault: FaultName;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../qemu/qemu-vm.js';
 import { hostNowMs } from '../host-clock.js';
-import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
+import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { GuestConsole } from '../lab/guest-console.js';
 
 /** `query-migrate`'s answer, as far as flinch reads it. */
@@ -33,8 +33,6 @@ export interface QmpDriverOptions {
   timeoutMs: number;
   pollMs: number;
 }
-
-const CLOCK_STEP_S = 5;
 
 export class MigrationFailedError extends Error {
   constructor(message: string) {
@@ -141,11 +139,11 @@ export class QmpDriver implements MigrationDriver {
         return record(`device_del ${NIC_ID} (guest acknowledged), device_add with the same MAC ${this.options.baseSpec.mac}`);
       }
       case 'guest-firewall-flush/after':
-        await (await this.guestConsole()).check('nft flush ruleset');
-        return record('nft flush ruleset in the guest');
-      case 'guest-clock-step/after':
-        await (await this.guestConsole()).check(`date -s "@$(( $(date +%s) + ${CLOCK_STEP_S} ))" >/dev/null`);
-        return record(`CLOCK_REALTIME stepped ${CLOCK_STEP_S} s forward in the guest`);
+      case 'guest-clock-step/after': {
+        const { command, detail } = GUEST_CONSOLE_FAULTS[fault]!;
+        await (await this.guestConsole()).check(command);
+        return record(detail);
+      }
       default:
         return null;
     }

@@ -1,20 +1,35 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostNowMs } from '../host-clock.js';
-import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
+import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
 import { runTimed, type TimedResult } from './timed-command.js';
+
+/** A shell in dom0 that is not a command to spawn (the nested Xen lab's serial console): output is stdout and stderr. */
+export interface Dom0Shell {
+  run(commandLine: string, timeoutMs: number): Promise<{ exitCode: number; output: string }>;
+}
+
+export const XL_METHODS = ['save-restore', 'migrate'] as const;
+export type XlMethod = (typeof XL_METHODS)[number];
 
 export interface XlDriverOptions {
   /** The domain's name, as `xl list` shows it. */
   domain: string;
-  /** `save-restore`: `xl save` then `xl restore`; `migrate`: `xl migrate` to `target`. */
-  mode: 'save-restore' | 'migrate';
+  /** `save-restore`: `xl save` then `xl restore`; `migrate`: `xl migrate` to `target`. A migration's `method` overrides it. */
+  mode: XlMethod;
   xl: string;
   /**
    * How to reach the Xen host's dom0: null runs xl here; otherwise a command that takes one shell command line as its
    * last argument, e.g. ['ssh', '-o', 'BatchMode=yes', 'root@xenhost'].
    */
   remoteShell: string[] | null;
+  /** Instead of a command: a shell object (the nested Xen lab's dom0 console). */
+  dom0Shell?: Dom0Shell;
+  /**
+   * In dom0, a program that runs one command line in the domU's lab console (`PROGRAM DOMAIN TIMEOUT_S COMMAND`),
+   * for the guest-side faults; null when the domU has none.
+   */
+  domuConsoleRunner?: string | null;
   /** `xl migrate`'s host argument. */
   target: string;
   /** `xl migrate -s`: the transport command xl runs as `<it> <host> xl migrate-receive` (localhost: a pass-through). */
@@ -40,31 +55,50 @@ export class XlDriver implements MigrationDriver {
   readonly name = 'xl';
   readonly faults: readonly FaultName[];
   readonly commands: string[][] = [];
+  /** The domain's id as of the last prepare or migration: each restore and migration gives it a new one. */
+  domid: string | null = null;
 
   constructor(private readonly options: XlDriverOptions) {
-    this.faults = options.vifSpec ? ['nic-replug'] : [];
+    this.faults = [
+      ...(options.vifSpec ? (['nic-replug'] as const) : []),
+      ...(options.domuConsoleRunner ? (['guest-firewall-flush', 'guest-clock-step'] as const) : []),
+    ];
   }
 
   async prepare(): Promise<void> {
     await this.xl(['list', this.options.domain]);
+    await this.readDomid();
+  }
+
+  private async readDomid(): Promise<void> {
+    this.domid = (await this.xl(['domid', this.options.domain])).stdout.trim().split('\n').slice(-1)[0] ?? null;
   }
 
   async migrate(options: MigrateOptions = {}): Promise<MigrationTiming> {
     if (options.postcopy || options.downtimeLimitMs !== undefined || options.maxBandwidthBytesPerSecond !== undefined || options.pausedForMs !== undefined) {
       throw new MigrationFailedError('xl driver: post-copy, downtime limits, bandwidth caps and paused migrations are QEMU options; xl has none of them');
     }
+    const method = options.method ?? this.options.mode;
+    if (!(XL_METHODS as readonly string[]).includes(method)) throw new MigrationFailedError(`xl driver: no method "${method}" (known: ${XL_METHODS.join(', ')})`);
     const startedAtMs = hostNowMs();
-    if (this.options.mode === 'save-restore') {
+    if (method === 'save-restore') {
       const save = await this.xl(['save', this.options.domain, this.options.saveFile]);
       const restore = await this.xl(['restore', this.options.saveFile]);
+      await this.readDomid();
       return { startedAtMs, completedAtMs: hostNowMs(), totalMs: save.ms + restore.ms, downtimeMs: save.ms + restore.ms, setupMs: null, transferredBytes: null };
     }
     const transport = this.options.migrateTransport ? ['-s', this.options.migrateTransport] : [];
     const migrate = await this.xl(['migrate', ...transport, this.options.domain, this.options.target]);
+    await this.readDomid();
     return { startedAtMs, completedAtMs: hostNowMs(), totalMs: migrate.ms, downtimeMs: null, setupMs: null, transferredBytes: null };
   }
 
   async injectFault(fault: FaultName, phase: 'before' | 'after'): Promise<FaultRecord | null> {
+    const guestFault = GUEST_CONSOLE_FAULTS[fault];
+    if (guestFault && phase === 'after' && this.options.domuConsoleRunner) {
+      await this.run([this.options.domuConsoleRunner, this.options.domain, '30', guestFault.command], (failure) => `${fault} in ${this.options.domain}: ${failure}`);
+      return { fault, phase, atMs: hostNowMs(), detail: guestFault.detail };
+    }
     if (fault !== 'nic-replug' || phase !== 'after' || !this.options.vifSpec) return null;
     await this.xl(['network-detach', this.options.domain, '0']);
     await sleep(500);
@@ -76,13 +110,29 @@ export class XlDriver implements MigrationDriver {
     // The domain belongs to whoever created it; the driver only moved it.
   }
 
-  /** Runs `xl ARGS` in dom0 (here or through the remote shell); a non-zero exit is a MigrationFailedError with xl's words. */
+  /** Runs `xl ARGS` in dom0 (here, through the remote shell or dom0's console); a non-zero exit is a MigrationFailedError with xl's words. */
   xl(args: string[]): Promise<TimedResult> {
-    const argv = [this.options.xl, ...args];
+    return this.run([this.options.xl, ...args], (failure) => `xl ${args[0]} ${failure}`);
+  }
+
+  private async run(argv: string[], describe: (failure: string) => string): Promise<TimedResult> {
+    const timeoutMs = this.options.timeoutMs;
+    const shell = this.options.dom0Shell;
+    if (shell) {
+      const commandLine = `${argv.map(shellQuote).join(' ')} 2>&1`;
+      this.commands.push([commandLine]);
+      const started = performance.now();
+      const { exitCode, output } = await shell.run(commandLine, timeoutMs).catch((error: Error) => {
+        throw new MigrationFailedError(describe(error.message));
+      });
+      const ms = Math.round(performance.now() - started);
+      if (exitCode !== 0) throw new MigrationFailedError(describe(`exited ${exitCode}: ${output.trim().split('\n').slice(-1)[0] || 'no output'}`));
+      return { stdout: output, stderr: '', ms };
+    }
     const [command, ...commandArgs] = this.options.remoteShell ? [...this.options.remoteShell, argv.map(shellQuote).join(' ')] : argv;
     this.commands.push([command!, ...commandArgs]);
-    return runTimed(command!, commandArgs, this.options.timeoutMs, ({ code, signal, lastLine }) =>
-      `xl ${args[0]} ${signal ? `killed after ${this.options.timeoutMs} ms` : `exited ${code}`}: ${lastLine ?? 'no output'}`,
+    return runTimed(command!, commandArgs, timeoutMs, ({ code, signal, lastLine }) =>
+      describe(`${signal ? `killed after ${timeoutMs} ms` : `exited ${code}`}: ${lastLine ?? 'no output'}`),
     );
   }
 }

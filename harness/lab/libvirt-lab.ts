@@ -1,16 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../../agent/cli-support.js';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { findExecutable } from '../../agent/system/run-command.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, runMigrations } from '../campaign/campaign-runner.js';
-import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
-import { FleetKeyring } from '../collector/keyring.js';
-import { ReportStore } from '../collector/report-store.js';
+import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../campaign/campaign-runner.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { LAB_RESULTS_SCHEMA, type LabResults } from '../report/lab-results.js';
@@ -47,12 +42,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
   const kernel = await fetchGuestKernel(options.cacheDir, log);
   const image = await buildGuestImage(options.cacheDir, kernel, log);
   const journal = CampaignJournal.open(options.outDir, campaignIdentity(options, 'libvirt'), log);
-  const storeFile = path.join(options.outDir, 'collector.sqlite');
-  if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
-  const store = new ReportStore(storeFile);
-  const fleetSecret = randomBytes(32).toString('hex');
-  const collector = new CollectorServer({ host: '127.0.0.1', port: 0, store, keyring: new FleetKeyring(fleetSecret), keepInMemory: true, timeProbeIntervalMs: 200, log: (l) => log(`collector: ${l}`) });
-  const { port } = await collector.start();
+  const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, '127.0.0.1', 0, log);
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const domain = `flinch-lab-${process.pid}`;
@@ -81,7 +71,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     const started = virsh('start', domain);
     if (started.status !== 0) throw new Error(`virsh start: ${started.stderr.trim()}`);
     log(`booting libvirt domain ${domain} (TCG, ${options.memoryMiB} MiB)`);
-    const agent = await helloWithin(collector, options.bootTimeoutMs);
+    const agent = await waitForAgentHello(collector, AGENT_ID, options.bootTimeoutMs);
     const bootToAgentMs = hostNowMs() - bootStart;
     log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
     const driver = new LibvirtDriver({
@@ -110,15 +100,5 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     rmSync(path.join(options.outDir, 'guest.save'), { force: true });
     await collector.stop();
     store.close();
-  }
-}
-
-async function helloWithin(collector: CollectorServer, timeoutMs: number): Promise<AgentRecord> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const agent = collector.agents.get(AGENT_ID);
-    if (agent) return agent;
-    if (Date.now() > deadline) throw new Error(`the guest agent did not connect within ${timeoutMs / 1000} s`);
-    await sleep(100);
   }
 }

@@ -1,14 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../agent/cli-support.js';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
-import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
-import { FleetKeyring } from '../collector/keyring.js';
-import { ReportStore } from '../collector/report-store.js';
+import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
+import type { AgentRecord, CollectorServer } from '../collector/collector-server.js';
 import { FAULTS, faultLabel, type FaultName, type MigrateOptions } from '../drivers/migration-driver.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
@@ -24,6 +21,8 @@ export interface LabOptions {
   /** The campaign: each row of faults (none: []) runs this many migrations. */
   faultMatrix: FaultName[][];
   migrationsPerFault: number;
+  /** The driver's ways of moving the guest, each running the whole matrix (xl: save-restore, migrate); none for QEMU. */
+  methods?: readonly string[];
   expect: ExpectedVerdict;
   /** Exit 1 when a migration is worse than expected (campaigns); the lab only reports. */
   failOnUnexpected: boolean;
@@ -116,20 +115,20 @@ export async function runQemuLab(options: LabOptions, log: (line: string) => voi
 /** What identifies a campaign in its journal: a resumed run must be the same campaign. */
 export function campaignIdentity(options: LabOptions, driver = 'qmp'): Record<string, unknown> {
   return {
-    driver, faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    driver, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
     migrate: options.migrate, destQemu: options.destQemuBinary ?? null,
   };
 }
 
 /** A campaign whose journal already holds every migration only regenerates its outputs: no guest is booted. */
-export function finishedAlready(options: LabOptions, log: (line: string) => void, driver = 'qmp'): boolean {
+export function finishedAlready(options: LabOptions, log: (line: string) => void, driver = 'qmp', identity = campaignIdentity(options, driver)): boolean {
   let journal: CampaignJournal;
   try {
-    journal = CampaignJournal.open(options.outDir, campaignIdentity(options, driver), () => undefined);
+    journal = CampaignJournal.open(options.outDir, identity, () => undefined);
   } catch (error) {
     throw new UserError((error as Error).message, 2);
   }
-  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault);
+  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault, options.methods);
   if (journal.done.size < planned.length || !existsSync(path.join(options.outDir, 'results.json'))) return false;
   const results = readLabResults(options.outDir);
   writeAllOutputs(options.outDir, results);
@@ -141,7 +140,7 @@ export function finishedAlready(options: LabOptions, log: (line: string) => void
 
 export function campaignSettings(options: LabOptions, startedAtMs: number): CampaignSettings {
   return {
-    outDir: options.outDir, faultMatrix: options.faultMatrix, migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    outDir: options.outDir, faultMatrix: options.faultMatrix, migrationsPerFault: options.migrationsPerFault, methods: options.methods, expect: options.expect,
     migrate: options.migrate, longPauseMs: options.longPauseMs, settleMs: options.settleMs, blackoutIntervalMs: options.blackoutIntervalMs, startedAtMs,
   };
 }
@@ -156,22 +155,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const journal = CampaignJournal.open(options.outDir, campaignIdentity(options), log);
-  // The lab's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
-  // resumed campaign keeps its store: the new guest's agent starts a new stream in it.
-  const storeFile = path.join(options.outDir, 'collector.sqlite');
-  if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
-  const store = new ReportStore(storeFile);
-  const fleetSecret = randomBytes(32).toString('hex');
-  const collector = new CollectorServer({
-    host: network.hostAddress,
-    port: options.collectorPort,
-    store,
-    keyring: new FleetKeyring(fleetSecret),
-    keepInMemory: true,
-    timeProbeIntervalMs: 200,
-    log: (line) => log(`collector: ${line}`),
-  });
-  await collector.start();
+  const { collector, store, fleetSecret } = await openCampaignCollector(options.outDir, journal, network.hostAddress, options.collectorPort, log);
   const driver = new QmpDriver({
     baseSpec: {
       qemuBinary: options.qemuBinary,

@@ -20,7 +20,7 @@ const VERDICT_COLOURS: Record<string, string> = { transparent: '#2e7d32', notice
  * per migration; verdicts; guest-visible events per fault), and the table of migrations.
  */
 export function renderHtml(results: LabResults): string {
-  const labels = results.migrations.map((m) => `#${m.index} ${faultsLabelOf(m)}`);
+  const labels = results.migrations.map((m) => `#${m.index} ${m.method ? `${m.method} ` : ""}${faultsLabelOf(m)}`);
   const verdictCounts: Record<string, number> = {};
   for (const m of results.migrations) verdictCounts[m.verdict] = (verdictCounts[m.verdict] ?? 0) + 1;
   const perFault = new Map<string, { linkEvents: number; evidence: number; migrations: number }>();
@@ -70,7 +70,7 @@ export function renderHtml(results: LabResults): string {
 </head>
 <body>
 <h1>Did the guest notice its migrations?</h1>
-<p id="summary">${results.migrations.length} migrations with <b>${escapeHtml(results.hypervisor.driver)}</b> (${escapeHtml(results.hypervisor.qemu ?? '')}),
+<p id="summary">${results.migrations.length} migrations with <b>${escapeHtml(results.hypervisor.driver)}</b> (${escapeHtml(results.hypervisor.xen ? `Xen ${results.hypervisor.xen} nested in QEMU ${results.hypervisor.qemu ?? ''}` : results.hypervisor.qemu ?? '')}),
 guest ${escapeHtml(results.guest.kernel)}; expected <b>${results.campaign.expect}</b> or better: ${results.migrations.length - failed} passed, ${failed} failed.
 Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(0)} s.</p>
 <div class="charts">

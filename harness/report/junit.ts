@@ -34,7 +34,7 @@ export function renderJunit(results: LabResults): string {
 
 function testcase(results: LabResults, m: MigrationResult): string {
   const label = faultsLabelOf(m);
-  const lines = [`    <testcase classname="flinch.${escapeXml(m.driver)}.${escapeXml(label)}" name="migration ${m.index} (${escapeXml(label)})" time="${seconds(m.totalMs)}">`];
+  const lines = [`    <testcase classname="flinch.${escapeXml(m.method ? `${m.driver}.${m.method}` : m.driver)}.${escapeXml(label)}" name="migration ${m.index} (${escapeXml(label)})" time="${seconds(m.totalMs)}">`];
   if (m.error) lines.push(`      <error type="migration" message="${escapeXml(m.error.slice(0, 500))}">${escapeXml(m.error)}</error>`);
   else if (!m.passed) {
     const message = `verdict ${m.verdict} is worse than expected ${results.campaign.expect}`;

@@ -31,6 +31,8 @@ export const ResultVerdictSchema = Type.Union([...VERDICT_ORDER.map((v) => Type.
 export const MigrationResultSchema = Type.Object({
   index: Type.Integer({ minimum: 1 }),
   driver: Type.String(),
+  /** How the driver moved the guest, where it has more than one way (xl: save-restore, migrate). */
+  method: Type.Optional(Type.String()),
   /** The faults composed into this migration ([] for a plain one), and what each did when. */
   faults: Type.Array(Type.String()),
   faultRecords: Type.Array(Type.Object({ fault: Type.String(), phase: Type.String(), atMs: Type.Number(), detail: Type.String() })),
@@ -50,6 +52,10 @@ export const MigrationResultSchema = Type.Object({
   /** The blackout seen from outside: UDP echoes to the guest's opt-in responder; null without one. */
   blackout: Nullable(Type.Object({ sent: Type.Integer(), received: Type.Integer(), lost: Type.Integer(), longestGapMs: Type.Number(), intervalMs: Type.Number() })),
   linkEvents: Type.Array(SeenLinkEventSchema),
+  /** What the guest's xenstore probe reported inside the window (Xen guests): its domid, vif states, suspend requests. */
+  xenEvents: Type.Optional(
+    Type.Array(Type.Object({ afterCompletionMs: Type.Number(), change: Type.String(), path: Type.String(), value: Nullable(Type.String()), previous: Nullable(Type.String()) })),
+  ),
   /** Observations and time replies that reached the collector after completion: proof the guest was still reporting. */
   observationsAfter: Type.Integer(),
   timeRepliesAfter: Type.Integer(),
@@ -79,9 +85,23 @@ export const LabResultsSchema = Type.Object({
   schema: Type.Literal(LAB_RESULTS_SCHEMA),
   startedAt: Type.String(),
   wallTimeMs: Type.Number(),
-  hypervisor: Type.Object({ driver: Type.String(), qemu: Nullable(Type.String()), destQemu: Type.Optional(Nullable(Type.String())) }),
-  guest: Type.Object({ kernel: Type.String(), memoryMiB: Type.Number(), bootToAgentMs: Type.Number() }),
+  hypervisor: Type.Object({
+    driver: Type.String(),
+    qemu: Nullable(Type.String()),
+    destQemu: Type.Optional(Nullable(Type.String())),
+    /** The nested Xen lab: the hypervisor's version and dom0's kernel. */
+    xen: Type.Optional(Type.String()),
+    dom0Kernel: Type.Optional(Type.String()),
+  }),
+  guest: Type.Object({
+    kernel: Type.String(),
+    memoryMiB: Type.Number(),
+    bootToAgentMs: Type.Number(),
+    /** A Xen domU's type: pv or pvh. */
+    type: Type.Optional(Type.String()),
+  }),
   campaign: Type.Object({
+    methods: Type.Optional(Type.Array(Type.String())),
     faults: Type.Array(Type.String()),
     migrationsPerFault: Type.Integer(),
     expect: Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v))]),

@@ -1,5 +1,5 @@
 import type { MigrationResult, SeenLinkEvent } from './lab-results.js';
-import { faultsLabelOf } from './result-labels.js';
+import { driverLabelOf, faultsLabelOf } from './result-labels.js';
 
 function formatMs(value: number | null, digits = 0): string {
   return value === null ? '-' : value.toFixed(digits);
@@ -20,7 +20,7 @@ export function renderTable(rows: readonly MigrationResult[]): string {
   const header = ['#', 'driver', 'faults', 'total ms', 'downtime ms', 'guest clock lag ms', 'blackout ms', 'link events', 'verdict'];
   const body = rows.map((r) => [
     String(r.index),
-    r.driver,
+    driverLabelOf(r),
     faultsLabelOf(r),
     formatMs(r.totalMs),
     formatMs(r.downtimeMs),

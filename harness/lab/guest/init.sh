@@ -23,6 +23,9 @@ for arg in $(cat /proc/cmdline); do
     # its key from provisioning into a 0600 file.
     flinch.token=*) TOKEN=${arg#*=} ;;
     flinch.echo=*) ECHO="--udp-echo ${arg#*=}" ;;
+    flinch.timing-noise=*) NOISE="--timing-noise ${arg#*=}" ;;
+    # Where the lab shell listens: ttyS1 under QEMU; a Xen domU has only its console, hvc0, reached from dom0.
+    flinch.console=*) LAB_CONSOLE=/dev/${arg#*=} ;;
   esac
 done
 
@@ -49,13 +52,15 @@ if [ -n "$TOKEN" ]; then
   TOKEN_OPTION="--token-file /run/flinch-token"
 fi
 
-# Lab only: a root shell on the second serial port, which the harness reaches through QEMU's console socket to inject
-# guest-side faults (firewall flush, clock step). The agent itself accepts no commands.
-if [ -e /dev/ttyS1 ]; then
+# Lab only: a root shell on the second serial port (or the console named by flinch.console), which the harness reaches
+# through QEMU's console socket or dom0's console pty to inject guest-side faults (firewall flush, clock step). The
+# agent itself accepts no commands.
+LAB_CONSOLE=${LAB_CONSOLE:-/dev/ttyS1}
+if [ -e "$LAB_CONSOLE" ]; then
   (
     while true; do
-      stty -F /dev/ttyS1 -echo 2>/dev/null
-      PS1= setsid sh -c 'exec sh -i </dev/ttyS1 >/dev/ttyS1 2>&1'
+      stty -F "$LAB_CONSOLE" -echo 2>/dev/null
+      PS1= setsid sh -c "exec sh -i <$LAB_CONSOLE >$LAB_CONSOLE 2>&1"
       sleep 1
     done
   ) &
@@ -63,7 +68,7 @@ fi
 
 say "starting agent"
 while true; do
-  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $ECHO $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
+  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $ECHO $NOISE $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done

@@ -4,7 +4,8 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../../harness/project-paths.js';
-import { XlDriver, shellQuote, type XlDriverOptions } from '../../../harness/drivers/xl-driver.js';
+import { spawnSync } from 'node:child_process';
+import { XlDriver, shellQuote, type Dom0Shell, type XlDriverOptions } from '../../../harness/drivers/xl-driver.js';
 import { tempDir } from '../../helpers/collector-fixtures.js';
 
 const FAKE_XL = path.join(projectRoot(), 'test', 'fixtures', 'fake-xl.sh');
@@ -25,7 +26,8 @@ t.test('save/restore: xl save then xl restore, timed; the downtime is their sum'
   const { xl, calls, options } = driver(t);
   await xl.prepare();
   const timing = await xl.migrate();
-  t.same(calls(), ['list guest', `save guest ${options.saveFile}`, `restore ${options.saveFile}`]);
+  t.same(calls(), ['list guest', 'domid guest', `save guest ${options.saveFile}`, `restore ${options.saveFile}`, 'domid guest']);
+  t.equal(xl.domid, '3', 'the domid is read again after the restore');
   t.ok(timing.totalMs! >= 300, `save + restore took ${timing.totalMs} ms`);
   t.equal(timing.downtimeMs, timing.totalMs);
 });
@@ -33,7 +35,7 @@ t.test('save/restore: xl save then xl restore, timed; the downtime is their sum'
 t.test('migrate to localhost through a transport command', async (t) => {
   const { xl, calls } = driver(t, { mode: 'migrate', migrateTransport: '/xenlab/localmig.sh' });
   const timing = await xl.migrate();
-  t.same(calls(), ['migrate -s /xenlab/localmig.sh guest localhost']);
+  t.same(calls(), ['migrate -s /xenlab/localmig.sh guest localhost', 'domid guest']);
   t.ok(timing.totalMs! >= 300);
   t.equal(timing.downtimeMs, null, 'xl gives no downtime figure');
 });
@@ -41,7 +43,7 @@ t.test('migrate to localhost through a transport command', async (t) => {
 t.test('through a remote shell: one quoted command line, run by the remote shell', async (t) => {
   const { xl, calls } = driver(t, { remoteShell: [FAKE_SSH, 'root@xen-1'], mode: 'migrate', migrateTransport: 'ssh -o "BatchMode yes"', target: 'xen-2' });
   await xl.migrate();
-  t.same(calls(), [`ssh root@xen-1 ${FAKE_XL} migrate -s 'ssh -o "BatchMode yes"' guest xen-2`, 'migrate -s ssh -o "BatchMode yes" guest xen-2']);
+  t.same(calls().slice(0, 2), [`ssh root@xen-1 ${FAKE_XL} migrate -s 'ssh -o "BatchMode yes"' guest xen-2`, 'migrate -s ssh -o "BatchMode yes" guest xen-2']);
   t.equal(shellQuote("it's"), `'it'\\''s'`);
 });
 
@@ -60,4 +62,39 @@ t.test("failures carry xl's own words; QEMU-only options are refused", async (t)
   await t.rejects(xl.migrate({ postcopy: true }), { message: /xl has none of them/ });
   const missing = driver(t, { xl: '/nonexistent/xl' }).xl;
   await t.rejects(missing.prepare(), { message: /\/nonexistent\/xl: spawn \/nonexistent\/xl ENOENT/ });
+});
+
+t.test("a migration's method overrides the driver's mode; an unknown one is refused", async (t) => {
+  const { xl, calls, options } = driver(t, { mode: 'save-restore', migrateTransport: '/flinch/migrate-transport.sh' });
+  await xl.migrate({ method: 'migrate' });
+  await xl.migrate({ method: 'save-restore' });
+  t.same(calls(), [
+    'migrate -s /flinch/migrate-transport.sh guest localhost', 'domid guest',
+    `save guest ${options.saveFile}`, `restore ${options.saveFile}`, 'domid guest',
+  ]);
+  await t.rejects(xl.migrate({ method: 'teleport' }), { message: /no method "teleport"/ });
+});
+
+// A Dom0Shell here is a real shell on this machine (sh -c), standing in for the nested Xen lab's dom0 console.
+function localShell(lines: string[]): Dom0Shell {
+  return {
+    run: (commandLine) => {
+      lines.push(commandLine);
+      const child = spawnSync('sh', ['-c', commandLine], { encoding: 'utf8' });
+      return Promise.resolve({ exitCode: child.status ?? 1, output: child.stdout + child.stderr });
+    },
+  };
+}
+
+t.test('through a dom0 shell object: quoted command lines, output and exit status from the shell', async (t) => {
+  const lines: string[] = [];
+  const { xl } = driver(t, { dom0Shell: localShell(lines), domuConsoleRunner: FAKE_XL });
+  await xl.prepare();
+  t.equal(xl.domid, '3');
+  t.match(lines[0], new RegExp(`^${FAKE_XL} list guest 2>&1$`));
+  t.same(xl.faults, ['guest-firewall-flush', 'guest-clock-step']);
+  await t.rejects(xl.injectFault('guest-firewall-flush', 'after'), { message: /guest-firewall-flush in guest: exited 1: xl: unknown command guest/ });
+  t.equal(lines.at(-1), `${FAKE_XL} guest 30 'nft flush ruleset' 2>&1`, 'the guest command travels as one quoted word');
+  const ghost = driver(t, { domain: 'ghost', dom0Shell: localShell([]) }).xl;
+  await t.rejects(ghost.prepare(), { message: 'xl list exited 1: xl: error: invalid domain identifier: ghost' });
 });
