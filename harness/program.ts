@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { createProgram, guarded, positiveInt, UserError } from '../agent/cli-support.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from '../agent/cli-support.js';
 import { agentKeyFor, readSecretFile } from '../agent/protocol/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
@@ -14,6 +14,8 @@ import { runLibvirtCampaign } from './lab/libvirt-lab.js';
 import { readSimPlan, runSimCampaign, runSimCampaignInside } from './lab/sim-lab.js';
 import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import { projectRoot } from './project-paths.js';
+import { XL_METHODS } from './drivers/xl-driver.js';
+import { DEFAULT_XEN_LAB_OPTIONS, readXenInnerPlan, runXenLab, runXenLabInside } from './lab/xen/xen-lab.js';
 import { FLINCH_VERSION } from '../agent/version.js';
 
 const PROGRAM = 'flinch';
@@ -39,12 +41,6 @@ interface CampaignCliOptions {
 function parseExpectation(value: string): ExpectedVerdict {
   if (!(VERDICT_ORDER as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${VERDICT_ORDER.join(', ')}`);
   return value as ExpectedVerdict;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of 0 or more');
-  return n;
 }
 
 export function buildHarnessProgram(): Command {
@@ -99,9 +95,47 @@ export function buildHarnessProgram(): Command {
   addCampaignOptions(
     program
       .command('lab')
-      .description('boot a Linux guest under QEMU (TCG), live-migrate it over QMP once per fault (and once plain), and report what it noticed'),
+      .description(
+        'boot a Linux guest under QEMU (TCG), live-migrate it over QMP once per fault (and once plain), and report what it noticed; ' +
+          'with --hypervisor xen, a real Xen nested in QEMU: its domU (real netfront) through xl save/restore and xl migrate',
+      )
+      .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl)', 'qemu')
+      .option('--guest <type>', 'xen: the domU type, pv or pvh', 'pv')
+      .option('--domu-kernel <deb-or-bzImage>', "xen: the domU's kernel, a linux-image .deb or a bzImage (default: Debian's cloud kernel)")
+      .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(',')),
     { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
-  ).action(guarded(PROGRAM, verbose, async (o: CampaignCliOptions) => runCampaign(o, false)));
+  ).action(
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { hypervisor: string; guest: string; domuKernel?: string; xlMethods: string }, command: Command) => {
+      if (o.hypervisor === 'qemu') {
+        for (const xenOnly of ['guest', 'domuKernel', 'xlMethods']) {
+          if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`--${xenOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --hypervisor xen`, 2);
+        }
+        return runCampaign(o, false);
+      }
+      if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, 2);
+      if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, 2);
+      const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
+      const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
+      if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, 2);
+      const base = labOptionsFrom(o, false);
+      for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
+        if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`--${qemuOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a QEMU migration option; xl has none`, 2);
+      }
+      await runXenLab(
+        {
+          ...DEFAULT_XEN_LAB_OPTIONS,
+          ...base,
+          faultMatrix: command.getOptionValueSource('faults') === 'cli' ? base.faultMatrix : DEFAULT_XEN_LAB_OPTIONS.faultMatrix,
+          methods,
+          bootTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.bootTimeoutMs,
+          migrationTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.migrationTimeoutMs,
+          guestType: o.guest,
+          domuKernel: o.domuKernel ? path.resolve(o.domuKernel) : null,
+        },
+        log,
+      );
+    }),
+  );
 
   addCampaignOptions(
     program
@@ -124,7 +158,7 @@ export function buildHarnessProgram(): Command {
         return;
       }
       if (o.driver !== 'qmp') {
-        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl campaigns come with the nested Xen lab (not built yet)`, 2);
+        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, 2);
       }
       await runCampaign(o, true);
     }),
@@ -157,6 +191,14 @@ export function buildHarnessProgram(): Command {
     .action(
       guarded(PROGRAM, verbose, async () => {
         await runLabInside(readInnerPlan(), log);
+      }),
+    );
+  program
+    .command('xen-lab-inner', { hidden: true })
+    .description('internal: the part of flinch lab --hypervisor xen that runs inside the lab network namespace')
+    .action(
+      guarded(PROGRAM, verbose, async () => {
+        await runXenLabInside(readXenInnerPlan(), log);
       }),
     );
   program

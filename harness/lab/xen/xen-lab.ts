@@ -1,0 +1,219 @@
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../../../agent/cli-support.js';
+import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { runCommand } from '../../../agent/system/run-command.js';
+import { BlackoutMeter } from '../../blackout/blackout-meter.js';
+import { CampaignJournal } from '../../campaign/campaign-journal.js';
+import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../../campaign/campaign-runner.js';
+import { XL_METHODS, XlDriver } from '../../drivers/xl-driver.js';
+import { shellQuote } from '../../drivers/xl-driver.js';
+import { hostNowMs } from '../../host-clock.js';
+import { resolveQemuBinary } from '../../qemu/qemu-vm.js';
+import { LAB_RESULTS_SCHEMA, type LabResults } from '../../report/lab-results.js';
+import { createLabNetwork, destroyLabNetwork, labNetworkFor, readPlanFromEnvironment, runInsideNamespace, type LabNetwork } from '../lab-network.js';
+import { campaignIdentity, campaignSettings, DEFAULT_LAB_OPTIONS, finishedAlready, type LabOptions } from '../qemu-lab.js';
+import { NestedXen, xenSerialLog } from './nested-xen.js';
+import { buildXenLabArtifacts, DOMU_INITRD_IN_DOM0, DOMU_KERNEL_IN_DOM0, type XenLabArtifacts } from './xen-artifacts.js';
+
+export type XenGuestType = 'pv' | 'pvh';
+
+export interface XenLabOptions extends LabOptions {
+  guestType: XenGuestType;
+  /** A domU kernel of one's own: a linux-image .deb or a bzImage; null for Debian's cloud kernel. */
+  domuKernel: string | null;
+  /** Memory of the machine Xen runs on, and dom0's share of it. */
+  hostMemoryMiB: number;
+  dom0MemoryMiB: number;
+}
+
+/**
+ * The Xen lab's campaign: each fault row once with `xl save`/`xl restore` and once with `xl migrate` to localhost, so
+ * every kind of cycle is run twice, and the vif replug and the firewall flush each ride on one of each.
+ */
+export const XEN_LAB_FAULTS: LabOptions['faultMatrix'] = [[], ['nic-replug'], ['guest-firewall-flush']];
+
+export const DEFAULT_XEN_LAB_OPTIONS: Omit<XenLabOptions, 'outDir'> = {
+  ...DEFAULT_LAB_OPTIONS,
+  faultMatrix: XEN_LAB_FAULTS,
+  methods: [...XL_METHODS],
+  memoryMiB: 512,
+  bootTimeoutMs: 300_000,
+  migrationTimeoutMs: 300_000,
+  guestType: 'pv',
+  domuKernel: null,
+  hostMemoryMiB: 3072,
+  dom0MemoryMiB: 1024,
+};
+
+const DOMAIN = 'flinch-domu';
+const AGENT_ID = 'flinch-xen-domu';
+/** Xen's own OUI: what xl gives a vif by default, and what netfront keeps across save/restore and migration. */
+const DOMU_MAC = '00:16:3e:f1:1c:01';
+const HOST_MAC = '52:54:00:f1:1c:0e';
+const ECHO_PORT = 7433;
+const DOM0_ADDRESS_SUFFIX = 2;
+const DOMU_CONFIG = '/run/flinch-domu.cfg';
+const SAVE_FILE = '/var/lib/xen/flinch-domu.save';
+const INNER_PLAN_ENV = 'FLINCH_XEN_LAB_PLAN';
+const NESTED_TIMING_NOISE_MS = 500;
+
+interface InnerPlan {
+  options: XenLabOptions;
+  network: LabNetwork;
+  artifacts: XenLabArtifacts;
+  startedAtMs: number;
+}
+
+export function xenCampaignIdentity(options: XenLabOptions): Record<string, unknown> {
+  return { ...campaignIdentity(options, 'xl'), guestType: options.guestType, domuKernel: options.domuKernel };
+}
+
+/**
+ * `flinch lab --hypervisor xen`: builds (or takes from the cache) Xen, dom0 and the domU, then runs the campaign in a
+ * child inside the lab namespace, where the nested Xen's QEMU, its tap and the collector live.
+ */
+export async function runXenLab(options: XenLabOptions, log: (line: string) => void): Promise<void> {
+  if (process.getuid?.() !== 0) throw new UserError('flinch lab --hypervisor xen needs root: it creates a network namespace and a tap device', 4);
+  if (options.memoryMiB < 384) throw new UserError(`--memory ${options.memoryMiB} is too small: the domU's initramfs needs at least 384 MiB`, 2);
+  // Both domains exist while a migration runs, beside dom0 and Xen's own share.
+  if (options.dom0MemoryMiB + 2 * options.memoryMiB + 256 > options.hostMemoryMiB) {
+    throw new UserError(`--memory ${options.memoryMiB}: two domUs of that size and dom0 (${options.dom0MemoryMiB} MiB) do not fit in the ${options.hostMemoryMiB} MiB Xen machine`, 2);
+  }
+  resolveQemuBinary(options.qemuBinary);
+  if (finishedAlready(options, log, 'xl', xenCampaignIdentity(options))) return;
+  const startedAtMs = hostNowMs();
+  mkdirSync(options.cacheDir, { recursive: true });
+  const artifacts = await buildXenLabArtifacts(options.cacheDir, options.domuKernel, log);
+  const network = labNetworkFor(`xen${process.pid}`);
+  await createLabNetwork(network);
+  try {
+    const code = await runInsideNamespace(network.netns, 'xen-lab-inner', INNER_PLAN_ENV, { options, network, artifacts, startedAtMs } satisfies InnerPlan);
+    if (code !== 0) process.exitCode = code;
+  } finally {
+    await destroyLabNetwork(network);
+  }
+}
+
+export function readXenInnerPlan(): InnerPlan {
+  return readPlanFromEnvironment<InnerPlan>(INNER_PLAN_ENV, 'xen-lab-inner', 'flinch lab --hypervisor xen');
+}
+
+/** The part of the Xen lab that runs inside the namespace. */
+export async function runXenLabInside(plan: InnerPlan, log: (line: string) => void): Promise<LabResults> {
+  const { options, network, artifacts } = plan;
+  const logsDir = path.join(options.outDir, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const journal = CampaignJournal.open(options.outDir, xenCampaignIdentity(options), log);
+  const { collector, store, fleetSecret } = await openCampaignCollector(options.outDir, journal, network.hostAddress, options.collectorPort, log);
+  const logDisk = path.join(logsDir, 'dom0-logs.ext4');
+  let xen: NestedXen | null = null;
+  let meter: BlackoutMeter | null = null;
+  try {
+    rmSync(logDisk, { force: true });
+    await runCommand('mkfs.ext4', ['-q', '-F', '-L', 'flinchlogs', logDisk, '256M']);
+    const bootStart = hostNowMs();
+    log(`booting Xen ${artifacts.xenVersion} and dom0 (${artifacts.dom0Kernel.release}) under QEMU TCG`);
+    xen = await NestedXen.boot(
+      {
+        qemuBinary: options.qemuBinary, runDir: logsDir, artifacts, logDisk, tap: network.taps[0], mac: HOST_MAC,
+        dom0Address: `${addressWithSuffix(network.hostAddress, DOM0_ADDRESS_SUFFIX)}/${network.prefixLength}`,
+        memoryMiB: options.hostMemoryMiB, dom0MemoryMiB: options.dom0MemoryMiB,
+      },
+      options.bootTimeoutMs,
+    );
+    const dom0 = xen;
+    log(`dom0 answers on its console after ${((hostNowMs() - bootStart) / 1000).toFixed(1)} s`);
+    const vifSpec = `mac=${DOMU_MAC},bridge=xenbr0`;
+    const kernelArguments = [
+      'console=hvc0', 'quiet',
+      `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
+      `flinch.gw=${network.hostAddress}`,
+      `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
+      `flinch.id=${AGENT_ID}`,
+      `flinch.token=${agentKeyFor(fleetSecret, AGENT_ID)}`,
+      `flinch.echo=${ECHO_PORT}`,
+      'flinch.remediate=on',
+      'flinch.console=hvc0',
+      // A PV guest under Xen under TCG wakes up to ~300 ms late and its offset to the host wanders by tens of ms on
+      // its own; below this the agent treats both as the machine's jitter rather than as the start of an episode.
+      `flinch.timing-noise=${NESTED_TIMING_NOISE_MS}`,
+      ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
+    ];
+    const config = [
+      `name = "${DOMAIN}"`,
+      `type = "${options.guestType}"`,
+      `kernel = "${DOMU_KERNEL_IN_DOM0}"`,
+      `ramdisk = "${DOMU_INITRD_IN_DOM0}"`,
+      `extra = "${kernelArguments.join(' ')}"`,
+      `memory = ${options.memoryMiB}`,
+      'vcpus = 1',
+      `vif = [ '${vifSpec}' ]`,
+      'on_crash = "preserve"',
+      // Under TCG's emulated SVM, Xen's RDTSCP intercept fails to decode and a PVH guest stalls (lab notes).
+      ...(options.guestType === 'pvh' ? ['tsc_mode = "native"'] : []),
+    ];
+    await dom0.check(`printf '%s\\n' ${config.map(shellQuote).join(' ')} > ${DOMU_CONFIG}`);
+    const driver = new XlDriver({
+      domain: DOMAIN, mode: 'save-restore', xl: 'xl', remoteShell: null, dom0Shell: dom0, domuConsoleRunner: '/flinch/domu-console.pl',
+      target: 'localhost', migrateTransport: '/flinch/migrate-transport.sh', saveFile: SAVE_FILE, vifSpec, timeoutMs: options.migrationTimeoutMs,
+    });
+    const domuStart = hostNowMs();
+    log(`creating the ${options.guestType.toUpperCase()} domU (${artifacts.domuKernel.packageName}, ${options.memoryMiB} MiB)`);
+    await driver.xl(['create', DOMU_CONFIG]);
+    const agent = await waitForAgentHello(collector, AGENT_ID, options.bootTimeoutMs, () => dom0.vm.exitReason()).catch((error: Error) => {
+      throw new Error(`${error.message}; the domU's console is in ${path.join(logsDir, 'dom0', 'xen', 'console')} after the run, Xen's in ${xenSerialLog(logsDir)}`);
+    });
+    const bootToAgentMs = hostNowMs() - domuStart;
+    log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after xl create`);
+    await driver.prepare();
+    meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
+    const migrations = await runMigrations(
+      campaignSettings(options, plan.startedAtMs),
+      { driver, collector, agent, meter, where: () => `domid ${driver.domid ?? '?'}` },
+      journal,
+      log,
+    );
+    const results: LabResults = {
+      schema: LAB_RESULTS_SCHEMA,
+      startedAt: new Date(plan.startedAtMs).toISOString(),
+      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+      hypervisor: { driver: driver.name, qemu: dom0.vm.qmp.version ? `${dom0.vm.qmp.version.qemu.major}.${dom0.vm.qmp.version.qemu.minor}.${dom0.vm.qmp.version.qemu.micro}` : null, xen: artifacts.xenVersion, dom0Kernel: artifacts.dom0Kernel.packageName },
+      guest: { kernel: artifacts.domuKernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs), type: options.guestType },
+      campaign: campaignSummary(options),
+      migrations,
+      channel: await channelSummary(collector, store, agent),
+    };
+    await dom0.run(`xl destroy ${DOMAIN}`, 60_000).catch(() => undefined);
+    finishCampaign(options.outDir, results, options.failOnUnexpected, log);
+    return results;
+  } finally {
+    meter?.stop();
+    await xen?.shutdown().catch(() => undefined);
+    await collector.stop();
+    store.close();
+    await keepDom0Logs(logDisk, path.join(logsDir, 'dom0'), log);
+  }
+}
+
+/**
+ * Copies dom0's /var/log (xl's logs, the domU consoles xenconsoled kept, dom0's ip monitor) out of the log disk
+ * with debugfs: no loop mount, and it works on what a crashed dom0 left too.
+ */
+async function keepDom0Logs(logDisk: string, into: string, log: (line: string) => void): Promise<void> {
+  if (!existsSync(logDisk)) return;
+  rmSync(into, { recursive: true, force: true });
+  mkdirSync(into, { recursive: true });
+  try {
+    await runCommand('debugfs', ['-R', `rdump / ${into}`, logDisk]);
+    rmSync(path.join(into, 'lost+found'), { recursive: true, force: true });
+    rmSync(logDisk);
+    log(`dom0's logs (xl, xenconsoled's domU consoles, ip monitor) are in ${into}`);
+  } catch (error) {
+    log(`dom0's logs stay in the image ${logDisk}: ${(error as Error).message.split('\n')[0]}`);
+  }
+}
+
+function addressWithSuffix(address: string, last: number): string {
+  return `${address.split('.').slice(0, 3).join('.')}.${last}`;
+}
