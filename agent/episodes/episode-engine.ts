@@ -55,6 +55,8 @@ export class EpisodeEngine {
   private readonly detector: TriggerDetector;
   private current: Episode | null = null;
   private settleTimer: unknown = null;
+  /** The harness announced the open episode's migration as starting and not yet as finished. */
+  private migrationUnderWay = false;
   private readonly recent: Observation[] = [];
 
   constructor(
@@ -95,6 +97,9 @@ export class EpisodeEngine {
     const episode = this.current ?? this.start(at, migrationId);
     episode.migrationId ??= migrationId;
     episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });
+    // While the harness says a migration is under way the episode stays open (up to the cap): a live migration's
+    // copy phase can be quiet for longer than a settle window before the guest is stopped (xl migrate: ~10 s).
+    if (episode.migrationId === migrationId) this.migrationUnderWay = phase === 'starting';
     this.armSettle();
   }
 
@@ -130,11 +135,13 @@ export class EpisodeEngine {
     const episode = this.current!;
     if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
     const age = this.clock.now().monotonicMs - episode.openedAt.monotonicMs;
-    const wait = Math.max(0, Math.min(this.options.settleMs, this.options.maxEpisodeMs - age));
+    const left = Math.max(0, this.options.maxEpisodeMs - age);
+    const wait = this.migrationUnderWay ? left : Math.min(this.options.settleMs, left);
     this.settleTimer = this.clock.setTimer(() => this.close(), wait);
   }
 
   private close(): void {
+    this.migrationUnderWay = false;
     const episode = this.current!;
     if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
     this.settleTimer = null;

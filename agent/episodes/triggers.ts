@@ -52,10 +52,14 @@ export class TriggerDetector {
         this.lastClock = { realtime: o.realtimeMinusMonotonicMs, boottime: o.boottimeMinusMonotonicMs };
         if (!previous) return [];
         const triggers: EpisodeTrigger[] = [];
-        const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtime;
         const boottimeMove = o.boottimeMinusMonotonicMs - previous.boottime;
-        if (Math.abs(realtimeMove) >= this.thresholds.realtimeStepMs) {
-          triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against monotonic`, magnitudeMs: Math.abs(realtimeMove), at });
+        // Across a suspend (Xen save/restore and migration) monotonic stops while realtime and boottime both run on:
+        // that is a suspend, not a wrong clock, so realtime is then judged against boottime, within boottime's coarser
+        // resolution (/proc/uptime: 10 ms). A step moves realtime alone.
+        const suspended = boottimeMove >= this.thresholds.boottimeJumpMs;
+        const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtime - (suspended ? boottimeMove : 0);
+        if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs)) {
+          triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against ${suspended ? 'boottime' : 'monotonic'}`, magnitudeMs: Math.abs(realtimeMove), at });
         }
         if (boottimeMove >= this.thresholds.boottimeJumpMs) {
           triggers.push({ kind: 'boottime-jump', detail: `boottime ran ${boottimeMove.toFixed(0)} ms ahead of a stopped monotonic clock`, magnitudeMs: boottimeMove, at });

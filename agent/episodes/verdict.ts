@@ -73,7 +73,8 @@ export function judgeEpisode(episode: Episode, remediation: RemediationOutcome, 
   const evidence: Evidence[] = [];
   for (const trigger of episode.triggers) {
     if (trigger.magnitudeMs !== undefined) {
-      const severity = trigger.magnitudeMs >= thresholds.clockStepMs ? 'disrupted' : 'noticed';
+      // A suspend, however long, loses nothing by itself: what it broke shows up as its own evidence.
+      const severity = trigger.kind !== 'boottime-jump' && trigger.magnitudeMs >= thresholds.clockStepMs ? 'disrupted' : 'noticed';
       evidence.push({ severity, kind: trigger.kind, detail: trigger.detail, at: trigger.at });
     }
   }

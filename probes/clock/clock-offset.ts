@@ -23,6 +23,11 @@ export function offsetSample({ t1, t2, t3, t4 }: TimeExchange): OffsetSample {
  * round trip and a wrong offset (the lab notes saw 1.5 s); only exchanges near the minimum are trusted.
  */
 export const RTT_SLACK_MS = 2;
+/**
+ * A window whose best round trip is longer than this says nothing at the millisecond scale: right after a long freeze
+ * every exchange in it may have waited out the freeze (a 20 s save/restore gave a "10 s offset" from such samples).
+ */
+export const MAX_TRUSTED_RTT_MS = 1000;
 
 /**
  * The guest's clock offset against the host over time. The offset at a moment is the median of the low-round-trip
@@ -45,6 +50,7 @@ export class ClockOffsetTracker {
     const window = this.samples.filter((s) => s.hostAtMs >= fromMs && s.hostAtMs <= toMs && s.rttMs >= 0);
     if (window.length === 0) return null;
     const minRtt = Math.min(...window.map((s) => s.rttMs));
+    if (minRtt > MAX_TRUSTED_RTT_MS) return null;
     const trusted = window.filter((s) => s.rttMs <= minRtt + RTT_SLACK_MS).map((s) => s.offsetMs);
     return { offsetMs: median(trusted), samples: trusted.length, minRttMs: minRtt };
   }

@@ -90,7 +90,11 @@ t.test('a harness announcement names the episode; an endless one is closed at th
   t.ok(closed[0]!.closedAt!.monotonicMs - closed[0]!.openedAt.monotonicMs <= 5000, 'closed by the cap');
   const quiet = new EpisodeEngine((e) => closed.push(e), DEFAULT_EPISODE_OPTIONS, clock);
   quiet.announce('starting', 'm-2');
+  advance(DEFAULT_EPISODE_OPTIONS.settleMs * 3);
+  t.equal(quiet.open?.migrationId, 'm-2', 'a migration under way keeps its episode open through a quiet copy phase');
+  quiet.announce('finished', 'm-2');
   advance(DEFAULT_EPISODE_OPTIONS.settleMs);
+  t.equal(quiet.open, null, 'then it settles as usual');
   t.equal(judgeEpisode(closed.at(-1)!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'transparent', 'announced, nothing seen: transparent');
 });
 
@@ -123,6 +127,23 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   fresh.announce('starting', 'm-3');
   t.equal(fresh.open!.migrationId, 'm-3', 'an episode that has just opened is the migration\'s own: it is named, not closed');
   t.equal(fresh.open!.triggers[0]!.kind, 'pause');
+});
+
+t.test('a suspend (monotonic stopped, realtime and boottime ran on) is noticed however long; a step of realtime alone disrupts', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const sample = (rt: number, bt: number) =>
+    ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: bt, at: stamp() }) as Observation;
+  engine.ingest(sample(0, 0));
+  engine.ingest(sample(20_430, 20_440)); // Xen save/restore of 20 s, as the nested lab sees it
+  advance(200);
+  t.same(closed[0]!.triggers.map((x) => x.kind), ['boottime-jump']);
+  t.equal(judgeEpisode(closed[0]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'noticed');
+  engine.ingest(sample(25_430, 20_440)); // realtime stepped 5 s on its own
+  advance(200);
+  t.same(closed[1]!.triggers.map((x) => x.kind), ['clock-step']);
+  t.equal(judgeEpisode(closed[1]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted');
 });
 
 t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {

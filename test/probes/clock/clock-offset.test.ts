@@ -20,6 +20,16 @@ t.test('exchanges that straddled a guest pause are not trusted', async (t) => {
   t.equal(result.minRttMs, 2);
 });
 
+t.test('a window holding only exchanges that waited out a long freeze has no offset, rather than a wrong one', async (t) => {
+  const tracker = new ClockOffsetTracker();
+  // Sent just before a 20 s save/restore, answered just after: the naive offset is off by half the freeze.
+  tracker.add({ t1: 1000, t2: 11_000, t3: 11_000, t4: 21_000 });
+  tracker.add({ t1: 1200, t2: 11_100, t3: 11_100, t4: 21_050 });
+  t.equal(tracker.offsetBetween(20_000, 22_000), null);
+  tracker.add({ t1: 21_100, t2: 21_102, t3: 21_102, t4: 21_104 });
+  t.equal(tracker.offsetBetween(20_000, 22_000)!.offsetMs, 0, 'one fresh exchange is enough');
+});
+
 t.test('a window with no exchanges has no offset', async (t) => {
   const tracker = new ClockOffsetTracker();
   tracker.add({ t1: 0, t2: 0, t3: 0, t4: 1 });
