@@ -87,19 +87,20 @@ export class EpisodeEngine {
   /** The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. */
   announce(phase: 'starting' | 'finished', migrationId: string): void {
     const at = this.clock.now();
-    // A migration starting is a new episode unless the open one is just beginning: an episode that belongs to another
-    // migration, or has been open longer than a settle window, is closed first, or every later migration would be
-    // folded into it for as long as something keeps it open (a noisy guest, back-to-back migrations).
-    if (phase === 'starting' && this.current) {
+    // An episode belongs to one migration: one of another migration is closed first, whatever the phase (a lost
+    // "finished" must not keep it open). A migration starting is a new episode unless the open, unnamed one is just
+    // beginning; otherwise every later migration would be folded into whatever keeps it open (a noisy guest).
+    if (this.current) {
       const age = at.monotonicMs - this.current.openedAt.monotonicMs;
-      if ((this.current.migrationId !== null && this.current.migrationId !== migrationId) || (this.current.migrationId === null && age > this.options.settleMs)) this.close();
+      const otherMigration = this.current.migrationId !== null && this.current.migrationId !== migrationId;
+      if (otherMigration || (this.current.migrationId === null && phase === 'starting' && age > this.options.settleMs)) this.close();
     }
     const episode = this.current ?? this.start(at, migrationId);
     episode.migrationId ??= migrationId;
     episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });
     // While the harness says a migration is under way the episode stays open (up to the cap): a live migration's
     // copy phase can be quiet for longer than a settle window before the guest is stopped (xl migrate: ~10 s).
-    if (episode.migrationId === migrationId) this.migrationUnderWay = phase === 'starting';
+    this.migrationUnderWay = phase === 'starting';
     this.armSettle();
   }
 

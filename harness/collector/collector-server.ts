@@ -115,6 +115,9 @@ interface Connection {
   rejected: boolean;
 }
 
+/** How old an announcement may be and still be given to an agent that reconnects: an agent's longest episode. */
+const ANNOUNCEMENT_REPLAY_MS = 120_000;
+
 /**
  * Receives agents' observations and reports, stores reports exactly once, acknowledges what it stored, and measures
  * each agent's clock against the host. It trusts nothing it receives: every frame is size-limited, rate-limited,
@@ -129,6 +132,7 @@ export class CollectorServer extends EventEmitter<{
   rejected: [RejectReason, string];
   committed: [number];
 }> {
+  private readonly lastAnnouncement = new Map<string, { phase: 'starting' | 'finished'; migrationId: string; atMs: number }>();
   readonly agents = new Map<string, AgentRecord>();
   readonly metrics: CollectorMetrics;
   rejected = 0;
@@ -210,8 +214,13 @@ export class CollectorServer extends EventEmitter<{
     this.metrics.connectionsPending.set(0);
   }
 
-  /** Tells an agent that a migration starts or has finished (a harness does this). False if it is not connected. */
+  /**
+   * Tells an agent that a migration starts or has finished (a harness does this). False if it is not connected now;
+   * the latest announcement is then given to it when it reconnects, since a guest frozen for a save/restore often
+   * loses its connection exactly across the migration being announced.
+   */
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): boolean {
+    this.lastAnnouncement.set(agentId, { phase, migrationId, atMs: Date.now() });
     const socket = this.current.get(agentId)?.socket;
     if (!socket || socket.readyState !== socket.OPEN) return false;
     socket.send(JSON.stringify({ type: 'announce', phase, migrationId }));
@@ -337,6 +346,10 @@ export class CollectorServer extends EventEmitter<{
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
     connection.socket.send(JSON.stringify({ type: 'ack', seq: record.appliedSeq }));
+    const announcement = this.lastAnnouncement.get(hello.agentId);
+    if (announcement && Date.now() - announcement.atMs <= ANNOUNCEMENT_REPLAY_MS) {
+      connection.socket.send(JSON.stringify({ type: 'announce', phase: announcement.phase, migrationId: announcement.migrationId }));
+    }
     this.emit('hello', record);
   }
 

@@ -129,6 +129,16 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   t.equal(fresh.open!.triggers[0]!.kind, 'pause');
 });
 
+t.test("a lost announcement does not keep an episode open: the next migration's, whatever its phase, closes it", async (t) => {
+  const { clock } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000 }, clock);
+  engine.announce('starting', 'm-1'); // its "finished" never arrives: the connection was lost across the save/restore
+  engine.announce('finished', 'm-2'); // replayed by the collector when the agent came back
+  t.same(closed.map((e) => e.migrationId), ['m-1']);
+  t.equal(engine.open!.migrationId, 'm-2');
+});
+
 t.test('a suspend (monotonic stopped, realtime and boottime ran on) is noticed however long; a step of realtime alone disrupts', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];

@@ -4,7 +4,7 @@ import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
 import { signFrame } from '../../../agent/protocol/frame-signing.js';
-import { freePort, helloFor, inProcessAgent, startCollector, until } from '../../helpers/collector-fixtures.js';
+import { freePort, helloFor, inProcessAgent, rawConnection, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const KEY = 'e'.repeat(64);
 
@@ -38,4 +38,17 @@ t.test('the agent replaces a connection on which the collector has gone silent',
   await until('a second connection', () => connections >= 2, 10_000);
   t.ok(connections >= 2, `the agent reconnected on its own (${connections} connections)`);
   agent.client.close();
+});
+
+t.test("an announcement made while the agent is away is given to it when it reconnects (a guest frozen by a save/restore loses its connection across exactly that migration)", async (t) => {
+  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['frozen', KEY]])) });
+  t.equal(collector.announce('frozen', 'finished', 'm-7'), false, 'not connected: not sent now');
+  const { ws, nonce, sendSigned } = await rawConnection(port);
+  const received: Array<Record<string, unknown>> = [];
+  ws.on('message', (data) => received.push(JSON.parse(data.toString()) as Record<string, unknown>));
+  sendSigned(KEY, helloFor('frozen', nonce));
+  await until('the replayed announcement', () => received.find((m) => m.type === 'announce'));
+  t.match(received.find((m) => m.type === 'announce'), { phase: 'finished', migrationId: 'm-7' });
+  t.equal(received.findIndex((m) => m.type === 'ack') < received.findIndex((m) => m.type === 'announce'), true, 'after the ack, like any announcement');
+  ws.close();
 });
