@@ -90,12 +90,22 @@ export class EpisodeEngine {
     // An episode belongs to one migration: one of another migration is closed first, whatever the phase (a lost
     // "finished" must not keep it open). A migration starting is a new episode unless the open, unnamed one is just
     // beginning; otherwise every later migration would be folded into whatever keeps it open (a noisy guest).
+    let carried: Pick<Episode, 'triggers' | 'observations'> | null = null;
     if (this.current) {
       const age = at.monotonicMs - this.current.openedAt.monotonicMs;
       const otherMigration = this.current.migrationId !== null && this.current.migrationId !== migrationId;
-      if (otherMigration || (this.current.migrationId === null && phase === 'starting' && age > this.options.settleMs)) this.close();
+      if (otherMigration || (this.current.migrationId === null && phase === 'starting' && age > this.options.settleMs)) {
+        // The harness injects a migration's "before" faults (a link set down) just before it announces the start:
+        // what the closing episode took in that recently is the new migration's.
+        if (phase === 'starting') carried = this.detachSince(this.current, at.monotonicMs - this.options.lookbackMs);
+        this.close();
+      }
     }
     const episode = this.current ?? this.start(at, migrationId);
+    if (carried) {
+      episode.triggers.unshift(...carried.triggers);
+      for (const observation of carried.observations) this.add(episode, observation);
+    }
     episode.migrationId ??= migrationId;
     episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });
     // While the harness says a migration is under way the episode stays open (up to the cap): a live migration's
@@ -119,6 +129,15 @@ export class EpisodeEngine {
     this.current = episode;
     this.onOpen(episode);
     return episode;
+  }
+
+  /** Takes out of `episode` the triggers and observations from `sinceMonotonicMs` on. */
+  private detachSince(episode: Episode, sinceMonotonicMs: number): Pick<Episode, 'triggers' | 'observations'> {
+    const isRecent = (x: { at: ClockStamp }) => x.at.monotonicMs >= sinceMonotonicMs;
+    const detached = { triggers: episode.triggers.filter(isRecent), observations: episode.observations.filter(isRecent) };
+    episode.triggers = episode.triggers.filter((x) => !isRecent(x));
+    episode.observations = episode.observations.filter((x) => !isRecent(x));
+    return detached;
   }
 
   private add(episode: Episode, observation: Observation): void {

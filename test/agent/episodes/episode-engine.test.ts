@@ -129,6 +129,32 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   t.equal(fresh.open!.triggers[0]!.kind, 'pause');
 });
 
+t.test("what a migration's before-faults did just before it started is its own, not the closing episode's", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, lookbackMs: 500, maxEpisodeMs: 60_000 }, clock);
+  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  engine.ingest(link(stamp())); // the baseline the carrier counter moves from
+  noise();
+  for (let i = 0; i < 4; i += 1) {
+    advance(400);
+    noise();
+  }
+  advance(100);
+  engine.ingest(link(stamp(), {}, { carrier: 0, lowerUp: false, running: false, operstate: 'lower-layer-down', carrierChanges: 3, carrierDownCount: 2 }));
+  advance(100);
+  engine.announce('starting', 'm-1');
+  t.equal(closed.length, 1, 'the noisy unnamed episode is closed');
+  t.notOk(closed[0]!.observations.some((o) => o.kind === 'link' && o.link.carrier === 0), 'without the link going down');
+  t.notOk(closed[0]!.triggers.some((x) => x.kind === 'carrier-counter'));
+  t.ok(closed[0]!.triggers.some((x) => x.kind === 'pause'), 'it keeps its older noise');
+  const open = engine.open!;
+  t.equal(open.migrationId, 'm-1');
+  t.ok(open.observations.some((o) => o.kind === 'link' && o.link.carrier === 0), "the carrier loss is in the migration's episode");
+  t.ok(open.triggers.some((x) => x.kind === 'carrier-counter'));
+  t.equal(open.triggers.at(-1)!.kind, 'harness-announce', 'carried triggers come before the announcement');
+});
+
 t.test("a lost announcement does not keep an episode open: the next migration's, whatever its phase, closes it", async (t) => {
   const { clock } = fakeClock();
   const closed: Episode[] = [];
