@@ -81,11 +81,19 @@ export function splitXsStrings(payload: Buffer): string[] {
  * A xenstore client speaking the wire protocol itself, as the guest kernel's /dev/xen/xenbus expects it: requests
  * correlated by req_id, and watch events delivered as they come. Paths without a leading slash are relative to the
  * guest's own /local/domain/<domid>, which is what makes them survive a migration to a new domid.
+ *
+ * One request is in flight at a time. Linux's /dev/xen/xenbus deadlocks otherwise (seen in the nested Xen lab: the
+ * `xenbus` kernel thread and the agent both "blocked for more than 120 seconds" at boot): a WATCH write holds the
+ * file's msgbuffer_mutex while it waits for xenstored's answer, and the xenbus thread, which must deliver that answer,
+ * first needs the same mutex to queue the reply of any earlier request of the file still outstanding
+ * (drivers/xen/xenbus/xenbus_dev_frontend.c, xenbus_write_watch and xenbus_dev_queue_reply).
  */
 export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token: string }]; error: [Error] }> {
   private nextReqId = 1;
   private readonly framer = new XsFramer();
   private readonly pending = new Map<number, { path: string; resolve: (m: XsMessage) => void; reject: (e: Error) => void }>();
+  /** Settles when the last request queued has its answer: the next one is written only then. */
+  private inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly stream: Duplex) {
     super();
@@ -130,11 +138,16 @@ export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token
   }
 
   private request(type: number, payload: Buffer, path: string): Promise<XsMessage> {
-    const reqId = this.nextReqId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(reqId, { path, resolve, reject });
-      this.stream.write(encodeXsMessage({ type, reqId, txId: 0, payload }));
-    });
+    const send = () =>
+      new Promise<XsMessage>((resolve, reject) => {
+        if (this.stream.destroyed) return reject(new Error(`xenstore connection closed (${path})`));
+        const reqId = this.nextReqId++;
+        this.pending.set(reqId, { path, resolve, reject });
+        this.stream.write(encodeXsMessage({ type, reqId, txId: 0, payload }));
+      });
+    const answer = this.inFlight.then(send, send);
+    this.inFlight = answer.catch(() => undefined);
+    return answer;
   }
 
   private dispatch(message: XsMessage): void {

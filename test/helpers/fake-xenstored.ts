@@ -15,8 +15,17 @@ export class FakeXenstored {
   private readonly fromClient = new PassThrough();
   private readonly framer = new XsFramer();
   readonly requests: XsMessage[] = [];
+  /** Requests received and not yet answered. */
+  private outstanding = 0;
+  maxOutstanding = 0;
+  /**
+   * WATCH requests written while another request of the same connection was unanswered: Linux's /dev/xen/xenbus
+   * deadlocks on those (see XenstoreClient), so a real guest would have hung here.
+   */
+  readonly watchesThatWouldDeadlock: string[] = [];
 
-  constructor(public domid: number) {
+  /** `replyDelayMs` > 0 answers later, as a real xenstored does, so that requests can overlap. */
+  constructor(public domid: number, private readonly replyDelayMs = 0) {
     this.fromClient.on('data', (chunk: Buffer) => {
       for (const message of this.framer.push(chunk)) this.handle(message);
     });
@@ -64,15 +73,27 @@ export class FakeXenstored {
   }
 
   private reply(request: XsMessage, payload: Buffer): void {
-    this.send({ type: request.type, reqId: request.reqId, txId: 0, payload });
+    this.answer({ type: request.type, reqId: request.reqId, txId: 0, payload });
   }
 
   private error(request: XsMessage, code: string): void {
-    this.send({ type: XsType.ERROR, reqId: request.reqId, txId: 0, payload: xsStrings(code) });
+    this.answer({ type: XsType.ERROR, reqId: request.reqId, txId: 0, payload: xsStrings(code) });
+  }
+
+  private answer(message: XsMessage): void {
+    const deliver = () => {
+      this.outstanding -= 1;
+      this.send(message);
+    };
+    if (this.replyDelayMs > 0) setTimeout(deliver, this.replyDelayMs);
+    else deliver();
   }
 
   private handle(request: XsMessage): void {
     this.requests.push(request);
+    if (request.type === XsType.WATCH && this.outstanding > 0) this.watchesThatWouldDeadlock.push(splitXsStrings(request.payload)[0] ?? '');
+    this.outstanding += 1;
+    this.maxOutstanding = Math.max(this.maxOutstanding, this.outstanding);
     const [first = '', second = ''] = splitXsStrings(request.payload);
     switch (request.type) {
       case XsType.READ: {
@@ -89,7 +110,10 @@ export class FakeXenstored {
         const watch = { path: first, token: second };
         this.watches.push(watch);
         this.reply(request, xsStrings('OK'));
-        return this.fire(watch, first); // xenstored fires every new watch once
+        // xenstored fires every new watch once, after its answer
+        if (this.replyDelayMs > 0) setTimeout(() => this.fire(watch, first), this.replyDelayMs);
+        else this.fire(watch, first);
+        return;
       }
       default:
         return this.error(request, 'EINVAL');

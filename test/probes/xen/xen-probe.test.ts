@@ -90,3 +90,31 @@ t.test('domid, the suspend request and vif states are reported; a migration show
   t.same(snapshot.devices, { 'vif-0': { devtype: 'vif', nodename: 'device/vif/0' } });
   t.ok('/local/domain/0/backend/vif/3/0/state' in snapshot.nodes, 'the backend state node is watched');
 });
+
+t.test('one xenstore request in flight at a time: a WATCH never waits behind an unanswered read (Linux deadlocks)', async (t) => {
+  const sys = fakeSys('xen');
+  // Replies come 5 ms late, so the read each watch's initial event starts overlaps the next watch's registration.
+  const xs = guestXenstore(3);
+  const slow = new FakeXenstored(3, 5);
+  for (const [node, value] of xs.tree) slow.set(node, value);
+  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => slow.clientStream() });
+  const observations: Observation[] = [];
+  await probe.start((o) => observations.push(o));
+  t.teardown(() => probe.stop());
+  slow.set('device/vif/0/state', '5');
+  slow.set('control/shutdown', 'suspend');
+  await sleep(200);
+  t.ok(slow.requests.filter((r) => r.type === 4).length >= 3, 'the probe registered its watches');
+  t.same(slow.watchesThatWouldDeadlock, [], 'no WATCH was written with a request outstanding');
+  t.equal(slow.maxOutstanding, 1);
+  t.match(xen(observations).find((o) => o.change === 'vif-state'), { value: '5', previous: '4' }, 'and the watches still work');
+
+  const another = new FakeXenstored(3, 5);
+  for (const [node, value] of xs.tree) another.set(node, value);
+  const client = new XenstoreClient(another.clientStream());
+  const [domid, missing, vifs] = await Promise.all([client.read('domid'), client.read('no/such'), client.directory('device/vif')]);
+  t.same([domid, missing, vifs], ['3', null, ['0']], 'concurrent callers are queued and each gets its own answer');
+  t.equal(another.maxOutstanding, 1);
+  client.close();
+  await t.rejects(client.read('domid'), /connection closed/, 'a closed client fails at once instead of hanging');
+});
