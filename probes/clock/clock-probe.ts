@@ -54,10 +54,26 @@ export function readClocksource(file: string): string | null {
   }
 }
 
-export function sampleClocks(readBoottime: () => number = boottimeMs): ClockSampleObservation {
-  const realtime = Date.now();
-  const monotonic = monotonicMs();
-  const boottime = readBoottime();
+/** A read of the three clocks that took longer than this (monotonic before to after) is tried again. */
+const TIGHT_READ_MS = 2;
+const READ_TRIES = 5;
+
+/**
+ * Reads realtime, monotonic and boottime as one sample. The three reads are not atomic, and boottime's is a file read
+ * that a busy (nested, emulated) guest can hold up for tens of ms: that delay would show as boottime, and against it
+ * realtime, moving. So the reads are bracketed by two monotonic reads and tried again when the bracket is wide;
+ * the tightest is kept, with monotonic taken at its middle.
+ */
+export function sampleClocks(readBoottime: () => number = boottimeMs, readMonotonic: () => number = monotonicMs): ClockSampleObservation {
+  let best: { realtime: number; monotonic: number; boottime: number; spread: number } | null = null;
+  for (let attempt = 0; attempt < READ_TRIES && (best === null || best.spread > TIGHT_READ_MS); attempt += 1) {
+    const before = readMonotonic();
+    const realtime = Date.now();
+    const boottime = readBoottime();
+    const after = readMonotonic();
+    if (best === null || after - before < best.spread) best = { realtime, monotonic: (before + after) / 2, boottime, spread: after - before };
+  }
+  const { realtime, monotonic, boottime } = best!;
   return {
     kind: 'clock',
     realtimeMs: realtime,

@@ -25,6 +25,19 @@ t.test('a clock sample relates the three clocks', async (t) => {
   t.equal(s.boottimeMinusMonotonicMs, 5000 - s.monotonicMs);
 });
 
+t.test('a clock read held up (a busy emulated guest) is read again: the delay is not taken for a boottime move', async (t) => {
+  // Monotonic is scripted: the first bracket spans 80 ms (the /proc/uptime read was held up), the second 0.5 ms.
+  const monotonic = [1000, 1080, 2000, 2000.5];
+  const boottimes = [11_000, 12_000];
+  const s = sampleClocks(() => boottimes.shift()!, () => monotonic.shift()!);
+  t.equal(s.boottimeMs, 12_000, 'the tight read is kept');
+  t.equal(s.monotonicMs, 2000.25, 'monotonic at the middle of its bracket');
+  t.equal(s.boottimeMinusMonotonicMs, 10_000 - 0.25);
+  const slow = Array.from({ length: 10 }, (_, i) => [i * 100, i * 100 + 50 - i]).flat();
+  const worst = sampleClocks(() => 5000, () => slow.shift()!);
+  t.equal(worst.monotonicMs, 400 + (50 - 4) / 2, 'after five wide reads the tightest of them is used');
+});
+
 t.test("the guest's own host offset: a migration's downtime shows as a step", async (t) => {
   const tracker = new HostOffsetTracker();
   const exchange = (hostMs: number, guestBehindMs: number, rtt = 2) => ({
