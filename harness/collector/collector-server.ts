@@ -53,8 +53,14 @@ export interface CollectorOptions {
   log: (line: string) => void;
   keepInMemory: boolean;
   helloTimeoutMs?: number;
-  /** WebSocket ping interval; a connection that missed the previous pong is terminated. */
+  /** WebSocket ping interval. */
   pingIntervalMs?: number;
+  /**
+   * A connection that has sent nothing, not even a pong, for this long is terminated (default 120 s). Generous on
+   * purpose: a guest frozen by a save/restore or a slow live migration is silent for as long as it is frozen, and its
+   * TCP connection survives that; cutting it would make the collector the cause of the loss its agent then reports.
+   */
+  silenceLimitMs?: number;
   /** Connections allowed to wait for their hello at once; beyond, new ones are refused. */
   maxPending?: number;
   /** Per-connection frame rate (token bucket: this many a second, twice that in a burst). */
@@ -63,6 +69,7 @@ export interface CollectorOptions {
 }
 
 const SPREAD_TICK_MS = 50;
+export const DEFAULT_SILENCE_LIMIT_MS = 120_000;
 
 /**
  * Visits every member of a changing collection once per interval, a slice per tick, resuming where the last slice
@@ -109,7 +116,8 @@ interface Connection {
   key: string | null;
   lastSeqHere: number;
   lastReply?: { id: number; t4: number };
-  alive: boolean;
+  /** Date.now() of the last frame or pong from the peer. */
+  lastHeardMs: number;
   tokens: number;
   tokensAt: number;
   rejected: boolean;
@@ -174,17 +182,17 @@ export class CollectorServer extends EventEmitter<{
     // doing them all at once stalls the event loop for long enough to show in every agent's ack latency.
     const pingEvery = this.options.pingIntervalMs ?? 15_000;
     const pings = new SpreadSchedule(pingEvery);
+    const silenceLimit = this.options.silenceLimitMs ?? DEFAULT_SILENCE_LIMIT_MS;
     const probes = new SpreadSchedule(this.options.timeProbeIntervalMs);
     this.timers.push(
       setInterval(() => {
         for (const client of pings.due(wss.clients)) {
           const connection = this.connections.get(client);
           if (!connection) continue;
-          if (!connection.alive) {
+          if (Date.now() - connection.lastHeardMs > silenceLimit) {
             client.terminate();
             continue;
           }
-          connection.alive = false;
           client.ping();
         }
         for (const connection of probes.due(this.current.values())) this.sendTimeProbe(connection);
@@ -241,12 +249,14 @@ export class CollectorServer extends EventEmitter<{
     this.pending += 1;
     this.metrics.connectionsPending.set(this.pending);
     const connection: Connection = {
-      socket, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, alive: true,
+      socket, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, lastHeardMs: Date.now(),
       tokens: 2 * (this.options.maxFramesPerSecond ?? 2000), tokensAt: Date.now(), rejected: false,
     };
     this.connections.set(socket, connection);
     const helloTimer = setTimeout(() => this.reject(connection, socket, 'hello-timeout', `no hello within ${this.options.helloTimeoutMs ?? 5000} ms`), this.options.helloTimeoutMs ?? 5000);
-    socket.on('pong', () => (connection.alive = true));
+    const heard = () => (connection.lastHeardMs = Date.now());
+    socket.on('pong', heard);
+    socket.on('message', heard);
     socket.on('close', () => {
       clearTimeout(helloTimer);
       if (connection.agent === null) {

@@ -8,8 +8,8 @@ import { freePort, helloFor, inProcessAgent, rawConnection, startCollector, unti
 
 const KEY = 'e'.repeat(64);
 
-t.test('the collector terminates a connection that stops answering its pings', async (t) => {
-  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['mute', KEY]])), pingIntervalMs: 200 });
+t.test('the collector terminates a connection that stays silent past its limit, and not before (a frozen guest is silent)', async (t) => {
+  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['mute', KEY]])), pingIntervalMs: 100, silenceLimitMs: 1500 });
   const ws = new WebSocket(`ws://127.0.0.1:${port}`, { autoPong: false });
   ws.on('error', () => undefined);
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
@@ -19,6 +19,8 @@ t.test('the collector terminates a connection that stops answering its pings', a
   });
   await until('hello', () => collector.agents.get('mute'));
   t.equal(collector.connectedAgents, 1);
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  t.equal(ws.readyState, WebSocket.OPEN, 'still connected after seven unanswered pings');
   t.equal(await closed, 1006, 'cut without a close handshake, as a dead peer would be');
   await until('forgotten', () => collector.connectedAgents === 0);
   t.pass('no longer counted as connected');
