@@ -10,7 +10,7 @@ import { ReportStore } from '../collector/report-store.js';
 import type { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
-import { meetsExpectation, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
+import { LAB_RESULTS_SCHEMA, meetsExpectation, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
 import { renderTable } from '../report/terminal-table.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
@@ -79,6 +79,29 @@ export async function channelSummary(collector: CollectorServer, store: ReportSt
     rejectedFrames: collector.rejected,
     agentConnections: agent.connections,
     spoolDropped: agent.hello.spoolDropped,
+  };
+}
+
+/** results.json of a finished campaign: what ran it (hypervisor, guest) and what it found. */
+export async function campaignResults(run: {
+  startedAtMs: number;
+  hypervisor: LabResults['hypervisor'];
+  guest: LabResults['guest'];
+  settings: Parameters<typeof campaignSummary>[0];
+  migrations: MigrationResult[];
+  collector: CollectorServer;
+  store: ReportStore;
+  agent: AgentRecord;
+}): Promise<LabResults> {
+  return {
+    schema: LAB_RESULTS_SCHEMA,
+    startedAt: new Date(run.startedAtMs).toISOString(),
+    wallTimeMs: Math.round(hostNowMs() - run.startedAtMs),
+    hypervisor: run.hypervisor,
+    guest: run.guest,
+    campaign: campaignSummary(run.settings),
+    migrations: run.migrations,
+    channel: await channelSummary(run.collector, run.store, run.agent),
   };
 }
 

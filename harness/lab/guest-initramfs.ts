@@ -9,7 +9,9 @@ import path from 'node:path';
 import { findExecutable, runCommand } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
+import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
+import type { LabNetwork } from './lab-network.js';
 
 /** Bump when the layout of the base image changes, so old caches are not reused. */
 const BASE_LAYOUT_VERSION = 2;
@@ -24,6 +26,27 @@ export const FIREWALL_MODULES = [
 ];
 
 /** What a guest image is made for: its NIC driver decides the modules, and each kind keeps its own cache. */
+/** The UDP port of the agent's echo responder in every lab guest: what the blackout meter sends to. */
+export const GUEST_ECHO_PORT = 7433;
+
+/**
+ * The kernel command line by which a lab guest's init (guest/init.sh) is told its address, its collector and its
+ * agent's identity and key; the safety net is on, as a lab exists to see it work.
+ */
+export function agentKernelArguments(guest: { network: LabNetwork; collectorPort: number; agentId: string; fleetSecret: string; probes?: readonly string[] | null }): string[] {
+  const { network } = guest;
+  return [
+    `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
+    `flinch.gw=${network.hostAddress}`,
+    `flinch.collector=ws://${network.hostAddress}:${guest.collectorPort}`,
+    `flinch.id=${guest.agentId}`,
+    `flinch.token=${agentKeyFor(guest.fleetSecret, guest.agentId)}`,
+    `flinch.echo=${GUEST_ECHO_PORT}`,
+    'flinch.remediate=on',
+    ...(guest.probes ? [`flinch.probes=${guest.probes.join(',')}`] : []),
+  ];
+}
+
 export interface GuestFlavour {
   name: 'qemu' | 'xen-domu';
   modules: readonly string[];

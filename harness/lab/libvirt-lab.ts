@@ -5,10 +5,9 @@ import { UserError } from '../../agent/cli-support.js';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { findExecutable } from '../../agent/system/run-command.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../campaign/campaign-runner.js';
+import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../campaign/campaign-runner.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
-import { LAB_RESULTS_SCHEMA, type LabResults } from '../report/lab-results.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
 import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
@@ -81,16 +80,16 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     current = () => driver.currentUri;
     await driver.prepare();
     const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => driver.currentUri, reconnectsAfterMigration: true }, journal, log);
-    const results: LabResults = {
-      schema: LAB_RESULTS_SCHEMA,
-      startedAt: new Date(startedAtMs).toISOString(),
-      wallTimeMs: Math.round(hostNowMs() - startedAtMs),
+    const results = await campaignResults({
+      startedAtMs: startedAtMs,
       hypervisor: { driver: 'libvirt', qemu: /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null, destQemu: null },
       guest: { kernel: kernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
-      campaign: campaignSummary(options),
+      settings: options,
       migrations,
-      channel: await channelSummary(collector, store, agent),
-    };
+      collector,
+      store,
+      agent: agent,
+    });
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
   } finally {
     for (const uri of new Set([current(), options.libvirtUri])) {

@@ -1,20 +1,19 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../agent/cli-support.js';
-import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
+import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
 import type { AgentRecord, CollectorServer } from '../collector/collector-server.js';
 import { FAULTS, faultLabel, type FaultName, type MigrateOptions } from '../drivers/migration-driver.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
-import { LAB_RESULTS_SCHEMA, readLabResults, type ExpectedVerdict, type LabResults } from '../report/lab-results.js';
+import { readLabResults, type ExpectedVerdict, type LabResults } from '../report/lab-results.js';
 import { renderTable } from '../report/terminal-table.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { fetchGuestKernel } from './debian-kernel.js';
-import { buildGuestImage } from './guest-initramfs.js';
+import { agentKernelArguments, buildGuestImage, GUEST_ECHO_PORT } from './guest-initramfs.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';
 
 export interface LabOptions {
@@ -75,7 +74,6 @@ interface InnerPlan {
 
 const LAB_AGENT_ID = 'flinch-lab-guest';
 /** The guest agent's blackout echo port (opt-in, the lab turns it on). */
-const ECHO_PORT = 7433;
 const INNER_PLAN_ENV = 'FLINCH_LAB_PLAN';
 /** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
 const MIN_GUEST_MEMORY_MIB = 384;
@@ -166,14 +164,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       mac: '52:54:00:f1:1c:01',
       append: [
         'console=ttyS0', 'panic=-1', 'quiet',
-        `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
-        `flinch.gw=${network.hostAddress}`,
-        `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
-        `flinch.id=${LAB_AGENT_ID}`,
-        `flinch.token=${agentKeyFor(fleetSecret, LAB_AGENT_ID)}`,
-        `flinch.echo=${ECHO_PORT}`,
-        'flinch.remediate=on',
-        ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
+        ...agentKernelArguments({ network, collectorPort: options.collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes }),
       ].join(' '),
     },
     destQemuBinary: options.destQemuBinary,
@@ -184,7 +175,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     timeoutMs: options.migrationTimeoutMs,
     pollMs: 50,
   });
-  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
+  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
   const stopSignals = () => void driver.cleanup();
   process.once('SIGINT', stopSignals);
   process.once('SIGTERM', stopSignals);
@@ -202,16 +193,16 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       journal,
       log,
     );
-    const results: LabResults = {
-      schema: LAB_RESULTS_SCHEMA,
-      startedAt: new Date(plan.startedAtMs).toISOString(),
-      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+    const results = await campaignResults({
+      startedAtMs: plan.startedAtMs,
       hypervisor: { driver: driver.name, qemu: qemuVersion(driver), destQemu: options.destQemuBinary ?? null },
       guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
-      campaign: campaignSummary(options),
+      settings: options,
       migrations,
-      channel: await channelSummary(collector, store, agent),
-    };
+      collector,
+      store,
+      agent: agent,
+    });
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
     return results;
   } finally {

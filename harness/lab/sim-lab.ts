@@ -8,17 +8,16 @@ import { runCommand } from '../../agent/system/run-command.js';
 import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations } from '../campaign/campaign-runner.js';
+import { campaignResults, finishCampaign, openCampaignCollector, runMigrations } from '../campaign/campaign-runner.js';
 import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { guestAgentExecutable } from '../project-paths.js';
-import { LAB_RESULTS_SCHEMA, type LabResults } from '../report/lab-results.js';
+import { GUEST_ECHO_PORT } from './guest-initramfs.js';
 import { runInsideNamespace, readPlanFromEnvironment } from './lab-network.js';
 import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
 
 const PLAN_ENV = 'FLINCH_SIM_PLAN';
 const AGENT_ID = 'flinch-sim-guest';
-const ECHO_PORT = 7433;
 
 interface SimPlan {
   options: LabOptions;
@@ -75,8 +74,8 @@ export async function runSimCampaignInside(plan: SimPlan, log: (line: string) =>
   const stateDir = path.join(os.tmpdir(), `flinch-sim-state-${sim.id}`);
   const agentLog = openSync(path.join(logsDir, 'agent.log'), 'a');
   const agent = spawn('ip', ['netns', 'exec', driver.guestNetns, guestAgentExecutable(), 'run', '--collector', `ws://${sim.hostAddress}:${port}`, '--agent-id', AGENT_ID,
-    '--token-file', tokenFile, '--remediate', 'on', '--udp-echo', String(ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
-  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
+    '--token-file', tokenFile, '--remediate', 'on', '--udp-echo', String(GUEST_ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
+  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
   try {
     // `ip netns exec` execs the agent, so this PID is the agent's: the one the freezer must hold.
     driver.adopt(agent.pid!);
@@ -90,16 +89,16 @@ export async function runSimCampaignInside(plan: SimPlan, log: (line: string) =>
     const bootToAgentMs = hostNowMs() - bootStart;
     log(`agent ${AGENT_ID} connected ${(bootToAgentMs / 1000).toFixed(1)} s after start (namespace simulation)`);
     const migrations = await runMigrations(campaignSettings(options, plan.startedAtMs), { driver, collector, agent: record, meter, where: () => driver.guestNetns }, journal, log);
-    const results: LabResults = {
-      schema: LAB_RESULTS_SCHEMA,
-      startedAt: new Date(plan.startedAtMs).toISOString(),
-      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+    const results = await campaignResults({
+      startedAtMs: plan.startedAtMs,
       hypervisor: { driver: 'sim', qemu: null, destQemu: null },
       guest: { kernel: `host kernel ${os.release()} (namespace simulation)`, memoryMiB: 0, bootToAgentMs: Math.round(bootToAgentMs) },
-      campaign: campaignSummary(options),
+      settings: options,
       migrations,
-      channel: await channelSummary(collector, store, record),
-    };
+      collector,
+      store,
+      agent: record,
+    });
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
   } finally {
     meter?.stop();

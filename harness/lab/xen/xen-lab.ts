@@ -1,16 +1,15 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../../agent/cli-support.js';
-import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { agentKernelArguments, GUEST_ECHO_PORT } from '../guest-initramfs.js';
 import { runCommand } from '../../../agent/system/run-command.js';
 import { BlackoutMeter } from '../../blackout/blackout-meter.js';
 import { CampaignJournal } from '../../campaign/campaign-journal.js';
-import { campaignSummary, channelSummary, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../../campaign/campaign-runner.js';
-import { XL_METHODS, XlDriver } from '../../drivers/xl-driver.js';
-import { shellQuote } from '../../drivers/xl-driver.js';
+import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../../campaign/campaign-runner.js';
+import { shellQuote, XL_METHODS, XlDriver } from '../../drivers/xl-driver.js';
 import { hostNowMs } from '../../host-clock.js';
 import { resolveQemuBinary } from '../../qemu/qemu-vm.js';
-import { LAB_RESULTS_SCHEMA, type LabResults } from '../../report/lab-results.js';
+import type { LabResults } from '../../report/lab-results.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, readPlanFromEnvironment, runInsideNamespace, type LabNetwork } from '../lab-network.js';
 import { campaignIdentity, campaignSettings, DEFAULT_LAB_OPTIONS, finishedAlready, type LabOptions } from '../qemu-lab.js';
 import { NestedXen, xenSerialLog } from './nested-xen.js';
@@ -51,7 +50,6 @@ const AGENT_ID = 'flinch-xen-domu';
 /** Xen's own OUI: what xl gives a vif by default, and what netfront keeps across save/restore and migration. */
 const DOMU_MAC = '00:16:3e:f1:1c:01';
 const HOST_MAC = '52:54:00:f1:1c:0e';
-const ECHO_PORT = 7433;
 const DOM0_ADDRESS_SUFFIX = 2;
 const DOMU_CONFIG = '/run/flinch-domu.cfg';
 const SAVE_FILE = '/var/lib/xen/flinch-domu.save';
@@ -127,18 +125,11 @@ export async function runXenLabInside(plan: InnerPlan, log: (line: string) => vo
     const vifSpec = `mac=${DOMU_MAC},bridge=xenbr0`;
     const kernelArguments = [
       'console=hvc0', 'quiet',
-      `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
-      `flinch.gw=${network.hostAddress}`,
-      `flinch.collector=ws://${network.hostAddress}:${options.collectorPort}`,
-      `flinch.id=${AGENT_ID}`,
-      `flinch.token=${agentKeyFor(fleetSecret, AGENT_ID)}`,
-      `flinch.echo=${ECHO_PORT}`,
-      'flinch.remediate=on',
+      ...agentKernelArguments({ network, collectorPort: options.collectorPort, agentId: AGENT_ID, fleetSecret, probes: options.guestProbes }),
       'flinch.console=hvc0',
       // A PV guest under Xen under TCG wakes up to ~300 ms late and its offset to the host wanders by tens of ms on
       // its own; below this the agent treats both as the machine's jitter rather than as the start of an episode.
       `flinch.timing-noise=${NESTED_TIMING_NOISE_MS}`,
-      ...(options.guestProbes ? [`flinch.probes=${options.guestProbes.join(',')}`] : []),
     ];
     const config = [
       `name = "${DOMAIN}"`,
@@ -167,23 +158,23 @@ export async function runXenLabInside(plan: InnerPlan, log: (line: string) => vo
     const bootToAgentMs = hostNowMs() - domuStart;
     log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after xl create`);
     await driver.prepare();
-    meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: ECHO_PORT }, options.blackoutIntervalMs) : null;
+    meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
     const migrations = await runMigrations(
       campaignSettings(options, plan.startedAtMs),
       { driver, collector, agent, meter, where: () => `domid ${driver.domid ?? '?'}` },
       journal,
       log,
     );
-    const results: LabResults = {
-      schema: LAB_RESULTS_SCHEMA,
-      startedAt: new Date(plan.startedAtMs).toISOString(),
-      wallTimeMs: Math.round(hostNowMs() - plan.startedAtMs),
+    const results = await campaignResults({
+      startedAtMs: plan.startedAtMs,
       hypervisor: { driver: driver.name, qemu: dom0.vm.qmp.version ? `${dom0.vm.qmp.version.qemu.major}.${dom0.vm.qmp.version.qemu.minor}.${dom0.vm.qmp.version.qemu.micro}` : null, xen: artifacts.xenVersion, dom0Kernel: artifacts.dom0Kernel.packageName },
       guest: { kernel: artifacts.domuKernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs), type: options.guestType },
-      campaign: campaignSummary(options),
+      settings: options,
       migrations,
-      channel: await channelSummary(collector, store, agent),
-    };
+      collector,
+      store,
+      agent: agent,
+    });
     await dom0.run(`xl destroy ${DOMAIN}`, 60_000).catch(() => undefined);
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
     return results;
