@@ -228,6 +228,7 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
     },
     onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
     onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
+    onConnectionReplaced: (detail) => feed({ kind: 'connection', event: 'closed', detail: `collector connection replaced: ${detail}`, at: stampNow() }),
     onAck: () => metrics?.spool(spool.unacked.length, spool.dropped),
   });
   runtime = await runUntilSignalled(

@@ -27,11 +27,29 @@ export interface CollectorClientOptions {
   onAnnounce?: (phase: 'starting' | 'finished', migrationId: string) => void;
   /** An established connection was lost: the guest's applications would have seen the same. */
   onConnectionLost?: (detail: string) => void;
+  /**
+   * The agent replaced a connection that had not failed but stalled after this guest was paused (see
+   * RESUME_CHECK_MS): the guest's own TCP connections would have stalled as long, not been reset.
+   */
+  onConnectionReplaced?: (detail: string) => void;
+  /** After a pause of the guest, how long a ping may go unanswered before the connection is replaced (ms). */
+  resumeCheckMs?: number;
   /** Every acknowledgement, after the spool has forgotten what it covers (tests and metrics). */
   onAck?: (seq: number) => void;
 }
 
 export const DEFAULT_LIVENESS_TIMEOUT_MS = 45_000;
+/**
+ * After this guest was paused or suspended, the collector's side of the connection may take a long time to speak
+ * again: the data it sent into the pause is retransmitted only when its backed-off retransmission timer fires, tens of
+ * seconds after a 30 s freeze, and everything it sends meanwhile (a migration's "finished", acks) waits behind it. So
+ * after a pause the agent pings, and replaces a connection that does not answer within this time; the new one gets
+ * the latest announcement again from the collector.
+ */
+export const RESUME_CHECK_MS = 5000;
+/** A liveness tick this much later than due means this guest was paused (or suspended) meanwhile. */
+const PAUSE_GAP_MS = 3000;
+const LIVENESS_TICK_MS = 1000;
 
 /**
  * Delivers the agent's observations and reports at least once. Each goes into the on-disk spool first, is sent when a
@@ -88,19 +106,36 @@ export class CollectorClient {
     let established = false;
     let lastHeard = Date.now();
     let lastCheck = Date.now();
-    const heard = () => (lastHeard = Date.now());
+    /** When the ping that checks the connection after a pause went out; null when no check is outstanding. */
+    let checkingSince: number | null = null;
+    let stalled = false;
+    const heard = () => {
+      lastHeard = Date.now();
+      checkingSince = null;
+    };
     socket.on('ping', heard);
+    socket.on('pong', heard);
     socket.on('open', heard);
+    const tickMs = Math.max(100, Math.min(LIVENESS_TICK_MS, Math.floor(this.options.livenessTimeoutMs / 4)));
+    const resumeCheckMs = this.options.resumeCheckMs ?? RESUME_CHECK_MS;
     this.livenessTimer = setInterval(() => {
       const now = Date.now();
-      // A check that comes late means this guest was paused (a migration): silence during the pause proves nothing.
-      if (now - lastCheck > this.options.livenessTimeoutMs / 2) lastHeard = now;
+      const pausedMs = now - lastCheck - tickMs;
       lastCheck = now;
-      if (now - lastHeard > this.options.livenessTimeoutMs) {
+      // A check that comes late means this guest was paused (a migration): silence during the pause proves nothing.
+      if (pausedMs > this.options.livenessTimeoutMs / 2) lastHeard = now;
+      if (pausedMs > PAUSE_GAP_MS && established && checkingSince === null && socket.readyState === WebSocket.OPEN) {
+        checkingSince = now;
+        socket.ping();
+      } else if (checkingSince !== null && now - checkingSince > resumeCheckMs) {
+        stalled = true;
+        failure = `no answer within ${Math.round(resumeCheckMs / 1000)} s to a ping after this guest was paused: the connection stalled`;
+        socket.terminate();
+      } else if (now - lastHeard > this.options.livenessTimeoutMs) {
         failure = `no frame or ping from the collector for ${Math.round((now - lastHeard) / 1000)} s`;
         socket.terminate();
       }
-    }, Math.max(100, Math.floor(this.options.livenessTimeoutMs / 4)));
+    }, tickMs);
     socket.on('message', (data, isBinary) => {
       const received = Date.now();
       heard();
@@ -147,7 +182,8 @@ export class CollectorClient {
         this.nonce = null;
       }
       if (this.closed) return;
-      if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}${reason.length ? ` (${reason.toString()})` : ''}`);
+      if (established && stalled) this.options.onConnectionReplaced?.(failure);
+      else if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}${reason.length ? ` (${reason.toString()})` : ''}`);
       this.attempt += 1;
       const delay = this.backoffMs();
       this.failuresSinceLog += 1;

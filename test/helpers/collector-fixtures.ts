@@ -8,7 +8,7 @@ import WebSocket from 'ws';
 import { CollectorServer, type AgentKeyring, type CollectorOptions } from '../../harness/collector/collector-server.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
 import { signFrame } from '../../agent/protocol/frame-signing.js';
-import { CollectorClient } from '../../agent/transport/collector-client.js';
+import { CollectorClient, type CollectorClientOptions } from '../../agent/transport/collector-client.js';
 import { Spool } from '../../agent/transport/spool.js';
 import type { Report } from '../../agent/report/report-schema.js';
 import { REPORT_SCHEMA_ID } from '../../agent/report/report-schema.js';
@@ -73,7 +73,7 @@ export function sampleReport(agentId: string, n: number, verdict: Report['verdic
 }
 
 /** An agent in this process: the real CollectorClient and Spool, without probes. */
-export function inProcessAgent(t: Test, url: string, agentId: string, key: string | null, spoolDir = tempDir('flinch-spool-'), livenessTimeoutMs = 10_000) {
+export function inProcessAgent(t: Test, url: string, agentId: string, key: string | null, spoolDir = tempDir('flinch-spool-'), livenessTimeoutMs = 10_000, extra: Partial<CollectorClientOptions> = {}) {
   const spool = new Spool({ dir: spoolDir, maxBytes: 256 * 1024 * 1024, segmentBytes: 1024 * 1024, log: () => undefined });
   const acks: number[] = [];
   const client = new CollectorClient({
@@ -86,6 +86,7 @@ export function inProcessAgent(t: Test, url: string, agentId: string, key: strin
     livenessTimeoutMs,
     log: () => undefined,
     onAck: (seq) => acks.push(seq),
+    ...extra,
   });
   client.start();
   t.teardown(() => client.close());

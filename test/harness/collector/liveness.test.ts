@@ -1,6 +1,7 @@
 // Ping/pong liveness on both ends: the collector drops a peer that stops answering pings; the agent replaces a
 // connection on which the collector has gone silent. Real sockets on loopback.
 import t from 'tap';
+import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
 import { signFrame } from '../../../agent/protocol/frame-signing.js';
@@ -53,4 +54,64 @@ t.test("an announcement made while the agent is away is given to it when it reco
   t.match(received.find((m) => m.type === 'announce'), { phase: 'finished', migrationId: 'm-7' });
   t.equal(received.findIndex((m) => m.type === 'ack') < received.findIndex((m) => m.type === 'announce'), true, 'after the ack, like any announcement');
   ws.close();
+});
+
+/**
+ * A TCP relay between agent and collector that can hold back what the collector sends, as the collector's own TCP
+ * does after a guest's long freeze: what it sent into the freeze waits for a backed-off retransmission timer.
+ */
+async function relay(t: Parameters<Parameters<typeof t.test>[1]>[0], to: number) {
+  const port = await freePort();
+  const state = { holding: false, connections: 0 };
+  const server = net.createServer((agentSide) => {
+    state.connections += 1;
+    const holdThis = () => state.holding;
+    const collectorSide = net.connect(to, '127.0.0.1');
+    agentSide.pipe(collectorSide);
+    collectorSide.on('data', (chunk) => {
+      if (!holdThis()) agentSide.write(chunk);
+    });
+    const end = () => {
+      agentSide.destroy();
+      collectorSide.destroy();
+    };
+    agentSide.on('error', end).on('close', end);
+    collectorSide.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { port, state };
+}
+
+/** Blocks this process's event loop, as a paused guest's agent is: its timers fire late, its realtime jumps. */
+function freezeFor(ms: number) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    // busy: nothing else in this process runs
+  }
+}
+
+t.test("after a pause, a connection whose collector side has stalled is replaced at once, and that is not a reset", async (t) => {
+  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['thawed', KEY]])) });
+  const { port: relayPort, state } = await relay(t, port);
+  const lost: string[] = [];
+  const replaced: string[] = [];
+  inProcessAgent(t, `ws://127.0.0.1:${relayPort}`, 'thawed', KEY, undefined, 45_000, {
+    onConnectionLost: (detail) => lost.push(detail),
+    onConnectionReplaced: (detail) => replaced.push(detail),
+    resumeCheckMs: 1500,
+  });
+  await until('hello', () => collector.agents.get('thawed'));
+
+  freezeFor(4500); // a pause, with nothing held back: the check's ping is answered and the connection kept
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  t.equal(state.connections, 1, 'a pause alone does not replace a healthy connection');
+
+  state.holding = true; // from now on the old connection hears nothing from the collector
+  freezeFor(4500);
+  await until('a new connection', () => state.connections >= 2, 10_000);
+  state.holding = false;
+  await until('the new connection greeted', () => collector.agents.get('thawed')!.connections >= 2, 10_000);
+  t.same(lost, [], 'no connection reported lost');
+  t.match(replaced, [/after this guest was paused: the connection stalled/], 'one reported replaced, and why');
 });
