@@ -1,6 +1,6 @@
 // Ping/pong liveness on both ends: the collector drops a peer that stops answering pings; the agent replaces a
 // connection on which the collector has gone silent. Real sockets on loopback.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
@@ -60,7 +60,7 @@ t.test("an announcement made while the agent is away is given to it when it reco
  * A TCP relay between agent and collector that can hold back what the collector sends, as the collector's own TCP
  * does after a guest's long freeze: what it sent into the freeze waits for a backed-off retransmission timer.
  */
-async function relay(t: Parameters<Parameters<typeof t.test>[1]>[0], to: number) {
+async function relay(t: Test, to: number) {
   const port = await freePort();
   const state = { holding: false, connections: 0 };
   const server = net.createServer((agentSide) => {
