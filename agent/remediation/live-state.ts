@@ -131,7 +131,14 @@ async function captureNft(out: Record<string, FirewallTableState>, iptablesNftTa
   await Promise.all(tables.map(async ({ family, name }) => {
     const owner = family === 'ip' ? 'ipv4' : family === 'ip6' ? 'ipv6' : null;
     if (owner && IPTABLES_TABLE_NAMES.has(name) && iptablesNftTables.get(owner)?.includes(name)) return;
-    const { stdout } = await runCommand('nft', ['list', 'table', family, name]);
+    let stdout: string;
+    try {
+      ({ stdout } = await runCommand('nft', ['list', 'table', family, name]));
+    } catch (error) {
+      // Listed a moment ago and gone now: flushed meanwhile (the very loss this capture is looking for), so absent.
+      if (/No such file or directory/.test((error as Error).message)) return;
+      throw error;
+    }
     const key = `nftables ${family} ${name}`;
     out[key] = { key, backend: 'nftables', table: `${family} ${name}`, family, text: stdout, hash: nftTableHash(items, family, name) };
   }));

@@ -148,10 +148,11 @@ export class SafetyNet {
         this.again = false;
         const pending = this.pendingScope ?? 'all';
         this.pendingScope = null;
-        await this.evaluate(inEpisode, pending);
+        // A failed evaluation must not swallow the checks asked for while it ran: the loss that made it fail (a
+        // ruleset flushed under it) is usually what the next one is for.
+        await this.evaluate(inEpisode, pending).catch((error: Error) => this.log(`safety net: ${error.message}`));
       } while (this.again);
     })()
-      .catch((error: Error) => this.log(`safety net: ${error.message}`))
       .finally(() => {
         this.evaluating = null;
       });
