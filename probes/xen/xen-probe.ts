@@ -55,19 +55,29 @@ export class XenProbe implements Probe<XenSnapshot> {
     this.domid = await client.read('domid');
     report('domid', 'domid', this.domid, null);
 
-    const watched = [SHUTDOWN_NODE];
-    for (const vif of await client.directory('device/vif')) {
-      watched.push(`device/vif/${vif}/state`);
-      const backend = await client.read(`device/vif/${vif}/backend`);
-      if (backend) watched.push(`${backend}/state`);
-    }
     client.on('error', (error) => emit({ kind: 'probe-status', probe: this.name, status: 'failed', reason: error.message, at: stampNow() }));
     client.on('watch', ({ path: nodePath }) => {
       void this.onWatch(client, nodePath, report).catch((error: Error) =>
         emit({ kind: 'probe-status', probe: this.name, status: 'failed', reason: error.message, at: stampNow() }),
       );
     });
-    for (const node of watched) {
+    await this.watchNodes(client, [SHUTDOWN_NODE, ...(await this.vifNodes(client))]);
+  }
+
+  /** Each vif's own state node and its backend's: the backend's path names the domid, so it changes on a restore. */
+  private async vifNodes(client: XenstoreClient): Promise<string[]> {
+    const nodes: string[] = [];
+    for (const vif of await client.directory('device/vif')) {
+      nodes.push(`device/vif/${vif}/state`);
+      const backend = await client.read(`device/vif/${vif}/backend`);
+      if (backend) nodes.push(`${backend}/state`);
+    }
+    return nodes;
+  }
+
+  private async watchNodes(client: XenstoreClient, nodes: readonly string[]): Promise<void> {
+    for (const node of nodes) {
+      if (this.nodes.has(node)) continue;
       this.nodes.set(node, await client.read(node));
       await client.watch(node, `flinch:${node}`);
     }
@@ -103,6 +113,14 @@ export class XenProbe implements Probe<XenSnapshot> {
     if (domid !== this.domid) {
       report('domid', 'domid', domid, this.domid);
       this.domid = domid;
+      // The backends of the domain that was are gone; watch those of the one that is (absolute paths, new domid).
+      const current = new Set([SHUTDOWN_NODE, ...(await this.vifNodes(client))]);
+      for (const node of [...this.nodes.keys()]) {
+        if (current.has(node) || !node.startsWith('/')) continue;
+        this.nodes.delete(node);
+        await client.unwatch(node, `flinch:${node}`).catch(() => undefined);
+      }
+      await this.watchNodes(client, [...current]);
     }
     const key = [...this.nodes.keys()].find((node) => nodePath === node || nodePath.endsWith(`/${node}`));
     if (!key) return;

@@ -82,18 +82,22 @@ export function splitXsStrings(payload: Buffer): string[] {
  * correlated by req_id, and watch events delivered as they come. Paths without a leading slash are relative to the
  * guest's own /local/domain/<domid>, which is what makes them survive a migration to a new domid.
  *
- * One request is in flight at a time. Linux's /dev/xen/xenbus deadlocks otherwise (seen in the nested Xen lab: the
- * `xenbus` kernel thread and the agent both "blocked for more than 120 seconds" at boot): a WATCH write holds the
- * file's msgbuffer_mutex while it waits for xenstored's answer, and the xenbus thread, which must deliver that answer,
- * first needs the same mutex to queue the reply of any earlier request of the file still outstanding
- * (drivers/xen/xenbus/xenbus_dev_frontend.c, xenbus_write_watch and xenbus_dev_queue_reply).
+ * A WATCH is written only when no other request is unanswered. Linux's /dev/xen/xenbus deadlocks otherwise (seen in
+ * the nested Xen lab: the `xenbus` kernel thread and the agent both "blocked for more than 120 seconds" at boot): a
+ * WATCH write holds the file's msgbuffer_mutex while it waits for xenstored's answer, and the xenbus thread, which
+ * must deliver that answer, first needs the same mutex to queue the reply of any earlier request still outstanding
+ * (drivers/xen/xenbus/xenbus_dev_frontend.c, xenbus_write_watch and xenbus_dev_queue_reply). Reads are answered
+ * without holding it, so they may overlap one another: a read that waited behind the others would see a vif's
+ * states after they had changed again.
  */
 export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token: string }]; error: [Error] }> {
   private nextReqId = 1;
   private readonly framer = new XsFramer();
   private readonly pending = new Map<number, { path: string; resolve: (m: XsMessage) => void; reject: (e: Error) => void }>();
-  /** Settles when the last request queued has its answer: the next one is written only then. */
-  private inFlight: Promise<unknown> = Promise.resolve();
+  /** Settles when the last WATCH queued has its answer: requests made after it are written only then. */
+  private watchDone: Promise<unknown> = Promise.resolve();
+  /** Every request written or queued and not yet answered. */
+  private readonly unanswered = new Set<Promise<unknown>>();
 
   constructor(private readonly stream: Duplex) {
     super();
@@ -133,6 +137,10 @@ export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token
     await this.request(XsType.WATCH, xsStrings(path, token), path);
   }
 
+  async unwatch(path: string, token: string): Promise<void> {
+    await this.request(XsType.UNWATCH, xsStrings(path, token), path);
+  }
+
   close(): void {
     this.stream.destroy();
   }
@@ -145,8 +153,13 @@ export class XenstoreClient extends EventEmitter<{ watch: [{ path: string; token
         this.pending.set(reqId, { path, resolve, reject });
         this.stream.write(encodeXsMessage({ type, reqId, txId: 0, payload }));
       });
-    const answer = this.inFlight.then(send, send);
-    this.inFlight = answer.catch(() => undefined);
+    const isWatch = type === XsType.WATCH || type === XsType.UNWATCH;
+    const ready = isWatch ? Promise.allSettled([this.watchDone, ...this.unanswered]) : this.watchDone;
+    const answer = ready.then(send);
+    const settled = answer.catch(() => undefined);
+    if (isWatch) this.watchDone = settled;
+    this.unanswered.add(settled);
+    void settled.then(() => this.unanswered.delete(settled));
     return answer;
   }
 

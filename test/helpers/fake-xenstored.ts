@@ -10,7 +10,7 @@ interface Watch {
 
 export class FakeXenstored {
   readonly tree = new Map<string, string>();
-  private readonly watches: Watch[] = [];
+  readonly watches: Watch[] = [];
   private readonly toClient = new PassThrough();
   private readonly fromClient = new PassThrough();
   private readonly framer = new XsFramer();
@@ -114,6 +114,12 @@ export class FakeXenstored {
         if (this.replyDelayMs > 0) setTimeout(() => this.fire(watch, first), this.replyDelayMs);
         else this.fire(watch, first);
         return;
+      }
+      case XsType.UNWATCH: {
+        const index = this.watches.findIndex((w) => w.path === first && w.token === second);
+        if (index < 0) return this.error(request, 'ENOENT');
+        this.watches.splice(index, 1);
+        return this.reply(request, xsStrings('OK'));
       }
       default:
         return this.error(request, 'EINVAL');
