@@ -69,6 +69,11 @@ export interface ClockSampleObservation {
   realtimeMinusMonotonicMs: number;
   /** boottime − monotonic: rises only while the guest was suspended (Xen save/restore shows it). */
   boottimeMinusMonotonicMs: number;
+  /**
+   * How long the read of the three took (monotonic before to after): how far off each difference above can be. A busy
+   * (nested, emulated) guest can be held up mid-read; older agents did not send it.
+   */
+  readSpreadMs?: number;
   at: ClockStamp;
 }
 

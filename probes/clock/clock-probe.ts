@@ -73,7 +73,7 @@ export function sampleClocks(readBoottime: () => number = boottimeMs, readMonoto
     const after = readMonotonic();
     if (best === null || after - before < best.spread) best = { realtime, monotonic: (before + after) / 2, boottime, spread: after - before };
   }
-  const { realtime, monotonic, boottime } = best!;
+  const { realtime, monotonic, boottime, spread } = best!;
   return {
     kind: 'clock',
     realtimeMs: realtime,
@@ -81,8 +81,14 @@ export function sampleClocks(readBoottime: () => number = boottimeMs, readMonoto
     boottimeMs: boottime,
     realtimeMinusMonotonicMs: realtime - monotonic,
     boottimeMinusMonotonicMs: boottime - monotonic,
+    readSpreadMs: Math.round(spread * 1000) / 1000,
     at: { realtimeMs: realtime, monotonicMs: monotonic },
   };
+}
+
+/** How far the differences of two samples can be off from their reads alone (each read's midpoint error, added). */
+export function readSlackMs(a: Pick<ClockSampleObservation, 'readSpreadMs'>, b: Pick<ClockSampleObservation, 'readSpreadMs'>): number {
+  return ((a.readSpreadMs ?? 0) + (b.readSpreadMs ?? 0)) / 2;
 }
 
 /**
@@ -119,7 +125,8 @@ export class ClockProbe implements Probe<ClockSnapshot> {
       const previous = this.last!;
       const realtimeMoved = Math.abs(sample.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs);
       const boottimeMoved = Math.abs(sample.boottimeMinusMonotonicMs - previous.boottimeMinusMonotonicMs);
-      if (realtimeMoved >= this.options.realtimeStepMs || boottimeMoved >= this.options.boottimeStepMs) {
+      const slack = readSlackMs(previous, sample);
+      if (realtimeMoved >= this.options.realtimeStepMs + slack || boottimeMoved >= this.options.boottimeStepMs + slack) {
         this.last = sample;
         emit(sample);
       }

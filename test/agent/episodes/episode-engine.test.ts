@@ -194,3 +194,19 @@ t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {
   advance(200);
   t.same(closed.map((e) => judgeEpisode(e, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict), ['noticed', 'disrupted']);
 });
+
+t.test("a clock read that was held up (a wide read spread) is not taken for a step, a real step still is", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const sample = (rt: number, bt: number, readSpreadMs: number) =>
+    ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: bt, readSpreadMs, at: stamp() }) as Observation;
+  engine.ingest(sample(0, 0, 0.1));
+  engine.ingest(sample(-5.4, -5, 10.9)); // the read took 10.9 ms: realtime and boottime "moved" by its midpoint error
+  engine.ingest(sample(0, 0, 0.2));
+  advance(200);
+  t.same(closed, [], 'no episode');
+  engine.ingest(sample(8, 0, 0.2));
+  advance(200);
+  t.same(closed.flatMap((e) => e.triggers.map((x) => x.kind)), ['clock-step'], 'an 8 ms step read tightly is one');
+});
