@@ -1,6 +1,6 @@
 // The Xen probe against an in-process fake xenstored (test/helpers/fake-xenstored.ts): there is no Xen on this
 // machine. The nested Xen lab is where the real xenbus proves it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,13 +21,23 @@ function fakeSys(hypervisor: string | null): { type: string; devices: string } {
   return { type, devices };
 }
 
-function guestXenstore(domid: number): FakeXenstored {
-  const xs = new FakeXenstored(domid);
+function guestXenstore(domid: number, replyDelayMs = 0): FakeXenstored {
+  const xs = new FakeXenstored(domid, replyDelayMs);
   xs.set('domid', String(domid));
   xs.set('device/vif/0/state', '4');
   xs.set('device/vif/0/backend', `/local/domain/0/backend/vif/${domid}/0`);
   xs.set(`/local/domain/0/backend/vif/${domid}/0/state`, '4');
   return xs;
+}
+
+/** The probe started against `xs`, stopped at the end of the test. */
+async function startedProbe(t: Test, xs: FakeXenstored) {
+  const sys = fakeSys('xen');
+  const observations: Observation[] = [];
+  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => xs.clientStream() });
+  await probe.start((o) => observations.push(o));
+  t.teardown(() => probe.stop());
+  return { xs, observations, probe };
 }
 
 const xen = (observations: Observation[]) => observations.filter((o): o is XenObservation => o.kind === 'xen');
@@ -67,12 +77,7 @@ t.test('off Xen the probe is unavailable and says why', async (t) => {
 });
 
 t.test('domid, the suspend request and vif states are reported; a migration shows as a domid change', async (t) => {
-  const sys = fakeSys('xen');
-  const xs = guestXenstore(3);
-  const observations: Observation[] = [];
-  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => xs.clientStream() });
-  await probe.start((o) => observations.push(o));
-  t.teardown(() => probe.stop());
+  const { xs, observations, probe } = await startedProbe(t, guestXenstore(3));
   t.match(xen(observations)[0], { change: 'domid', value: '3', previous: null });
 
   xs.set('control/shutdown', 'suspend');
@@ -92,15 +97,8 @@ t.test('domid, the suspend request and vif states are reported; a migration show
 });
 
 t.test('a WATCH is never written while a read is unanswered (Linux deadlocks), and reads still overlap', async (t) => {
-  const sys = fakeSys('xen');
   // Replies come 5 ms late, so the read each watch's initial event starts overlaps the next watch's registration.
-  const xs = guestXenstore(3);
-  const slow = new FakeXenstored(3, 5);
-  for (const [node, value] of xs.tree) slow.set(node, value);
-  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => slow.clientStream() });
-  const observations: Observation[] = [];
-  await probe.start((o) => observations.push(o));
-  t.teardown(() => probe.stop());
+  const { xs: slow, observations } = await startedProbe(t, guestXenstore(3, 5));
   slow.set('device/vif/0/state', '5');
   slow.set('control/shutdown', 'suspend');
   await sleep(200);
@@ -108,8 +106,7 @@ t.test('a WATCH is never written while a read is unanswered (Linux deadlocks), a
   t.same(slow.watchesThatWouldDeadlock, [], 'no WATCH was written with a request outstanding');
   t.match(xen(observations).find((o) => o.change === 'vif-state'), { value: '5', previous: '4' }, 'and the watches still work');
 
-  const another = new FakeXenstored(3, 5);
-  for (const [node, value] of xs.tree) another.set(node, value);
+  const another = guestXenstore(3, 5);
   const client = new XenstoreClient(another.clientStream());
   const [domid, missing, vifs] = await Promise.all([client.read('domid'), client.read('no/such'), client.directory('device/vif')]);
   t.same([domid, missing, vifs], ['3', null, ['0']], 'each of three concurrent reads gets its own answer');
@@ -122,12 +119,7 @@ t.test('a WATCH is never written while a read is unanswered (Linux deadlocks), a
 });
 
 t.test("after a restore under a new domid the new backend's vif state is watched, and the old backend's no longer", async (t) => {
-  const sys = fakeSys('xen');
-  const xs = guestXenstore(3);
-  const observations: Observation[] = [];
-  const probe = new XenProbe({ sysHypervisorType: sys.type, xenbusDevices: [], sysXenDevices: sys.devices, openXenbus: () => xs.clientStream() });
-  await probe.start((o) => observations.push(o));
-  t.teardown(() => probe.stop());
+  const { xs, observations, probe } = await startedProbe(t, guestXenstore(3));
   // What xl restore leaves: the domain under domid 8, its vif's backend under dom0's backend/vif/8/0.
   xs.set('/local/domain/0/backend/vif/8/0/state', '4');
   xs.set('device/vif/0/backend', '/local/domain/0/backend/vif/8/0');
