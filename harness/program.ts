@@ -45,6 +45,11 @@ function parseExpectation(value: string): ExpectedVerdict {
 
 export function buildHarnessProgram(): Command {
   const { program, verbose, log } = createProgram(PROGRAM, 'flinch: did the guest notice its live migration, and did it lose anything?');
+  /** A hidden subcommand: the part of a command that the program re-runs itself for inside a network namespace. */
+  const innerCommand = (name: string, what: string, run: () => Promise<unknown>) =>
+    program.command(name, { hidden: true }).description(`internal: ${what}`).action(guarded(PROGRAM, verbose, async () => {
+      await run();
+    }));
 
   const addCampaignOptions = (command: Command, defaults: { faults: string; expect: ExpectedVerdict }) =>
     command
@@ -185,22 +190,8 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  program
-    .command('lab-inner', { hidden: true })
-    .description('internal: the part of flinch lab that runs inside the lab network namespace')
-    .action(
-      guarded(PROGRAM, verbose, async () => {
-        await runLabInside(readInnerPlan(), log);
-      }),
-    );
-  program
-    .command('xen-lab-inner', { hidden: true })
-    .description('internal: the part of flinch lab --hypervisor xen that runs inside the lab network namespace')
-    .action(
-      guarded(PROGRAM, verbose, async () => {
-        await runXenLabInside(readXenInnerPlan(), log);
-      }),
-    );
+  innerCommand('lab-inner', 'the part of flinch lab that runs inside the lab network namespace', () => runLabInside(readInnerPlan(), log));
+  innerCommand('xen-lab-inner', 'the part of flinch lab --hypervisor xen that runs inside the lab network namespace', () => runXenLabInside(readXenInnerPlan(), log));
   program
     .command('package-check')
     .description('install the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG) and check the service: start, kill -9, bad config, hardening')
@@ -300,22 +291,8 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  program
-    .command('sim-campaign-inner', { hidden: true })
-    .description('internal: the part of flinch campaign --driver sim that runs inside the simulated host namespace')
-    .action(
-      guarded(PROGRAM, verbose, async () => {
-        await runSimCampaignInside(readSimPlan(), log);
-      }),
-    );
+  innerCommand('sim-campaign-inner', 'the part of flinch campaign --driver sim that runs inside the simulated host namespace', () => runSimCampaignInside(readSimPlan(), log));
 
-  program
-    .command('package-check-inner', { hidden: true })
-    .description('internal: the part of flinch package-check that runs inside the lab network namespace')
-    .action(
-      guarded(PROGRAM, verbose, async () => {
-        await runPackageCheckInside(readPackageCheckPlan(), log);
-      }),
-    );
+  innerCommand('package-check-inner', 'the part of flinch package-check that runs inside the lab network namespace', () => runPackageCheckInside(readPackageCheckPlan(), log));
   return program;
 }
