@@ -180,7 +180,11 @@ export class SafetyNet {
     if (actions.some((a) => a.result === 'conflict')) return 'conflict';
     if (this.options.mode === 'dry-run') return actions.length > 0 ? 'dry-run' : 'not-needed';
     // Announcements are courtesy, and a skipped action changed nothing: neither decides whether the guest healed.
-    const repaired = actions.filter((a) => a.what !== 'announce' && a.result !== 'skipped');
+    // Of several attempts at one repair only the last counts: a route put back once its address is, after a first
+    // try that came too early ("Nexthop has invalid gateway"), is repaired.
+    const lastAttempts = new Map<string, RemediationAction>();
+    for (const a of actions) if (a.what !== 'announce' && a.result !== 'skipped') lastAttempts.set(`${a.what} ${a.target}`, a);
+    const repaired = [...lastAttempts.values()];
     if (repaired.length === 0) return remaining.length === 0 ? 'not-needed' : 'failed';
     if (remaining.length === 0 && repaired.every((a) => a.result === 'ok')) return 'healed';
     return repaired.some((a) => a.result === 'ok') ? 'partial' : 'failed';

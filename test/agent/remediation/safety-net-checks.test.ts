@@ -41,3 +41,12 @@ t.test('a check that fails (a table flushed while it was being listed) does not 
   const actions = net.actionsSince(0);
   t.ok(actions.some((a) => a.what === 'firewall-table' && a.target.includes('inet filter')), `and found the flushed table to restore (${actions.map((a) => `${a.what} ${a.result}`).join(', ')})`);
 });
+
+t.test('a repair that failed once and then succeeded counts as repaired; one that only failed does not', async (t) => {
+  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'on' }, null, () => undefined, async () => withTable, async () => ({}), async () => withTable.firewall);
+  const at = { realtimeMs: 0, monotonicMs: 0 };
+  const action = (what: 'route' | 'address', result: 'ok' | 'failed') => ({ what, target: `${what} 00:16:3e:f1:1c:01`, why: 'lost during a migration episode', result, beforeHash: null, afterHash: null, durationMs: 1, at });
+  t.equal(net.outcome([action('route', 'failed'), action('address', 'ok'), action('route', 'ok')], []), 'healed', 'retried and put back: healed');
+  t.equal(net.outcome([action('route', 'ok'), action('address', 'failed')], []), 'partial', 'one repair never succeeded: partial');
+  t.equal(net.outcome([action('route', 'failed')], []), 'failed');
+});
