@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { UserError } from '../../agent/cli-support.js';
 import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
+import { diesWithThisProcess } from '../child-lifetime.js';
 
 /**
  * The lab's private network: a namespace holding a bridge (the host side, where the collector listens) and two tap
@@ -56,7 +57,7 @@ export async function destroyLabNetwork(network: LabNetwork): Promise<void> {
 export function runInsideNamespace(netns: string, subcommand: string, planVariable: string, plan: unknown): Promise<number> {
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell which script is running');
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, subcommand], {
+  const child = spawn(...diesWithThisProcess('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, subcommand], 'TERM'), {
     stdio: 'inherit',
     env: { ...process.env, [planVariable]: JSON.stringify(plan) },
   });

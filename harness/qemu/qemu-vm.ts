@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { findExecutable } from '../../agent/system/run-command.js';
 import { UserError } from '../../agent/cli-support.js';
 import { QmpClient } from './qmp-client.js';
+import { diesWithThisProcess } from '../child-lifetime.js';
 
 export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -105,7 +106,7 @@ export class QemuVm {
     // A socket left by an earlier QEMU of the same name (a failed migration's destination) would be mistaken for ours.
     for (const stale of [qmpSocketPath(spec), spec.consoleSocket]) if (stale) rmSync(stale, { force: true });
     const stderrPath = path.join(spec.runDir, `${spec.name}.qemu.log`);
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(...diesWithThisProcess(binary, args), { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.pipe(createWriteStream(stderrPath));
     let exited: string | null = null;
     child.once('exit', (code, signal) => {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { diesWithThisProcess } from '../../harness/child-lifetime.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 export interface CliResult {
@@ -14,9 +15,10 @@ export const FLINCH_AGENT = path.join(projectRoot(), 'dist', 'agent', 'cli.js');
 
 export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: string[] } = {}): Promise<CliResult> {
   // tap's processinfo re-adds its NODE_OPTIONS hook to every child it sees spawned; `env -u` drops it past that point.
-  const [command, ...args] = ['env', '-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv];
+  // Bound to this test's process: a test killed at its time limit takes its lab (and the lab's QEMUs) with it.
+  const [command, args] = diesWithThisProcess('env', ['-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv]);
   return new Promise((resolve, reject) => {
-    const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnvironment() });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnvironment() });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
