@@ -1,0 +1,42 @@
+// What every save/restore and migrate cycle of a netfront guest must show from inside (lab notes,
+// shared/lab-notes/xen), shared by the PV and PVH runs of the nested Xen lab.
+import type { Test } from 'tap';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Report } from '../../agent/report/report-schema.js';
+import type { MigrationResult } from '../../harness/report/lab-results.js';
+
+export function reportsOf(out: string): Report[] {
+  return readFileSync(path.join(out, 'reports.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Report);
+}
+
+/** Asserts the cycle was flagged from inside with all the evidence netfront and Xen leave. */
+export function assertCycleFlagged(t: Test, m: MigrationResult, report: Report | undefined) {
+  t.equal(m.error, undefined, `${m.method} completed`);
+  t.equal(m.verdictSource, 'agent', "the verdict is the agent's own");
+  t.ok(report, 'its full report is in reports.jsonl');
+  if (!report) return;
+  const triggers = report.episode.triggers;
+  const kinds = new Set(triggers.map((x) => x.kind));
+  for (const kind of ['xen-domid', 'kmsg-suspend', 'boottime-jump', 'carrier-counter', 'notify-peers']) t.ok(kinds.has(kind as never), `flagged by ${kind} (triggers: ${[...kinds].join(', ')})`);
+
+  // netfront never sends carrier=0 over netlink on a resume: the counters are the trace, +2 per cycle.
+  const counter = triggers.find((x) => x.kind === 'carrier-counter');
+  const [, before, after] = /carrier_changes (\d+) → (\d+)/.exec(counter?.detail ?? '') ?? [];
+  t.equal(Number(after) - Number(before), 2, `carrier_changes +2 (${counter?.detail})`);
+  const resumeEvents = m.linkEvents.filter((e) => e.ifname === 'eth0' && (e.event === 'notify-peers' || e.event === 'igmp-resend'));
+  t.ok(resumeEvents.length >= 2 && resumeEvents.every((e) => e.carrier === 1), 'NOTIFY_PEERS and IGMP_RESEND, carrier 1 in the messages');
+
+  // Monotonic stops across the suspend while boottime runs on; realtime follows the host (a suspend, not a step).
+  const jump = triggers.find((x) => x.kind === 'boottime-jump');
+  const jumpMs = Number(/boottime ran (\d+) ms ahead/.exec(jump?.detail ?? '')?.[1] ?? 0);
+  t.ok(jumpMs >= 500, `${jump?.detail} (a suspend of at least 500 ms)`);
+  t.notOk(kinds.has('clock-step'), 'realtime did not step against boottime');
+  const kmsg = report.evidence.filter((e) => e.kind.startsWith('kmsg-')).map((e) => e.detail);
+  t.ok(kmsg.some((line) => /Freezing user space processes/.test(line)) && kmsg.some((line) => /Restarting tasks/.test(line)), 'kmsg: the suspend and the resume');
+
+  // The xenstore probe, against the real xenstored: the domid the guest reads is the one xl gave the domain.
+  const domid = m.xenEvents?.find((e) => e.change === 'domid');
+  t.equal(`domid ${domid?.previous}`, m.from, `domid before: ${m.from}`);
+  t.equal(`domid ${domid?.value}`, m.to, `domid after: ${m.to}`);
+}
