@@ -255,20 +255,18 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       carrierChanges: observation.link.carrierChanges,
     });
   }
-  const xenEvents = inWindow.flatMap(({ observation, receivedAtMs }) =>
-    observation.kind === 'xen'
-      ? [{ afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs), change: observation.change, path: observation.path, value: observation.value, previous: observation.previous }]
-      : [],
-  );
   const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
   const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
   const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
   // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
   // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
   const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
-  const offsetSteps = agent.observations.flatMap(({ observation, receivedAtMs }) =>
-    receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs) && observation.kind === 'host-offset' && observation.changeMs !== null
-      ? [observation.changeMs]
+  // So can xenstore events: a guest frozen by a save/restore sends them over the connection that replaces the stalled one.
+  const untilReport = agent.observations.filter(({ receivedAtMs }) => receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs));
+  const offsetSteps = untilReport.flatMap(({ observation }) => (observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : []));
+  const xenEvents = untilReport.flatMap(({ observation, receivedAtMs }) =>
+    observation.kind === 'xen'
+      ? [{ afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs), change: observation.change, path: observation.path, value: observation.value, previous: observation.previous }]
       : [],
   );
   if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
