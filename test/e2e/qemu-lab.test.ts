@@ -8,8 +8,11 @@ import type { LabResults } from '../../harness/report/lab-results.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 
-/** How far the agent's clock lag may stray from QEMU's downtime figure. The tight figure is in BENCHMARKS.md. */
-const LAG_TOLERANCE_MS = 20;
+/**
+ * How far the agent's clock lag may stray from QEMU's downtime figure: a sanity bound, not a measurement (a loaded
+ * 2-core TCG host has put them 32 ms apart on a 51 ms downtime). The tight figures are in BENCHMARKS.md.
+ */
+const LAG_TOLERANCE_MS = 50;
 
 t.test('a 2-migration lab run', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-e2e-'));
