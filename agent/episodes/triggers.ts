@@ -1,4 +1,4 @@
-import type { ClockStamp, Observation } from '../../probes/observation.js';
+import type { ClockSampleObservation, ClockStamp, Observation } from '../../probes/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
 
 /** Why an episode opened. */
@@ -38,7 +38,7 @@ export const DEFAULT_TRIGGER_THRESHOLDS: TriggerThresholds = { realtimeStepMs: 3
  * the little state that needs (last clock deltas, carrier counters and MACs per interface) and nothing else.
  */
 export class TriggerDetector {
-  private lastClock: { realtime: number; boottime: number; readSpreadMs?: number } | null = null;
+  private lastClock: ClockSampleObservation | null = null;
   private readonly carrierChanges = new Map<number, number>();
   private readonly ifindexByMac = new Map<string, number>();
   private readonly deletedMacs = new Set<string>();
@@ -50,16 +50,16 @@ export class TriggerDetector {
     switch (o.kind) {
       case 'clock': {
         const previous = this.lastClock;
-        this.lastClock = { realtime: o.realtimeMinusMonotonicMs, boottime: o.boottimeMinusMonotonicMs, readSpreadMs: o.readSpreadMs };
+        this.lastClock = o;
         if (!previous) return [];
         const triggers: EpisodeTrigger[] = [];
         const slack = readSlackMs(previous, o);
-        const boottimeMove = o.boottimeMinusMonotonicMs - previous.boottime;
+        const boottimeMove = o.boottimeMinusMonotonicMs - previous.boottimeMinusMonotonicMs;
         // Across a suspend (Xen save/restore and migration) monotonic stops while realtime and boottime both run on:
         // that is a suspend, not a wrong clock, so realtime is then judged against boottime, within boottime's coarser
         // resolution (/proc/uptime: 10 ms). A step moves realtime alone.
         const suspended = boottimeMove >= this.thresholds.boottimeJumpMs + slack;
-        const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtime - (suspended ? boottimeMove : 0);
+        const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs - (suspended ? boottimeMove : 0);
         if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs) + slack) {
           triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against ${suspended ? 'boottime' : 'monotonic'}`, magnitudeMs: Math.abs(realtimeMove), at });
         }

@@ -61,7 +61,7 @@ export async function runMigrations(settings: CampaignSettings, target: Campaign
 }
 
 /** The campaign block of results.json. */
-export function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
+function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
   return {
     ...(settings.methods?.length ? { methods: [...settings.methods] } : {}),
     faults: settings.faultMatrix.map(faultLabel),
@@ -72,7 +72,7 @@ export function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' |
 }
 
 /** How the agent's reports travelled: the channel block of results.json. */
-export async function channelSummary(collector: CollectorServer, store: ReportStore, agent: AgentRecord): Promise<NonNullable<LabResults['channel']>> {
+async function channelSummary(collector: CollectorServer, store: ReportStore, agent: AgentRecord): Promise<NonNullable<LabResults['channel']>> {
   return {
     reportsStored: store.reportCount(agent.agentId),
     duplicatesDropped: (await collector.metrics.duplicates.get()).values[0]?.value ?? 0,

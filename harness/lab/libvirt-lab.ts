@@ -81,14 +81,14 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     await driver.prepare();
     const migrations = await runMigrations(campaignSettings(options, startedAtMs), { driver, collector, agent, meter: null, where: () => driver.currentUri, reconnectsAfterMigration: true }, journal, log);
     const results = await campaignResults({
-      startedAtMs: startedAtMs,
+      startedAtMs,
       hypervisor: { driver: 'libvirt', qemu: /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null, destQemu: null },
       guest: { kernel: kernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
       settings: options,
       migrations,
       collector,
       store,
-      agent: agent,
+      agent,
     });
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
   } finally {

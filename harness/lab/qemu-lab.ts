@@ -201,7 +201,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       migrations,
       collector,
       store,
-      agent: agent,
+      agent,
     });
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
     return results;

@@ -173,7 +173,7 @@ export async function runXenLabInside(plan: InnerPlan, log: (line: string) => vo
       migrations,
       collector,
       store,
-      agent: agent,
+      agent,
     });
     await dom0.run(`xl destroy ${DOMAIN}`, 60_000).catch(() => undefined);
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
