@@ -73,6 +73,7 @@ interface AgentOptions {
   timingNoise: number;
   adoptAfter: number;
   conflictWindow: number;
+  repairWindow: number;
   maxActions: number;
 }
 
@@ -86,7 +87,6 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
       probes: options.probes,
       probeSettings: {
         ...DEFAULT_PROBE_SETTINGS,
-        installCanaries: options.canaries,
         legacyPollMs: options.legacyPoll,
         clock: { ...DEFAULT_PROBE_SETTINGS.clock, pauseThresholdMs: Math.max(DEFAULT_PROBE_SETTINGS.clock.pauseThresholdMs, options.timingNoise) },
       },
@@ -94,9 +94,13 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
         ...DEFAULT_EPISODE_OPTIONS,
         settleMs: options.settle,
         thresholds: { ...DEFAULT_EPISODE_OPTIONS.thresholds, hostOffsetStepMs: Math.max(DEFAULT_EPISODE_OPTIONS.thresholds.hostOffsetStepMs, options.timingNoise) },
+        pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, overrideMs: options.timingNoise },
       },
       verdict: DEFAULT_VERDICT_THRESHOLDS,
-      safetyNet: { ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow, maxActionsPerMinute: options.maxActions },
+      safetyNet: {
+        ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow,
+        repairWindowMs: options.repairWindow, maxActionsPerMinute: options.maxActions, canaries: options.canaries,
+      },
       stateDir: options.stateDir,
     },
     outputs,
@@ -137,7 +141,7 @@ function addAgentOptions(command: Command): Command {
   return command
     .option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`)
     .option('--probes <list>', 'comma-separated probes to run (default: all)', parseProbeList)
-    .option('--no-canaries', 'do not install the canary table/chains the firewall probes use to prove a wholesale flush')
+    .option('--no-canaries', 'with --remediate on, do not install the canary table/chains that show a wholesale flush')
     .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs)
     .option('--remediate <mode>', 'the safety net: off, dry-run (say what it would do) or on', parseMode, DEFAULT_SAFETY_NET_OPTIONS.mode)
     .option('--udp-echo <port>', "answer a harness's blackout probes on this UDP port (off by default)", positiveInt)
@@ -145,11 +149,12 @@ function addAgentOptions(command: Command): Command {
     .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
     .option(
       '--timing-noise <ms>',
-      "late wake-ups and moves of the offset to the host below this are the machine's own jitter (nested or emulated guests), not episode triggers",
+      "late wake-ups and moves of the offset to the host below this are the machine's own jitter, whatever the agent learns of it (nested or emulated guests)",
       nonNegativeInt,
       0,
     )
-    .option('--adopt-after <ms>', 'a change made outside any episode becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
+    .option('--adopt-after <ms>', 'a change no migration explains is left alone, and becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
+    .option('--repair-window <ms>', 'damage first seen up to this long after migration evidence is the migration\'s, and is repaired', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs)
     .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
     .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);
 }
@@ -161,6 +166,7 @@ interface RunOptions extends AgentOptions {
   caFile?: string;
   spoolMaxBytes: number;
   metrics?: string;
+  acceptAnnounce?: boolean;
 }
 
 function summariseReport(report: Report): string {
@@ -205,6 +211,9 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
       throw new UserError((error as Error).message, CONFIG_ERROR_EXIT);
     }
   }
+  if (options.acceptAnnounce && key === null) {
+    throw new UserError('--accept-announce needs --token-file: only a signed announcement may count as migration evidence', 2);
+  }
   const ca = readOptionalFile(options.caFile, 'CA bundle');
   const url = collectorFor(options.agentId, collectors);
   const spool = new Spool({ dir: path.join(options.stateDir, 'spool'), maxBytes: options.spoolMaxBytes, segmentBytes: Math.min(1024 * 1024, Math.max(4096, Math.floor(options.spoolMaxBytes / 8))), log });
@@ -226,7 +235,8 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
       const observation = hostOffset.add(exchange);
       if (observation) feed(observation);
     },
-    onAnnounce: (phase, migrationId) => runtime?.announce(phase, migrationId),
+    // A signed announcement is migration evidence and opens a repair window, so it is honoured only when asked for.
+    onAnnounce: options.acceptAnnounce ? (phase, migrationId) => runtime?.announce(phase, migrationId) : undefined,
     onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
     onConnectionReplaced: (detail) => feed({ kind: 'connection', event: 'closed', detail: `collector connection replaced: ${detail}`, at: stampNow() }),
     onAck: () => metrics?.spool(spool.unacked.length, spool.dropped),
@@ -264,11 +274,12 @@ export function buildAgentProgram(): Command {
   addAgentOptions(
     program
       .command('watch')
-      .description('print observations and episode reports (flinch.report/v1) as JSON lines')
+      .description('print observations and episode reports (flinch.report/v1) as JSON lines; changes nothing in the guest')
       .option('--json', 'one JSON object per line (the only format for now)', true),
   ).action(
     guarded(PROGRAM, verbose, async (given: AgentOptions, command: Command) => {
       const options = withConfig(given, command);
+      if (options.remediate === 'on') throw new UserError('watch changes nothing in the guest: use `run --remediate on` for the safety net', 2);
       await runUntilSignalled(options, os.hostname(), { observation: printLine, report: printLine }, log);
     }),
   );
@@ -280,8 +291,7 @@ export function buildAgentProgram(): Command {
     .option('--probes <list>', 'comma-separated probes to read (default: all)', parseProbeList)
     .action(
       guarded(PROGRAM, verbose, async (options: { probes?: string[] }) => {
-        // A one-shot read changes nothing: no canaries.
-        const probes = probesFor(options.probes, { ...DEFAULT_PROBE_SETTINGS, installCanaries: false });
+        const probes = probesFor(options.probes, DEFAULT_PROBE_SETTINGS);
         const result: Record<string, unknown> = {};
         for (const probe of probes) {
           try {
@@ -337,7 +347,8 @@ export function buildAgentProgram(): Command {
       .option('--token-file <file>', "this agent's signing key (mode 0600), from `flinch token`; without it frames are unsigned")
       .option('--ca-file <file>', 'PEM certificates to trust for a wss:// collector, beside the system ones')
       .option('--spool-max-bytes <n>', 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted', positiveInt, DEFAULT_SPOOL_MAX_BYTES)
-      .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431'),
+      .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431')
+      .option('--accept-announce', "take the collector's signed migration announcements as migration evidence (a harness's lab or campaign); off, they are ignored"),
   ).action(
     guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
       await runAgentService(withConfig(given, command), log);

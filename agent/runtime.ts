@@ -6,6 +6,8 @@ import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
 import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
+import { monotonicMs } from '../probes/clock/read-clocks.js';
+import { isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
 
 export const REPORTS_FILE = 'reports.jsonl';
 
@@ -47,17 +49,11 @@ export class AgentRuntime {
   ) {
     this.state = new StateDir(options.stateDir, log);
     this.safetyNet = new SafetyNet(options.safetyNet, this.state, log);
-    this.engine = new EpisodeEngine(
-      (episode) => this.track(this.finish(episode)),
-      options.episodes,
-      undefined,
-      () => void this.safetyNet.check(() => true),
-    );
+    this.engine = new EpisodeEngine((episode) => this.track(this.finish(episode)), options.episodes);
   }
 
   async start(): Promise<void> {
     this.observer = new Observer(createProbes(this.options.probes, this.options.probeSettings), (o) => this.ingest(o));
-    // Probes first: they install the canaries, which then belong to the baseline.
     await this.observer.start();
     await this.safetyNet.init();
     const baseline = this.safetyNet.currentBaseline;
@@ -67,24 +63,35 @@ export class AgentRuntime {
     );
   }
 
+  /** An authenticated harness announcement the agent was told to accept: migration evidence. */
   announce(phase: 'starting' | 'finished', migrationId: string): void {
-    this.engine.announce(phase, migrationId);
+    this.signal([this.engine.announce(phase, migrationId)]);
   }
 
   async stop(): Promise<void> {
     this.engine.flush();
     await Promise.allSettled([...this.pendingReports]);
-    this.safetyNet.stop();
+    await this.safetyNet.stop();
     await this.observer?.stop();
+  }
+
+  /** The learnt pause noise: the floor below which a pause alone is this machine's jitter. */
+  get pauseNoise(): { learntMs: number; thresholdMs: number; samples: number } {
+    const floor = this.engine.noiseFloor;
+    const now = this.engine.open?.openedAt.monotonicMs ?? monotonicMs();
+    return { learntMs: floor.learntMs(), thresholdMs: floor.thresholdMs(now), samples: floor.sampleCount };
+  }
+
+  private signal(triggers: readonly EpisodeTrigger[]): void {
+    const evidence = triggers.find(isMigrationEvidence);
+    if (evidence) void this.safetyNet.migrationSignal({ kind: evidence.kind, detail: evidence.detail, atMs: evidence.at.monotonicMs });
   }
 
   /** Every observation passes here: the probes' and the transport's own (host offset, connection loss). */
   ingest(observation: Observation): void {
     this.outputs.observation(observation);
-    this.engine.ingest(observation);
-    if (STATE_KINDS.has(observation.kind)) {
-      void this.safetyNet.check(() => this.engine.open !== null, observation.kind === 'firewall' ? 'firewall' : 'all');
-    }
+    this.signal(this.engine.ingest(observation));
+    if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');
   }
 
   private track(work: Promise<void>): void {

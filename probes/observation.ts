@@ -109,7 +109,18 @@ export interface FirewallObservation {
   staleInterfaceRefs: StaleInterfaceRef[];
   /** What prompted the reading: a netfilter netlink event, a poll, or the start. */
   trigger: 'start' | 'event' | 'poll';
+  /**
+   * nf_tables only: the last transaction committed before this reading, with the committing process as the kernel
+   * names it (NFTA_GEN_PROC_PID / NFTA_GEN_PROC_NAME): who flushed or changed the ruleset.
+   */
+  committedBy?: NftCommit;
   at: ClockStamp;
+}
+
+export interface NftCommit {
+  generation: number;
+  pid: number;
+  process: string;
 }
 
 export interface AddressObservation {

@@ -9,15 +9,12 @@ import { XenProbe } from './xen/xen-probe.js';
 
 /** Settings a probe may read; each takes what concerns it. */
 export interface ProbeSettings {
-  /** Firewall probes install flinch's canary tables/chains at start. Off for one-shot reads such as `snapshot`. */
-  installCanaries: boolean;
   /** iptables-legacy has no change events and is polled this often. */
   legacyPollMs: number;
   clock: ClockProbeOptions;
 }
 
 export const DEFAULT_PROBE_SETTINGS: ProbeSettings = {
-  installCanaries: true,
   legacyPollMs: 1000,
   clock: DEFAULT_CLOCK_PROBE_OPTIONS,
 };
@@ -34,9 +31,9 @@ interface ProbeEntry {
 export const PROBES: Readonly<Record<string, ProbeEntry>> = {
   link: { create: () => new RtnetlinkLinkProbe(), enabledByDefault: true },
   addressing: { create: () => new AddressingProbe(), enabledByDefault: true },
-  nftables: { create: (s) => new NftablesProbe({ installCanaries: s.installCanaries }), enabledByDefault: true },
+  nftables: { create: (s) => new NftablesProbe(), enabledByDefault: true },
   iptables: {
-    create: (s) => new IptablesProbe({ installCanaries: s.installCanaries, legacyPollMs: s.legacyPollMs }),
+    create: (s) => new IptablesProbe({ legacyPollMs: s.legacyPollMs }),
     enabledByDefault: true,
   },
   clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },

@@ -39,6 +39,8 @@ export const AgentConfigSchema = Type.Object(
     'adopt-after': Type.Optional(Milliseconds),
     'max-actions': Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     'conflict-window': Type.Optional(Milliseconds),
+    'repair-window': Type.Optional(Milliseconds),
+    'accept-announce': Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

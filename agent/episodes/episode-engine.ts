@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ClockStamp, Observation } from '../../probes/observation.js';
 import { stampNow } from '../../probes/clock/read-clocks.js';
-import { DEFAULT_TRIGGER_THRESHOLDS, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
+import { DEFAULT_TRIGGER_THRESHOLDS, isMigrationEvidence, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
+import { DEFAULT_NOISE_FLOOR_OPTIONS, PauseNoiseFloor, type NoiseFloorOptions } from './noise-floor.js';
 
 export interface EpisodeOptions {
   /** An episode closes after this long without a new observation (ms). */
@@ -13,6 +14,8 @@ export interface EpisodeOptions {
   /** Most observations one episode carries; the rest are counted. */
   maxObservations: number;
   thresholds: TriggerThresholds;
+  /** How a pause alone is told from the machine's own timing noise. */
+  pauseNoise: NoiseFloorOptions;
 }
 
 export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
@@ -21,6 +24,7 @@ export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
   maxEpisodeMs: 120_000,
   maxObservations: 1000,
   thresholds: DEFAULT_TRIGGER_THRESHOLDS,
+  pauseNoise: DEFAULT_NOISE_FLOOR_OPTIONS,
 };
 
 export interface Episode {
@@ -65,27 +69,37 @@ export class EpisodeEngine {
     private readonly clock: EngineClock = REAL_CLOCK,
     private readonly onOpen: (episode: Episode) => void = () => undefined,
   ) {
-    this.detector = new TriggerDetector(options.thresholds);
+    this.detector = new TriggerDetector(options.thresholds, new PauseNoiseFloor(options.pauseNoise));
   }
 
   get open(): Episode | null {
     return this.current;
   }
 
-  ingest(observation: Observation): void {
+  /** The pause noise this engine has learnt. */
+  get noiseFloor(): PauseNoiseFloor {
+    return this.detector.noiseFloor;
+  }
+
+  /** Takes one observation in; returns the triggers it raised (an episode is open afterwards if there are any). */
+  ingest(observation: Observation): EpisodeTrigger[] {
     const triggers = this.detector.detect(observation);
     if (!this.current && triggers.length === 0) {
       this.remember(observation);
-      return;
+      return triggers;
     }
     const episode = this.current ?? this.start(triggers[0]!.at, null);
     episode.triggers.push(...triggers);
     this.add(episode, observation);
     this.armSettle();
+    return triggers;
   }
 
-  /** The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. */
-  announce(phase: 'starting' | 'finished', migrationId: string): void {
+  /**
+   * The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. Only an
+   * authenticated announcement the agent was told to accept may come here: it is migration evidence.
+   */
+  announce(phase: 'starting' | 'finished', migrationId: string): EpisodeTrigger {
     const at = this.clock.now();
     // An episode belongs to one migration: one of another migration is closed first, whatever the phase (a lost
     // "finished" must not keep it open). A migration starting is a new episode unless the open, unnamed one is just
@@ -107,11 +121,13 @@ export class EpisodeEngine {
       for (const observation of carried.observations) this.add(episode, observation);
     }
     episode.migrationId ??= migrationId;
-    episode.triggers.push({ kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at });
+    const trigger: EpisodeTrigger = { kind: 'harness-announce', detail: `migration ${migrationId} ${phase}`, at };
+    episode.triggers.push(trigger);
     // While the harness says a migration is under way the episode stays open (up to the cap): a live migration's
     // copy phase can be quiet for longer than a settle window before the guest is stopped (xl migrate: ~10 s).
     this.migrationUnderWay = phase === 'starting';
     this.armSettle();
+    return trigger;
   }
 
   /** Closes the open episode now (agent shutting down). */
@@ -167,6 +183,10 @@ export class EpisodeEngine {
     this.settleTimer = null;
     this.current = null;
     episode.closedAt = this.clock.now();
+    // A pause that opened an episode in which nothing proved a migration was this machine's noise after all.
+    if (!episode.triggers.some(isMigrationEvidence)) {
+      for (const t of episode.triggers) if (t.kind === 'pause' && t.magnitudeMs !== undefined) this.noiseFloor.note(t.magnitudeMs, t.at.monotonicMs);
+    }
     this.onClose(episode);
   }
 }

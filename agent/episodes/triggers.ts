@@ -1,5 +1,6 @@
 import type { ClockSampleObservation, ClockStamp, Observation } from '../../probes/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
+import { PauseNoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
 
 /** Why an episode opened. */
 export interface EpisodeTrigger {
@@ -9,6 +10,7 @@ export interface EpisodeTrigger {
     | 'host-offset-step'
     | 'pause'
     | 'notify-peers'
+    | 'igmp-resend'
     | 'carrier-counter'
     | 'interface-recreated'
     | 'kmsg-suspend'
@@ -34,6 +36,21 @@ export interface TriggerThresholds {
 export const DEFAULT_TRIGGER_THRESHOLDS: TriggerThresholds = { realtimeStepMs: 3, boottimeJumpMs: 25, hostOffsetStepMs: 2 };
 
 /**
+ * Triggers that only a migration (or a suspend, which a migration is to the guest) produces: the kernel's own announce
+ * request, Xen's suspend and new domid, boottime running on while monotonic stood still, the kernel's suspend lines,
+ * the offset to the host moving, and a harness's authenticated announcement. A pause, a clock step, a carrier change,
+ * a re-created interface and a lost canary are things an administrator or a busy host does too: they open episodes
+ * (something happened) but prove no migration, and so never license the safety net to change the guest.
+ */
+const MIGRATION_EVIDENCE = new Set<EpisodeTrigger['kind']>([
+  'notify-peers', 'igmp-resend', 'xen-domid', 'xen-suspend', 'boottime-jump', 'kmsg-suspend', 'host-offset-step', 'harness-announce',
+]);
+
+export function isMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
+  return MIGRATION_EVIDENCE.has(trigger.kind);
+}
+
+/**
  * Recognises the observations that mean "something happened to this guest": the moments an episode opens. It keeps
  * the little state that needs (last clock deltas, carrier counters and MACs per interface) and nothing else.
  */
@@ -43,7 +60,10 @@ export class TriggerDetector {
   private readonly ifindexByMac = new Map<string, number>();
   private readonly deletedMacs = new Set<string>();
 
-  constructor(private readonly thresholds: TriggerThresholds = DEFAULT_TRIGGER_THRESHOLDS) {}
+  constructor(
+    private readonly thresholds: TriggerThresholds = DEFAULT_TRIGGER_THRESHOLDS,
+    readonly noiseFloor: PauseNoiseFloor = new PauseNoiseFloor(),
+  ) {}
 
   detect(o: Observation): EpisodeTrigger[] {
     const at = o.at;
@@ -72,8 +92,16 @@ export class TriggerDetector {
         return o.changeMs !== null && Math.abs(o.changeMs) >= this.thresholds.hostOffsetStepMs
           ? [{ kind: 'host-offset-step', detail: `offset against the host moved ${o.changeMs.toFixed(1)} ms`, at }]
           : [];
-      case 'pause':
-        return [{ kind: 'pause', detail: `woke ${o.lateByMs} ms late, ${o.stealMs} ms stolen`, at }];
+      case 'pause': {
+        // Below the machine's own noise a pause is noise, and is learnt as such; above it, it opens an episode.
+        const magnitude = pauseMagnitudeMs(o);
+        const floor = this.noiseFloor.thresholdMs(at.monotonicMs);
+        if (magnitude < floor) {
+          this.noiseFloor.note(magnitude, at.monotonicMs);
+          return [];
+        }
+        return [{ kind: 'pause', detail: `woke ${o.lateByMs} ms late, ${o.stealMs} ms stolen (noise floor ${floor.toFixed(0)} ms)`, magnitudeMs: magnitude, at }];
+      }
       case 'link': {
         const triggers: EpisodeTrigger[] = [];
         const { ifindex, mac, name, carrierChanges } = o.link;
@@ -98,6 +126,7 @@ export class TriggerDetector {
           }
         }
         if (o.event === 'notify-peers') triggers.push({ kind: 'notify-peers', detail: `${name}: IFLA_EVENT NOTIFY_PEERS`, at });
+        if (o.event === 'igmp-resend') triggers.push({ kind: 'igmp-resend', detail: `${name}: IFLA_EVENT IGMP_RESEND`, at });
         return triggers;
       }
       case 'kmsg':

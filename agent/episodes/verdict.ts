@@ -33,11 +33,13 @@ export function evidenceOf(o: Observation, thresholds: VerdictThresholds): Evide
       return o.action === 'del' ? disrupted('route-lost', `${o.destination}${o.gateway ? ` via ${o.gateway}` : ''}${o.reconciled ? ' (dropped silently)' : ''}`) : null;
     case 'neighbour':
       return o.action === 'del' && !isMulticastNeighbour(o) ? disrupted('neighbour-lost', `${o.address} on ifindex ${o.ifindex}`) : null;
-    case 'firewall':
-      if (o.canary === 'missing') return disrupted('firewall-flushed', `${o.backend}${o.family ? ` ${o.family}` : ''}: wholesale flush (canary gone), ${o.removed.length} rule(s) removed`);
-      if (o.removed.length > 0 || o.added.length > 0) return disrupted('firewall-changed', `${o.backend}${o.family ? ` ${o.family}` : ''}: ${o.removed.length} removed, ${o.added.length} added`);
+    case 'firewall': {
+      const by = o.committedBy ? ` by process ${o.committedBy.pid} (${o.committedBy.process})` : '';
+      if (o.canary === 'missing') return disrupted('firewall-flushed', `${o.backend}${o.family ? ` ${o.family}` : ''}: wholesale flush (canary gone)${by}, ${o.removed.length} rule(s) removed`);
+      if (o.removed.length > 0 || o.added.length > 0) return disrupted('firewall-changed', `${o.backend}${o.family ? ` ${o.family}` : ''}: ${o.removed.length} removed, ${o.added.length} added${by}`);
       if (o.staleInterfaceRefs.length > 0) return disrupted('stale-interface-rule', `${o.staleInterfaceRefs.length} rule(s) match a dead interface index`);
       return null;
+    }
     case 'clock': {
       return null; // clock steps are judged from the triggers, which know the previous sample
     }

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { ProtocolError } from './messages.js';
 
 /**
- * Agent frames are `<64 hex HMAC-SHA256> <json>`, the MAC taken with the agent's key over the connection's challenge
+ * Frames are `<64 hex HMAC-SHA256> <json>`, the MAC taken with the agent's key over the connection's challenge
  * nonce, a newline, and the JSON text exactly as sent. Binding the nonce in means a frame captured on one connection
  * is worthless on another; keying per agent means one guest's key cannot sign for another guest.
  *
@@ -20,6 +20,21 @@ export function agentKeyFor(fleetSecret: string, agentId: string): string {
 
 export function signFrame(key: string, nonce: string, json: string): string {
   return `${macOf(key, nonce, json)} ${json}`;
+}
+
+/**
+ * The collector signs what it sends with the agent's key too, over the nonce marked as the collector's, so that no
+ * frame can be reflected from one direction into the other. The challenge alone goes unsigned: it carries only the
+ * nonce, and a forged one gets nothing but a hello that no collector will accept.
+ */
+const COLLECTOR_DIRECTION = '/collector';
+
+export function signCollectorFrame(key: string, nonce: string, json: string): string {
+  return signFrame(key, nonce + COLLECTOR_DIRECTION, json);
+}
+
+export function verifyCollectorFrame(key: string, nonce: string, json: string, mac: string): boolean {
+  return verifyFrame(key, nonce + COLLECTOR_DIRECTION, json, mac);
 }
 
 /** Splits a frame into MAC and JSON; the JSON is not parsed yet. */

@@ -199,10 +199,24 @@ export function validateAgentMessage(message: Record<string, unknown> & { type: 
   return checked;
 }
 
-/** Validates what the agent receives: challenges, acks, time probes and announcements, none of which change the guest. */
-export function parseCollectorMessage(data: string | Buffer): CollectorMessage {
+/** No collector message comes near this: challenges, acks, time probes and announcements are all under 1 KiB. */
+export const MAX_COLLECTOR_FRAME_BYTES = 16 * 1024;
+
+/**
+ * Validates what the agent receives: challenges, acks, time probes and announcements, none of which change the guest
+ * directly. `verify`, when the agent has a key, checks the frame's signature (given the JSON and its MAC) and is
+ * passed every frame but a challenge, which only carries the nonce.
+ */
+export function parseCollectorMessage(data: string | Buffer, verify: ((json: string, mac: string) => boolean) | null = null): CollectorMessage {
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-  if (size > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`, 'oversize');
-  const message = parseJsonObject(typeof data === 'string' ? data : data.toString('utf8'));
+  if (size > MAX_COLLECTOR_FRAME_BYTES) throw new ProtocolError(`frame of ${size} bytes exceeds ${MAX_COLLECTOR_FRAME_BYTES}`, 'oversize');
+  const text = typeof data === 'string' ? data : data.toString('utf8');
+  const signed = /^[0-9a-f]{64} /.test(text);
+  const json = signed ? text.slice(65) : text;
+  const message = parseJsonObject(json);
+  if (verify && message.type !== 'challenge') {
+    if (!signed) throw new ProtocolError(`unsigned ${JSON.stringify(message.type).slice(0, 40)} frame`, 'unsigned');
+    if (!verify(json, text.slice(0, 64))) throw new ProtocolError(`bad signature on a ${JSON.stringify(message.type).slice(0, 40)} frame`, 'bad-signature');
+  }
   return check<CollectorMessage>(message, ['challenge', 'ack', 'time-probe', 'announce'], 'the collector');
 }

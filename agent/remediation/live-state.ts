@@ -3,7 +3,7 @@ import { listRuleset, type NftJsonItem } from '../system/nft.js';
 import { runCommand } from '../system/run-command.js';
 import { iptablesAvailable, iptablesSave, type IpFamily, type IptablesVariant } from '../system/iptables.js';
 import { findExecutable } from '../system/run-command.js';
-import { normalizeIptablesSave, normalizeNftRuleset } from '../../probes/firewall/ruleset.js';
+import { iptablesNftTables, isDynamicSet, nftSetOf, normalizeIptablesSave, normalizeNftRuleset, NFT_CANARY_TABLE, type NormalizedRuleset } from '../../probes/firewall/ruleset.js';
 
 /** One interface's network state, keyed by MAC: after a replug the name may be the same but the ifindex is not. */
 export interface InterfaceState {
@@ -11,7 +11,11 @@ export interface InterfaceState {
   name: string;
   mtu: number;
   adminUp: boolean;
-  /** "192.0.2.10/24", "2001:db8::10/64": global-scope addresses only (link-local ones the kernel makes itself). */
+  /**
+   * "192.0.2.10/24", "2001:db8::10/64": permanent global-scope addresses only. Link-local ones the kernel makes
+   * itself; ones with a finite lifetime (DHCP, SLAAC) belong to their daemon, which renews them, and restoring one as
+   * permanent would outlive its lease.
+   */
   addresses: string[];
   routes: RouteState[];
 }
@@ -30,14 +34,23 @@ export interface FirewallTableState {
   /** nft: "inet filter"; iptables: "filter". */
   table: string;
   family: string;
+  /** nft: `nft -s list table` (stateless: no counter values, no quota use); iptables: its iptables-save block. */
   text: string;
+  /** The table's meaning, one line per table, chain, set and rule, without counters, handles or dynamic elements. */
+  lines: string[];
+  /** nft: the sets and maps ("inet t name") whose elements are run-time state, emptied when the table is restored. */
+  dynamicSets: string[];
   hash: string;
 }
 
 export interface LiveState {
   interfaces: Record<string, InterfaceState>;
   firewall: Record<string, FirewallTableState>;
+  /** Where flinch's canaries are now: "nftables inet", "iptables-nft ipv4 filter", … (not part of the baseline). */
+  canaries: string[];
 }
+
+export type FirewallState = Pick<LiveState, 'firewall' | 'canaries'>;
 
 interface IpAddrJson {
   ifname: string;
@@ -45,7 +58,7 @@ interface IpAddrJson {
   flags: string[];
   address?: string;
   link_type?: string;
-  addr_info?: Array<{ family: string; local: string; prefixlen: number; scope: string }>;
+  addr_info?: Array<{ family: string; local: string; prefixlen: number; scope: string; dynamic?: boolean; valid_life_time?: number }>;
 }
 
 interface IpRouteJson {
@@ -56,8 +69,13 @@ interface IpRouteJson {
   type?: string;
 }
 
-/** Routes the kernel makes and removes by itself along with addresses and links: not flinch's to restore. */
-const KERNEL_MANAGED_PROTOCOLS = new Set(['kernel', 'ra', 'redirect']);
+/**
+ * Routes the kernel makes and removes by itself along with addresses and links, and routes a DHCP client installs
+ * with its lease: not flinch's to restore.
+ */
+const KERNEL_MANAGED_PROTOCOLS = new Set(['kernel', 'ra', 'redirect', 'dhcp']);
+/** `ip -j` prints a lifetime of "forever" as this. */
+const FOREVER = 4294967295;
 
 export async function captureInterfaces(): Promise<Record<string, InterfaceState>> {
   const [links, routes4, routes6] = await Promise.all([
@@ -75,7 +93,7 @@ export async function captureInterfaces(): Promise<Record<string, InterfaceState
       mtu: link.mtu,
       adminUp: link.flags.includes('UP'),
       addresses: (link.addr_info ?? [])
-        .filter((a) => a.scope === 'global')
+        .filter((a) => a.scope === 'global' && !a.dynamic && (a.valid_life_time === undefined || a.valid_life_time >= FOREVER))
         .map((a) => `${a.local}/${a.prefixlen}`)
         .sort(),
       routes: routes
@@ -110,92 +128,89 @@ export function splitIptablesSave(text: string): Map<string, string> {
   return blocks;
 }
 
-async function captureIptables(variant: IptablesVariant, family: IpFamily, out: Record<string, FirewallTableState>): Promise<string[]> {
-  if (!iptablesAvailable(variant, family)) return [];
-  const backend = variant === 'nft' ? 'iptables-nft' : 'iptables-legacy';
-  const blocks = splitIptablesSave(await iptablesSave(variant, family));
-  for (const [table, text] of blocks) {
-    const key = `${backend} ${family} ${table}`;
-    const normalized = normalizeIptablesSave(backend, family, text);
-    // The canary chain is part of what must come back, so it counts here (the probes leave it out of their hash).
-    out[key] = { key, backend, table, family, text, hash: `${normalized.hash}${normalized.canaries.length ? '+canary' : ''}` };
-  }
-  return [...blocks.keys()];
+/**
+ * A rule whose interface match now names a bare index no longer matches the interface it was written for (the
+ * interface went away, perhaps to come back under a new index): it is left out, so the table reads as having lost it.
+ */
+function tableLines(ruleset: NormalizedRuleset): string[] {
+  const intact = ruleset.rules.filter((r) => !r.interfaceRefs.some((ref) => /^\d+$/.test(ref.value)));
+  return [...ruleset.structure, ...intact.map((r) => r.key)];
 }
 
-/** nft tables, each with its own text (nft list table) and its hash; iptables-nft's tables are left to iptables. */
-async function captureNft(out: Record<string, FirewallTableState>, iptablesNftTables: Map<string, string[]>): Promise<void> {
-  if (!findExecutable('nft')) return;
-  const items = await listRuleset();
+/** iptables-save prints this instead of a table it cannot read (a native nft table with an iptables name). */
+const INCOMPATIBLE_TABLE = /^# Table '([^']+)' contains incompatible base-chains/;
+
+/**
+ * One variant and family of iptables, a table each. `owned` (iptables-nft only) names the nf_tables tables that
+ * iptables-nft made, as "ip filter"; any other table of that name is a native nft table and is left to captureNft.
+ */
+async function captureIptables(variant: IptablesVariant, family: IpFamily, out: FirewallState, owned?: Set<string>): Promise<void> {
+  if (!iptablesAvailable(variant, family)) return;
+  const backend = variant === 'nft' ? 'iptables-nft' : 'iptables-legacy';
+  const saved = await iptablesSave(variant, family);
+  const incompatible = new Set(saved.split('\n').map((line) => INCOMPATIBLE_TABLE.exec(line)?.[1]).filter((t): t is string => t !== undefined));
+  for (const [table, text] of splitIptablesSave(saved)) {
+    if (incompatible.has(table)) continue;
+    if (owned && !owned.has(`${family === 'ipv4' ? 'ip' : 'ip6'} ${table}`)) continue;
+    const key = `${backend} ${family} ${table}`;
+    const normalized = normalizeIptablesSave(backend, family, text);
+    if (normalized.canaries.length > 0) out.canaries.push(key);
+    out.firewall[key] = { key, backend, table, family, text, lines: tableLines(normalized), dynamicSets: [], hash: normalized.hash };
+  }
+}
+
+/** The items of one nft table in a ruleset listing. */
+function itemsOfTable(items: readonly NftJsonItem[], family: string, name: string): NftJsonItem[] {
+  return items.filter((item) => {
+    const body = Object.values(item)[0] as { family?: string; table?: string; name?: string } | undefined;
+    if ('table' in item) return body?.family === family && body?.name === name;
+    return body?.family === family && body?.table === name;
+  });
+}
+
+/** nft tables, each with its own stateless text and its meaning; iptables-nft's tables and flinch's canaries are not. */
+async function captureNft(out: FirewallState, items: readonly NftJsonItem[], owned: Set<string>): Promise<void> {
   const tables = items.flatMap((i) => ('table' in i ? [i.table as { family: string; name: string }] : []));
   await Promise.all(tables.map(async ({ family, name }) => {
-    const owner = family === 'ip' ? 'ipv4' : family === 'ip6' ? 'ipv6' : null;
-    if (owner && IPTABLES_TABLE_NAMES.has(name) && iptablesNftTables.get(owner)?.includes(name)) return;
+    if (name === NFT_CANARY_TABLE) out.canaries.push(`nftables ${family}`);
+    if (name === NFT_CANARY_TABLE || owned.has(`${family} ${name}`)) return;
     let stdout: string;
     try {
-      ({ stdout } = await runCommand('nft', ['list', 'table', family, name]));
+      ({ stdout } = await runCommand('nft', ['-s', 'list', 'table', family, name]));
     } catch (error) {
       // Listed a moment ago and gone now: flushed meanwhile (the very loss this capture is looking for), so absent.
       if (/No such file or directory/.test((error as Error).message)) return;
       throw error;
     }
+    const ofTable = itemsOfTable(items, family, name);
+    const normalized = normalizeNftRuleset(ofTable);
+    const dynamicSets = ofTable.flatMap((item) => {
+      const set = nftSetOf(item);
+      return set && isDynamicSet(set) ? [`${set.family} ${set.table} ${set.name}`] : [];
+    });
     const key = `nftables ${family} ${name}`;
-    out[key] = { key, backend: 'nftables', table: `${family} ${name}`, family, text: stdout, hash: nftTableHash(items, family, name) };
+    out.firewall[key] = { key, backend: 'nftables', table: `${family} ${name}`, family, text: stdout, lines: tableLines(normalized), dynamicSets, hash: normalized.hash };
   }));
 }
 
-export function nftTableHash(items: readonly NftJsonItem[], family: string, name: string): string {
-  const ofTable = items.filter((item) => {
-    const body = Object.values(item)[0] as { family?: string; table?: string; name?: string } | undefined;
-    if ('table' in item) return body?.family === family && body?.name === name;
-    return body?.family === family && body?.table === name;
-  });
-  // The canary filter in normalisation would hide flinch's own tables; hash their presence explicitly.
-  return `${normalizeNftRuleset(ofTable).hash}${ofTable.length > 0 ? '' : '-absent'}`;
-}
-
-export async function captureFirewall(): Promise<Record<string, FirewallTableState>> {
-  const out: Record<string, FirewallTableState> = {};
+export async function captureFirewall(): Promise<FirewallState> {
+  const out: FirewallState = { firewall: {}, canaries: [] };
+  const items = findExecutable('nft') ? await listRuleset() : [];
+  const owned = iptablesNftTables(items);
   // The readings are independent processes: run them side by side (the repair path waits on them).
-  const [nft4, nft6] = await Promise.all([
-    captureIptables('nft', 'ipv4', out),
-    captureIptables('nft', 'ipv6', out),
+  await Promise.all([
+    captureIptables('nft', 'ipv4', out, owned),
+    captureIptables('nft', 'ipv6', out, owned),
     captureIptables('legacy', 'ipv4', out),
     captureIptables('legacy', 'ipv6', out),
+    captureNft(out, items, owned),
   ]);
-  await captureNft(out, new Map([['ipv4', nft4], ['ipv6', nft6]]));
+  out.canaries.sort();
   return out;
 }
 
 export async function captureLiveState(): Promise<LiveState> {
   const [interfaces, firewall] = await Promise.all([captureInterfaces(), captureFirewall()]);
-  return { interfaces, firewall };
+  return { interfaces, ...firewall };
 }
 
-/**
- * The current hashes of just these firewall tables (keys as in FirewallTableState.key), for verifying a repair
- * without reading the whole live state again. A table that does not exist is absent from the result.
- */
-export async function captureFirewallHashes(keys: readonly string[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const nftKeys = keys.filter((k) => k.startsWith('nftables '));
-  const iptablesSources = new Set(keys.filter((k) => k.startsWith('iptables-')).map((k) => k.split(' ').slice(0, 2).join(' ')));
-  await Promise.all([
-    (async () => {
-      if (nftKeys.length === 0) return;
-      const items = await listRuleset();
-      for (const key of nftKeys) {
-        const [, family, name] = key.split(' ');
-        const hash = nftTableHash(items, family!, name!);
-        if (!hash.endsWith('-absent')) out[key] = hash;
-      }
-    })(),
-    ...[...iptablesSources].map(async (source) => {
-      const [backend, family] = source.split(' ') as ['iptables-nft' | 'iptables-legacy', IpFamily];
-      const tables: Record<string, FirewallTableState> = {};
-      await captureIptables(backend === 'iptables-nft' ? 'nft' : 'legacy', family, tables);
-      for (const key of keys) if (tables[key]) out[key] = tables[key]!.hash;
-    }),
-  ]);
-  return out;
-}

@@ -3,33 +3,64 @@ import { iptablesRestore, type IpFamily } from '../system/iptables.js';
 import { ip } from '../system/ip.js';
 import { findExecutable, runCommand } from '../system/run-command.js';
 import type { FirewallTableState, InterfaceState, RouteState } from './live-state.js';
+import { iptablesChainsScript } from './firewall-loss.js';
 
 /**
  * The commands the safety net runs, one function per kind of repair. Firewall repairs are single transactions that
  * are checked by the tool first (`nft -c`, `iptables-restore --test`) and applied only if the check passes.
  */
 
-/** Replaces one nft table with its baseline text in one transaction; creating it first makes the delete safe. */
+/**
+ * Replaces one nft table with its baseline in one transaction: creating it first makes the delete safe, and its
+ * dynamic sets are emptied, because their elements (bans, meters) are run-time state the baseline only had a stale
+ * copy of.
+ */
 function nftTableScript(baseline: FirewallTableState): string {
-  return `table ${baseline.table}\ndelete table ${baseline.table}\n${baseline.text}`;
+  const flushes = baseline.dynamicSets.map((set) => `flush set ${set}\n`).join('');
+  return `table ${baseline.table}\ndelete table ${baseline.table}\n${baseline.text}${flushes}`;
 }
 
-/** Puts nft tables back from their baselines in one transaction, checked with `nft -c` first; returns the command. */
-export async function restoreNftTables(baselines: readonly FirewallTableState[], dryRun: boolean): Promise<string> {
-  const script = baselines.map(nftTableScript).join('');
-  await applyNftScript(script, true);
+export interface NftRestoreResult {
+  /** The command that was (or, in dry-run, would be) applied, for the audit; null when every table was refused. */
+  command: string | null;
+  /** Tables `nft -c` refused, with nft's reason: they fail alone and are not applied. */
+  refused: Map<string, string>;
+}
+
+/**
+ * Puts nft tables back from their baselines. Each table is checked with `nft -c` on its own, so a table the kernel
+ * will not take (a module gone, a set type changed) fails alone; the rest go back together, in one transaction.
+ */
+export async function restoreNftTables(baselines: readonly FirewallTableState[], dryRun: boolean): Promise<NftRestoreResult> {
+  const refused = new Map<string, string>();
+  const accepted: FirewallTableState[] = [];
+  await Promise.all(baselines.map(async (baseline) => {
+    try {
+      await applyNftScript(nftTableScript(baseline), true);
+      accepted.push(baseline);
+    } catch (error) {
+      refused.set(baseline.key, (error as Error).message);
+    }
+  }));
+  if (accepted.length === 0) return { command: null, refused };
+  const script = baselines.filter((b) => accepted.includes(b)).map(nftTableScript).join('');
   if (!dryRun) await applyNftScript(script);
-  return `nft -f - <<'EOF'\n${script}EOF`;
+  return { command: `nft -f - <<'EOF'\n${script}EOF`, refused };
 }
 
-export async function restoreFirewallTable(baseline: FirewallTableState, dryRun: boolean): Promise<string> {
-  if (baseline.backend === 'nftables') return restoreNftTables([baseline], dryRun);
+/**
+ * Puts an iptables table back. A table that is gone is restored whole (without --noflush iptables-restore replaces
+ * exactly the tables in its input, and there is nothing there to replace); in a table that is still there only the
+ * lost chains go back, with --noflush, so chains and rules others added since stay as they are.
+ */
+export async function restoreIptablesTable(baseline: FirewallTableState, current: FirewallTableState | undefined, lostChains: readonly string[] | null, dryRun: boolean): Promise<string> {
   const variant = baseline.backend === 'iptables-nft' ? 'nft' : 'legacy';
   const family = baseline.family as IpFamily;
-  // Without --noflush, iptables-restore replaces exactly the tables named in its input: this one.
-  await iptablesRestore(variant, family, baseline.text, { testOnly: true });
-  if (!dryRun) await iptablesRestore(variant, family, baseline.text);
-  return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-restore <<'EOF'\n${baseline.text}EOF`;
+  const noflush = current !== undefined && lostChains !== null;
+  const script = noflush ? iptablesChainsScript(baseline, current, lostChains) : baseline.text;
+  await iptablesRestore(variant, family, script, { testOnly: true, noflush });
+  if (!dryRun) await iptablesRestore(variant, family, script, { noflush });
+  return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-restore${noflush ? ' --noflush' : ''} <<'EOF'\n${script}EOF`;
 }
 
 export async function setLinkUp(name: string, dryRun: boolean): Promise<string> {

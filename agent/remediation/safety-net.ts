@@ -2,9 +2,10 @@ import type { RemediationAction } from '../report/report-schema.js';
 import type { RemediationOutcome } from '../episodes/verdict.js';
 import { StateDir } from '../state/state-dir.js';
 import { monotonicMs, stampNow } from '../../probes/clock/read-clocks.js';
-import { NFT_CANARY_TABLE } from '../../probes/firewall/ruleset.js';
-import { captureFirewall as captureFirewallState, captureFirewallHashes, captureLiveState, type InterfaceState, type LiveState } from './live-state.js';
-import { addAddress, addRoute, announceAddress, restoreFirewallTable, restoreNftTables, setLinkUp, setMtu } from './restore.js';
+import { captureFirewall as captureFirewallState, captureLiveState, type FirewallState, type InterfaceState, type LiveState } from './live-state.js';
+import { addAddress, addRoute, announceAddress, restoreIptablesTable, restoreNftTables, setLinkUp, setMtu } from './restore.js';
+import { compareTable } from './firewall-loss.js';
+import { installMissingCanaries, removeCanaries } from './canaries.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'on';
 
@@ -13,13 +14,19 @@ export type CheckScope = 'all' | 'firewall';
 
 export interface SafetyNetOptions {
   mode: RemediationMode;
-  /** A change made outside any episode, with the canaries intact, becomes the baseline once it has lasted this long. */
+  /** A change left alone (no migration explains it) becomes the baseline once it has lasted this long. */
   adoptAfterMs: number;
   /** A repair undone again within this window counts as a fight; after maxAttempts of them flinch stops. */
   conflictWindowMs: number;
   maxAttempts: number;
   /** At most this many repair actions a minute, whatever happens. */
   maxActionsPerMinute: number;
+  /** Damage first seen up to this long after a migration signal is the migration's (ms). */
+  repairWindowMs: number;
+  /** …and up to this long before it: a migration's first signal can come just after its damage (ms). */
+  lookbackMs: number;
+  /** Install canaries (mode `on` only) so that a wholesale flush can be told from a piecemeal change. */
+  canaries: boolean;
 }
 
 export const DEFAULT_SAFETY_NET_OPTIONS: SafetyNetOptions = {
@@ -28,15 +35,20 @@ export const DEFAULT_SAFETY_NET_OPTIONS: SafetyNetOptions = {
   conflictWindowMs: 10_000,
   maxAttempts: 3,
   maxActionsPerMinute: 60,
+  repairWindowMs: 60_000,
+  lookbackMs: 5000,
+  canaries: true,
 };
 
 export const BASELINE_FILE = 'baseline.json';
-export const BASELINE_VERSION = 1;
+export const BASELINE_VERSION = 2;
 
 /** One piece of state that differs from the baseline. */
 export interface Loss {
   key: string;
   kind: 'firewall-table' | 'link-down' | 'mtu' | 'address' | 'route' | 'interface-missing';
+  /** `lost`: something was taken away and nothing written in its place; `edited`: somebody wrote something. */
+  shape: 'lost' | 'edited';
   detail: string;
   repair: ((dryRun: boolean) => Promise<string>) | null;
   firewallKey?: string;
@@ -44,42 +56,46 @@ export interface Loss {
   address?: string;
 }
 
-function isLiveState(value: unknown): value is LiveState {
-  const v = value as LiveState | null;
-  return typeof v === 'object' && v !== null && typeof v.interfaces === 'object' && typeof v.firewall === 'object';
+/** A migration signal: the trigger that proved a migration, and when (monotonic ms). */
+export interface MigrationSignal {
+  kind: string;
+  detail: string;
+  atMs: number;
 }
 
-/** What is missing from `current` compared with `baseline`, with the repair for each. Additions are not losses. */
+/** What is missing or changed in `current` compared with `baseline`, with the repair for each. Additions are not losses. */
 export function findLosses(baseline: LiveState, current: LiveState): Loss[] {
   const losses: Loss[] = [];
   for (const [key, table] of Object.entries(baseline.firewall)) {
     const now = current.firewall[key];
-    if (now?.hash === table.hash) continue;
+    const change = compareTable(table, now);
+    if (!change) continue;
     losses.push({
-      key: `firewall ${key}`, kind: 'firewall-table', firewallKey: key,
-      detail: now ? `${key} differs from the baseline` : `${key} is gone`,
-      repair: (dryRun) => restoreFirewallTable(table, dryRun),
+      key: `firewall ${key}`, kind: 'firewall-table', firewallKey: key, shape: change.shape, detail: change.detail,
+      repair: change.shape === 'lost' && table.backend !== 'nftables'
+        ? (dryRun) => restoreIptablesTable(table, now, change.lostChains, dryRun)
+        : null,
     });
   }
   for (const [mac, wanted] of Object.entries(baseline.interfaces)) {
     const iface = current.interfaces[mac];
     if (!iface) {
-      losses.push({ key: `interface ${mac}`, kind: 'interface-missing', detail: `no interface has MAC ${mac} (was ${wanted.name})`, repair: null });
+      losses.push({ key: `interface ${mac}`, kind: 'interface-missing', shape: 'lost', detail: `no interface has MAC ${mac} (was ${wanted.name})`, repair: null });
       continue;
     }
     if (wanted.adminUp && !iface.adminUp) {
-      losses.push({ key: `link ${mac}`, kind: 'link-down', iface, detail: `${iface.name} is down`, repair: (d) => setLinkUp(iface.name, d) });
+      losses.push({ key: `link ${mac}`, kind: 'link-down', shape: 'lost', iface, detail: `${iface.name} is down`, repair: (d) => setLinkUp(iface.name, d) });
     }
     if (wanted.mtu !== iface.mtu) {
-      losses.push({ key: `mtu ${mac}`, kind: 'mtu', iface, detail: `${iface.name} mtu ${iface.mtu}, was ${wanted.mtu}`, repair: (d) => setMtu(iface.name, wanted.mtu, d) });
+      losses.push({ key: `mtu ${mac}`, kind: 'mtu', shape: 'lost', iface, detail: `${iface.name} mtu ${iface.mtu}, was ${wanted.mtu}`, repair: (d) => setMtu(iface.name, wanted.mtu, d) });
     }
     for (const cidr of wanted.addresses.filter((a) => !iface.addresses.includes(a))) {
-      losses.push({ key: `address ${mac} ${cidr}`, kind: 'address', iface, address: cidr, detail: `${cidr} missing on ${iface.name}`, repair: (d) => addAddress(iface.name, cidr, d) });
+      losses.push({ key: `address ${mac} ${cidr}`, kind: 'address', shape: 'lost', iface, address: cidr, detail: `${cidr} missing on ${iface.name}`, repair: (d) => addAddress(iface.name, cidr, d) });
     }
     for (const route of wanted.routes) {
       if (iface.routes.some((r) => r.family === route.family && r.destination === route.destination && r.gateway === route.gateway)) continue;
       losses.push({
-        key: `route ${mac} ${route.family} ${route.destination}`, kind: 'route', iface,
+        key: `route ${mac} ${route.family} ${route.destination}`, kind: 'route', shape: 'lost', iface,
         detail: `${route.destination}${route.gateway ? ` via ${route.gateway}` : ''} missing on ${iface.name}`,
         repair: (d) => addRoute(iface.name, route, d),
       });
@@ -91,52 +107,67 @@ export function findLosses(baseline: LiveState, current: LiveState): Loss[] {
 /** Order of repair: firewall first (nothing unfiltered gets through), then the link, addresses, routes. */
 const REPAIR_ORDER: Loss['kind'][] = ['firewall-table', 'link-down', 'mtu', 'address', 'route', 'interface-missing'];
 
+/** How many migration signals are remembered: enough for a burst of them, never a growing list. */
+const MAX_SIGNALS = 64;
+
 /**
  * The one part of flinch that changes the guest. It keeps a last-known-good baseline (per interface by MAC, per
- * firewall table), and puts back what was lost — but only inside a migration episode, or after a wholesale flush
- * proven by a missing canary. A change made outside any episode is an administrator's: flinch leaves it, and adopts
- * it as the new baseline once it has lasted. Every action is checked before it is applied, verified after, rate
- * limited, and audited; a repair undone again and again ends in `conflict`, not in a fight.
+ * firewall table), taken from live state when the agent starts, and puts back what was lost, only when the loss is
+ * explained by a migration: first seen within a window around migration evidence (see isMigrationEvidence). Damage
+ * with no migration to explain it is an administrator's or another manager's doing: it is left alone, reported, and
+ * adopted as the new baseline once it has lasted. A table somebody wrote to is never rewritten, migration or not.
+ * Every action is checked before it is applied, verified after, rate limited, and audited; a repair undone again
+ * and again ends in `conflict`, not in a fight.
  */
 export class SafetyNet {
   private baseline: LiveState | null = null;
   private readonly actions: Array<RemediationAction & { monotonicMs: number }> = [];
   private readonly repairs = new Map<string, { last: number; attempts: number; conflicted: boolean }>();
+  /** When each current loss was first seen (monotonic ms); forgotten once it is gone. */
+  private readonly firstSeen = new Map<string, number>();
+  private readonly signals: MigrationSignal[] = [];
   private pendingAdoption: { signature: string; since: number } | null = null;
   private evaluating: Promise<void> | null = null;
   private again = false;
   private pendingScope: CheckScope | null = null;
   private adoptionTimer: NodeJS.Timeout | null = null;
   private readonly recentActions: number[] = [];
-  /** Losses already reported that flinch cannot (or, in dry-run, will not) repair; reported again once cleared. */
-  private readonly unrepairableReported = new Set<string>();
+  /** Losses already reported (left alone, or that flinch cannot or, in dry-run, will not repair); again once cleared. */
+  private readonly reported = new Set<string>();
+  private lastCanaries: string[] = [];
 
   constructor(
     readonly options: SafetyNetOptions,
     private readonly state: StateDir | null,
     private readonly log: (line: string) => void,
     private readonly capture: () => Promise<LiveState> = captureLiveState,
-    private readonly captureHashes: (keys: readonly string[]) => Promise<Record<string, string>> = captureFirewallHashes,
-    private readonly captureFirewall: () => Promise<LiveState['firewall']> = captureFirewallState,
+    private readonly captureFirewall: () => Promise<FirewallState> = captureFirewallState,
   ) {}
 
-  /** Loads the baseline, or builds it from live state when there is none or it is unusable. */
+  /**
+   * Takes the baseline from live state. A stored one is never reused: after a restart or a reboot it may describe a
+   * network that no longer exists, and restoring it would undo whatever changed meanwhile.
+   */
   async init(): Promise<void> {
     if (this.options.mode === 'off') return;
-    const stored = this.state?.readJson(BASELINE_FILE, BASELINE_VERSION, isLiveState) ?? null;
-    this.baseline = stored ?? (await this.capture());
-    if (!stored) this.save();
+    this.baseline = await this.capture();
+    this.save();
+    await this.tendCanaries(this.baseline);
   }
 
   get currentBaseline(): LiveState | null {
     return this.baseline;
   }
 
-  /**
-   * Something may have changed. `inEpisode` says whether a migration episode is open right now; a loss is repaired
-   * only then, or when a canary proves a wholesale flush.
-   */
-  check(inEpisode: () => boolean, scope: CheckScope = 'all'): Promise<void> {
+  /** A migration was proven; damage seen around it may be repaired. Looks again at once. */
+  migrationSignal(signal: MigrationSignal): Promise<void> {
+    this.signals.push(signal);
+    if (this.signals.length > MAX_SIGNALS) this.signals.shift();
+    return this.check('all');
+  }
+
+  /** Something may have changed: reads it, and repairs what a migration explains. */
+  check(scope: CheckScope = 'all'): Promise<void> {
     if (this.options.mode === 'off' || !this.baseline) return Promise.resolve();
     this.pendingScope = this.pendingScope === null || this.pendingScope === scope ? scope : 'all';
     if (this.evaluating) {
@@ -150,7 +181,7 @@ export class SafetyNet {
         this.pendingScope = null;
         // A failed evaluation must not swallow the checks asked for while it ran: the loss that made it fail (a
         // ruleset flushed under it) is usually what the next one is for.
-        await this.evaluate(inEpisode, pending).catch((error: Error) => this.log(`safety net: ${error.message}`));
+        await this.evaluate(pending).catch((error: Error) => this.log(`safety net: ${error.message}`));
       } while (this.again);
     })()
       .finally(() => {
@@ -164,10 +195,10 @@ export class SafetyNet {
     while (this.evaluating) await this.evaluating;
   }
 
-  /** What still differs from the baseline now. */
+  /** What still differs from the baseline now and is the migration's to answer for (lost within a window). */
   async remainingLosses(): Promise<Loss[]> {
     if (!this.baseline) return [];
-    return findLosses(this.baseline, await this.capture());
+    return findLosses(this.baseline, await this.capture()).filter((l) => this.explainedBy(l) !== null);
   }
 
   actionsSince(monotonicFrom: number): RemediationAction[] {
@@ -178,70 +209,153 @@ export class SafetyNet {
   outcome(actions: readonly RemediationAction[], remaining: readonly Loss[]): RemediationOutcome {
     if (this.options.mode === 'off') return 'off';
     if (actions.some((a) => a.result === 'conflict')) return 'conflict';
-    if (this.options.mode === 'dry-run') return actions.length > 0 ? 'dry-run' : 'not-needed';
+    const repairs = actions.filter((a) => a.result !== 'left-alone');
+    if (this.options.mode === 'dry-run') return repairs.length > 0 ? 'dry-run' : 'not-needed';
     // Announcements are courtesy, and a skipped action changed nothing: neither decides whether the guest healed.
     // Of several attempts at one repair only the last counts: a route put back once its address is, after a first
     // try that came too early ("Nexthop has invalid gateway"), is repaired.
     const lastAttempts = new Map<string, RemediationAction>();
-    for (const a of actions) if (a.what !== 'announce' && a.result !== 'skipped') lastAttempts.set(`${a.what} ${a.target}`, a);
+    for (const a of repairs) if (a.what !== 'announce' && a.result !== 'skipped') lastAttempts.set(`${a.what} ${a.target}`, a);
     const repaired = [...lastAttempts.values()];
     if (repaired.length === 0) return remaining.length === 0 ? 'not-needed' : 'failed';
     if (remaining.length === 0 && repaired.every((a) => a.result === 'ok')) return 'healed';
     return repaired.some((a) => a.result === 'ok') ? 'partial' : 'failed';
   }
 
-  stop(): void {
+  /** Stops, and takes flinch's canaries out of the guest. */
+  async stop(): Promise<void> {
     if (this.adoptionTimer) clearTimeout(this.adoptionTimer);
+    await this.idle();
+    if (this.options.mode !== 'on' || !this.options.canaries) return;
+    try {
+      await removeCanaries(await this.captureFirewall());
+    } catch (error) {
+      this.log(`safety net: could not remove the canaries: ${(error as Error).message}`);
+    }
   }
 
   private save(): void {
     if (this.baseline) this.state?.writeJson(BASELINE_FILE, BASELINE_VERSION, this.baseline);
   }
 
-  private async evaluate(inEpisode: () => boolean, scope: CheckScope): Promise<void> {
+  /** The migration signal that explains a loss, if one does: first seen within [signal − lookback, signal + window]. */
+  private explainedBy(loss: Loss): MigrationSignal | null {
+    if (loss.shape !== 'lost') return null;
+    const seen = this.firstSeen.get(loss.key) ?? monotonicMs();
+    for (let i = this.signals.length - 1; i >= 0; i -= 1) {
+      const signal = this.signals[i]!;
+      if (seen >= signal.atMs - this.options.lookbackMs && seen <= signal.atMs + this.options.repairWindowMs) return signal;
+    }
+    return null;
+  }
+
+  /** Puts back canaries a flush took (only where they belong now), in mode `on`. */
+  private async tendCanaries(state: FirewallState): Promise<void> {
+    if (this.options.mode !== 'on' || !this.options.canaries) return;
+    const gone = this.lastCanaries.filter((c) => !state.canaries.includes(c));
+    if (gone.length > 0) this.log(`safety net: canary gone (${gone.join(', ')}): a wholesale flush`);
+    try {
+      const installed = await installMissingCanaries(state);
+      this.lastCanaries = [...new Set([...state.canaries, ...installed])].sort();
+    } catch (error) {
+      this.log(`safety net: could not install canaries: ${(error as Error).message}`);
+    }
+  }
+
+  /** New interfaces and tables become part of the baseline as they appear: additions are never losses. */
+  private learnAdditions(current: LiveState): void {
+    const baseline = this.baseline!;
+    let learnt = false;
+    for (const [key, table] of Object.entries(current.firewall)) {
+      if (!baseline.firewall[key]) {
+        baseline.firewall[key] = table;
+        learnt = true;
+      }
+    }
+    for (const [mac, iface] of Object.entries(current.interfaces)) {
+      if (!baseline.interfaces[mac]) {
+        baseline.interfaces[mac] = iface;
+        learnt = true;
+      }
+    }
+    if (learnt) this.save();
+  }
+
+  private async evaluate(scope: CheckScope): Promise<void> {
     const baseline = this.baseline!;
     // A firewall change needs only the firewall read again (interface changes come with their own checks): fewer
     // processes to start on the path from a flush to its repair.
     const current: LiveState = scope === 'firewall'
-      ? { interfaces: baseline.interfaces, firewall: await this.captureFirewall() }
+      ? { interfaces: baseline.interfaces, ...(await this.captureFirewall()) }
       : await this.capture();
+    await this.tendCanaries(current);
     const losses = findLosses(baseline, current);
+    const now = monotonicMs();
     const lostKeys = new Set(losses.map((l) => l.key));
+    for (const key of this.firstSeen.keys()) if (!lostKeys.has(key)) this.firstSeen.delete(key);
+    for (const loss of losses) if (!this.firstSeen.has(loss.key)) this.firstSeen.set(loss.key, now);
     for (const [key, record] of this.repairs) {
       // Healthy for a whole conflict window: the fight, if there was one, is over.
-      if (!lostKeys.has(key) && monotonicMs() - record.last > this.options.conflictWindowMs) this.repairs.delete(key);
+      if (!lostKeys.has(key) && now - record.last > this.options.conflictWindowMs) this.repairs.delete(key);
     }
-    for (const key of this.unrepairableReported) if (!lostKeys.has(key)) this.unrepairableReported.delete(key);
+    for (const key of this.reported) if (!lostKeys.has(key)) this.reported.delete(key);
+    this.learnAdditions(current);
     if (losses.length === 0) {
       this.pendingAdoption = null;
       return;
     }
-    const canaryLost = losses.some((l) => l.kind === 'firewall-table' && l.firewallKey?.includes(NFT_CANARY_TABLE)) ||
-      losses.some((l) => l.kind === 'firewall-table' && baseline.firewall[l.firewallKey!]?.hash.endsWith('+canary') && !current.firewall[l.firewallKey!]?.hash.endsWith('+canary'));
-    if (inEpisode() || canaryLost) {
-      this.pendingAdoption = null;
-      await this.repair(losses, current, canaryLost && !inEpisode() ? 'wholesale flush proven by a missing canary' : 'lost during a migration episode');
-      return;
+    const explained: Array<{ loss: Loss; signal: MigrationSignal }> = [];
+    const leftAlone: Loss[] = [];
+    for (const loss of losses) {
+      const signal = this.explainedBy(loss);
+      if (signal) explained.push({ loss, signal });
+      else leftAlone.push(loss);
     }
-    this.considerAdoption(losses, current, inEpisode);
+    for (const loss of leftAlone) {
+      if (this.reported.has(loss.key)) continue;
+      this.reported.add(loss.key);
+      const why = loss.shape === 'edited'
+        ? 'changed-outside-migration: somebody wrote to it; flinch never rewrites that'
+        : 'changed-outside-migration: no migration evidence explains it';
+      this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, result: 'left-alone' });
+    }
+    if (explained.length > 0) {
+      const signal = explained[explained.length - 1]!.signal;
+      await this.repair(explained.map((e) => e.loss), current, `lost around a migration (${signal.kind}: ${signal.detail})`);
+    }
+    if (leftAlone.length > 0) this.considerAdoption(leftAlone, current);
+    else this.pendingAdoption = null;
   }
 
-  private considerAdoption(losses: Loss[], current: LiveState, inEpisode: () => boolean): void {
+  /** Changes left alone that last become the baseline: the administrator meant them. */
+  private considerAdoption(losses: Loss[], current: LiveState): void {
     const signature = losses.map((l) => l.key).sort().join('|');
     const now = monotonicMs();
     if (this.pendingAdoption?.signature !== signature) {
       this.pendingAdoption = { signature, since: now };
-      this.log(`safety net: ${losses.length} change(s) outside any episode, canaries intact: treating as deliberate; adopting in ${this.options.adoptAfterMs / 1000} s if they last`);
+      this.log(`safety net: ${losses.length} change(s) with no migration to explain them: left alone; adopting in ${this.options.adoptAfterMs / 1000} s if they last`);
     } else if (now - this.pendingAdoption.since >= this.options.adoptAfterMs) {
-      this.baseline = current;
+      const baseline = this.baseline!;
+      for (const loss of losses) {
+        if (loss.firewallKey) {
+          const table = current.firewall[loss.firewallKey];
+          if (table) baseline.firewall[loss.firewallKey] = table;
+          else delete baseline.firewall[loss.firewallKey];
+        } else {
+          const mac = loss.key.split(' ')[1]!;
+          const iface = current.interfaces[mac];
+          if (iface) baseline.interfaces[mac] = iface;
+          else delete baseline.interfaces[mac];
+        }
+      }
       this.save();
       this.pendingAdoption = null;
-      this.log(`safety net: adopted the administrator's change as the new baseline (${losses.map((l) => l.detail).join('; ')})`);
+      this.log(`safety net: adopted the change(s) as the new baseline (${losses.map((l) => l.detail).join('; ')})`);
       return;
     }
     if (this.adoptionTimer) clearTimeout(this.adoptionTimer);
     const wait = this.pendingAdoption.since + this.options.adoptAfterMs - now + 10;
-    this.adoptionTimer = setTimeout(() => void this.check(inEpisode), Math.max(10, wait));
+    this.adoptionTimer = setTimeout(() => void this.check(), Math.max(10, wait));
     this.adoptionTimer.unref();
   }
 
@@ -250,25 +364,27 @@ export class SafetyNet {
     const applied: Array<{ loss: Loss; started: number; command: string }> = [];
     const ordered = [...losses].sort((a, b) => REPAIR_ORDER.indexOf(a.kind) - REPAIR_ORDER.indexOf(b.kind));
     const announce: Array<{ iface: InterfaceState; cidr: string }> = [];
-    // Lost nft tables go back together, in one transaction: all or none, one check and one apply.
+    // Lost nft tables go back together, in one transaction, each checked alone first.
     const nftBatch: Loss[] = [];
     const flushBatch = async () => {
-      if (nftBatch.length > 0) await this.applyNftBatch(nftBatch.splice(0), current, why, applied);
+      if (nftBatch.length > 0) await this.applyNftBatch(nftBatch.splice(0), current, why, applied, dryRun);
     };
     for (const loss of ordered) {
       if (loss.kind !== 'firewall-table') await flushBatch();
-      if (!loss.repair) {
-        if (!this.unrepairableReported.has(loss.key)) {
-          this.unrepairableReported.add(loss.key);
+      const isNft = loss.firewallKey?.startsWith('nftables ') ?? false;
+      if (!loss.repair && !isNft) {
+        if (!this.reported.has(loss.key)) {
+          this.reported.add(loss.key);
           this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, result: 'skipped', error: 'nothing to repair it with' });
         }
         continue;
       }
       if (dryRun) {
         // Nothing is applied, so nothing can be undone: say once what would be done, and count no attempts.
-        if (this.unrepairableReported.has(loss.key)) continue;
-        this.unrepairableReported.add(loss.key);
-        await this.apply(loss, current, why, true, applied);
+        if (this.reported.has(loss.key)) continue;
+        this.reported.add(loss.key);
+        if (isNft) nftBatch.push(loss);
+        else await this.apply(loss, current, why, true, applied);
         continue;
       }
       const record = this.repairs.get(loss.key) ?? { last: -Infinity, attempts: 0, conflicted: false };
@@ -289,7 +405,7 @@ export class SafetyNet {
       }
       record.last = now;
       this.repairs.set(loss.key, record);
-      if (loss.firewallKey?.startsWith('nftables ')) {
+      if (isNft) {
         nftBatch.push(loss);
         continue;
       }
@@ -298,6 +414,7 @@ export class SafetyNet {
     }
     await flushBatch();
     await this.verify(applied, current, why);
+    if (applied.some(({ loss }) => loss.kind === 'firewall-table')) await this.tendCanaries(await this.captureFirewall());
     if (ordered.some((l) => l.kind === 'link-down')) {
       for (const [mac, iface] of Object.entries(this.baseline!.interfaces)) {
         for (const cidr of iface.addresses) if (!announce.some((a) => a.cidr === cidr)) announce.push({ iface: { ...iface, mac }, cidr });
@@ -314,19 +431,22 @@ export class SafetyNet {
     }
   }
 
-  private async applyNftBatch(losses: Loss[], current: LiveState, why: string, applied: Array<{ loss: Loss; started: number; command: string }>): Promise<void> {
+  private async applyNftBatch(losses: Loss[], current: LiveState, why: string, applied: Array<{ loss: Loss; started: number; command: string }>, dryRun: boolean): Promise<void> {
     const started = monotonicMs();
+    const fail = (loss: Loss, error: string) => this.record({
+      what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`,
+      beforeHash: current.firewall[loss.firewallKey!]?.hash ?? null, durationMs: monotonicMs() - started, result: 'failed', error,
+    });
     try {
-      const command = await restoreNftTables(losses.map((loss) => this.baseline!.firewall[loss.firewallKey!]!), false);
-      for (const loss of losses) applied.push({ loss, started, command });
-    } catch (error) {
+      const { command, refused } = await restoreNftTables(losses.map((loss) => this.baseline!.firewall[loss.firewallKey!]!), dryRun);
       for (const loss of losses) {
-        this.record({
-          what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`,
-          beforeHash: current.firewall[loss.firewallKey!]?.hash ?? null, durationMs: monotonicMs() - started,
-          result: 'failed', error: (error as Error).message,
-        });
+        const reason = refused.get(loss.firewallKey!);
+        if (reason !== undefined) fail(loss, `nft -c refused it: ${reason}`);
+        else if (dryRun) this.record({ what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, beforeHash: current.firewall[loss.firewallKey!]?.hash ?? null, command: command ?? undefined, durationMs: monotonicMs() - started, result: 'dry-run' });
+        else applied.push({ loss, started, command: command! });
       }
+    } catch (error) {
+      for (const loss of losses) fail(loss, (error as Error).message);
     }
   }
 
@@ -346,31 +466,22 @@ export class SafetyNet {
     }
   }
 
-  /** One fresh reading after all repairs: each applied repair is ok only if its piece matches the baseline again. */
+  /** One fresh reading after all repairs: each applied repair is ok only if its piece is no longer lost. */
   private async verify(applied: Array<{ loss: Loss; started: number; command: string }>, current: LiveState, why: string): Promise<void> {
     if (applied.length === 0) return;
-    // Firewall-only repairs are verified by re-reading just those tables: the whole live state costs ~75 ms more.
+    // Firewall-only repairs are verified by re-reading just the firewall: the interfaces cost ~75 ms more.
     const firewallOnly = applied.every(({ loss }) => loss.firewallKey);
-    let stillLost: Set<string>;
-    let afterHashes: Record<string, string>;
-    if (firewallOnly) {
-      const keys = applied.map(({ loss }) => loss.firewallKey!);
-      afterHashes = await this.captureHashes(keys);
-      stillLost = new Set(applied.filter(({ loss }) => afterHashes[loss.firewallKey!] !== this.baseline!.firewall[loss.firewallKey!]?.hash).map(({ loss }) => loss.key));
-    } else {
-      const after = await this.capture();
-      stillLost = new Set(findLosses(this.baseline!, after).map((l) => l.key));
-      afterHashes = Object.fromEntries(Object.entries(after.firewall).map(([k, v]) => [k, v.hash]));
-    }
+    const after: LiveState = firewallOnly ? { interfaces: this.baseline!.interfaces, ...(await this.captureFirewall()) } : await this.capture();
+    const stillLost = new Set(findLosses(this.baseline!, after).filter((l) => l.shape === 'lost').map((l) => l.key));
     for (const { loss, started, command } of applied) {
       const failed = stillLost.has(loss.key);
       this.record({
         what: loss.kind, target: loss.key, why: `${why}: ${loss.detail}`, command,
         beforeHash: loss.firewallKey ? current.firewall[loss.firewallKey]?.hash ?? null : null,
-        afterHash: loss.firewallKey ? afterHashes[loss.firewallKey] ?? null : null,
+        afterHash: loss.firewallKey ? after.firewall[loss.firewallKey]?.hash ?? null : null,
         durationMs: monotonicMs() - started,
         result: failed ? 'failed' : 'ok',
-        ...(failed ? { error: 'applied, but verification shows it still differs from the baseline' } : {}),
+        ...(failed ? { error: 'applied, but it still reads as lost' } : {}),
       });
     }
   }

@@ -35,7 +35,9 @@ export const RemediationActionSchema = Type.Object({
   beforeHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
   afterHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
   durationMs: Type.Number({ minimum: 0 }),
-  result: Type.Union([Type.Literal('ok'), Type.Literal('failed'), Type.Literal('dry-run'), Type.Literal('conflict'), Type.Literal('skipped')]),
+  result: Type.Union([Type.Literal('ok'), Type.Literal('failed'), Type.Literal('dry-run'), Type.Literal('conflict'), Type.Literal('skipped'),
+    // Damage the safety net saw and, with no migration to explain it, did not touch (changed-outside-migration).
+    Type.Literal('left-alone')]),
   error: Type.Optional(ShortText),
   command: Type.Optional(Type.String({ maxLength: 65536 })),
   at: Stamp,

@@ -41,9 +41,12 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/** No system tool flinch runs takes this long when healthy; a stuck one must not stall the agent (or the safety net). */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+
 /**
  * Runs a tool without a shell (no quoting bugs, no injection) and turns its failure into a CommandError that names the
- * tool and quotes the first line of what it said.
+ * tool and quotes the first line of what it said. Every call has a time limit (DEFAULT_COMMAND_TIMEOUT_MS unless told).
  */
 export function runCommand(
   command: string,
@@ -55,7 +58,7 @@ export function runCommand(
     const child = execFile(
       command,
       args as string[],
-      { maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', ...execOptions },
+      { maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', timeout: DEFAULT_COMMAND_TIMEOUT_MS, killSignal: 'SIGKILL', ...execOptions },
       (error, stdout, stderr) => {
         const out = String(stdout);
         const err = String(stderr);
@@ -63,6 +66,10 @@ export function runCommand(
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
           return reject(new CommandError(`${command}: not installed (not found on PATH)`, command, args, null, err));
+        }
+        if ((error as { killed?: boolean }).killed && (error as { signal?: string }).signal === 'SIGKILL') {
+          const limit = execOptions.timeout ?? DEFAULT_COMMAND_TIMEOUT_MS;
+          return reject(new CommandError(`${command} ${args.join(' ')}: timed out after ${limit} ms`, command, args, null, err));
         }
         const firstLine = err.trim().split('\n')[0] || error.message.split('\n')[0];
         const exitCode = typeof code === 'number' ? code : null;

@@ -2,9 +2,9 @@ import WebSocket from 'ws';
 import type { Observation } from '../../probes/observation.js';
 import type { TimeExchange } from '../../probes/clock/clock-offset.js';
 import type { Report } from '../report/report-schema.js';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../protocol/messages.js';
+import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../protocol/messages.js';
 import type { AgentIdentity } from './agent-identity.js';
-import { signFrame } from '../protocol/frame-signing.js';
+import { signFrame, verifyCollectorFrame } from '../protocol/frame-signing.js';
 import type { Spool } from './spool.js';
 
 export interface CollectorClientOptions {
@@ -23,7 +23,10 @@ export interface CollectorClientOptions {
   log: (line: string) => void;
   /** Each completed time exchange (all four stamps), for the agent's own view of its offset against the host. */
   onTimeExchange?: (exchange: TimeExchange) => void;
-  /** A harness announced a migration. */
+  /**
+   * A harness announced a migration (signed, when the agent has a key). Unset: announcements are ignored. At most
+   * MAX_ANNOUNCES_PER_MINUTE are passed on; the rest are dropped and logged.
+   */
   onAnnounce?: (phase: 'starting' | 'finished', migrationId: string) => void;
   /** An established connection was lost: the guest's applications would have seen the same. */
   onConnectionLost?: (detail: string) => void;
@@ -50,6 +53,8 @@ export const RESUME_CHECK_MS = 5000;
 /** A liveness tick this much later than due means this guest was paused (or suspended) meanwhile. */
 const PAUSE_GAP_MS = 3000;
 const LIVENESS_TICK_MS = 1000;
+/** A campaign announces each migration twice (starting, finished), seconds apart; more than this is not a harness. */
+export const MAX_ANNOUNCES_PER_MINUTE = 20;
 
 /**
  * Delivers the agent's observations and reports at least once. Each goes into the on-disk spool first, is sent when a
@@ -68,6 +73,7 @@ export class CollectorClient {
   private failuresSinceLog = 0;
   /** Our half of recent exchanges, until the collector tells us when our reply arrived. */
   private readonly exchanges = new Map<number, { t1: number; t2: number; t3: number }>();
+  private readonly recentAnnounces: number[] = [];
 
   constructor(private readonly options: CollectorClientOptions) {}
 
@@ -99,7 +105,7 @@ export class CollectorClient {
   }
 
   private connect(): void {
-    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
+    const socket = new WebSocket(this.options.url, { maxPayload: MAX_COLLECTOR_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
     this.socket = socket;
     this.nonce = null;
     let failure = '';
@@ -141,7 +147,9 @@ export class CollectorClient {
       heard();
       if (isBinary) return this.options.log('ignored a binary frame from the collector');
       try {
-        const message = parseCollectorMessage(data as Buffer);
+        const key = this.options.key;
+        const nonce = this.socket === socket ? this.nonce : null;
+        const message = parseCollectorMessage(data as Buffer, key === null ? null : (json, mac) => nonce !== null && verifyCollectorFrame(key, nonce, json, mac));
         switch (message.type) {
           case 'challenge':
             if (message.protocol !== PROTOCOL_VERSION) {
@@ -152,12 +160,24 @@ export class CollectorClient {
             this.greet(socket, message.nonce);
             established = true;
             return;
-          case 'ack':
+          case 'ack': {
+            // An ack for what was never sent would make the spool forget data nobody stored.
+            const sent = this.options.spool.lastSeq;
+            if (message.seq > sent) {
+              this.options.log(`ignored an ack for seq ${message.seq}: only ${sent} sent`);
+              return;
+            }
             this.options.spool.acknowledge(message.seq);
             this.options.onAck?.(message.seq);
             return;
+          }
           case 'announce':
-            this.options.onAnnounce?.(message.phase, message.migrationId);
+            if (!this.options.onAnnounce) return;
+            if (!this.takeAnnounce()) {
+              this.options.log(`ignored an announcement (more than ${MAX_ANNOUNCES_PER_MINUTE} a minute)`);
+              return;
+            }
+            this.options.onAnnounce(message.phase, message.migrationId);
             return;
           case 'time-probe': {
             const t3 = Date.now();
@@ -205,6 +225,14 @@ export class CollectorClient {
     this.nonce = nonce;
     this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.identity(), nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped });
     for (const message of this.options.spool.unacked) this.write(message);
+  }
+
+  private takeAnnounce(): boolean {
+    const now = Date.now();
+    while (this.recentAnnounces.length > 0 && now - this.recentAnnounces[0]! > 60_000) this.recentAnnounces.shift();
+    if (this.recentAnnounces.length >= MAX_ANNOUNCES_PER_MINUTE) return false;
+    this.recentAnnounces.push(now);
+    return true;
   }
 
   private completeExchange(previous: { id: number; t4: number } | undefined): void {

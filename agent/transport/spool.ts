@@ -57,6 +57,11 @@ export class Spool {
     return this.pending;
   }
 
+  /** The highest seq handed out: no collector can have stored more. */
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
   get bytes(): number {
     return this.segments.reduce((sum, s) => sum + s.bytes, 0);
   }

@@ -7,9 +7,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Observation } from '../../probes/observation.js';
 import {
   MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseJsonObject, validateAgentMessage,
-  type AgentMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
+  type AgentMessage, type CollectorMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
 } from '../../agent/protocol/messages.js';
-import { splitSignedFrame, verifyFrame } from '../../agent/protocol/frame-signing.js';
+import { signCollectorFrame, splitSignedFrame, verifyFrame } from '../../agent/protocol/frame-signing.js';
 import { ClockOffsetTracker, type OffsetSample } from '../../probes/clock/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
 import type { Report } from '../../agent/report/report-schema.js';
@@ -229,9 +229,9 @@ export class CollectorServer extends EventEmitter<{
    */
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): boolean {
     this.lastAnnouncement.set(agentId, { phase, migrationId, atMs: Date.now() });
-    const socket = this.current.get(agentId)?.socket;
-    if (!socket || socket.readyState !== socket.OPEN) return false;
-    socket.send(JSON.stringify({ type: 'announce', phase, migrationId }));
+    const connection = this.current.get(agentId);
+    if (!connection || connection.socket.readyState !== connection.socket.OPEN) return false;
+    this.send(connection, { type: 'announce', phase, migrationId });
     return true;
   }
 
@@ -355,10 +355,10 @@ export class CollectorServer extends EventEmitter<{
     this.metrics.connectionsPending.set(this.pending);
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
-    connection.socket.send(JSON.stringify({ type: 'ack', seq: record.appliedSeq }));
+    this.send(connection, { type: 'ack', seq: record.appliedSeq });
     const announcement = this.lastAnnouncement.get(hello.agentId);
     if (announcement && Date.now() - announcement.atMs <= ANNOUNCEMENT_REPLAY_MS) {
-      connection.socket.send(JSON.stringify({ type: 'announce', phase: announcement.phase, migrationId: announcement.migrationId }));
+      this.send(connection, { type: 'announce', phase: announcement.phase, migrationId: announcement.migrationId });
     }
     this.emit('hello', record);
   }
@@ -426,8 +426,8 @@ export class CollectorServer extends EventEmitter<{
       this.emit('committed', batch.length);
     }
     for (const agent of this.pendingAcks) {
-      const socket = this.current.get(agent.agentId)?.socket;
-      if (socket && socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: 'ack', seq: agent.appliedSeq }));
+      const connection = this.current.get(agent.agentId);
+      if (connection && connection.socket.readyState === connection.socket.OPEN) this.send(connection, { type: 'ack', seq: agent.appliedSeq });
     }
     this.pendingAcks.clear();
   }
@@ -449,7 +449,13 @@ export class CollectorServer extends EventEmitter<{
     if (connection.socket.readyState !== connection.socket.OPEN) return;
     const probe: TimeProbeMessage = { type: 'time-probe', id: ++this.probeId, t1: hostNowMs() };
     if (connection.lastReply) probe.previous = connection.lastReply;
-    connection.socket.send(JSON.stringify(probe));
+    this.send(connection, probe);
+  }
+
+  /** Everything after the challenge is signed with the agent's key, when the collector authenticates. */
+  private send(connection: Connection, message: CollectorMessage): void {
+    const json = JSON.stringify(message);
+    connection.socket.send(connection.key === null ? json : signCollectorFrame(connection.key, connection.nonce, json));
   }
 
   private reject(connection: Connection | null, socket: WebSocket, reason: RejectReason, detail: string, code = CLOSE_POLICY_VIOLATION): void {

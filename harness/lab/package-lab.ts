@@ -78,7 +78,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
     rootfs,
     kernel,
     deb: options.deb,
-    agentConfig: `# written by flinch package-check\ncollector: ws://${network.hostAddress}:${options.collectorPort}\nagent-id: ${AGENT_ID}\ntoken-file: /etc/flinch/token\nremediate: dry-run\nstate-dir: /var/lib/flinch\n`,
+    agentConfig: `# written by flinch package-check\ncollector: ws://${network.hostAddress}:${options.collectorPort}\nagent-id: ${AGENT_ID}\ntoken-file: /etc/flinch/token\naccept-announce: true\nremediate: dry-run\nstate-dir: /var/lib/flinch\n`,
     agentToken: agentKeyFor(fleetSecret, AGENT_ID),
     hostname: 'flinch-deb-guest',
     mac: GUEST_MAC,

@@ -74,7 +74,7 @@ export async function runSimCampaignInside(plan: SimPlan, log: (line: string) =>
   const stateDir = path.join(os.tmpdir(), `flinch-sim-state-${sim.id}`);
   const agentLog = openSync(path.join(logsDir, 'agent.log'), 'a');
   const agent = spawn('ip', ['netns', 'exec', driver.guestNetns, guestAgentExecutable(), 'run', '--collector', `ws://${sim.hostAddress}:${port}`, '--agent-id', AGENT_ID,
-    '--token-file', tokenFile, '--remediate', 'on', '--udp-echo', String(GUEST_ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
+    '--token-file', tokenFile, '--accept-announce', '--remediate', 'on', '--udp-echo', String(GUEST_ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
   const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
   try {
     // `ip netns exec` execs the agent, so this PID is the agent's: the one the freezer must hold.

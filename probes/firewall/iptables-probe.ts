@@ -1,20 +1,18 @@
 import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../agent/system/iptables.js';
-import type { FirewallObservation, Observation } from '../observation.js';
+import type { FirewallObservation, NftCommit, Observation } from '../observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
-import { installIptablesCanaries } from './canaries.js';
 import { CoalescedReader } from './coalesced-reader.js';
 import { watchNftablesCommits } from './netfilter-events.js';
-import type { FirewallProbeOptions } from './nftables-probe.js';
 import { normalizeIptablesSave, type NormalizedRuleset } from './ruleset.js';
 import { RulesetTracker } from './ruleset-tracker.js';
 
-export interface IptablesProbeOptions extends FirewallProbeOptions {
+export interface IptablesProbeOptions {
   /** iptables-legacy has no change notifications; it is re-read this often. */
   legacyPollMs: number;
 }
 
-export const DEFAULT_IPTABLES_PROBE_OPTIONS: IptablesProbeOptions = { installCanaries: true, legacyPollMs: 1000 };
+export const DEFAULT_IPTABLES_PROBE_OPTIONS: IptablesProbeOptions = { legacyPollMs: 1000 };
 
 interface Source {
   variant: IptablesVariant;
@@ -27,13 +25,13 @@ const FAMILIES: IpFamily[] = ['ipv4', 'ipv6'];
 
 /**
  * iptables, both back ends, both families. iptables-nft is re-read when nf_tables commits a transaction (no polling);
- * iptables-legacy, which has no notifications, is polled. Canary chains go only into tables already in use, because
- * creating a table is itself a change (and a legacy table where there was none mixes back ends).
+ * iptables-legacy, which has no notifications, is polled. It only reads: the safety net owns the canaries.
  */
 export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | null>> {
   readonly name = 'iptables';
   private readonly sources: Source[] = [];
   private readonly stops: Array<() => void> = [];
+  private lastCommit: NftCommit | null = null;
 
   constructor(private readonly options: IptablesProbeOptions = DEFAULT_IPTABLES_PROBE_OPTIONS) {}
 
@@ -48,12 +46,9 @@ export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | n
         const read = async () => normalizeIptablesSave(backend, family, await iptablesSave(variant, family));
         const reader = new CoalescedReader<FirewallObservation['trigger']>(async (trigger) => {
           const observation = tracker.update(await read(), trigger);
+          if (observation && variant === 'nft' && this.lastCommit) observation.committedBy = this.lastCommit;
           if (observation) emit(observation);
         }, failed);
-        if (this.options.installCanaries) {
-          const tables = (await read()).structure.filter((s) => s.startsWith('table ')).map((s) => s.split(' ')[2]!);
-          await installIptablesCanaries(variant, family, tables);
-        }
         this.sources.push({ variant, family, tracker, reader });
       }
     }
@@ -61,7 +56,10 @@ export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | n
     const nftSources = this.sources.filter((s) => s.variant === 'nft');
     if (nftSources.length > 0) {
       this.stops.push(
-        watchNftablesCommits(() => nftSources.forEach((s) => s.reader.trigger('event')), (error) => {
+        watchNftablesCommits((commit) => {
+          if (commit) this.lastCommit = commit;
+          nftSources.forEach((s) => void s.reader.trigger('event'));
+        }, (error) => {
           failed(error);
           nftSources.forEach((s) => s.reader.trigger('event'));
         }),

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { NftCommit } from '../observation.js';
 
 /**
  * Calls `onCommit` once per committed nf_tables transaction, from the kernel's own notification on the
@@ -10,14 +11,24 @@ import { createInterface } from 'node:readline';
  * One monitor serves every subscriber.
  */
 let monitor: ChildProcess | null = null;
-const subscribers = new Set<{ onCommit: () => void; onError: (error: Error) => void }>();
+const subscribers = new Set<{ onCommit: (commit: NftCommit | null) => void; onError: (error: Error) => void }>();
+
+/** "# new generation 3 by process 6668 (iptables-nft)": the kernel's NFTA_GEN_* attributes as nft prints them. */
+const GENERATION = /^# new generation (\d+)(?: by process (\d+) \((.*)\))?/;
+
+export function parseGenerationLine(line: string): NftCommit | null {
+  const match = GENERATION.exec(line);
+  if (!match) return null;
+  return { generation: Number(match[1]), pid: match[2] ? Number(match[2]) : 0, process: (match[3] ?? '').slice(0, 64) };
+}
 
 function startMonitor(): ChildProcess {
   const child = spawn('nft', ['monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = createInterface({ input: child.stdout! });
   lines.on('line', (line) => {
-    if (!line.startsWith('# new generation')) return;
-    for (const s of subscribers) s.onCommit();
+    const commit = parseGenerationLine(line);
+    if (!commit) return;
+    for (const s of subscribers) s.onCommit(commit);
   });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
@@ -32,14 +43,14 @@ function startMonitor(): ChildProcess {
     setTimeout(() => {
       if (subscribers.size > 0 && !monitor) {
         monitor = startMonitor();
-        subscribers.forEach((s) => s.onCommit());
+        subscribers.forEach((s) => s.onCommit(null));
       }
     }, 1000).unref();
   });
   return child;
 }
 
-export function watchNftablesCommits(onCommit: () => void, onError: (error: Error) => void): () => void {
+export function watchNftablesCommits(onCommit: (commit: NftCommit | null) => void, onError: (error: Error) => void): () => void {
   const subscriber = { onCommit, onError };
   subscribers.add(subscriber);
   monitor ??= startMonitor();

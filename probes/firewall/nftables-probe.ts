@@ -1,22 +1,13 @@
 import { listRuleset } from '../../agent/system/nft.js';
 import { findExecutable } from '../../agent/system/run-command.js';
-import type { FirewallObservation, Observation } from '../observation.js';
+import type { FirewallObservation, NftCommit, Observation } from '../observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';
-import { installNftCanaries } from './canaries.js';
 import { CoalescedReader } from './coalesced-reader.js';
 import { watchNftablesCommits } from './netfilter-events.js';
 import { normalizeNftRuleset, type NormalizedRuleset } from './ruleset.js';
 import { RulesetTracker } from './ruleset-tracker.js';
-
-export interface FirewallProbeOptions {
-  /** Install flinch's canaries at start (an empty table or chain; see canaries.ts). */
-  installCanaries: boolean;
-}
-
-/** Every ruleset has these families available; `inet` gets a canary even when the ruleset is empty. */
-const ALWAYS_CANARY_FAMILIES = ['inet'];
 
 /**
  * The nftables ruleset, read with `nft -j list ruleset` and re-read when the kernel announces a committed
@@ -27,8 +18,7 @@ export class NftablesProbe implements Probe<NormalizedRuleset | null> {
   readonly name = 'nftables';
   private readonly tracker = new RulesetTracker();
   private readonly stops: Array<() => void> = [];
-
-  constructor(private readonly options: FirewallProbeOptions = { installCanaries: true }) {}
+  private lastCommit: NftCommit | null = null;
 
   async start(emit: (observation: Observation) => void): Promise<void> {
     if (!findExecutable('nft')) throw new ProbeUnavailableError(this.name, 'nft is not installed');
@@ -36,16 +26,15 @@ export class NftablesProbe implements Probe<NormalizedRuleset | null> {
       emit({ kind: 'probe-status', probe: this.name, status: 'failed', reason: error.message, at: stampNow() });
     const reader = new CoalescedReader<FirewallObservation['trigger']>(async (trigger) => {
       const observation = this.tracker.update(normalizeNftRuleset(await listRuleset()), trigger);
+      if (observation && this.lastCommit) observation.committedBy = this.lastCommit;
       if (observation) emit(observation);
     }, failed);
-    if (this.options.installCanaries) {
-      const initial = normalizeNftRuleset(await listRuleset());
-      const inUse = initial.structure.filter((s) => s.startsWith('table ')).map((s) => s.split(' ')[1]!);
-      await installNftCanaries([...new Set([...ALWAYS_CANARY_FAMILIES, ...inUse])]);
-    }
     try {
       // Subscribe before the first reading, so that no change can fall between the two.
-      this.stops.push(watchNftablesCommits(() => reader.trigger('event'), (error) => {
+      this.stops.push(watchNftablesCommits((commit) => {
+        if (commit) this.lastCommit = commit;
+        void reader.trigger('event');
+      }, (error) => {
         failed(error);
         reader.trigger('event'); // an overrun (ENOBUFS) may have eaten the event itself
       }));

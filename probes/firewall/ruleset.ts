@@ -32,16 +32,43 @@ export interface NormalizedRuleset {
   hash: string;
 }
 
-/** Volatile fields that change without anyone changing the ruleset. */
+/** Fields that change without anyone changing the ruleset: handles, counters, quota use, element expiry. */
+const VOLATILE_KEYS = new Set(['handle', 'packets', 'bytes', 'used', 'expires']);
+
 function withoutVolatile(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutVolatile);
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    if (k === 'handle' || k === 'packets' || k === 'bytes' || k === 'used') continue;
+    if (VOLATILE_KEYS.has(k)) continue;
     out[k] = withoutVolatile(v);
   }
   return out;
+}
+
+interface NftSetBody {
+  family: string;
+  table: string;
+  name: string;
+  flags?: string | string[];
+  timeout?: number;
+  elem?: unknown[];
+}
+
+/**
+ * A set or map whose elements come and go by themselves or at run time (fail2ban's and crowdsec's bans, rate-limit
+ * meters): elements with timeouts, or added by rules (`dynamic`). Its elements are state, not configuration: they
+ * are neither compared with a baseline nor restored from one.
+ */
+export function isDynamicSet(body: NftSetBody): boolean {
+  const flags = Array.isArray(body.flags) ? body.flags : body.flags ? [body.flags] : [];
+  return flags.includes('timeout') || flags.includes('dynamic') || body.timeout !== undefined;
+}
+
+/** The set or map an nft JSON item describes, if it is one. */
+export function nftSetOf(item: NftJsonItem): NftSetBody | null {
+  const body = ('set' in item ? item.set : 'map' in item ? item.map : null) as NftSetBody | null;
+  return body && typeof body === 'object' ? body : null;
 }
 
 function interfaceRefsOf(expr: unknown[]): InterfaceRef[] {
@@ -89,9 +116,15 @@ export function normalizeNftRuleset(items: readonly NftJsonItem[]): NormalizedRu
         interfaceRefs: interfaceRefsOf(r.expr),
       });
     } else if (!('metainfo' in item)) {
-      // sets, maps, flowtables, named objects: part of the meaning, minus their counters
+      // sets, maps, flowtables, named objects: part of the meaning, minus their counters and dynamic elements
       if (JSON.stringify(item).includes(`"table":"${NFT_CANARY_TABLE}"`)) continue;
-      structure.push(JSON.stringify(withoutVolatile(item)));
+      const set = nftSetOf(item);
+      if (set && isDynamicSet(set)) {
+        const { elem: _elements, ...definition } = set;
+        structure.push(JSON.stringify(withoutVolatile({ [Object.keys(item)[0]!]: definition })));
+      } else {
+        structure.push(JSON.stringify(withoutVolatile(item)));
+      }
     }
   }
   return { backend: 'nftables', structure, rules, canaries, hash: digest([...structure, ...rules.map((r) => r.key)]) };
@@ -136,4 +169,34 @@ export function diffRules(previous: readonly NormalizedRule[], next: readonly No
   const removed: string[] = [];
   for (const [key, n] of counts) for (let i = 0; i < n; i += 1) removed.push(key);
   return { added, removed };
+}
+
+/** iptables-nft's built-in base chains per table, with the priority it gives each (iptables/nft.c). */
+const IPTABLES_BUILTIN_CHAINS: Record<string, Record<string, number>> = {
+  filter: { INPUT: 0, FORWARD: 0, OUTPUT: 0 },
+  mangle: { PREROUTING: -150, INPUT: -150, FORWARD: -150, OUTPUT: -150, POSTROUTING: -150 },
+  nat: { PREROUTING: -100, INPUT: 100, OUTPUT: -100, POSTROUTING: 100 },
+  raw: { PREROUTING: -300, OUTPUT: -300 },
+  security: { INPUT: 50, FORWARD: 50, OUTPUT: 50 },
+};
+
+/**
+ * The nf_tables tables that iptables-nft made, as "family name" (family ip or ip6), told apart from native nft tables
+ * that merely share a name (`table ip filter` is common in hand-written configs) by what is in them: iptables-nft's
+ * base chains are the upper-case built-ins at the standard priorities. A table with any other base chain, or none, is
+ * nft's alone (iptables-save calls it "incompatible" and prints an empty table in its place).
+ */
+export function iptablesNftTables(items: readonly NftJsonItem[]): Set<string> {
+  const baseChains = new Map<string, number>();
+  const foreign = new Set<string>();
+  for (const item of items) {
+    if (!('chain' in item)) continue;
+    const c = item.chain as { family: string; table: string; name: string; hook?: string; prio?: number };
+    const builtins = IPTABLES_BUILTIN_CHAINS[c.table];
+    if ((c.family !== 'ip' && c.family !== 'ip6') || !builtins || c.hook === undefined) continue;
+    const key = `${c.family} ${c.table}`;
+    baseChains.set(key, (baseChains.get(key) ?? 0) + 1);
+    if (builtins[c.name] !== c.prio) foreign.add(key);
+  }
+  return new Set([...baseChains.keys()].filter((key) => !foreign.has(key)));
 }

@@ -68,7 +68,7 @@ fi
 
 say "starting agent"
 while true; do
-  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION $ECHO $NOISE $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
+  /usr/bin/flinch-agent run --collector "${COLLECTOR:-ws://10.0.3.1:7431}" --agent-id "${AGENT_ID:-flinch-guest}" $TOKEN_OPTION --accept-announce $ECHO $NOISE $PROBES $REMEDIATE --state-dir /var/lib/flinch > /dev/console 2>&1
   say "agent exited with status $?; restarting in 1 s"
   sleep 1
 done

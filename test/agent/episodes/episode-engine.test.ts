@@ -1,5 +1,6 @@
 // The episode engine with an injected clock: time moves only when the test says so.
 import t from 'tap';
+import { isMigrationEvidence } from '../../../agent/episodes/triggers.js';
 import { EpisodeEngine, DEFAULT_EPISODE_OPTIONS, type Episode, type EngineClock } from '../../../agent/episodes/episode-engine.js';
 import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
 import type { LinkObservation, Observation } from '../../../probes/observation.js';
@@ -54,7 +55,7 @@ t.test('NOTIFY_PEERS opens an episode that closes after a quiet settle window, w
   advance(1);
   t.equal(closed.length, 1);
   const episode = closed[0]!;
-  t.same(episode.triggers.map((x) => x.kind), ['notify-peers']);
+  t.same(episode.triggers.map((x) => x.kind), ['notify-peers', 'igmp-resend']);
   t.equal(episode.observations.length, 4, 'the dump and the neighbour loss from the lookback, and both events');
   t.same(judgeEpisode(episode, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted', 'the gateway neighbour was lost');
 });
@@ -102,7 +103,7 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
   const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, maxEpisodeMs: 60_000 }, clock);
-  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   noise();
   for (let i = 0; i < 5; i += 1) {
     advance(500);
@@ -122,7 +123,7 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   engine.announce('finished', 'm-2');
   t.equal(engine.open!.migrationId, 'm-2', 'finishing joins the open episode of the same migration');
   const fresh = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000 }, clock);
-  fresh.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  fresh.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   advance(200);
   fresh.announce('starting', 'm-3');
   t.equal(fresh.open!.migrationId, 'm-3', 'an episode that has just opened is the migration\'s own: it is named, not closed');
@@ -133,7 +134,7 @@ t.test("what a migration's before-faults did just before it started is its own, 
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
   const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, lookbackMs: 500, maxEpisodeMs: 60_000 }, clock);
-  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 40, stealMs: 0, at: stamp() });
+  const noise = () => engine.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   engine.ingest(link(stamp())); // the baseline the carrier counter moves from
   noise();
   for (let i = 0; i < 4; i += 1) {
@@ -209,4 +210,56 @@ t.test("a clock read that was held up (a wide read spread) is not taken for a st
   engine.ingest(sample(8, 0, 0.2));
   advance(200);
   t.same(closed.flatMap((e) => e.triggers.map((x) => x.kind)), ['clock-step'], 'an 8 ms step read tightly is one');
+});
+
+t.test('a pause alone opens an episode only above the noise floor the engine learns from its own history', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const pause = (lateByMs: number, stealMs = 0) => engine.ingest({ kind: 'pause', lateByMs, stealMs, at: stamp() });
+  for (let i = 0; i < 200; i += 1) {
+    t.same(pause(i % 2 ? 0.4 : 12, i % 3 ? 10 : 0), [], 'host noise (the issue\'s "woke 0.4 ms late, 10 ms stolen") opens nothing');
+    advance(500);
+  }
+  t.equal(closed.length, 0);
+  t.equal(engine.noiseFloor.learntMs(), 12, 'the noise is learnt');
+  t.equal(engine.noiseFloor.thresholdMs(stamp().monotonicMs), DEFAULT_EPISODE_OPTIONS.pauseNoise.minimumMs, 'below the minimum, the minimum holds');
+  t.same(pause(60).map((x) => x.kind), ['pause'], 'a 60 ms pause stands out');
+  advance(200);
+  t.equal(closed.length, 1);
+  t.equal(engine.noiseFloor.thresholdMs(stamp().monotonicMs), 50, 'one spike is under the 99th percentile of 201 samples');
+  for (let i = 0; i < 10; i += 1) {
+    pause(60);
+    advance(200);
+  }
+  t.ok(engine.noiseFloor.thresholdMs(stamp().monotonicMs) >= 180, `spikes that prove nothing raise the floor (${engine.noiseFloor.thresholdMs(stamp().monotonicMs)} ms)`);
+  const opened = closed.length;
+  t.same(pause(100), [], 'and a 100 ms pause is noise now');
+  advance(200);
+  t.equal(closed.length, opened);
+});
+
+t.test('a pause in an episode with migration evidence is not learnt as noise; --timing-noise overrides the floor', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  for (let i = 0; i < 20; i += 1) {
+    engine.announce('starting', `m-${i}`);
+    engine.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() });
+    engine.announce('finished', `m-${i}`);
+    advance(200);
+  }
+  t.equal(engine.noiseFloor.learntMs(), 0, 'migrations\' pauses are not noise');
+  t.same(engine.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() }).map((x) => x.kind), ['pause']);
+  const strict = new EpisodeEngine(() => undefined, { ...DEFAULT_EPISODE_OPTIONS, pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, overrideMs: 500 } }, clock);
+  t.same(strict.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() }), [], 'under an explicit 500 ms floor a 300 ms pause is noise');
+});
+
+t.test('only migration signals are migration evidence', async (t) => {
+  for (const kind of ['notify-peers', 'igmp-resend', 'xen-domid', 'xen-suspend', 'boottime-jump', 'kmsg-suspend', 'host-offset-step', 'harness-announce'] as const) {
+    t.ok(isMigrationEvidence({ kind }), kind);
+  }
+  for (const kind of ['pause', 'clock-step', 'carrier-counter', 'interface-recreated', 'canary-lost'] as const) {
+    t.notOk(isMigrationEvidence({ kind }), `${kind}: an administrator or a busy host does this too`);
+  }
 });

@@ -3,11 +3,16 @@
 // scenarios in test/agent/safety-net-scenarios.test.ts do those for real, in namespaces).
 import t from 'tap';
 import { SafetyNet, DEFAULT_SAFETY_NET_OPTIONS } from '../../../agent/remediation/safety-net.js';
-import type { LiveState } from '../../../agent/remediation/live-state.js';
+import type { FirewallTableState, LiveState } from '../../../agent/remediation/live-state.js';
+import { monotonicMs } from '../../../probes/clock/read-clocks.js';
 
-const TABLE = { key: 'nftables inet filter', backend: 'nftables' as const, table: 'inet filter', family: 'inet', text: 'table inet filter {\n}\n', hash: 'h1' };
-const withTable: LiveState = { interfaces: {}, firewall: { [TABLE.key]: TABLE } };
-const flushed: LiveState = { interfaces: {}, firewall: {} };
+const TABLE: FirewallTableState = {
+  key: 'nftables inet filter', backend: 'nftables', table: 'inet filter', family: 'inet', text: 'table inet filter {\n}\n',
+  lines: ['table inet filter', 'chain inet filter input filter hook input priority 0 policy accept', 'rule tcp dport 22 accept'], dynamicSets: [], hash: 'h1',
+};
+const withTable: LiveState = { interfaces: {}, firewall: { [TABLE.key]: TABLE }, canaries: [] };
+const flushed: LiveState = { interfaces: {}, firewall: {}, canaries: [] };
+const signal = (detail = 'migration m1 starting') => ({ kind: 'harness-announce', detail, atMs: monotonicMs() });
 
 t.test('a check that fails (a table flushed while it was being listed) does not swallow the check asked for meanwhile', async (t) => {
   const logged: string[] = [];
@@ -25,14 +30,14 @@ t.test('a check that fails (a table flushed while it was being listed) does not 
     }
     return flushed;
   };
-  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'dry-run' }, null, (line) => logged.push(line), capture, async () => ({}), async () => flushed.firewall);
+  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'dry-run' }, null, (line) => logged.push(line), capture, async () => flushed);
   await net.init();
   t.equal(captures, 1, 'baseline captured');
 
   failNext = true;
-  const first = net.check(() => true);
+  const first = net.migrationSignal(signal());
   await new Promise((resolve) => setImmediate(resolve));
-  const second = net.check(() => true); // the flush's own observation arrives while the first check is still listing
+  const second = net.check(); // the flush's own observation arrives while the first check is still listing
   release();
   await Promise.all([first, second]);
   await net.idle();
@@ -43,10 +48,80 @@ t.test('a check that fails (a table flushed while it was being listed) does not 
 });
 
 t.test('a repair that failed once and then succeeded counts as repaired; one that only failed does not', async (t) => {
-  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'on' }, null, () => undefined, async () => withTable, async () => ({}), async () => withTable.firewall);
+  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'on', canaries: false }, null, () => undefined, async () => withTable, async () => withTable);
   const at = { realtimeMs: 0, monotonicMs: 0 };
   const action = (what: 'route' | 'address', result: 'ok' | 'failed') => ({ what, target: `${what} 00:16:3e:f1:1c:01`, why: 'lost during a migration episode', result, beforeHash: null, afterHash: null, durationMs: 1, at });
   t.equal(net.outcome([action('route', 'failed'), action('address', 'ok'), action('route', 'ok')], []), 'healed', 'retried and put back: healed');
   t.equal(net.outcome([action('route', 'ok'), action('address', 'failed')], []), 'partial', 'one repair never succeeded: partial');
   t.equal(net.outcome([action('route', 'failed')], []), 'failed');
+});
+
+/** A safety net over scripted states: `states[0]` is the baseline, each later check reads the next one (the last repeats). */
+function scripted(states: LiveState[], options: Partial<typeof DEFAULT_SAFETY_NET_OPTIONS> = {}) {
+  let i = 0;
+  const next = async () => states[Math.min(i++, states.length - 1)]!;
+  const logged: string[] = [];
+  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'dry-run', ...options }, null, (l) => logged.push(l), next, next);
+  return { net, logged };
+}
+
+t.test('a loss with no migration evidence is left alone and reported, never repaired', async (t) => {
+  const { net } = scripted([withTable, flushed]);
+  await net.init();
+  await net.check();
+  const actions = net.actionsSince(0);
+  t.same(actions.map((a) => a.result), ['left-alone'], 'one left-alone record, no repair');
+  t.match(actions[0]!.why, /changed-outside-migration/);
+  t.equal(net.outcome(actions, []), 'not-needed', 'leaving something alone is not a repair');
+});
+
+t.test('a table somebody wrote to is never rewritten, even right after a migration', async (t) => {
+  const edited: LiveState = { ...withTable, firewall: { [TABLE.key]: { ...TABLE, lines: [...TABLE.lines.slice(0, 2), 'rule tcp dport 2222 accept'], hash: 'h2' } } };
+  const { net } = scripted([withTable, edited]);
+  await net.init();
+  await net.migrationSignal(signal());
+  const actions = net.actionsSince(0);
+  t.same(actions.map((a) => a.result), ['left-alone']);
+  t.match(actions[0]!.why, /somebody wrote to it/);
+});
+
+t.test('a table that only lost definitions around a migration is repaired (dry-run says how)', async (t) => {
+  const emptied: LiveState = { ...withTable, firewall: { [TABLE.key]: { ...TABLE, lines: TABLE.lines.slice(0, 2), hash: 'h3' } } };
+  const { net } = scripted([withTable, emptied]);
+  await net.init();
+  await net.migrationSignal(signal());
+  const actions = net.actionsSince(0);
+  t.same(actions.map((a) => `${a.what} ${a.result}`), ['firewall-table dry-run'], JSON.stringify(actions));
+  t.match(actions[0]!.why, /lost around a migration \(harness-announce: migration m1 starting\)/);
+  t.match(actions[0]!.command, /delete table inet filter/);
+});
+
+t.test('damage first seen long before the migration signal is not the migration\'s', async (t) => {
+  const { net } = scripted([withTable, flushed], { lookbackMs: 50 });
+  await net.init();
+  await net.check();
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  await net.migrationSignal(signal());
+  t.same(net.actionsSince(0).map((a) => a.result), ['left-alone'], 'seen 120 ms before the signal, lookback 50 ms: left alone');
+});
+
+t.test('damage after the repair window has closed is left alone', async (t) => {
+  const { net } = scripted([withTable, withTable, flushed], { repairWindowMs: 50 });
+  await net.init();
+  await net.migrationSignal(signal());
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  await net.check();
+  t.same(net.actionsSince(0).map((a) => a.result), ['left-alone']);
+});
+
+t.test('a change left alone is adopted once it has lasted, and is then no loss at all', async (t) => {
+  const { net, logged } = scripted([withTable, flushed], { adoptAfterMs: 30 });
+  await net.init();
+  await net.check();
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  await net.idle();
+  t.match(logged.join('\n'), /adopted the change/);
+  t.same(net.currentBaseline?.firewall, {}, 'the flushed table is the baseline now');
+  await net.migrationSignal(signal());
+  t.same(net.actionsSince(0).map((a) => a.result), ['left-alone'], 'and a later migration does not bring the old table back');
 });

@@ -1,0 +1,62 @@
+/**
+ * The pause this machine makes on its own. A guest on a busy host wakes late and has time stolen all the time; only a
+ * pause clearly above what the agent has seen of that noise can mean "this guest was stopped". The floor is learnt
+ * from the agent's own history: every pause that did not open an episode with migration evidence is noise.
+ */
+export interface NoiseFloorOptions {
+  /** An explicit floor (--timing-noise): never below this. */
+  overrideMs: number;
+  /** Never below this either, before any history is learnt (ms). */
+  minimumMs: number;
+  /** A pause opens an episode alone when it is this many times the noise's 99th percentile. */
+  factor: number;
+  /** How long a noise sample is remembered (ms). */
+  windowMs: number;
+  /** How many noise samples are kept at most (the oldest go first). */
+  maxSamples: number;
+}
+
+export const DEFAULT_NOISE_FLOOR_OPTIONS: NoiseFloorOptions = {
+  overrideMs: 0,
+  minimumMs: 50,
+  factor: 3,
+  windowMs: 24 * 3600_000,
+  maxSamples: 4096,
+};
+
+export class PauseNoiseFloor {
+  private readonly samples: Array<{ atMs: number; magnitudeMs: number }> = [];
+
+  constructor(private readonly options: NoiseFloorOptions = DEFAULT_NOISE_FLOOR_OPTIONS) {}
+
+  /** The smallest pause that opens an episode on its own now (ms). */
+  thresholdMs(nowMs: number): number {
+    this.expire(nowMs);
+    return Math.max(this.options.overrideMs, this.options.minimumMs, this.options.factor * this.learntMs());
+  }
+
+  /** The 99th percentile of the noise remembered (0 when none). */
+  learntMs(): number {
+    if (this.samples.length === 0) return 0;
+    const sorted = this.samples.map((s) => s.magnitudeMs).sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!;
+  }
+
+  get sampleCount(): number {
+    return this.samples.length;
+  }
+
+  note(magnitudeMs: number, atMs: number): void {
+    this.samples.push({ atMs, magnitudeMs });
+    if (this.samples.length > this.options.maxSamples) this.samples.shift();
+  }
+
+  private expire(nowMs: number): void {
+    while (this.samples.length > 0 && nowMs - this.samples[0]!.atMs > this.options.windowMs) this.samples.shift();
+  }
+}
+
+/** How large a pause observation is: a late wake-up and stolen time are the same thing seen two ways. */
+export function pauseMagnitudeMs(o: { lateByMs: number; stealMs: number }): number {
+  return Math.max(o.lateByMs, o.stealMs);
+}
