@@ -1,3 +1,4 @@
+import { IDENTIFIER_PATTERN } from '../agent/report/report-schema.js';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -253,7 +254,7 @@ export function buildHarnessProgram(): Command {
     .requiredOption('--agent-id <id>', 'the agent id the guest runs with')
     .action(
       guarded(PROGRAM, verbose, async (o: { fleetSecret: string; agentId: string }) => {
-        if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', 2);
+        if (!new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', 2);
         let secret: string;
         try {
           secret = readSecretFile(o.fleetSecret, 'fleet secret');

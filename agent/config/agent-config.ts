@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { IdentifierSchema } from '../report/report-schema.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
@@ -23,7 +24,7 @@ const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
 export const AgentConfigSchema = Type.Object(
   {
     collector: Type.Optional(Type.Union([CollectorUrl, Type.Array(CollectorUrl, { minItems: 1, maxItems: 64, uniqueItems: true })])),
-    'agent-id': Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:@-]+$' })),
+    'agent-id': Type.Optional(IdentifierSchema),
     'token-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
     'ca-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
     'spool-max-bytes': Type.Optional(Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 })),

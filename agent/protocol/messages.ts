@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { Observation } from '../../probes/observation.js';
-import { assertValidReport, ReportValidationError, type Report } from '../report/report-schema.js';
+import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from '../report/report-schema.js';
 
 /**
  * The agent ↔ collector wire protocol: JSON text frames over WebSocket.
@@ -20,6 +20,7 @@ export const PROTOCOL_VERSION = 2;
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
 const Id = (max: number) => Type.String({ minLength: 1, maxLength: max });
+
 const Seq = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const Finite = Type.Number({ minimum: -1e15, maximum: 1e15 });
 
@@ -27,13 +28,13 @@ export const HelloSchema = Type.Object(
   {
     type: Type.Literal('hello'),
     protocol: Type.Integer(),
-    agentId: Id(128),
+    agentId: IdentifierSchema,
     /** /etc/machine-id: tells two guests apart that were given the same agent id (a cloned image). */
-    machineId: Type.String({ maxLength: 64 }),
-    hostname: Type.String({ maxLength: 255 }),
+    machineId: Type.String({ maxLength: 64, pattern: '^[0-9a-f]*$' }),
+    hostname: printableText(255),
     macs: Type.Array(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' }), { maxItems: 64 }),
     xenDomid: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()]),
-    agentVersion: Id(64),
+    agentVersion: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9.+~_-]+$' }),
     /** The collector's challenge, echoed: this hello was made for this connection. */
     nonce: Type.String({ minLength: 16, maxLength: 64 }),
     /** The agent's sequence stream (its spool's id): seq numbers are unique within one stream. */
@@ -94,7 +95,7 @@ export const TimeProbeSchema = Type.Object(
 
 /** A harness announcing a migration, so the agent can name the episode after it. It cannot make the agent change anything. */
 export const AnnounceSchema = Type.Object(
-  { type: Type.Literal('announce'), phase: Type.Union([Type.Literal('starting'), Type.Literal('finished')]), migrationId: Id(128) },
+  { type: Type.Literal('announce'), phase: Type.Union([Type.Literal('starting'), Type.Literal('finished')]), migrationId: IdentifierSchema },
   { additionalProperties: false },
 );
 
@@ -155,8 +156,34 @@ for (const [type, schema] of [
   validators.set(type, ajv.compile(schema));
 }
 
+/** No message of the protocol nests deeper than this; a deeper one is refused before it is parsed. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * How deeply a JSON text nests its arrays and objects, counted without parsing (brackets inside strings skipped), so
+ * that a frame nested 200 000 levels deep is refused before JSON.parse builds it and JSON.stringify chokes on it.
+ * Stops counting once past `limit`.
+ */
+export function jsonDepthExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i += 1; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      depth += 1;
+      if (depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) depth -= 1;
+  }
+  return false;
+}
+
 /** Parses one JSON text (already size-checked) into an object with a string `type`. */
 export function parseJsonObject(text: string): Record<string, unknown> & { type: string } {
+  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) throw new ProtocolError(`frame nests deeper than ${MAX_JSON_DEPTH} levels`, 'malformed');
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -9,6 +9,16 @@ import { Ajv } from 'ajv';
  */
 export const REPORT_SCHEMA_ID = 'flinch.report/v1';
 
+/**
+ * Agent and migration ids: what `flinch token` and the agent's --agent-id accept. Checked at every edge, so no id that
+ * reaches a log, a terminal or the store can carry a control character, a newline or an escape sequence.
+ */
+export const IDENTIFIER_PATTERN = '^[A-Za-z0-9._:@-]{1,128}$';
+/** Free text such as a hostname: no control characters (C0, DEL, C1). */
+export const PRINTABLE_PATTERN = '^[^\\u0000-\\u001f\\u007f-\\u009f]*$';
+export const IdentifierSchema = Type.String({ minLength: 1, maxLength: 128, pattern: IDENTIFIER_PATTERN });
+export const printableText = (maxLength: number) => Type.String({ maxLength, pattern: PRINTABLE_PATTERN });
+
 const Stamp = Type.Object({ realtimeMs: Type.Number(), monotonicMs: Type.Number() });
 const ShortText = Type.String({ maxLength: 2000 });
 
@@ -46,12 +56,12 @@ export const RemediationActionSchema = Type.Object({
 export const ReportSchema = Type.Object(
   {
     schema: Type.Literal(REPORT_SCHEMA_ID),
-    agentId: Type.String({ minLength: 1, maxLength: 128 }),
-    hostname: Type.String({ maxLength: 255 }),
+    agentId: IdentifierSchema,
+    hostname: printableText(255),
     agentVersion: Type.String({ maxLength: 64 }),
     episode: Type.Object({
       id: Type.String({ minLength: 1, maxLength: 64 }),
-      migrationId: Type.Union([Type.String({ maxLength: 128 }), Type.Null()]),
+      migrationId: Type.Union([IdentifierSchema, Type.Null()]),
       openedAt: Stamp,
       closedAt: Stamp,
       durationMs: Type.Number({ minimum: 0 }),

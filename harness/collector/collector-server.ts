@@ -123,6 +123,14 @@ interface Connection {
   rejected: boolean;
 }
 
+/** RFC 6455 allows 123 bytes of close reason; ws throws past that. */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** A close reason that cannot make ws throw: printable ASCII only (anything else shown as ?), cut to the byte limit. */
+export function closeReason(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_CLOSE_REASON_BYTES);
+}
+
 /** How old an announcement may be and still be given to an agent that reconnects: an agent's longest episode. */
 const ANNOUNCEMENT_REPLAY_MS = 120_000;
 
@@ -273,6 +281,8 @@ export class CollectorServer extends EventEmitter<{
       else if (error.code?.startsWith('WS_ERR_')) this.reject(connection, socket, 'malformed', error.message);
     });
     socket.on('message', (data, isBinary) => {
+      // A refused connection is done with: what it sends after is neither parsed nor checked.
+      if (connection.rejected) return;
       const receivedAtMs = hostNowMs();
       try {
         this.spendToken(connection);
@@ -285,8 +295,9 @@ export class CollectorServer extends EventEmitter<{
         }
         this.handle(connection, connection.agent!, message, receivedAtMs);
       } catch (error) {
-        if (!(error instanceof ProtocolError)) throw error;
-        this.reject(connection, socket, error.reason, error.message);
+        // Nothing a peer sends may throw out of here: an unexpected failure closes this connection, not the collector.
+        if (error instanceof ProtocolError) this.reject(connection, socket, error.reason, error.message);
+        else this.reject(connection, socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
       }
     });
     socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.nonce }));
@@ -380,6 +391,9 @@ export class CollectorServer extends EventEmitter<{
       this.pendingAcks.add(agent);
       return;
     }
+    if (message.type === 'report' && message.report.agentId !== agent.agentId) {
+      throw new ProtocolError(`a report naming agent ${JSON.stringify(message.report.agentId)} on the connection of ${agent.agentId}`, 'schema');
+    }
     agent.appliedSeq = message.seq;
     if (message.type === 'observation') {
       this.metrics.observations.inc();
@@ -470,7 +484,7 @@ export class CollectorServer extends EventEmitter<{
     this.emit('rejected', reason, detail);
     const who = connection?.agent?.agentId ?? 'an unauthenticated connection';
     this.rateLog.say(reason, `rejected ${who}: ${reason}: ${detail}`);
-    if (socket.readyState === socket.OPEN) socket.close(code, `${reason}: ${detail}`.slice(0, 120));
+    if (socket.readyState === socket.OPEN) socket.close(code, closeReason(`${reason}: ${detail}`));
     // A peer that ignores the close must not hold the slot.
     setTimeout(() => socket.terminate(), 2000).unref();
   }
