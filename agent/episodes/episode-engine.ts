@@ -37,6 +37,15 @@ export interface Episode {
   observationsDropped: number;
 }
 
+/**
+ * Migration evidence opens an episode, and so do what the guest's users feel whatever caused it: a pause above the
+ * machine's noise floor and a clock step. A flush, a carrier change or a re-created interface alone is an
+ * administrator's everyday work: it joins an episode (or the lookback of the next) but opens none.
+ */
+function opensEpisode(trigger: EpisodeTrigger): boolean {
+  return isMigrationEvidence(trigger) || trigger.kind === 'pause' || trigger.kind === 'clock-step';
+}
+
 /** Time and timers, injectable so that the engine is tested without waiting. */
 export interface EngineClock {
   now(): ClockStamp;
@@ -81,14 +90,18 @@ export class EpisodeEngine {
     return this.detector.noiseFloor;
   }
 
-  /** Takes one observation in; returns the triggers it raised (an episode is open afterwards if there are any). */
+  /**
+   * Takes one observation in; returns the triggers it raised. See opensEpisode for which open an episode; the others
+   * join an open one, or the lookback of the next.
+   */
   ingest(observation: Observation): EpisodeTrigger[] {
     const triggers = this.detector.detect(observation);
-    if (!this.current && triggers.length === 0) {
+    const opens = triggers.some(opensEpisode);
+    if (!this.current && !opens) {
       this.remember(observation);
       return triggers;
     }
-    const episode = this.current ?? this.start(triggers[0]!.at, null);
+    const episode = this.current ?? this.start(triggers.find(opensEpisode)!.at, null);
     episode.triggers.push(...triggers);
     this.add(episode, observation);
     this.armSettle();

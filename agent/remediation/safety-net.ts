@@ -135,6 +135,8 @@ export class SafetyNet {
   /** Losses already reported (left alone, or that flinch cannot or, in dry-run, will not repair); again once cleared. */
   private readonly reported = new Set<string>();
   private lastCanaries: string[] = [];
+  /** Set by stop(): no check runs after it, so that removing the canaries does not make one put them back. */
+  private stopping = false;
 
   constructor(
     readonly options: SafetyNetOptions,
@@ -168,7 +170,7 @@ export class SafetyNet {
 
   /** Something may have changed: reads it, and repairs what a migration explains. */
   check(scope: CheckScope = 'all'): Promise<void> {
-    if (this.options.mode === 'off' || !this.baseline) return Promise.resolve();
+    if (this.options.mode === 'off' || !this.baseline || this.stopping) return Promise.resolve();
     this.pendingScope = this.pendingScope === null || this.pendingScope === scope ? scope : 'all';
     if (this.evaluating) {
       this.again = true;
@@ -225,6 +227,7 @@ export class SafetyNet {
   /** Stops, and takes flinch's canaries out of the guest. */
   async stop(): Promise<void> {
     if (this.adoptionTimer) clearTimeout(this.adoptionTimer);
+    this.stopping = true;
     await this.idle();
     if (this.options.mode !== 'on' || !this.options.canaries) return;
     try {

@@ -1,7 +1,9 @@
-// The safety net's scenarios, for real: the agent bundle with --remediate on in a private namespace with a veth pair,
-// addresses, routes, nftables and iptables (nft and legacy) rules, and the faults done with the real tools.
+// The safety net's scenarios, for real: the agent bundle (`run --remediate on`) in a private namespace with a veth
+// pair, addresses, routes, nftables and iptables (nft and legacy) rules, and the faults done with the real tools. A
+// namespace cannot raise NOTIFY_PEERS (this kernel has no bonding or dummy driver), so the migration signal is a signed
+// harness announcement from a real collector in the same namespace; the QEMU lab's faults are the real proof.
 import t, { type Test } from 'tap';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +11,7 @@ import { runCommand } from '../../agent/system/run-command.js';
 import type { Report } from '../../agent/report/report-schema.js';
 import { ipIn, testNetns } from '../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../helpers/agent-process.js';
+import { startNetnsCollector, type NetnsCollector } from '../helpers/netns-collector.js';
 
 const MAC = '02:00:00:00:00:0a';
 const PEER_MAC = '02:00:00:00:00:0b';
@@ -27,26 +30,44 @@ async function guest(t: Test): Promise<string> {
   return netns;
 }
 
+const AGENT_ID = 'scenario-guest';
+const KEY = 'k'.repeat(64);
+
 interface Agent extends AgentProcess {
   stateDir: string;
+  collector: NetnsCollector;
   reports(): Report[];
   nextReport(from: number, timeoutMs?: number): Promise<Report>;
+  /** How many reports there are now: pass it to nextReport to wait for the next one. */
+  mark(): number;
+  /** A signed harness announcement: the migration evidence a namespace can have. */
+  migrate(id?: string): void;
 }
 
-async function agentIn(t: Test, netns: string, mode = 'on', stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-'))): Promise<Agent> {
+let migrations = 0;
+
+async function agentIn(t: Test, netns: string, mode = 'on', stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-')), extra: string[] = []): Promise<Agent> {
+  const collector = await startNetnsCollector(t, netns, AGENT_ID, KEY);
+  const tokenFile = path.join(stateDir, 'token');
+  writeFileSync(tokenFile, `${KEY}\n`, { mode: 0o600 });
   const agent = startAgent(t, [
-    'watch', '--json', '--probes', 'link,addressing,nftables,iptables,clock', '--remediate', mode, '--settle', '1500',
-    '--adopt-after', '2000', '--legacy-poll', '200', '--state-dir', stateDir,
+    'run', '--collector', `ws://127.0.0.1:${collector.port}`, '--agent-id', AGENT_ID, '--token-file', tokenFile, '--accept-announce',
+    '--probes', 'link,addressing,nftables,iptables,clock', '--remediate', mode, '--settle', '1500',
+    '--adopt-after', '2000', '--legacy-poll', '200', '--state-dir', stateDir, ...extra,
   ], netns);
   for (let i = 0; i < 200 && !agent.stderr.join('').includes('ready:'); i += 1) await sleep(50);
   if (!agent.stderr.join('').includes('ready:')) throw new Error(`agent not ready: ${agent.stderr.join('')}`);
-  const reports = () => agent.observations.filter((o) => 'schema' in o) as unknown as Report[];
+  await collector.waitForHello(AGENT_ID);
   return {
     ...agent,
     stateDir,
-    reports,
-    async nextReport(from, timeoutMs = 20_000) {
-      return (await agent.waitFor((o) => 'schema' in o, from, timeoutMs)) as unknown as Report;
+    collector,
+    reports: () => collector.reports,
+    nextReport: (from, timeoutMs) => collector.nextReport(from, timeoutMs),
+    mark: () => collector.reports.length,
+    migrate(id = `m-${++migrations}`) {
+      collector.announce(AGENT_ID, 'starting', id);
+      collector.announce(AGENT_ID, 'finished', id);
     },
   };
 }
@@ -60,7 +81,8 @@ async function flapCarrier(netns: string): Promise<void> {
 t.test('pause + link flap + firewall flush: disrupted, then healed, with the rules back', async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
-  const mark = agent.observations.length;
+  const mark = agent.mark();
+  agent.migrate();
   agent.child.kill('SIGSTOP');
   await sleep(400);
   agent.child.kill('SIGCONT');
@@ -72,7 +94,7 @@ t.test('pause + link flap + firewall flush: disrupted, then healed, with the rul
   t.equal(report.remediation.outcome, 'healed');
   t.ok(report.remediation.timeToHealMs !== null && report.remediation.timeToHealMs >= 0, `healed in ${report.remediation.timeToHealMs} ms`);
   const kinds = new Set(report.episode.triggers.map((x) => x.kind));
-  t.ok(kinds.has('carrier-counter') && kinds.has('canary-lost'), [...kinds].join(','));
+  t.ok(kinds.has('harness-announce') && kinds.has('carrier-counter') && kinds.has('canary-lost'), [...kinds].join(','));
   t.ok(report.evidence.some((e) => e.severity === 'disrupted' && e.kind === 'firewall-flushed'));
   for (const a of report.remediation.actions.filter((x) => x.what === 'firewall-table')) {
     t.equal(a.result, 'ok', `${a.target} restored`);
@@ -90,7 +112,8 @@ t.test('pause + link flap + firewall flush: disrupted, then healed, with the rul
 t.test('an address flush inside an episode is restored, with the route that went with it', async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
-  const mark = agent.observations.length;
+  const mark = agent.mark();
+  agent.migrate();
   await flapCarrier(netns);
   await ipIn(netns, 'addr', 'flush', 'dev', 'va');
   const report = await agent.nextReport(mark);
@@ -105,12 +128,13 @@ t.test('an interface re-created under a new ifindex gets its addresses, routes a
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
   const before = Number((await ipIn(netns, '-j', 'link', 'show', 'va')).match(/"ifindex":(\d+)/)![1]);
-  const mark = agent.observations.length;
+  const mark = agent.mark();
+  agent.migrate();
   await ipIn(netns, 'link', 'del', 'va');
   await ipIn(netns, 'link', 'add', 'va', 'address', MAC, 'type', 'veth', 'peer', 'name', 'vb', 'address', PEER_MAC);
   await ipIn(netns, 'link', 'set', 'vb', 'up');
   const report = await agent.nextReport(mark);
-  t.ok(report.episode.triggers.some((x) => x.kind === 'interface-recreated'), 'the re-creation opened the episode');
+  t.ok(report.episode.triggers.some((x) => x.kind === 'interface-recreated'), 'the re-creation is in the episode');
   t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   const after = Number((await ipIn(netns, '-j', 'link', 'show', 'va')).match(/"ifindex":(\d+)/)![1]);
   t.not(after, before, 'a new ifindex');
@@ -127,10 +151,10 @@ t.test("an administrator's deliberate rule deletion outside an episode is not re
   await exec(netns, 'nft', 'delete', 'rule', 'inet', 'user', 'input', 'handle', handle);
   await sleep(3500);
   t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport 23/, 'still deleted');
-  t.match(agent.stderr.join(''), /adopted the administrator's change as the new baseline/);
+  t.match(agent.stderr.join(''), /adopted the change\(s\) as the new baseline/);
   t.same(agent.reports(), [], 'no episode, no report');
-  const mark = agent.observations.length;
-  await flapCarrier(netns);
+  const mark = agent.mark();
+  agent.migrate();
   const report = await agent.nextReport(mark);
   t.notOk(report.remediation.actions.some((a) => a.what === 'firewall-table'), 'a later episode does not bring the rule back');
   t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport 23/);
@@ -139,8 +163,8 @@ t.test("an administrator's deliberate rule deletion outside an episode is not re
 t.test('a flush loop ends in conflict', async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
-  const mark = agent.observations.length;
-  await flapCarrier(netns);
+  const mark = agent.mark();
+  agent.migrate();
   const until = Date.now() + 5000;
   while (Date.now() < until) {
     await exec(netns, 'nft', 'flush', 'table', 'inet', 'user');
@@ -159,7 +183,8 @@ t.test('a flush loop ends in conflict', async (t) => {
 t.test('dry-run changes nothing and says exactly what it would do', async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns, 'dry-run');
-  const mark = agent.observations.length;
+  const mark = agent.mark();
+  agent.migrate();
   await flapCarrier(netns);
   await exec(netns, 'nft', 'flush', 'table', 'inet', 'user');
   const report = await agent.nextReport(mark);
@@ -172,20 +197,161 @@ t.test('dry-run changes nothing and says exactly what it would do', async (t) =>
   t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport/, 'the flushed table stays flushed');
 });
 
-t.test('a corrupt state directory is moved aside and the baseline rebuilt from live state', async (t) => {
+t.test('the baseline is taken afresh from live state at every start; a stale or corrupt one is never used', async (t) => {
   const netns = await guest(t);
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-'));
   writeFileSync(path.join(stateDir, 'baseline.json'), '{"version": 1, "data": {"interfaces": ');
   writeFileSync(path.join(stateDir, 'reports.jsonl'), '{"torn line\n');
   const agent = await agentIn(t, netns, 'on', stateDir);
-  t.match(agent.stderr.join(''), /state file .*baseline\.json is unusable \(.*\); moved to .*baseline\.json\.corrupt-\d+, rebuilding from live state/);
-  t.ok(readdirSync(stateDir).some((f) => f.startsWith('baseline.json.corrupt-')));
   const rebuilt = JSON.parse(readFileSync(path.join(stateDir, 'baseline.json'), 'utf8'));
-  t.equal(rebuilt.version, 1);
-  t.ok(rebuilt.data.interfaces[MAC], 'the rebuilt baseline knows va by its MAC');
-  const mark = agent.observations.length;
+  t.equal(rebuilt.version, 2);
+  t.ok(rebuilt.data.interfaces[MAC], 'the baseline knows va by its MAC');
+  t.notOk(readdirSync(stateDir).some((f) => f.startsWith('baseline.json.corrupt-')), 'nothing to move aside: it was not read');
+  const mark = agent.mark();
+  agent.migrate();
   await flapCarrier(netns);
   await exec(netns, 'nft', 'flush', 'table', 'inet', 'user');
   t.equal((await agent.nextReport(mark)).verdict, 'healed', 'and it heals from the rebuilt baseline');
   t.ok(existsSync(path.join(stateDir, 'reports.jsonl')));
+});
+
+/** The nftables service's own reload command, read from Debian's unit (nothing of ours). */
+function nftablesServiceReload(): string[] {
+  const unit = readFileSync('/lib/systemd/system/nftables.service', 'utf8');
+  const line = /^ExecReload=(.+)$/m.exec(unit)![1]!.trim();
+  return line.split(/\s+/);
+}
+
+/** A Debian-style /etc/nftables.conf that tightens the guest's firewall: policy drop, port 2222 opened, 23 closed. */
+const TIGHTENED_CONF = `#!/usr/sbin/nft -f
+flush ruleset
+
+table inet user {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iif "lo" accept
+    ct state established,related accept
+    tcp dport 2222 accept
+  }
+}
+`;
+
+t.test("`systemctl reload nftables` (flush ruleset + a tightened config) is kept, not reverted", async (t) => {
+  const netns = await guest(t);
+  const agent = await agentIn(t, netns);
+  // ip netns exec mounts /etc/netns/NAME/* over /etc: the service's command reads this namespace's own config.
+  const etc = path.join('/etc/netns', netns);
+  mkdirSync(etc, { recursive: true });
+  t.teardown(() => rmSync(etc, { recursive: true, force: true }));
+  writeFileSync(path.join(etc, 'nftables.conf'), TIGHTENED_CONF);
+  const [command, ...args] = nftablesServiceReload();
+  await exec(netns, command!, ...args);
+  const expected = (await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'user')).stdout;
+  await sleep(3500); // past --adopt-after
+  const after = (await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'user')).stdout;
+  t.same(nftObjects(after), nftObjects(expected), 'the tightened table, object by object, is what the administrator loaded');
+  t.match(after, /"policy": "drop"|"policy":"drop"/);
+  t.same(agent.reports(), [], 'no migration, no episode');
+  t.match(agent.stderr.join(''), /left-alone: firewall-table firewall nftables inet user/);
+  t.match(agent.stderr.join(''), /adopted the change\(s\) as the new baseline/);
+  const mark = agent.mark();
+  agent.migrate();
+  const report = await agent.nextReport(mark);
+  t.notOk(report.remediation.actions.some((a) => a.what === 'firewall-table' && a.result === 'ok'), 'a later migration does not bring the old ruleset back');
+  t.same(nftObjects((await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'user')).stdout), nftObjects(expected));
+});
+
+/** nft -j output as objects without handles and counters, for comparing rulesets object by object. */
+function nftObjects(json: string): unknown[] {
+  const strip = (v: unknown): unknown => Array.isArray(v) ? v.map(strip) : v && typeof v === 'object'
+    ? Object.fromEntries(Object.entries(v).filter(([k]) => !['handle', 'packets', 'bytes', 'expires'].includes(k)).map(([k, x]) => [k, strip(x)]))
+    : v;
+  return (JSON.parse(json).nftables as unknown[]).filter((i) => !('metainfo' in (i as object))).map(strip);
+}
+
+t.test('netfilter-persistent-style reload (iptables-restore without --noflush) is kept, and a migration-time flush is still healed', async (t) => {
+  const netns = await guest(t);
+  const agent = await agentIn(t, netns);
+  await exec(netns, 'sh', '-c', "printf '*filter\\n:INPUT DROP [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\n-A INPUT -p tcp --dport 2222 -j ACCEPT\\nCOMMIT\\n' | iptables-nft-restore");
+  await sleep(3500);
+  const saved = (await exec(netns, 'iptables-nft-save')).stdout;
+  t.match(saved, /:INPUT DROP/, 'the new policy stays');
+  t.match(saved, /--dport 2222 -j ACCEPT/);
+  t.notMatch(saved, /--dport 9998/, 'the rule the admin dropped stays dropped');
+  const mark = agent.mark();
+  agent.migrate();
+  await exec(netns, 'iptables-nft', '-F', 'INPUT');
+  const report = await agent.nextReport(mark);
+  t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
+  const healed = (await exec(netns, 'iptables-nft-save')).stdout;
+  t.match(healed, /--dport 2222 -j ACCEPT/, 'healed to the adopted ruleset');
+  t.match(healed, /:INPUT DROP/);
+  t.match(report.remediation.actions.find((a) => a.what === 'firewall-table' && a.result === 'ok')!.command ?? '', /--noflush/, 'per chain, with --noflush');
+});
+
+t.test('a fail2ban-style ban added after the baseline survives an episode; a migration-time flush of the table restores it without stale bans', async (t) => {
+  const netns = await guest(t);
+  await exec(netns, 'nft', 'add table inet f2b-table; add set inet f2b-table addr-set-sshd { type ipv4_addr; flags timeout; }; add chain inet f2b-table f2b-chain { type filter hook input priority -1; }; add rule inet f2b-table f2b-chain ip saddr @addr-set-sshd drop');
+  await exec(netns, 'nft', 'add element inet f2b-table addr-set-sshd { 203.0.113.1 timeout 10m }');
+  const agent = await agentIn(t, netns);
+  await exec(netns, 'nft', 'add element inet f2b-table addr-set-sshd { 203.0.113.7 timeout 10m }');
+  await exec(netns, 'nft', 'delete element inet f2b-table addr-set-sshd { 203.0.113.1 }');
+  const mark = agent.mark();
+  agent.migrate();
+  await ipIn(netns, 'addr', 'flush', 'dev', 'va');
+  const report = await agent.nextReport(mark);
+  t.notOk(report.remediation.actions.some((a) => a.target.includes('f2b-table')), 'the ban table was not touched: a ban is state, not loss');
+  const set = (await exec(netns, 'nft', 'list', 'set', 'inet', 'f2b-table', 'addr-set-sshd')).stdout;
+  t.match(set, /203\.0\.113\.7/, 'the new ban survived');
+  t.notMatch(set, /203\.0\.113\.1\b/, 'the lifted ban did not come back');
+  const mark2 = agent.mark();
+  agent.migrate();
+  await exec(netns, 'nft', 'delete', 'table', 'inet', 'f2b-table');
+  const second = await agent.nextReport(mark2);
+  t.ok(second.remediation.actions.some((a) => a.target.includes('f2b-table') && a.result === 'ok'), 'a table a migration took comes back');
+  const restored = (await exec(netns, 'nft', 'list', 'table', 'inet', 'f2b-table')).stdout;
+  t.match(restored, /ip saddr @addr-set-sshd drop/);
+  t.notMatch(restored, /203\.0\.113\./, 'without the baseline\'s stale elements');
+});
+
+t.test('a native nft `table ip filter` is nft\'s: no canary injected into it, and a flush gives back its own chains', async (t) => {
+  const netns = await guest(t);
+  await exec(netns, 'nft', 'add table ip filter; add chain ip filter input { type filter hook input priority 0; policy accept; }; add rule ip filter input tcp dport 8080 drop; add chain ip filter output { type filter hook output priority 0; }');
+  const before = (await exec(netns, 'nft', '-j', 'list', 'table', 'ip', 'filter')).stdout;
+  const agent = await agentIn(t, netns);
+  t.notMatch((await exec(netns, 'nft', 'list', 'table', 'ip', 'filter')).stdout, /FLINCH-CANARY/, 'no canary chain in the admin\'s table');
+  const mark = agent.mark();
+  agent.migrate();
+  await exec(netns, 'nft', 'flush', 'ruleset');
+  const report = await agent.nextReport(mark);
+  t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
+  t.same(nftObjects((await exec(netns, 'nft', '-j', 'list', 'table', 'ip', 'filter')).stdout), nftObjects(before), 'the same table, object by object: input/output, not INPUT/FORWARD/OUTPUT');
+});
+
+t.test('a flush with no migration evidence (the canary table survives, nothing announced) is left alone', async (t) => {
+  const netns = await guest(t);
+  const agent = await agentIn(t, netns);
+  // Forged announcements (unsigned, wrong key, reflected) are refused by the agent's client: see
+  // test/harness/collector/trust-regressions.test.ts, which drives the real CollectorClient from a spoofing server.
+  await exec(netns, 'nft', 'flush', 'table', 'inet', 'user');
+  await sleep(2500);
+  t.same(agent.reports(), [], 'the flush alone opened no episode that repairs');
+  t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport/, 'and nothing was restored');
+});
+
+t.test('the agent removes its canaries when it stops; watch refuses --remediate on', async (t) => {
+  const netns = await guest(t);
+  const agent = await agentIn(t, netns);
+  t.match((await exec(netns, 'nft', 'list', 'tables')).stdout, /flinch_canary/);
+  t.match((await exec(netns, 'iptables-nft-save')).stdout, /FLINCH-CANARY/);
+  const exited = new Promise((resolve) => agent.child.once('exit', resolve));
+  agent.child.kill('SIGTERM');
+  await exited;
+  t.notMatch((await exec(netns, 'nft', 'list', 'tables')).stdout, /flinch_canary/);
+  t.notMatch((await exec(netns, 'iptables-nft-save')).stdout, /FLINCH-CANARY/);
+  t.notMatch((await exec(netns, 'iptables-legacy-save')).stdout, /FLINCH-CANARY/);
+  const watch = startAgent(t, ['watch', '--remediate', 'on'], netns);
+  const code = await new Promise((resolve) => watch.child.once('exit', resolve));
+  t.equal(code, 2);
+  t.match(watch.stderr.join(''), /watch changes nothing in the guest/);
 });

@@ -60,21 +60,28 @@ t.test('NOTIFY_PEERS opens an episode that closes after a quiet settle window, w
   t.same(judgeEpisode(episode, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted', 'the gateway neighbour was lost');
 });
 
-t.test('a carrier counter that moved, an interface re-created, a canary lost: each opens an episode', async (t) => {
+t.test('a carrier counter that moved, an interface re-created, a canary lost: each alone opens nothing, and joins a migration\'s episode', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
   const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const flushed = () => ({ kind: 'firewall', backend: 'nftables', hash: 'x', previousHash: 'y', rules: 0, added: [], removed: ['r'], canary: 'missing', staleInterfaceRefs: [], trigger: 'event', at: stamp() }) as Observation;
   engine.ingest(link(stamp(), { action: 'dump' }));
-  engine.ingest(link(stamp(), {}, { carrierChanges: 4 }));
+  t.same(engine.ingest(link(stamp(), {}, { carrierChanges: 4 })).map((x) => x.kind), ['carrier-counter']);
   advance(200);
   engine.ingest(link(stamp(), { action: 'del' }));
-  engine.ingest(link(stamp(), {}, { ifindex: 3, carrierChanges: 1 }));
+  t.same(engine.ingest(link(stamp(), {}, { ifindex: 3, carrierChanges: 1 })).map((x) => x.kind), ['interface-recreated']);
   advance(200);
-  engine.ingest({ kind: 'firewall', backend: 'nftables', hash: 'x', previousHash: 'y', rules: 0, added: [], removed: ['r'], canary: 'missing', staleInterfaceRefs: [], trigger: 'event', at: stamp() });
+  t.same(engine.ingest(flushed()).map((x) => x.kind), ['canary-lost']);
   advance(200);
-  t.same(closed.map((e) => e.triggers.map((x) => x.kind)), [['carrier-counter'], ['interface-recreated'], ['canary-lost']]);
-  t.same(closed.map((e) => judgeEpisode(e, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict), ['noticed', 'disrupted', 'disrupted']);
-  t.equal(judgeEpisode(closed[2]!, 'healed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'healed', 'healed when the safety net says so');
+  t.same(closed, [], 'an administrator does all of these: no episode');
+  engine.announce('starting', 'm-1');
+  engine.ingest(flushed());
+  engine.ingest(link(stamp(), {}, { ifindex: 3, carrierChanges: 2 }));
+  engine.announce('finished', 'm-1');
+  advance(200);
+  t.same(closed[0]!.triggers.map((x) => x.kind), ['harness-announce', 'canary-lost', 'carrier-counter', 'harness-announce'], 'inside a migration\'s episode they count');
+  t.equal(judgeEpisode(closed[0]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted');
+  t.equal(judgeEpisode(closed[0]!, 'healed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'healed', 'healed when the safety net says so');
 });
 
 t.test('a harness announcement names the episode; an endless one is closed at the cap', async (t) => {

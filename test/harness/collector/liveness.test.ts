@@ -48,7 +48,8 @@ t.test("an announcement made while the agent is away is given to it when it reco
   t.equal(collector.announce('frozen', 'finished', 'm-7'), false, 'not connected: not sent now');
   const { ws, nonce, sendSigned } = await rawConnection(port);
   const received: Array<Record<string, unknown>> = [];
-  ws.on('message', (data) => received.push(JSON.parse(data.toString()) as Record<string, unknown>));
+  // Collector frames after the challenge are "<mac> <json>", signed with the agent's key.
+  ws.on('message', (data) => received.push(JSON.parse(data.toString().replace(/^[0-9a-f]{64} /, '')) as Record<string, unknown>));
   sendSigned(KEY, helloFor('frozen', nonce));
   await until('the replayed announcement', () => received.find((m) => m.type === 'announce'));
   t.match(received.find((m) => m.type === 'announce'), { phase: 'finished', migrationId: 'm-7' });
