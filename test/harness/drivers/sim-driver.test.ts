@@ -6,31 +6,34 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SimDriver } from '../../../harness/drivers/sim-driver.js';
 import { runCommand } from '../../../agent/system/run-command.js';
 import { startAgent } from '../../helpers/agent-process.js';
+import { startNetnsCollector } from '../../helpers/netns-collector.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen (and healed) by the real agent', async (t) => {
   const sim = new SimDriver({ id: String(process.pid), downtimeMs: 1500, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01' });
   t.teardown(() => sim.cleanup());
   await sim.prepare();
   await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'add table inet guestfw; add chain inet guestfw input { type filter hook input priority 0; }; add rule inet guestfw input tcp dport 22 accept']);
-  const agent = startAgent(t, ['watch', '--remediate', 'on', '--probes', 'link,addressing,nftables,clock', '--settle', '1000'], sim.guestNetns);
-  await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'clock' && o.status === 'running', 0, 20_000);
+  // The safety net repairs only around migration evidence; a freeze is none, so the simulated migration is announced
+  // (signed) by a real collector in the guest's namespace, as a campaign does.
+  const key = 'k'.repeat(64);
+  const tokenFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-')), 'token');
+  writeFileSync(tokenFile, `${key}\n`, { mode: 0o600 });
+  const collector = await startNetnsCollector(t, sim.guestNetns, 'sim-guest', key);
+  const agent = startAgent(t, ['run', '--collector', `ws://127.0.0.1:${collector.port}`, '--agent-id', 'sim-guest', '--token-file', tokenFile, '--accept-announce',
+    '--remediate', 'on', '--probes', 'link,addressing,nftables,clock', '--settle', '1000'], sim.guestNetns);
+  await collector.waitForHello('sim-guest');
   sim.adopt(agent.child.pid!);
   await sleep(4000); // the clock probe's warm-up
 
-  let from = agent.observations.length;
+  const from = collector.reports.length;
+  collector.announce('sim-guest', 'starting', 'sim-1');
   const timing = await sim.migrate();
   t.ok(timing.downtimeMs! >= 1500, `frozen for ${timing.downtimeMs} ms`);
-  const pause = await agent.waitFor((o) => o.kind === 'pause', from, 10_000);
-  t.ok(pause.kind === 'pause' && pause.lateByMs >= 1000, 'the agent noticed it had been stopped');
-
-  from = agent.observations.length;
   await sim.injectFault('carrier-flap', 'after');
-  await agent.waitFor((o) => o.kind === 'link' && o.link.name === 'eth0' && o.link.carrier === 0, from, 10_000);
-  t.pass('carrier-flap: carrier 0 seen on eth0');
-
-  from = agent.observations.length;
   await sim.injectFault('nic-replug', 'after');
-  await agent.waitFor((o) => o.kind === 'link' && o.action === 'del' && o.link.name === 'eth0', from, 10_000);
   let restored = '';
   for (let i = 0; i < 100 && !restored.includes('10.9.0.2/24'); i += 1) {
     await sleep(100);
@@ -45,6 +48,12 @@ t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen
     ruleset = (await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'list', 'ruleset'])).stdout;
   }
   t.match(ruleset, /table inet guestfw/, 'guest-firewall-flush: the table is back');
+  collector.announce('sim-guest', 'finished', 'sim-1');
+  const report = await collector.nextReport(from, 30_000);
+  const observed = new Set(report.observations.map((o) => o.kind));
+  t.ok(report.episode.triggers.some((x) => x.kind === 'pause'), 'the agent noticed it had been stopped');
+  t.ok(observed.has('link'), 'carrier flap and replug seen');
+  t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   t.equal(await sim.injectFault('guest-clock-step', 'after'), null, 'a namespace has no clock of its own to step');
   const exited = new Promise((resolve) => agent.child.once('exit', resolve));
   agent.child.kill('SIGTERM');
