@@ -272,7 +272,8 @@ function nftObjects(json: string): unknown[] {
 t.test('netfilter-persistent-style reload (iptables-restore without --noflush) is kept, and a migration-time flush is still healed', async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
-  await exec(netns, 'sh', '-c', "printf '*filter\\n:INPUT DROP [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\n-A INPUT -p tcp --dport 2222 -j ACCEPT\\nCOMMIT\\n' | iptables-nft-restore");
+  // Like any real rules.v4 with a drop policy, it accepts loopback (where this test's collector listens).
+  await exec(netns, 'sh', '-c', "printf '*filter\\n:INPUT DROP [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\n-A INPUT -i lo -j ACCEPT\\n-A INPUT -p tcp --dport 2222 -j ACCEPT\\nCOMMIT\\n' | iptables-nft-restore");
   await sleep(3500);
   const saved = (await exec(netns, 'iptables-nft-save')).stdout;
   t.match(saved, /:INPUT DROP/, 'the new policy stays');
