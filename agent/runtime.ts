@@ -6,7 +6,6 @@ import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
 import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
-import { monotonicMs } from '../probes/clock/read-clocks.js';
 import { isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
 
 export const REPORTS_FILE = 'reports.jsonl';
@@ -73,13 +72,6 @@ export class AgentRuntime {
     await Promise.allSettled([...this.pendingReports]);
     await this.safetyNet.stop();
     await this.observer?.stop();
-  }
-
-  /** The learnt pause noise: the floor below which a pause alone is this machine's jitter. */
-  get pauseNoise(): { learntMs: number; thresholdMs: number; samples: number } {
-    const floor = this.engine.noiseFloor;
-    const now = this.engine.open?.openedAt.monotonicMs ?? monotonicMs();
-    return { learntMs: floor.learntMs(), thresholdMs: floor.thresholdMs(now), samples: floor.sampleCount };
   }
 
   private signal(triggers: readonly EpisodeTrigger[]): void {

@@ -19,8 +19,6 @@ export const PROTOCOL_VERSION = 2;
 /** No legitimate message comes near this (a report with a full episode is a few hundred KiB); larger is refused unread. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
-const Id = (max: number) => Type.String({ minLength: 1, maxLength: max });
-
 const Seq = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const Finite = Type.Number({ minimum: -1e15, maximum: 1e15 });
 

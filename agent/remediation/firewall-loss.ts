@@ -1,3 +1,4 @@
+import { diffKeys } from '../../probes/firewall/ruleset.js';
 import type { FirewallTableState } from './live-state.js';
 
 /**
@@ -8,17 +9,6 @@ import type { FirewallTableState } from './live-state.js';
 export type TableChange =
   | { shape: 'lost'; detail: string; lostChains: string[] | null }
   | { shape: 'edited'; detail: string };
-
-function multisetContains(outer: readonly string[], inner: readonly string[]): boolean {
-  const counts = new Map<string, number>();
-  for (const line of outer) counts.set(line, (counts.get(line) ?? 0) + 1);
-  for (const line of inner) {
-    const n = counts.get(line) ?? 0;
-    if (n === 0) return false;
-    counts.set(line, n - 1);
-  }
-  return true;
-}
 
 export interface IptablesChain {
   name: string;
@@ -63,7 +53,7 @@ export function compareTable(baseline: FirewallTableState, current: FirewallTabl
   if (!current) return { shape: 'lost', detail: `${baseline.key} is gone`, lostChains: null };
   if (current.hash === baseline.hash) return null;
   if (baseline.backend === 'nftables') {
-    return multisetContains(baseline.lines, current.lines)
+    return diffKeys(baseline.lines, current.lines).added.length === 0
       ? { shape: 'lost', detail: `${baseline.key} lost ${baseline.lines.length - current.lines.length} of its ${baseline.lines.length} definitions`, lostChains: null }
       : { shape: 'edited', detail: `${baseline.key} was changed` };
   }

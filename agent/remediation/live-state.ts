@@ -105,8 +105,6 @@ export async function captureInterfaces(): Promise<Record<string, InterfaceState
   return interfaces;
 }
 
-const IPTABLES_TABLE_NAMES = new Set(['filter', 'nat', 'mangle', 'raw', 'security']);
-
 /** Splits iptables-save output into one restorable block per table. */
 export function splitIptablesSave(text: string): Map<string, string> {
   const blocks = new Map<string, string>();

@@ -156,19 +156,24 @@ export function normalizeIptablesSave(backend: FirewallBackend, family: string, 
   return { backend, structure, rules, canaries, hash: digest([...structure, ...rules.map((r) => r.key)]) };
 }
 
-/** Rules that appeared and vanished between two readings, as multisets of keys (a rule may appear twice). */
-export function diffRules(previous: readonly NormalizedRule[], next: readonly NormalizedRule[]): { added: string[]; removed: string[] } {
+/** Keys that appeared and vanished between two readings, as multisets (a key may be there twice). */
+export function diffKeys(previous: readonly string[], next: readonly string[]): { added: string[]; removed: string[] } {
   const counts = new Map<string, number>();
-  for (const rule of previous) counts.set(rule.key, (counts.get(rule.key) ?? 0) + 1);
+  for (const key of previous) counts.set(key, (counts.get(key) ?? 0) + 1);
   const added: string[] = [];
-  for (const rule of next) {
-    const n = counts.get(rule.key) ?? 0;
-    if (n > 0) counts.set(rule.key, n - 1);
-    else added.push(rule.key);
+  for (const key of next) {
+    const n = counts.get(key) ?? 0;
+    if (n > 0) counts.set(key, n - 1);
+    else added.push(key);
   }
   const removed: string[] = [];
   for (const [key, n] of counts) for (let i = 0; i < n; i += 1) removed.push(key);
   return { added, removed };
+}
+
+/** Rules that appeared and vanished between two readings, as multisets of keys (a rule may appear twice). */
+export function diffRules(previous: readonly NormalizedRule[], next: readonly NormalizedRule[]): { added: string[]; removed: string[] } {
+  return diffKeys(previous.map((r) => r.key), next.map((r) => r.key));
 }
 
 /** iptables-nft's built-in base chains per table, with the priority it gives each (iptables/nft.c). */
