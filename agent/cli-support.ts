@@ -15,9 +15,21 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * Text as it may reach a log or a terminal: control characters (C0, DEL, C1) and the bidirectional overrides are
+ * shown as visible escapes (\x1b, \u202e), so that nothing a peer sent can forge a log line, erase one, or reach an
+ * operator's terminal as a command (an OSC 52 clipboard write).
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
+  });
+}
+
 export function reportFatal(program: string, error: unknown, verbose: boolean): number {
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`${program}: ${message.split('\n')[0]}\n`);
+  process.stderr.write(`${program}: ${printable(message.split('\n')[0] ?? '')}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
   return error instanceof UserError ? error.exitCode : 1;
 }
@@ -46,7 +58,7 @@ export function createProgram(name: string, description: string): { program: Com
   return {
     program,
     verbose: () => program.opts<{ verbose?: boolean }>().verbose === true,
-    log: (line) => process.stderr.write(`${name}: ${line}\n`),
+    log: (line) => process.stderr.write(`${name}: ${printable(line)}\n`),
   };
 }
 

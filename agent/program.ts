@@ -15,7 +15,7 @@ import { readSecretFile } from './protocol/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from './version.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from './cli-support.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, printable, UserError } from './cli-support.js';
 import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
@@ -330,10 +330,10 @@ export function buildAgentProgram(): Command {
           const when = new Date(r.episode.openedAt.realtimeMs).toISOString();
           const triggers = [...new Set(r.episode.triggers.map((x) => x.kind))].join(',');
           const heal = r.remediation.timeToHealMs !== null ? ` in ${r.remediation.timeToHealMs.toFixed(0)} ms` : '';
-          process.stdout.write(
+          process.stdout.write(`${printable(
             `${when}  ${r.verdict.padEnd(11)} ${(r.episode.durationMs / 1000).toFixed(1).padStart(6)} s  ` +
-              `remediation ${r.remediation.outcome}${heal}  triggers ${triggers}${r.episode.migrationId ? `  migration ${r.episode.migrationId}` : ''}\n`,
-          );
+              `remediation ${r.remediation.outcome}${heal}  triggers ${triggers}${r.episode.migrationId ? `  migration ${r.episode.migrationId}` : ''}`,
+          )}\n`);
         }
       }),
     );

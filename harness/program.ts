@@ -1,4 +1,6 @@
 import { IDENTIFIER_PATTERN } from '../agent/report/report-schema.js';
+import { DEFAULT_RETENTION } from './collector/report-store.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -232,10 +234,27 @@ export function buildHarnessProgram(): Command {
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here')
     .option('--time-probe-interval <ms>', 'how often each agent is sent a clock probe', positiveInt, 10_000)
+    .option('--retain-days <n>', 'delete reports received longer ago than this (0: keep them all)', nonNegativeInt, DEFAULT_RETENTION.maxAgeMs! / 86_400_000)
+    .option('--max-store-bytes <n>', 'keep the stored reports under this many bytes, deleting the oldest (0: no bound)', nonNegativeInt, DEFAULT_RETENTION.maxBytes!)
+    .option('--agent-quota-bytes <n>', "keep each agent's reports under this many bytes, deleting its oldest (0: no bound)", nonNegativeInt, DEFAULT_RETENTION.perAgentBytes!)
+    .option('--max-pending-per-address <n>', 'connections from one address that may wait for their hello at once', positiveInt, DEFAULT_MAX_PENDING_PER_ADDRESS)
+    .option('--max-connections <n>', 'TCP connections held at most, authenticated or not', positiveInt, DEFAULT_MAX_CONNECTIONS)
     .action(
-      guarded(PROGRAM, verbose, async (o: { listen: string; store: string; fleetSecret?: string; agentKeys?: string; auth: boolean; tlsCert?: string; tlsKey?: string; metrics?: string; timeProbeInterval: number }) => {
+      guarded(PROGRAM, verbose, async (o: {
+        listen: string; store: string; fleetSecret?: string; agentKeys?: string; auth: boolean; tlsCert?: string; tlsKey?: string; metrics?: string;
+        timeProbeInterval: number; retainDays: number; maxStoreBytes: number; agentQuotaBytes: number; maxPendingPerAddress: number; maxConnections: number;
+      }) => {
         const { stop } = await runCollector(
-          { listen: o.listen, store: o.store, fleetSecret: o.fleetSecret, agentKeys: o.agentKeys, noAuth: !o.auth, tlsCert: o.tlsCert, tlsKey: o.tlsKey, metrics: o.metrics, timeProbeIntervalMs: o.timeProbeInterval },
+          {
+            listen: o.listen, store: o.store, fleetSecret: o.fleetSecret, agentKeys: o.agentKeys, noAuth: !o.auth, tlsCert: o.tlsCert, tlsKey: o.tlsKey,
+            metrics: o.metrics, timeProbeIntervalMs: o.timeProbeInterval,
+            retention: {
+              maxAgeMs: o.retainDays === 0 ? null : o.retainDays * 86_400_000,
+              maxBytes: o.maxStoreBytes === 0 ? null : o.maxStoreBytes,
+              perAgentBytes: o.agentQuotaBytes === 0 ? null : o.agentQuotaBytes,
+            },
+            maxPendingPerAddress: o.maxPendingPerAddress, maxConnections: o.maxConnections,
+          },
           log,
         );
         await new Promise<void>((resolve) => {

@@ -63,12 +63,36 @@ export interface CollectorOptions {
   silenceLimitMs?: number;
   /** Connections allowed to wait for their hello at once; beyond, new ones are refused. */
   maxPending?: number;
+  /** Connections from one source address allowed to wait for their hello at once (default 64). */
+  maxPendingPerAddress?: number;
+  /** TCP connections the server holds at most, authenticated or not (Node's server.maxConnections; default 20 000). */
+  maxConnections?: number;
   /** Per-connection frame rate (token bucket: this many a second, twice that in a burst). */
   maxFramesPerSecond?: number;
+  /** How often the store's retention bounds are applied (default 60 s). */
+  pruneIntervalMs?: number;
   metrics?: CollectorMetrics;
 }
 
 const SPREAD_TICK_MS = 50;
+/**
+ * Before its hello a connection may send frames of at most this size: a real hello is under 3 KB. Only after the hello
+ * is authenticated does the connection get the protocol's full MAX_FRAME_BYTES, so that unauthenticated peers holding
+ * partial frames pin kilobytes, not a megabyte each.
+ */
+export const MAX_PRE_HELLO_FRAME_BYTES = 16 * 1024;
+export const DEFAULT_MAX_PENDING_PER_ADDRESS = 64;
+export const DEFAULT_MAX_CONNECTIONS = 20_000;
+
+/**
+ * ws has one maxPayload per server and no public way to change it per connection; its receiver reads it from this
+ * field on every frame (ws 8, pinned; test/harness/collector/trust-regressions.test.ts fails if that changes).
+ */
+function setMaxPayload(socket: WebSocket, bytes: number): void {
+  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot raise maxPayload after the hello');
+  receiver._maxPayload = bytes;
+}
 export const DEFAULT_SILENCE_LIMIT_MS = 120_000;
 
 /**
@@ -111,6 +135,8 @@ const CLOSE_REPLACED = 4409;
 
 interface Connection {
   socket: WebSocket;
+  /** The peer's address, for the per-address limit on connections waiting for their hello. */
+  address: string;
   nonce: string;
   agent: AgentRecord | null;
   key: string | null;
@@ -174,11 +200,12 @@ export class CollectorServer extends EventEmitter<{
     const server = this.options.tls
       ? https.createServer({ ...serverOptions, cert: this.options.tls.cert, key: this.options.tls.key })
       : http.createServer(serverOptions);
+    server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     server.on('request', (_request, response) => response.writeHead(426, { 'content-type': 'text/plain' }).end('flinch collector: WebSocket only\n'));
     this.http = server;
-    const wss = new WebSocketServer({ server, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    const wss = new WebSocketServer({ server, maxPayload: MAX_PRE_HELLO_FRAME_BYTES, perMessageDeflate: false });
     this.wss = wss;
-    wss.on('connection', (socket) => this.accept(socket));
+    wss.on('connection', (socket, request) => this.accept(socket, request.socket.remoteAddress ?? 'unknown'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.options.port, this.options.host, () => {
@@ -205,7 +232,9 @@ export class CollectorServer extends EventEmitter<{
         }
         for (const connection of probes.due(this.current.values())) this.sendTimeProbe(connection);
       }, SPREAD_TICK_MS),
+      setInterval(() => this.prune(), this.options.pruneIntervalMs ?? 60_000),
     );
+    this.prune();
     return server.address() as AddressInfo;
   }
 
@@ -249,15 +278,22 @@ export class CollectorServer extends EventEmitter<{
 
   private readonly connections = new WeakMap<WebSocket, Connection>();
 
-  private accept(socket: WebSocket): void {
+  private readonly pendingByAddress = new Map<string, number>();
+
+  private accept(socket: WebSocket, address: string): void {
     if (this.pending >= (this.options.maxPending ?? 1000)) {
       this.reject(null, socket, 'busy', `more than ${this.options.maxPending ?? 1000} connections waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
       return;
     }
-    this.pending += 1;
-    this.metrics.connectionsPending.set(this.pending);
+    const perAddress = this.options.maxPendingPerAddress ?? DEFAULT_MAX_PENDING_PER_ADDRESS;
+    if ((this.pendingByAddress.get(address) ?? 0) >= perAddress) {
+      // One address cannot take every slot: the rest of the fleet keeps being served.
+      this.reject(null, socket, 'busy', `more than ${perAddress} connections from ${address} waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
+      return;
+    }
+    this.addPending(address, 1);
     const connection: Connection = {
-      socket, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, lastHeardMs: Date.now(),
+      socket, address, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, lastHeardMs: Date.now(),
       tokens: 2 * (this.options.maxFramesPerSecond ?? 2000), tokensAt: Date.now(), rejected: false,
     };
     this.connections.set(socket, connection);
@@ -268,8 +304,7 @@ export class CollectorServer extends EventEmitter<{
     socket.on('close', () => {
       clearTimeout(helloTimer);
       if (connection.agent === null) {
-        this.pending -= 1;
-        this.metrics.connectionsPending.set(this.pending);
+        this.addPending(address, -1);
       } else if (this.current.get(connection.agent.agentId) === connection) {
         this.current.delete(connection.agent.agentId);
         this.metrics.agentsConnected.set(this.current.size);
@@ -277,7 +312,9 @@ export class CollectorServer extends EventEmitter<{
       }
     });
     socket.on('error', (error: Error & { code?: string }) => {
-      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.reject(connection, socket, 'oversize', `frame larger than ${MAX_FRAME_BYTES} bytes`);
+      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        this.reject(connection, socket, 'oversize', `frame larger than ${connection.agent ? MAX_FRAME_BYTES : MAX_PRE_HELLO_FRAME_BYTES} bytes${connection.agent ? '' : ' before the hello'}`);
+      }
       else if (error.code?.startsWith('WS_ERR_')) this.reject(connection, socket, 'malformed', error.message);
     });
     socket.on('message', (data, isBinary) => {
@@ -301,6 +338,14 @@ export class CollectorServer extends EventEmitter<{
       }
     });
     socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.nonce }));
+  }
+
+  private addPending(address: string, delta: 1 | -1): void {
+    this.pending += delta;
+    const n = (this.pendingByAddress.get(address) ?? 0) + delta;
+    if (n > 0) this.pendingByAddress.set(address, n);
+    else this.pendingByAddress.delete(address);
+    this.metrics.connectionsPending.set(this.pending);
   }
 
   private spendToken(connection: Connection): void {
@@ -362,8 +407,8 @@ export class CollectorServer extends EventEmitter<{
     if (previous && previous.socket !== connection.socket) previous.socket.close(CLOSE_REPLACED, 'replaced by a newer connection of this agent');
     connection.agent = record;
     this.current.set(hello.agentId, connection);
-    this.pending -= 1;
-    this.metrics.connectionsPending.set(this.pending);
+    this.addPending(connection.address, -1);
+    setMaxPayload(connection.socket, MAX_FRAME_BYTES);
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
     this.send(connection, { type: 'ack', seq: record.appliedSeq });
@@ -391,8 +436,17 @@ export class CollectorServer extends EventEmitter<{
       this.pendingAcks.add(agent);
       return;
     }
-    if (message.type === 'report' && message.report.agentId !== agent.agentId) {
-      throw new ProtocolError(`a report naming agent ${JSON.stringify(message.report.agentId)} on the connection of ${agent.agentId}`, 'schema');
+    let body: string | null = null;
+    if (message.type === 'report') {
+      if (message.report.agentId !== agent.agentId) {
+        throw new ProtocolError(`a report naming agent ${JSON.stringify(message.report.agentId)} on the connection of ${agent.agentId}`, 'schema');
+      }
+      // Serialised here, so that a report that cannot be stored is refused alone rather than failing the whole batch.
+      try {
+        body = JSON.stringify(message.report);
+      } catch (error) {
+        throw new ProtocolError(`report cannot be stored: ${(error as Error).message}`, 'schema');
+      }
     }
     agent.appliedSeq = message.seq;
     if (message.type === 'observation') {
@@ -400,9 +454,9 @@ export class CollectorServer extends EventEmitter<{
       const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
       if (this.options.keepInMemory) agent.observations.push(received);
       this.emit('observation', agent, received);
-      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, agent });
+      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, body: null, agent });
     } else {
-      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: message.report, agent });
+      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: message.report, body, agent });
     }
     this.scheduleFlush();
   }
@@ -456,6 +510,15 @@ export class CollectorServer extends EventEmitter<{
     for (const agent of new Set(batch.map((item) => item.agent))) {
       agent.appliedSeq = this.options.store.lastSeq(agent.agentId);
       this.current.get(agent.agentId)?.socket.close(1011, 'store unavailable; re-send later');
+    }
+  }
+
+  private prune(): void {
+    try {
+      const deleted = this.options.store.prune(hostNowMs());
+      if (deleted > 0) this.options.log(`retention: deleted ${deleted} report(s)`);
+    } catch (error) {
+      this.rateLog.say('store', `retention failed: ${(error as Error).message}`);
     }
   }
 

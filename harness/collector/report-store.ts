@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { Report } from '../../agent/report/report-schema.js';
 
@@ -33,16 +33,35 @@ export interface IncomingData {
   seq: number;
   receivedAtMs: number;
   report: Report | null;
+  /** The report as stored, serialised before the batch so that one that cannot be fails alone, not the batch. */
+  body: string | null;
 }
 
-const SCHEMA_VERSION = 2;
+/** Bounds on what the store keeps; null: no bound of that kind. */
+export interface RetentionPolicy {
+  /** Reports received longer ago than this are deleted (ms). */
+  maxAgeMs: number | null;
+  /** The stored report bodies together are kept under this many bytes, the oldest deleted first. */
+  maxBytes: number | null;
+  /** One agent's report bodies are kept under this many bytes, its oldest deleted first. */
+  perAgentBytes: number | null;
+}
+
+export const DEFAULT_RETENTION: RetentionPolicy = { maxAgeMs: 30 * 86_400_000, maxBytes: 8 * 1024 ** 3, perAgentBytes: 64 * 1024 ** 2 };
+
+const SCHEMA_VERSION = 3;
 
 export class ReportStore {
   private readonly db: Database.Database;
   private readonly statements;
 
-  constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  constructor(file: string, private readonly retention: RetentionPolicy = DEFAULT_RETENTION) {
+    if (file !== ':memory:') {
+      mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      // Every guest's firewall rules are in here: owner-only. SQLite gives its -wal and -shm files the main file's mode.
+      if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600);
+    }
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     // NORMAL in WAL: a committed transaction survives a process crash; only an OS crash can lose the last ones, and the
@@ -51,7 +70,12 @@ export class ReportStore {
     this.db.pragma('busy_timeout = 5000');
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`${file}: store schema ${version} is newer than this collector (${SCHEMA_VERSION})`);
-    if (version !== 0 && version < SCHEMA_VERSION) throw new Error(`${file}: store schema ${version} predates this collector (${SCHEMA_VERSION}); start a new store`);
+    if (version !== 0 && version < 2) throw new Error(`${file}: store schema ${version} predates this collector (${SCHEMA_VERSION}); start a new store`);
+    if (version === 2) {
+      // 2 → 3: each agent's stored bytes, for its quota.
+      this.db.exec(`ALTER TABLE agents ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+        UPDATE agents SET stored_bytes = (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM reports r WHERE r.agent_id = agents.agent_id);`);
+    }
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS agents (
         agent_id TEXT PRIMARY KEY,
@@ -65,7 +89,8 @@ export class ReportStore {
         stream_id TEXT NOT NULL DEFAULT '',
         last_seq INTEGER NOT NULL DEFAULT 0,
         last_verdict TEXT,
-        spool_dropped INTEGER NOT NULL DEFAULT 0
+        spool_dropped INTEGER NOT NULL DEFAULT 0,
+        stored_bytes INTEGER NOT NULL DEFAULT 0
       );
       CREATE TABLE IF NOT EXISTS reports (
         agent_id TEXT NOT NULL,
@@ -97,6 +122,10 @@ export class ReportStore {
       advance: this.db.prepare('UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = ? WHERE agent_id = ?'),
       verdict: this.db.prepare('UPDATE agents SET last_verdict = ? WHERE agent_id = ?'),
       touch: this.db.prepare('UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?'),
+      addBytes: this.db.prepare('UPDATE agents SET stored_bytes = stored_bytes + ? WHERE agent_id = ?'),
+      storedBytes: this.db.prepare('SELECT stored_bytes AS bytes FROM agents WHERE agent_id = ?'),
+      oldestOf: this.db.prepare('SELECT stream_id AS streamId, seq, LENGTH(body) AS bytes FROM reports WHERE agent_id = ? ORDER BY received_ms LIMIT 64'),
+      deleteReport: this.db.prepare('DELETE FROM reports WHERE agent_id = ? AND stream_id = ? AND seq = ?'),
     };
   }
 
@@ -120,19 +149,78 @@ export class ReportStore {
   apply(batch: readonly IncomingData[]): number {
     let stored = 0;
     this.db.transaction(() => {
+      const grown = new Set<string>();
       for (const item of batch) {
-        if (item.report) {
+        if (item.report && item.body !== null) {
           const r = item.report;
-          const result = this.statements.insertReport.run(item.agentId, item.agentId, item.seq, item.receivedAtMs, r.episode.id, r.episode.migrationId, r.verdict, JSON.stringify(r));
+          const result = this.statements.insertReport.run(item.agentId, item.agentId, item.seq, item.receivedAtMs, r.episode.id, r.episode.migrationId, r.verdict, item.body);
           if (result.changes > 0) {
             stored += 1;
             this.statements.verdict.run(r.verdict, item.agentId);
+            this.statements.addBytes.run(Buffer.byteLength(item.body), item.agentId);
+            grown.add(item.agentId);
           }
         }
         this.statements.advance.run(item.seq, item.receivedAtMs, item.agentId);
       }
+      for (const agentId of grown) this.enforceAgentQuota(agentId);
     })();
     return stored;
+  }
+
+  /** One agent's oldest reports go until it is under its quota: no guest can fill the store for the others. */
+  private enforceAgentQuota(agentId: string): void {
+    const quota = this.retention.perAgentBytes;
+    if (quota === null) return;
+    let bytes = (this.statements.storedBytes.get(agentId) as { bytes: number }).bytes;
+    while (bytes > quota) {
+      const oldest = this.statements.oldestOf.all(agentId) as Array<{ streamId: string; seq: number; bytes: number }>;
+      if (oldest.length === 0) break;
+      for (const row of oldest) {
+        if (bytes <= quota) break;
+        this.statements.deleteReport.run(agentId, row.streamId, row.seq);
+        this.statements.addBytes.run(-row.bytes, agentId);
+        bytes -= row.bytes;
+      }
+    }
+  }
+
+  /**
+   * Applies the age and size bounds: reports older than maxAgeMs go, then the oldest until the bodies fit maxBytes.
+   * Returns how many reports were deleted. (The file itself shrinks only when SQLite reuses or vacuums the pages.)
+   */
+  prune(nowMs: number): number {
+    return this.db.transaction(() => {
+      let deleted = 0;
+      if (this.retention.maxAgeMs !== null) {
+        const cutoff = nowMs - this.retention.maxAgeMs;
+        this.db.prepare(`UPDATE agents SET stored_bytes = stored_bytes - (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM reports r
+          WHERE r.agent_id = agents.agent_id AND r.received_ms < ?)`).run(cutoff);
+        deleted += this.db.prepare('DELETE FROM reports WHERE received_ms < ?').run(cutoff).changes;
+      }
+      if (this.retention.maxBytes !== null) {
+        let total = (this.db.prepare('SELECT COALESCE(SUM(stored_bytes), 0) AS n FROM agents').get() as { n: number }).n;
+        const oldest = this.db.prepare('SELECT agent_id AS agentId, stream_id AS streamId, seq, LENGTH(body) AS bytes FROM reports ORDER BY received_ms LIMIT 1000');
+        while (total > this.retention.maxBytes) {
+          const rows = oldest.all() as Array<{ agentId: string; streamId: string; seq: number; bytes: number }>;
+          if (rows.length === 0) break;
+          for (const row of rows) {
+            if (total <= this.retention.maxBytes) break;
+            this.statements.deleteReport.run(row.agentId, row.streamId, row.seq);
+            this.statements.addBytes.run(-row.bytes, row.agentId);
+            total -= row.bytes;
+            deleted += 1;
+          }
+        }
+      }
+      return deleted;
+    })();
+  }
+
+  /** The bytes of report bodies stored, for one agent or all. */
+  storedBytes(agentId?: string): number {
+    if (agentId !== undefined) return (this.statements.storedBytes.get(agentId) as { bytes: number } | undefined)?.bytes ?? 0;
+    return (this.db.prepare('SELECT COALESCE(SUM(stored_bytes), 0) AS n FROM agents').get() as { n: number }).n;
   }
 
   lastSeq(agentId: string): number {

@@ -4,7 +4,7 @@ import { UserError } from '../../agent/cli-support.js';
 import { parseHostPort } from '../../agent/metrics/agent-metrics.js';
 import { CollectorServer, type AgentKeyring } from './collector-server.js';
 import { FleetKeyring, ListedKeyring } from './keyring.js';
-import { ReportStore } from './report-store.js';
+import { ReportStore, type RetentionPolicy } from './report-store.js';
 
 export interface CollectOptions {
   listen: string;
@@ -16,6 +16,9 @@ export interface CollectOptions {
   tlsKey?: string;
   metrics?: string;
   timeProbeIntervalMs: number;
+  retention?: RetentionPolicy;
+  maxPendingPerAddress?: number;
+  maxConnections?: number;
 }
 
 /** `flinch collect`: a long-running fleet collector. Resolves once it is listening; stops on SIGINT/SIGTERM. */
@@ -26,12 +29,13 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
   const tls = options.tlsCert && options.tlsKey ? { cert: readOrFail(options.tlsCert, 'TLS certificate'), key: readOrFail(options.tlsKey, 'TLS key') } : undefined;
   let store: ReportStore;
   try {
-    store = new ReportStore(options.store);
+    store = new ReportStore(options.store, options.retention);
   } catch (error) {
     throw new UserError(`--store ${options.store}: ${(error as Error).message}`, 2);
   }
   const collector = new CollectorServer({
     host: listen.host, port: listen.port, store, keyring, tls, keepInMemory: false, timeProbeIntervalMs: options.timeProbeIntervalMs, log,
+    maxPendingPerAddress: options.maxPendingPerAddress, maxConnections: options.maxConnections,
   });
   let metricsServer: http.Server | null = null;
   try {

@@ -1,3 +1,4 @@
+import { printable } from '../../agent/cli-support.js';
 import type { ReportStore, StoredAgent } from '../collector/report-store.js';
 
 export interface FleetStatus {
@@ -64,5 +65,6 @@ export function renderFleetStatus(status: FleetStatus, top: number): string {
   for (const g of status.perGuest.slice(0, top)) {
     lines.push(`  ${g.agentId.padEnd(32)} ${String(g.episodes).padStart(8)} ${percent(g.disruptedRate).padStart(10)} ${percent(g.noticedRate).padStart(9)}  ${g.lastVerdict ?? '-'}`);
   }
-  return lines.join('\n');
+  // Hostnames and ids come from guests: nothing of theirs reaches the operator's terminal unescaped.
+  return lines.map(printable).join('\n');
 }

@@ -1,12 +1,18 @@
 // Regressions for what a hostile peer did to the collector and the agent: each a real collector (or a real
 // CollectorClient against a hand-driven WebSocket server) on loopback.
 import t from 'tap';
-import { WebSocketServer } from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
+import { mkdtempSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ReportStore } from '../../../harness/collector/report-store.js';
+import { printable } from '../../../agent/cli-support.js';
+import { renderFleetStatus } from '../../../harness/fleet/fleet-status.js';
 import type { AddressInfo } from 'node:net';
 import { ListedKeyring, FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor, signCollectorFrame, signFrame, verifyCollectorFrame } from '../../../agent/protocol/frame-signing.js';
 import { jsonDepthExceeds } from '../../../agent/protocol/messages.js';
-import { closeReason } from '../../../harness/collector/collector-server.js';
+import { closeReason, MAX_PRE_HELLO_FRAME_BYTES } from '../../../harness/collector/collector-server.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const GOOD_KEY = 'a'.repeat(64);
@@ -138,4 +144,117 @@ t.test('the agent drops unsigned and forged collector frames, acks beyond what i
   t.equal(agent.spool.unacked.length, 1, 'seq 3 is still in the spool: nothing was silently lost');
   t.equal(announced.length, 20, 'announcements past 20 a minute are dropped');
   t.notOk(announced.some((a) => /forged|reflected/.test(a)), 'no unsigned, forged or reflected announcement got through');
+});
+
+t.test('before its hello a connection may send only small frames; after it, the full 1 MiB', async (t) => {
+  const { collector, store, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['good', GOOD_KEY]])) });
+  const early = await rawConnection(port);
+  early.send('x'.repeat(MAX_PRE_HELLO_FRAME_BYTES + 1));
+  const closed = await early.closed;
+  t.equal(closed.code, 1009, `an oversized pre-hello frame is refused (${closed.reason})`);
+  const c = await rawConnection(port);
+  c.sendSigned(GOOD_KEY, helloFor('good', c.nonce));
+  await until('welcomed', () => collector.agents.get('good'));
+  const big = sampleReport('good', 1);
+  big.evidence = Array.from({ length: 100 }, (_, i) => ({ severity: 'noticed' as const, kind: 'pad', detail: 'p'.repeat(1900), at: { realtimeMs: i, monotonicMs: i } }));
+  const frame = JSON.stringify({ type: 'report', seq: 1, report: big });
+  t.ok(frame.length > 150_000, `a ${frame.length}-byte report`);
+  c.sendSigned(GOOD_KEY, frame);
+  await until('the large report stored', () => store.lastSeq('good') >= 1);
+  t.pass('is taken after the hello (the raised limit reached ws)');
+});
+
+t.test('one address cannot hold every pending slot: its connections past the limit are busy, other addresses are served', async (t) => {
+  const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['good', GOOD_KEY]])), maxPendingPerAddress: 10, helloTimeoutMs: 10_000 });
+  const hostile: WebSocket[] = [];
+  const closes: Array<Promise<number>> = [];
+  for (let i = 0; i < 15; i += 1) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { localAddress: '127.0.0.2' });
+    ws.on('error', () => undefined);
+    closes.push(new Promise((resolve) => ws.once('close', (code) => resolve(code))));
+    hostile.push(ws);
+  }
+  t.teardown(() => hostile.forEach((ws) => ws.terminate()));
+  const busy = await Promise.race([Promise.all(closes.slice(10)), new Promise<number[]>((resolve) => setTimeout(() => resolve([]), 5000))]);
+  t.same(busy, [1013, 1013, 1013, 1013, 1013], 'the five past the limit: try again later');
+  inProcessAgent(t, `ws://127.0.0.1:${port}`, 'good', GOOD_KEY);
+  await until('the good agent from another address', () => collector.agents.get('good'));
+  t.pass('served meanwhile');
+});
+
+t.test('the store is created 0600, keeps each agent under its quota, and applies age and size bounds', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-store-'));
+  const file = path.join(dir, 'fleet.sqlite');
+  const store = new ReportStore(file, { maxAgeMs: 60_000, maxBytes: 400_000, perAgentBytes: 100_000 });
+  t.teardown(() => store.close());
+  t.equal(statSync(file).mode & 0o777, 0o600, 'owner-only');
+  store.registerAgent({ agentId: 'flood', machineId: '', hostname: 'flood', macs: [], xenDomid: null, agentVersion: '0.1.0' }, '00000000000000aa', 0, 0);
+  store.registerAgent({ agentId: 'calm', machineId: '', hostname: 'calm', macs: [], xenDomid: null, agentVersion: '0.1.0' }, '00000000000000bb', 0, 0);
+  const padded = (agentId: string, n: number) => {
+    const report = sampleReport(agentId, n);
+    report.evidence = [{ severity: 'noticed', kind: 'pad', detail: 'p'.repeat(1990), at: { realtimeMs: n, monotonicMs: n } }];
+    for (let i = 0; i < 4; i += 1) report.evidence.push({ ...report.evidence[0]! });
+    return { agentId, seq: n, receivedAtMs: 1000 + n, report, body: JSON.stringify(report) };
+  };
+  store.apply([padded('calm', 1)]);
+  for (let n = 1; n <= 40; n += 1) store.apply([padded('flood', n)]);
+  t.ok(store.storedBytes('flood') <= 100_000, `the flooding agent is kept under its quota (${store.storedBytes('flood')} bytes)`);
+  t.equal(store.lastSeq('flood'), 40, 'its seq still advances: nothing is re-sent and stored twice');
+  t.same(store.reports('flood').map((r) => r.seq).slice(-1), [40], 'its newest report is kept');
+  t.equal(store.reportCount('calm'), 1, 'the other agent is untouched');
+  t.ok(store.prune(1000 + 60_000 + 2) >= 1, 'age: reports received over a minute before are deleted');
+  t.equal(store.reportCount('calm'), 0, 'the calm agent\'s report (received at 1001) is gone');
+  t.ok(store.reports('flood').every((r) => r.seq >= 2), 'and so is anything else that old');
+
+  const sized = new ReportStore(path.join(dir, 'sized.sqlite'), { maxAgeMs: null, maxBytes: 50_000, perAgentBytes: null });
+  t.teardown(() => sized.close());
+  sized.registerAgent({ agentId: 'flood', machineId: '', hostname: 'flood', macs: [], xenDomid: null, agentVersion: '0.1.0' }, '00000000000000aa', 0, 0);
+  for (let n = 1; n <= 40; n += 1) sized.apply([padded('flood', n)]);
+  t.ok(sized.storedBytes() > 50_000, 'over the bound before pruning');
+  sized.prune(0);
+  t.ok(sized.storedBytes() <= 50_000, `size: the oldest go until the bodies fit (${sized.storedBytes()} bytes)`);
+  t.equal(sized.reports('flood').at(-1)!.seq, 40, 'the newest stays');
+});
+
+t.test('what guests send is shown escaped on terminals and in logs', async (t) => {
+  t.equal(printable('ok\u001b]52;c;aGVsbG8=\u0007\nforged\u202e'), 'ok\\x1b]52;c;aGVsbG8=\\x07\\x0aforged\\u202e');
+  const rendered = renderFleetStatus({
+    agents: 1, episodes: 0, guestsDisruptedRate: 0, spoolDropped: 0, byLastVerdict: {},
+    silent: [{ agentId: 'a', hostname: 'evil\u001b[2K\rhost', lastSeen: 'x', silentForS: 1 }], perGuest: [],
+  } as unknown as Parameters<typeof renderFleetStatus>[0], 10);
+  t.notMatch(rendered, /\u001b|\r/, 'no control character reaches the terminal');
+  t.match(rendered, /evil\\x1b\[2K\\x0dhost/);
+  const { port, collector } = await startCollector(t, { keyring: new ListedKeyring(new Map([['good', GOOD_KEY]])) });
+  const c = await rawConnection(port);
+  c.sendSigned(GOOD_KEY, helloFor('good', c.nonce, { hostname: 'line\nforged: rejected everything' }));
+  t.equal((await c.closed).code, 1008, 'a hello whose hostname has a control character is refused at the edge');
+  t.notOk(collector.agents.get('good'));
+});
+
+t.test('a flood of 1 000 hostile connections (idle, slow, partial large frames) from one address while 200 good agents report', async (t) => {
+  const keys = new Map(Array.from({ length: 200 }, (_, i) => [`good-${i}`, agentKeyFor(FLEET_SECRET, `good-${i}`)]));
+  const { collector, store, port } = await startCollector(t, { keyring: new FleetKeyring(FLEET_SECRET), helloTimeoutMs: 5000 });
+  const net = await import('node:net');
+  const hostile: Array<import('node:net').Socket> = [];
+  t.teardown(() => hostile.forEach((s) => s.destroy()));
+  for (let i = 0; i < 1000; i += 1) {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3' });
+    socket.on('error', () => undefined);
+    hostile.push(socket);
+    const kind = i % 3;
+    socket.once('connect', () => {
+      if (kind === 0) return; // idle: never upgrades
+      socket.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      // A masked text frame header announcing 1 MiB, then a trickle (slow) or a partial 12 KiB body (large).
+      const header = Buffer.from([0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4]);
+      socket.once('data', () => socket.write(Buffer.concat([header, Buffer.alloc(kind === 1 ? 10 : 12 * 1024, 0x61)])));
+    });
+  }
+  const agents = [...keys].map(([id, key]) => inProcessAgent(t, `ws://127.0.0.1:${port}`, id, key));
+  await until('200 good agents connected', () => collector.connectedAgents >= 200, 60_000);
+  agents.forEach((a, i) => a.client.sendReport(sampleReport(`good-${i}`, 1)));
+  await until('every good agent\'s report stored', () => [...keys.keys()].every((id) => store.lastSeq(id) >= 1), 60_000);
+  t.equal(collector.connectedAgents, 200, 'all 200 served');
+  t.ok([...keys.keys()].every((id) => collector.agents.get(id)!.connections === 1), 'none disconnected');
+  t.ok(process.memoryUsage().rss < 1024 ** 3, `rss ${Math.round(process.memoryUsage().rss / 1024 ** 2)} MiB with the flood held open`);
 });
