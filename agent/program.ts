@@ -93,8 +93,8 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
       episodes: {
         ...DEFAULT_EPISODE_OPTIONS,
         settleMs: options.settle,
-        thresholds: { ...DEFAULT_EPISODE_OPTIONS.thresholds, hostOffsetStepMs: Math.max(DEFAULT_EPISODE_OPTIONS.thresholds.hostOffsetStepMs, options.timingNoise) },
         pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, overrideMs: options.timingNoise },
+        offsetNoise: { ...DEFAULT_EPISODE_OPTIONS.offsetNoise, overrideMs: options.timingNoise },
       },
       verdict: DEFAULT_VERDICT_THRESHOLDS,
       safetyNet: {

@@ -27,6 +27,40 @@ if [ ${#missing[@]} -gt 0 ] || ! apt-cache depends linux-image-cloud-amd64 2>/de
   fi
 fi
 
+# Firewall managers the safety net is tested against (each only inside a test's own namespace, with its configuration
+# overlaid there through /etc/netns): installed with their services held back by policy-rc.d, so that nothing of
+# theirs starts on, or touches, this host's own firewall. stress-ng loads the host for the idle-soak benchmark.
+MANAGERS=(ufw firewalld fail2ban stress-ng)
+missing_managers=()
+for pkg in "${MANAGERS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing_managers+=("$pkg")
+done
+if [ ${#missing_managers[@]} -gt 0 ]; then
+  echo "flinch setup: install ${missing_managers[*]} (services not started)" >&2
+  held_back=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# flinch setup: no service starts while the test firewall managers are installed\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    held_back=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_managers[@]}" >/dev/null || status=$?
+  [ "$held_back" -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "${status:-0}" -eq 0 ] || exit "$status"
+fi
+# netfilter-persistent conflicts with ufw, so it is not installed: its Debian packages are unpacked into a cache, and
+# the tests run its own script from there (its PLUGINS directory pointed at the copy through its defaults file).
+NFP_VERSION=$(apt-cache policy netfilter-persistent | sed -n 's/^ *Candidate: //p')
+NFP_DIR=/var/cache/flinch/netfilter-persistent-${NFP_VERSION}
+if [ -n "$NFP_VERSION" ] && [ ! -x "$NFP_DIR/usr/sbin/netfilter-persistent" ]; then
+  echo "flinch setup: unpack netfilter-persistent $NFP_VERSION into $NFP_DIR" >&2
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -qq netfilter-persistent iptables-persistent 2>/dev/null)
+  mkdir -p "$NFP_DIR.tmp"
+  for deb in "$scratch"/*.deb; do dpkg -x "$deb" "$NFP_DIR.tmp"; done
+  rm -rf "$scratch" "$NFP_DIR"
+  mv "$NFP_DIR.tmp" "$NFP_DIR"
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "flinch setup: npm ci" >&2
   npm ci --no-audit --no-fund --loglevel=error

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ClockStamp, Observation } from '../../probes/observation.js';
 import { stampNow } from '../../probes/clock/read-clocks.js';
 import { DEFAULT_TRIGGER_THRESHOLDS, isMigrationEvidence, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
-import { DEFAULT_NOISE_FLOOR_OPTIONS, PauseNoiseFloor, type NoiseFloorOptions } from './noise-floor.js';
+import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, type NoiseFloorOptions } from './noise-floor.js';
 
 export interface EpisodeOptions {
   /** An episode closes after this long without a new observation (ms). */
@@ -16,6 +16,8 @@ export interface EpisodeOptions {
   thresholds: TriggerThresholds;
   /** How a pause alone is told from the machine's own timing noise. */
   pauseNoise: NoiseFloorOptions;
+  /** How a move of the offset to the host is told from the probes' own wobble. */
+  offsetNoise: NoiseFloorOptions;
 }
 
 export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
@@ -24,7 +26,8 @@ export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
   maxEpisodeMs: 120_000,
   maxObservations: 1000,
   thresholds: DEFAULT_TRIGGER_THRESHOLDS,
-  pauseNoise: DEFAULT_NOISE_FLOOR_OPTIONS,
+  pauseNoise: DEFAULT_PAUSE_NOISE,
+  offsetNoise: DEFAULT_OFFSET_NOISE,
 };
 
 export interface Episode {
@@ -78,7 +81,7 @@ export class EpisodeEngine {
     private readonly clock: EngineClock = REAL_CLOCK,
     private readonly onOpen: (episode: Episode) => void = () => undefined,
   ) {
-    this.detector = new TriggerDetector(options.thresholds, new PauseNoiseFloor(options.pauseNoise));
+    this.detector = new TriggerDetector(options.thresholds, new NoiseFloor(options.pauseNoise), new NoiseFloor(options.offsetNoise));
   }
 
   get open(): Episode | null {
@@ -86,8 +89,8 @@ export class EpisodeEngine {
   }
 
   /** The pause noise this engine has learnt. */
-  get noiseFloor(): PauseNoiseFloor {
-    return this.detector.noiseFloor;
+  get noiseFloor(): NoiseFloor {
+    return this.detector.pauseNoise;
   }
 
   /**

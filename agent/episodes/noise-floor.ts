@@ -1,7 +1,7 @@
 /**
- * The pause this machine makes on its own. A guest on a busy host wakes late and has time stolen all the time; only a
- * pause clearly above what the agent has seen of that noise can mean "this guest was stopped". The floor is learnt
- * from the agent's own history: every pause that did not open an episode with migration evidence is noise.
+ * What this machine's timing does on its own. A guest on a busy host wakes late, has time stolen, and sees its offset
+ * to the host wobble by milliseconds all the time; only a move clearly above what the agent has seen of that noise can
+ * mean "this guest was stopped". The floor is learnt from the agent's own history of moves that proved nothing.
  */
 export interface NoiseFloorOptions {
   /** An explicit floor (--timing-noise): never below this. */
@@ -16,7 +16,8 @@ export interface NoiseFloorOptions {
   maxSamples: number;
 }
 
-export const DEFAULT_NOISE_FLOOR_OPTIONS: NoiseFloorOptions = {
+/** Pauses: a late wake-up or stolen time. */
+export const DEFAULT_PAUSE_NOISE: NoiseFloorOptions = {
   overrideMs: 0,
   minimumMs: 50,
   factor: 3,
@@ -24,10 +25,16 @@ export const DEFAULT_NOISE_FLOOR_OPTIONS: NoiseFloorOptions = {
   maxSamples: 4096,
 };
 
-export class PauseNoiseFloor {
+/**
+ * Moves of the guest's offset against the host. Migration evidence when above the floor: a migration's pause shows as
+ * tens of ms of lag (QEMU TCG: 50–70 ms); a loaded host's probes wobble by a few.
+ */
+export const DEFAULT_OFFSET_NOISE: NoiseFloorOptions = { ...DEFAULT_PAUSE_NOISE, minimumMs: 20 };
+
+export class NoiseFloor {
   private readonly samples: Array<{ atMs: number; magnitudeMs: number }> = [];
 
-  constructor(private readonly options: NoiseFloorOptions = DEFAULT_NOISE_FLOOR_OPTIONS) {}
+  constructor(private readonly options: NoiseFloorOptions) {}
 
   /** The smallest pause that opens an episode on its own now (ms). */
   thresholdMs(nowMs: number): number {

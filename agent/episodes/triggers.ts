@@ -1,6 +1,6 @@
 import type { ClockSampleObservation, ClockStamp, Observation } from '../../probes/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
-import { PauseNoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
+import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
 
 /** Why an episode opened. */
 export interface EpisodeTrigger {
@@ -29,11 +29,9 @@ export interface TriggerThresholds {
   realtimeStepMs: number;
   /** boottime − monotonic moving this much is a suspend (ms; /proc/uptime has 10 ms resolution). */
   boottimeJumpMs: number;
-  /** The guest's own offset against the host moving this much (ms). */
-  hostOffsetStepMs: number;
 }
 
-export const DEFAULT_TRIGGER_THRESHOLDS: TriggerThresholds = { realtimeStepMs: 3, boottimeJumpMs: 25, hostOffsetStepMs: 2 };
+export const DEFAULT_TRIGGER_THRESHOLDS: TriggerThresholds = { realtimeStepMs: 3, boottimeJumpMs: 25 };
 
 /**
  * Triggers that only a migration (or a suspend, which a migration is to the guest) produces: the kernel's own announce
@@ -62,7 +60,8 @@ export class TriggerDetector {
 
   constructor(
     private readonly thresholds: TriggerThresholds = DEFAULT_TRIGGER_THRESHOLDS,
-    readonly noiseFloor: PauseNoiseFloor = new PauseNoiseFloor(),
+    readonly pauseNoise: NoiseFloor = new NoiseFloor(DEFAULT_PAUSE_NOISE),
+    readonly offsetNoise: NoiseFloor = new NoiseFloor(DEFAULT_OFFSET_NOISE),
   ) {}
 
   detect(o: Observation): EpisodeTrigger[] {
@@ -88,16 +87,23 @@ export class TriggerDetector {
         }
         return triggers;
       }
-      case 'host-offset':
-        return o.changeMs !== null && Math.abs(o.changeMs) >= this.thresholds.hostOffsetStepMs
-          ? [{ kind: 'host-offset-step', detail: `offset against the host moved ${o.changeMs.toFixed(1)} ms`, at }]
-          : [];
+      case 'host-offset': {
+        if (o.changeMs === null) return [];
+        // Like a pause: below what this machine's probes wobble by on their own, a move is noise, and is learnt.
+        const magnitude = Math.abs(o.changeMs);
+        const floor = this.offsetNoise.thresholdMs(at.monotonicMs);
+        if (magnitude < floor) {
+          this.offsetNoise.note(magnitude, at.monotonicMs);
+          return [];
+        }
+        return [{ kind: 'host-offset-step', detail: `offset against the host moved ${o.changeMs.toFixed(1)} ms (noise floor ${floor.toFixed(0)} ms)`, magnitudeMs: magnitude, at }];
+      }
       case 'pause': {
         // Below the machine's own noise a pause is noise, and is learnt as such; above it, it opens an episode.
         const magnitude = pauseMagnitudeMs(o);
-        const floor = this.noiseFloor.thresholdMs(at.monotonicMs);
+        const floor = this.pauseNoise.thresholdMs(at.monotonicMs);
         if (magnitude < floor) {
-          this.noiseFloor.note(magnitude, at.monotonicMs);
+          this.pauseNoise.note(magnitude, at.monotonicMs);
           return [];
         }
         return [{ kind: 'pause', detail: `woke ${o.lateByMs} ms late, ${o.stealMs} ms stolen (noise floor ${floor.toFixed(0)} ms)`, magnitudeMs: magnitude, at }];

@@ -35,7 +35,11 @@ export function evidenceOf(o: Observation, thresholds: VerdictThresholds): Evide
       return o.action === 'del' && !isMulticastNeighbour(o) ? disrupted('neighbour-lost', `${o.address} on ifindex ${o.ifindex}`) : null;
     case 'firewall': {
       const by = o.committedBy ? ` by process ${o.committedBy.pid} (${o.committedBy.process})` : '';
-      if (o.canary === 'missing') return disrupted('firewall-flushed', `${o.backend}${o.family ? ` ${o.family}` : ''}: wholesale flush (canary gone)${by}, ${o.removed.length} rule(s) removed`);
+      if (o.canary === 'missing') {
+        // A flush that took none of the guest's own rules (only flinch's canary) cost the guest nothing.
+        const flush = o.removed.length > 0 ? disrupted : noticed;
+        return flush('firewall-flushed', `${o.backend}${o.family ? ` ${o.family}` : ''}: wholesale flush (canary gone)${by}, ${o.removed.length} rule(s) removed`);
+      }
       if (o.removed.length > 0 || o.added.length > 0) return disrupted('firewall-changed', `${o.backend}${o.family ? ` ${o.family}` : ''}: ${o.removed.length} removed, ${o.added.length} added${by}`);
       if (o.staleInterfaceRefs.length > 0) return disrupted('stale-interface-rule', `${o.staleInterfaceRefs.length} rule(s) match a dead interface index`);
       return null;
@@ -74,7 +78,8 @@ export interface Judgement {
 export function judgeEpisode(episode: Episode, remediation: RemediationOutcome, thresholds: VerdictThresholds): Judgement {
   const evidence: Evidence[] = [];
   for (const trigger of episode.triggers) {
-    if (trigger.magnitudeMs !== undefined) {
+    // Only a clock that moved can be disrupted by how far it moved; a pause or an offset step is as big as it was.
+    if (trigger.magnitudeMs !== undefined && (trigger.kind === 'clock-step' || trigger.kind === 'boottime-jump')) {
       // A suspend, however long, loses nothing by itself: what it broke shows up as its own evidence.
       const severity = trigger.kind !== 'boottime-jump' && trigger.magnitudeMs >= thresholds.clockStepMs ? 'disrupted' : 'noticed';
       evidence.push({ severity, kind: trigger.kind, detail: trigger.detail, at: trigger.at });

@@ -107,6 +107,10 @@ export function findLosses(baseline: LiveState, current: LiveState): Loss[] {
 /** Order of repair: firewall first (nothing unfiltered gets through), then the link, addresses, routes. */
 const REPAIR_ORDER: Loss['kind'][] = ['firewall-table', 'link-down', 'mtu', 'address', 'route', 'interface-missing'];
 
+function seenKey(loss: Loss): string {
+  return `${loss.shape} ${loss.key}`;
+}
+
 /** How many migration signals are remembered: enough for a burst of them, never a growing list. */
 const MAX_SIGNALS = 64;
 
@@ -123,20 +127,26 @@ export class SafetyNet {
   private baseline: LiveState | null = null;
   private readonly actions: Array<RemediationAction & { monotonicMs: number }> = [];
   private readonly repairs = new Map<string, { last: number; attempts: number; conflicted: boolean }>();
-  /** When each current loss was first seen (monotonic ms); forgotten once it is gone. */
+  /**
+   * When each current loss was first seen (monotonic ms), by key and shape: a table edited and later taken away is a
+   * new loss, seen when it was taken. Forgotten once it is gone, or adopted.
+   */
   private readonly firstSeen = new Map<string, number>();
   private readonly signals: MigrationSignal[] = [];
   private pendingAdoption: { signature: string; since: number } | null = null;
   private evaluating: Promise<void> | null = null;
   private again = false;
   private pendingScope: CheckScope | null = null;
-  private adoptionTimer: NodeJS.Timeout | null = null;
+  private recheckTimer: NodeJS.Timeout | null = null;
   private readonly recentActions: number[] = [];
   /** Losses already reported (left alone, or that flinch cannot or, in dry-run, will not repair); again once cleared. */
   private readonly reported = new Set<string>();
   private lastCanaries: string[] = [];
   /** Set by stop(): no check runs after it, so that removing the canaries does not make one put them back. */
   private stopping = false;
+  /** Tables and interfaces that appeared, by key, with when (monotonic ms): learnt once they have lasted. */
+  private readonly pendingAdditions = new Map<string, number>();
+  private recheckDueMs: number | null = null;
 
   constructor(
     readonly options: SafetyNetOptions,
@@ -226,7 +236,7 @@ export class SafetyNet {
 
   /** Stops, and takes flinch's canaries out of the guest. */
   async stop(): Promise<void> {
-    if (this.adoptionTimer) clearTimeout(this.adoptionTimer);
+    if (this.recheckTimer) clearTimeout(this.recheckTimer);
     this.stopping = true;
     await this.idle();
     if (this.options.mode !== 'on' || !this.options.canaries) return;
@@ -244,7 +254,7 @@ export class SafetyNet {
   /** The migration signal that explains a loss, if one does: first seen within [signal − lookback, signal + window]. */
   private explainedBy(loss: Loss): MigrationSignal | null {
     if (loss.shape !== 'lost') return null;
-    const seen = this.firstSeen.get(loss.key) ?? monotonicMs();
+    const seen = this.firstSeen.get(seenKey(loss)) ?? monotonicMs();
     for (let i = this.signals.length - 1; i >= 0; i -= 1) {
       const signal = this.signals[i]!;
       if (seen >= signal.atMs - this.options.lookbackMs && seen <= signal.atMs + this.options.repairWindowMs) return signal;
@@ -265,23 +275,51 @@ export class SafetyNet {
     }
   }
 
-  /** New interfaces and tables become part of the baseline as they appear: additions are never losses. */
-  private learnAdditions(current: LiveState): void {
+  /**
+   * New interfaces and tables join the baseline once they have lasted --adopt-after, like any change: what a manager
+   * creates for a moment (firewalld's `firewalld_policy_drop` while it reloads, which drops everything) must never be
+   * learnt, or its removal would read as a loss and a migration window would bring it back.
+   */
+  private learnAdditions(current: LiveState, now: number): void {
     const baseline = this.baseline!;
+    const present = new Set<string>();
     let learnt = false;
-    for (const [key, table] of Object.entries(current.firewall)) {
-      if (!baseline.firewall[key]) {
-        baseline.firewall[key] = table;
+    const consider = (key: string, learn: () => void) => {
+      present.add(key);
+      const since = this.pendingAdditions.get(key) ?? now;
+      this.pendingAdditions.set(key, since);
+      if (now - since >= this.options.adoptAfterMs) {
+        learn();
+        this.pendingAdditions.delete(key);
         learnt = true;
+      } else {
+        this.recheckAt(since + this.options.adoptAfterMs);
       }
+    };
+    for (const [key, table] of Object.entries(current.firewall)) {
+      if (!baseline.firewall[key]) consider(`firewall ${key}`, () => (baseline.firewall[key] = table));
     }
     for (const [mac, iface] of Object.entries(current.interfaces)) {
-      if (!baseline.interfaces[mac]) {
-        baseline.interfaces[mac] = iface;
-        learnt = true;
-      }
+      if (!baseline.interfaces[mac]) consider(`interface ${mac}`, () => (baseline.interfaces[mac] = iface));
     }
-    if (learnt) this.save();
+    for (const key of this.pendingAdditions.keys()) if (!present.has(key)) this.pendingAdditions.delete(key);
+    if (learnt) {
+      this.save();
+      this.log(`safety net: learnt new table(s) or interface(s) into the baseline`);
+    }
+  }
+
+  /** Makes sure a check runs at `dueMs` (monotonic), when something pending becomes due. */
+  private recheckAt(dueMs: number): void {
+    if (this.recheckDueMs !== null && this.recheckDueMs <= dueMs && this.recheckTimer) return;
+    if (this.recheckTimer) clearTimeout(this.recheckTimer);
+    this.recheckDueMs = dueMs;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = null;
+      this.recheckDueMs = null;
+      void this.check();
+    }, Math.max(10, dueMs - monotonicMs() + 10));
+    this.recheckTimer.unref();
   }
 
   private async evaluate(scope: CheckScope): Promise<void> {
@@ -295,14 +333,15 @@ export class SafetyNet {
     const losses = findLosses(baseline, current);
     const now = monotonicMs();
     const lostKeys = new Set(losses.map((l) => l.key));
-    for (const key of this.firstSeen.keys()) if (!lostKeys.has(key)) this.firstSeen.delete(key);
-    for (const loss of losses) if (!this.firstSeen.has(loss.key)) this.firstSeen.set(loss.key, now);
+    const seenKeys = new Set(losses.map(seenKey));
+    for (const key of this.firstSeen.keys()) if (!seenKeys.has(key)) this.firstSeen.delete(key);
+    for (const loss of losses) if (!this.firstSeen.has(seenKey(loss))) this.firstSeen.set(seenKey(loss), now);
     for (const [key, record] of this.repairs) {
       // Healthy for a whole conflict window: the fight, if there was one, is over.
       if (!lostKeys.has(key) && now - record.last > this.options.conflictWindowMs) this.repairs.delete(key);
     }
     for (const key of this.reported) if (!lostKeys.has(key)) this.reported.delete(key);
-    this.learnAdditions(current);
+    this.learnAdditions(current, now);
     if (losses.length === 0) {
       this.pendingAdoption = null;
       return;
@@ -353,13 +392,15 @@ export class SafetyNet {
       }
       this.save();
       this.pendingAdoption = null;
+      // Adopted: the next difference in these pieces is a new one, reported and timed afresh.
+      for (const loss of losses) {
+        this.firstSeen.delete(seenKey(loss));
+        this.reported.delete(loss.key);
+      }
       this.log(`safety net: adopted the change(s) as the new baseline (${losses.map((l) => l.detail).join('; ')})`);
       return;
     }
-    if (this.adoptionTimer) clearTimeout(this.adoptionTimer);
-    const wait = this.pendingAdoption.since + this.options.adoptAfterMs - now + 10;
-    this.adoptionTimer = setTimeout(() => void this.check(), Math.max(10, wait));
-    this.adoptionTimer.unref();
+    this.recheckAt(this.pendingAdoption.since + this.options.adoptAfterMs);
   }
 
   private async repair(losses: Loss[], current: LiveState, why: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { LAB_GUEST_FIREWALL } from '../lab/guest-initramfs.js';
 import { mkdirSync, existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -95,6 +96,7 @@ export class SimDriver implements MigrationDriver {
     // The guest's own configuration, which a replug loses and the agent's safety net is there to put back.
     await ip(['addr', 'add', `${this.options.guestAddress}/${this.options.prefixLength}`, 'dev', 'eth0'], { netns: this.guestNetns });
     await ip(['link', 'set', 'eth0', 'up'], { netns: this.guestNetns });
+    await runCommand('ip', ['netns', 'exec', this.guestNetns, 'nft', '-f', LAB_GUEST_FIREWALL]);
   }
 
   /** Puts a process of the guest (started with `ip netns exec <guestNetns>`) under the driver's freezer. */

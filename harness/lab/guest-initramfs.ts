@@ -124,10 +124,14 @@ export async function buildGuestImage(
   return { kernel, initrd, baseKey, agentKey };
 }
 
+/** The lab guests' own firewall ruleset (the QEMU and Xen guests load it at boot, the sim guest at prepare). */
+export const LAB_GUEST_FIREWALL = path.join(projectRoot(), 'harness', 'lab', 'guest', 'firewall.nft');
+
 function agentLayerSources(): Array<[source: string, target: string]> {
   // The guest runs what a fleet installs: the single executable, no node and no node_modules.
   return [
     [path.join(projectRoot(), 'harness', 'lab', 'guest', 'init.sh'), 'init'],
+    [LAB_GUEST_FIREWALL, 'etc/flinch-lab/firewall.nft'],
     [guestAgentExecutable(), 'usr/bin/flinch-agent'],
   ];
 }

@@ -2,81 +2,14 @@
 // pair, addresses, routes, nftables and iptables (nft and legacy) rules, and the faults done with the real tools. A
 // namespace cannot raise NOTIFY_PEERS (this kernel has no bonding or dummy driver), so the migration signal is a signed
 // harness announcement from a real collector in the same namespace; the QEMU lab's faults are the real proof.
-import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import t from 'tap';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand } from '../../agent/system/run-command.js';
-import type { Report } from '../../agent/report/report-schema.js';
-import { ipIn, testNetns } from '../helpers/netns.js';
-import { startAgent, type AgentProcess } from '../helpers/agent-process.js';
-import { startNetnsCollector, type NetnsCollector } from '../helpers/netns-collector.js';
-
-const MAC = '02:00:00:00:00:0a';
-const PEER_MAC = '02:00:00:00:00:0b';
-const exec = (netns: string, command: string, ...args: string[]) => runCommand('ip', ['netns', 'exec', netns, command, ...args]);
-
-async function guest(t: Test): Promise<string> {
-  const netns = await testNetns(t);
-  await ipIn(netns, 'link', 'add', 'va', 'address', MAC, 'type', 'veth', 'peer', 'name', 'vb', 'address', PEER_MAC);
-  await ipIn(netns, 'addr', 'add', '192.0.2.10/24', 'dev', 'va');
-  await ipIn(netns, 'link', 'set', 'va', 'up');
-  await ipIn(netns, 'link', 'set', 'vb', 'up');
-  await ipIn(netns, 'route', 'add', '198.51.100.0/24', 'via', '192.0.2.1');
-  await exec(netns, 'nft', 'add table inet user; add chain inet user input { type filter hook input priority 0; }; add rule inet user input iif va tcp dport 22 accept; add rule inet user input tcp dport 23 drop');
-  await exec(netns, 'iptables-nft', '-A', 'INPUT', '-p', 'tcp', '--dport', '9998', '-j', 'DROP');
-  await exec(netns, 'iptables-legacy', '-A', 'INPUT', '-p', 'udp', '--dport', '9', '-j', 'DROP');
-  return netns;
-}
-
-const AGENT_ID = 'scenario-guest';
-const KEY = 'k'.repeat(64);
-
-interface Agent extends AgentProcess {
-  stateDir: string;
-  collector: NetnsCollector;
-  reports(): Report[];
-  nextReport(from: number, timeoutMs?: number): Promise<Report>;
-  /** How many reports there are now: pass it to nextReport to wait for the next one. */
-  mark(): number;
-  /** A signed harness announcement: the migration evidence a namespace can have. */
-  migrate(id?: string): void;
-}
-
-let migrations = 0;
-
-async function agentIn(t: Test, netns: string, mode = 'on', stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-')), extra: string[] = []): Promise<Agent> {
-  const collector = await startNetnsCollector(t, netns, AGENT_ID, KEY);
-  const tokenFile = path.join(stateDir, 'token');
-  writeFileSync(tokenFile, `${KEY}\n`, { mode: 0o600 });
-  const agent = startAgent(t, [
-    'run', '--collector', `ws://127.0.0.1:${collector.port}`, '--agent-id', AGENT_ID, '--token-file', tokenFile, '--accept-announce',
-    '--probes', 'link,addressing,nftables,iptables,clock', '--remediate', mode, '--settle', '1500',
-    '--adopt-after', '2000', '--legacy-poll', '200', '--state-dir', stateDir, ...extra,
-  ], netns);
-  for (let i = 0; i < 200 && !agent.stderr.join('').includes('ready:'); i += 1) await sleep(50);
-  if (!agent.stderr.join('').includes('ready:')) throw new Error(`agent not ready: ${agent.stderr.join('')}`);
-  await collector.waitForHello(AGENT_ID);
-  return {
-    ...agent,
-    stateDir,
-    collector,
-    reports: () => collector.reports,
-    nextReport: (from, timeoutMs) => collector.nextReport(from, timeoutMs),
-    mark: () => collector.reports.length,
-    migrate(id = `m-${++migrations}`) {
-      collector.announce(AGENT_ID, 'starting', id);
-      collector.announce(AGENT_ID, 'finished', id);
-    },
-  };
-}
-
-async function flapCarrier(netns: string): Promise<void> {
-  await ipIn(netns, 'link', 'set', 'vb', 'down');
-  await sleep(100);
-  await ipIn(netns, 'link', 'set', 'vb', 'up');
-}
+import { ipIn } from '../helpers/netns.js';
+import { startAgent } from '../helpers/agent-process.js';
+import { agentIn, etcOverlay, exec, flapCarrier, guest, MAC, nftObjects, PEER_MAC } from '../helpers/safety-net-guest.js';
 
 t.test('pause + link flap + firewall flush: disrupted, then healed, with the rules back', async (t) => {
   const netns = await guest(t);
@@ -239,11 +172,7 @@ table inet user {
 t.test("`systemctl reload nftables` (flush ruleset + a tightened config) is kept, not reverted", async (t) => {
   const netns = await guest(t);
   const agent = await agentIn(t, netns);
-  // ip netns exec mounts /etc/netns/NAME/* over /etc: the service's command reads this namespace's own config.
-  const etc = path.join('/etc/netns', netns);
-  mkdirSync(etc, { recursive: true });
-  t.teardown(() => rmSync(etc, { recursive: true, force: true }));
-  writeFileSync(path.join(etc, 'nftables.conf'), TIGHTENED_CONF);
+  writeFileSync(path.join(etcOverlay(t, netns), 'nftables.conf'), TIGHTENED_CONF);
   const [command, ...args] = nftablesServiceReload();
   await exec(netns, command!, ...args);
   const expected = (await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'user')).stdout;
@@ -260,14 +189,6 @@ t.test("`systemctl reload nftables` (flush ruleset + a tightened config) is kept
   t.notOk(report.remediation.actions.some((a) => a.what === 'firewall-table' && a.result === 'ok'), 'a later migration does not bring the old ruleset back');
   t.same(nftObjects((await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'user')).stdout), nftObjects(expected));
 });
-
-/** nft -j output as objects without handles and counters, for comparing rulesets object by object. */
-function nftObjects(json: string): unknown[] {
-  const strip = (v: unknown): unknown => Array.isArray(v) ? v.map(strip) : v && typeof v === 'object'
-    ? Object.fromEntries(Object.entries(v).filter(([k]) => !['handle', 'packets', 'bytes', 'expires'].includes(k)).map(([k, x]) => [k, strip(x)]))
-    : v;
-  return (JSON.parse(json).nftables as unknown[]).filter((i) => !('metainfo' in (i as object))).map(strip);
-}
 
 t.test('netfilter-persistent-style reload (iptables-restore without --noflush) is kept, and a migration-time flush is still healed', async (t) => {
   const netns = await guest(t);

@@ -46,6 +46,11 @@ else
   say "no network interface found"
 fi
 
+# The guest's own firewall, loaded before the agent starts so that it is part of the baseline.
+if command -v nft >/dev/null 2>&1 && [ -f /etc/flinch-lab/firewall.nft ]; then
+  nft -f /etc/flinch-lab/firewall.nft && say "firewall: /etc/flinch-lab/firewall.nft loaded"
+fi
+
 TOKEN_OPTION=
 if [ -n "$TOKEN" ]; then
   (umask 077; echo "$TOKEN" > /run/flinch-token)

@@ -270,3 +270,18 @@ t.test('only migration signals are migration evidence', async (t) => {
     t.notOk(isMigrationEvidence({ kind }), `${kind}: an administrator or a busy host does this too`);
   }
 });
+
+t.test('the offset to the host: probe wobble is learnt as noise; a migration-sized lag is migration evidence', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const offset = (changeMs: number) => engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs, at: stamp() });
+  for (let i = 0; i < 100; i += 1) {
+    t.same(offset(i % 2 ? 2.5 : -3), [], 'a loaded host\'s few-ms wobble opens nothing');
+    advance(1000);
+  }
+  t.equal(closed.length, 0);
+  const step = offset(-55);
+  t.same(step.map((x) => x.kind), ['host-offset-step'], 'a QEMU-downtime-sized lag is a trigger');
+  t.ok(isMigrationEvidence(step[0]!));
+});

@@ -59,7 +59,8 @@ t.test('a repair that failed once and then succeeded counts as repaired; one tha
 /** A safety net over scripted states: `states[0]` is the baseline, each later check reads the next one (the last repeats). */
 function scripted(states: LiveState[], options: Partial<typeof DEFAULT_SAFETY_NET_OPTIONS> = {}) {
   let i = 0;
-  const next = async () => states[Math.min(i++, states.length - 1)]!;
+  // A fresh copy each time, as a real capture is: the safety net owns (and changes) the baseline it was given.
+  const next = async () => structuredClone(states[Math.min(i++, states.length - 1)]!);
   const logged: string[] = [];
   const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'dry-run', ...options }, null, (l) => logged.push(l), next, next);
   return { net, logged };
@@ -124,4 +125,41 @@ t.test('a change left alone is adopted once it has lasted, and is then no loss a
   t.same(net.currentBaseline?.firewall, {}, 'the flushed table is the baseline now');
   await net.migrationSignal(signal());
   t.same(net.actionsSince(0).map((a) => a.result), ['left-alone'], 'and a later migration does not bring the old table back');
+});
+
+t.test("a table that exists only for a moment (firewalld's firewalld_policy_drop during a reload) is never learnt, so never brought back", async (t) => {
+  const transient: FirewallTableState = { ...TABLE, key: 'nftables inet firewalld_policy_drop', table: 'inet firewalld_policy_drop', hash: 'drop' };
+  const during: LiveState = { ...withTable, firewall: { ...withTable.firewall, [transient.key]: transient } };
+  const { net } = scripted([withTable, during, withTable], { adoptAfterMs: 200 });
+  await net.init();
+  await net.check(); // the reload: the table appears
+  await net.check(); // and goes
+  await net.migrationSignal(signal());
+  t.notOk(net.currentBaseline!.firewall[transient.key], 'not in the baseline');
+  t.same(net.actionsSince(0), [], 'nothing restored, nothing even to leave alone');
+});
+
+t.test('a table that lasts is learnt after --adopt-after, and then a migration that takes it brings it back', async (t) => {
+  const added: FirewallTableState = { ...TABLE, key: 'nftables inet docker', table: 'inet docker', hash: 'd' };
+  const withAdded: LiveState = { ...withTable, firewall: { ...withTable.firewall, [added.key]: added } };
+  const { net } = scripted([withTable, withAdded, withAdded, withTable], { adoptAfterMs: 50 });
+  await net.init();
+  await net.check();
+  t.notOk(net.currentBaseline!.firewall[added.key], 'not yet');
+  await new Promise((resolve) => setTimeout(resolve, 120));
+  await net.idle();
+  t.ok(net.currentBaseline!.firewall[added.key], 'learnt once it lasted');
+  await net.migrationSignal(signal());
+  t.same(net.actionsSince(0).map((a) => `${a.target} ${a.result}`), ['firewall nftables inet docker dry-run']);
+});
+
+t.test('a table edited, adopted, and then taken by a migration is repaired: the loss is timed from when it was taken', async (t) => {
+  const edited: LiveState = { ...withTable, firewall: { [TABLE.key]: { ...TABLE, lines: [...TABLE.lines, 'rule tcp dport 2222 accept'], hash: 'h4' } } };
+  const { net } = scripted([withTable, edited, edited, flushed], { adoptAfterMs: 30, lookbackMs: 50 });
+  await net.init();
+  await net.check();
+  await new Promise((resolve) => setTimeout(resolve, 80)); // adopted meanwhile, and long past the lookback
+  await net.idle();
+  await net.migrationSignal(signal());
+  t.same(net.actionsSince(0).map((a) => a.result), ['left-alone', 'dry-run'], 'the edit left alone; the migration\'s loss repaired');
 });

@@ -15,7 +15,7 @@ t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen
   const sim = new SimDriver({ id: String(process.pid), downtimeMs: 1500, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01' });
   t.teardown(() => sim.cleanup());
   await sim.prepare();
-  await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'add table inet guestfw; add chain inet guestfw input { type filter hook input priority 0; }; add rule inet guestfw input tcp dport 22 accept']);
+  t.match((await runCommand('ip', ['netns', 'exec', sim.guestNetns, 'nft', 'list', 'table', 'inet', 'guestfw'])).stdout, /tcp dport 22 accept/, "the guest's own firewall is loaded");
   // The safety net repairs only around migration evidence; a freeze is none, so the simulated migration is announced
   // (signed) by a real collector in the guest's namespace, as a campaign does.
   const key = 'k'.repeat(64);
