@@ -171,11 +171,16 @@ export class SafetyNet {
     return this.baseline;
   }
 
-  /** A migration was proven; damage seen around it may be repaired. Looks again at once. */
+  /**
+   * A migration was proven; damage seen around it may be repaired. Damage after it comes with observations of its
+   * own, which ask for a check; only damage already seen (and left alone) needs a look now. So a migration with
+   * nothing lost costs no reading at all, at the moment the guest has the least time to spare (a TCG guest just
+   * resumed: every process spawned then delays its answers to the harness's probes).
+   */
   migrationSignal(signal: MigrationSignal): Promise<void> {
     this.signals.push(signal);
     if (this.signals.length > MAX_SIGNALS) this.signals.shift();
-    return this.check('all');
+    return this.firstSeen.size > 0 || this.evaluating ? this.check('all') : Promise.resolve();
   }
 
   /** Something may have changed: reads it, and repairs what a migration explains. */

@@ -14,6 +14,12 @@ const withTable: LiveState = { interfaces: {}, firewall: { [TABLE.key]: TABLE },
 const flushed: LiveState = { interfaces: {}, firewall: {}, canaries: [] };
 const signal = (detail = 'migration m1 starting') => ({ kind: 'harness-announce', detail, atMs: monotonicMs() });
 
+/** A migration, then the observation of what it did (every loss comes with one, which asks for a check). */
+async function migrateAndObserve(net: SafetyNet): Promise<void> {
+  await net.migrationSignal(signal());
+  await net.check();
+}
+
 t.test('a check that fails (a table flushed while it was being listed) does not swallow the check asked for meanwhile', async (t) => {
   const logged: string[] = [];
   let captures = 0;
@@ -35,7 +41,9 @@ t.test('a check that fails (a table flushed while it was being listed) does not 
   t.equal(captures, 1, 'baseline captured');
 
   failNext = true;
-  const first = net.migrationSignal(signal());
+  await net.migrationSignal(signal()); // nothing lost yet: no reading
+  t.equal(captures, 1, 'a migration signal with nothing lost reads nothing');
+  const first = net.check();
   await new Promise((resolve) => setImmediate(resolve));
   const second = net.check(); // the flush's own observation arrives while the first check is still listing
   release();
@@ -80,7 +88,7 @@ t.test('a table somebody wrote to is never rewritten, even right after a migrati
   const edited: LiveState = { ...withTable, firewall: { [TABLE.key]: { ...TABLE, lines: [...TABLE.lines.slice(0, 2), 'rule tcp dport 2222 accept'], hash: 'h2' } } };
   const { net } = scripted([withTable, edited]);
   await net.init();
-  await net.migrationSignal(signal());
+  await migrateAndObserve(net);
   const actions = net.actionsSince(0);
   t.same(actions.map((a) => a.result), ['left-alone']);
   t.match(actions[0]!.why, /somebody wrote to it/);
@@ -90,7 +98,7 @@ t.test('a table that only lost definitions around a migration is repaired (dry-r
   const emptied: LiveState = { ...withTable, firewall: { [TABLE.key]: { ...TABLE, lines: TABLE.lines.slice(0, 2), hash: 'h3' } } };
   const { net } = scripted([withTable, emptied]);
   await net.init();
-  await net.migrationSignal(signal());
+  await migrateAndObserve(net);
   const actions = net.actionsSince(0);
   t.same(actions.map((a) => `${a.what} ${a.result}`), ['firewall-table dry-run'], JSON.stringify(actions));
   t.match(actions[0]!.why, /lost around a migration \(harness-announce: migration m1 starting\)/);
@@ -109,7 +117,7 @@ t.test('damage first seen long before the migration signal is not the migration\
 t.test('damage after the repair window has closed is left alone', async (t) => {
   const { net } = scripted([withTable, withTable, flushed], { repairWindowMs: 50 });
   await net.init();
-  await net.migrationSignal(signal());
+  await migrateAndObserve(net); // nothing lost yet
   await new Promise((resolve) => setTimeout(resolve, 120));
   await net.check();
   t.same(net.actionsSince(0).map((a) => a.result), ['left-alone']);
@@ -149,7 +157,7 @@ t.test('a table that lasts is learnt after --adopt-after, and then a migration t
   await new Promise((resolve) => setTimeout(resolve, 120));
   await net.idle();
   t.ok(net.currentBaseline!.firewall[added.key], 'learnt once it lasted');
-  await net.migrationSignal(signal());
+  await migrateAndObserve(net);
   t.same(net.actionsSince(0).map((a) => `${a.target} ${a.result}`), ['firewall nftables inet docker dry-run']);
 });
 
@@ -160,6 +168,6 @@ t.test('a table edited, adopted, and then taken by a migration is repaired: the 
   await net.check();
   await new Promise((resolve) => setTimeout(resolve, 80)); // adopted meanwhile, and long past the lookback
   await net.idle();
-  await net.migrationSignal(signal());
+  await migrateAndObserve(net);
   t.same(net.actionsSince(0).map((a) => a.result), ['left-alone', 'dry-run'], 'the edit left alone; the migration\'s loss repaired');
 });
