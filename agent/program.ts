@@ -74,6 +74,7 @@ interface AgentOptions {
   adoptAfter: number;
   conflictWindow: number;
   repairWindow: number;
+  clockHealMs: number;
   maxActions: number;
 }
 
@@ -99,7 +100,7 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
       verdict: DEFAULT_VERDICT_THRESHOLDS,
       safetyNet: {
         ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow,
-        repairWindowMs: options.repairWindow, maxActionsPerMinute: options.maxActions, canaries: options.canaries,
+        repairWindowMs: options.repairWindow, maxActionsPerMinute: options.maxActions, canaries: options.canaries, clockHealMs: options.clockHealMs,
       },
       stateDir: options.stateDir,
     },
@@ -154,6 +155,7 @@ function addAgentOptions(command: Command): Command {
       0,
     )
     .option('--adopt-after <ms>', 'a change no migration explains is left alone, and becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
+    .option('--clock-heal-ms <ms>', "after a migration, a guest clock this far from the host's is brought back (a time daemon asked to step, or CLOCK_REALTIME stepped)", positiveInt, DEFAULT_SAFETY_NET_OPTIONS.clockHealMs)
     .option('--repair-window <ms>', 'damage first seen up to this long after migration evidence is the migration\'s, and is repaired', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs)
     .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
     .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);

@@ -7,6 +7,7 @@ import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/repor
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
 import { isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
+import { monotonicMs } from '../probes/clock/read-clocks.js';
 
 export const REPORTS_FILE = 'reports.jsonl';
 
@@ -27,6 +28,9 @@ export interface RuntimeOutputs {
   report(report: Report): void;
 }
 
+/** After the agent steps the clock itself, its own clock-step and offset-step triggers are expected this long (ms). */
+const OWN_CLOCK_STEP_GRACE_MS = 15_000;
+
 /** Observations that can mean network state was lost, and so send the safety net to look. */
 const STATE_KINDS = new Set<Observation['kind']>(['firewall', 'address', 'route', 'link']);
 
@@ -40,6 +44,8 @@ export class AgentRuntime {
   private safetyNet: SafetyNet;
   private readonly state: StateDir;
   private readonly pendingReports = new Set<Promise<void>>();
+  /** The guest's latest offset against the host (guest minus host, ms), from the collector connection's exchanges. */
+  private hostOffset: { offsetMs: number; atMonotonicMs: number } | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -82,8 +88,23 @@ export class AgentRuntime {
   /** Every observation passes here: the probes' and the transport's own (host offset, connection loss). */
   ingest(observation: Observation): void {
     this.outputs.observation(observation);
+    if (observation.kind === 'host-offset') this.hostOffset = { offsetMs: observation.offsetMs, atMonotonicMs: observation.at.monotonicMs };
     this.signal(this.engine.ingest(observation));
     if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');
+  }
+
+  /**
+   * A migration that left the guest clock far from the host's (a long pause, a save/restore, a step) has the safety
+   * net bring it back. Only a measured offset says by how much: a pause alone does not (after a Xen suspend realtime
+   * ran on). The agent's own step is not a new episode.
+   */
+  private async healClockAfter(episode: Episode): Promise<void> {
+    const offset = this.hostOffset;
+    if (!offset || offset.atMonotonicMs < episode.openedAt.monotonicMs || !episode.triggers.some(isMigrationEvidence)) return;
+    if (Math.abs(offset.offsetMs) < this.options.safetyNet.clockHealMs) return;
+    this.engine.expectOwnClockStep(monotonicMs() + OWN_CLOCK_STEP_GRACE_MS);
+    await this.safetyNet.healClock(offset.offsetMs, `after migration ${episode.migrationId ?? episode.id}`);
+    this.hostOffset = null;
   }
 
   private track(work: Promise<void>): void {
@@ -93,6 +114,7 @@ export class AgentRuntime {
 
   private async finish(episode: Episode): Promise<void> {
     try {
+      await this.healClockAfter(episode);
       await this.safetyNet.idle();
       const actions = this.safetyNet.actionsSince(episode.openedAt.monotonicMs - this.options.episodes.lookbackMs);
       const remaining = this.options.safetyNet.mode === 'off' ? [] : await this.safetyNet.remainingLosses();

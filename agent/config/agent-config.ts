@@ -41,6 +41,7 @@ export const AgentConfigSchema = Type.Object(
     'max-actions': Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     'conflict-window': Type.Optional(Milliseconds),
     'repair-window': Type.Optional(Milliseconds),
+    'clock-heal-ms': Type.Optional(Milliseconds),
     'accept-announce': Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },

@@ -88,6 +88,13 @@ export class EpisodeEngine {
     return this.current;
   }
 
+  private ownClockStepUntilMs = -Infinity;
+
+  /** The agent is about to step the clock itself: until then, clock and offset steps are its own doing. */
+  expectOwnClockStep(untilMonotonicMs: number): void {
+    this.ownClockStepUntilMs = untilMonotonicMs;
+  }
+
   /** The pause noise this engine has learnt. */
   get noiseFloor(): NoiseFloor {
     return this.detector.pauseNoise;
@@ -98,7 +105,11 @@ export class EpisodeEngine {
    * join an open one, or the lookback of the next.
    */
   ingest(observation: Observation): EpisodeTrigger[] {
-    const triggers = this.detector.detect(observation);
+    const detected = this.detector.detect(observation);
+    // The agent's own clock step (the safety net healing the clock) is not something that happened to the guest.
+    const triggers = observation.at.monotonicMs < this.ownClockStepUntilMs
+      ? detected.filter((t) => t.kind !== 'clock-step' && t.kind !== 'host-offset-step')
+      : detected;
     const opens = triggers.some(opensEpisode);
     if (!this.current && !opens) {
       this.remember(observation);

@@ -6,6 +6,7 @@ import { captureFirewall as captureFirewallState, captureLiveState, type Firewal
 import { addAddress, addRoute, announceAddress, restoreIptablesTable, restoreNftTables, setLinkUp, setMtu } from './restore.js';
 import { compareTable } from './firewall-loss.js';
 import { installMissingCanaries, removeCanaries } from './canaries.js';
+import { askDaemonToStep, runningTimeDaemon, stepRealtime } from '../system/clock.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'on';
 
@@ -27,6 +28,8 @@ export interface SafetyNetOptions {
   lookbackMs: number;
   /** Install canaries (mode `on` only) so that a wholesale flush can be told from a piecemeal change. */
   canaries: boolean;
+  /** After a migration, a guest clock this far from the host's (ms) is brought back (see healClock). */
+  clockHealMs: number;
 }
 
 export const DEFAULT_SAFETY_NET_OPTIONS: SafetyNetOptions = {
@@ -38,6 +41,7 @@ export const DEFAULT_SAFETY_NET_OPTIONS: SafetyNetOptions = {
   repairWindowMs: 60_000,
   lookbackMs: 5000,
   canaries: true,
+  clockHealMs: 1000,
 };
 
 export const BASELINE_FILE = 'baseline.json';
@@ -237,6 +241,35 @@ export class SafetyNet {
     if (repaired.length === 0) return remaining.length === 0 ? 'not-needed' : 'failed';
     if (remaining.length === 0 && repaired.every((a) => a.result === 'ok')) return 'healed';
     return repaired.some((a) => a.result === 'ok') ? 'partial' : 'failed';
+  }
+
+  /**
+   * Brings the guest clock back after a migration left it `offsetMs` from the host's (guest minus host, measured over
+   * the collector connection). A time daemon that runs is asked to step (chrony: `chronyc makestep`; timesyncd: a
+   * restart makes it sync at once; ntpd has no such request and is left to do it); with none, CLOCK_REALTIME is stepped
+   * by the offset, as libvirt's guest-set-time does. Audited and rate-limited like every repair; dry-run says how.
+   */
+  async healClock(offsetMs: number, why: string): Promise<void> {
+    if (this.options.mode === 'off' || this.stopping || Math.abs(offsetMs) < this.options.clockHealMs) return;
+    const dryRun = this.options.mode === 'dry-run';
+    const target = 'CLOCK_REALTIME';
+    const reason = `${why}: the guest clock is ${(offsetMs / 1000).toFixed(3)} s ${offsetMs < 0 ? 'behind' : 'ahead of'} the host's`;
+    if (!dryRun && !this.takeToken()) {
+      this.record({ what: 'clock', target, why: reason, result: 'skipped', error: `rate limit of ${this.options.maxActionsPerMinute} actions a minute reached` });
+      return;
+    }
+    const started = monotonicMs();
+    const daemon = runningTimeDaemon();
+    try {
+      const command = daemon ? await askDaemonToStep(daemon, dryRun) : await stepRealtime(-offsetMs, dryRun);
+      if (command === null) {
+        this.record({ what: 'clock', target, why: reason, result: 'skipped', error: `${daemon} has no step-now request; left to ${daemon}`, durationMs: monotonicMs() - started });
+        return;
+      }
+      this.record({ what: 'clock', target, why: `${reason}${daemon ? ` (asked ${daemon})` : ''}`, command, result: dryRun ? 'dry-run' : 'ok', durationMs: monotonicMs() - started });
+    } catch (error) {
+      this.record({ what: 'clock', target, why: reason, result: 'failed', error: (error as Error).message, durationMs: monotonicMs() - started });
+    }
   }
 
   /** Stops, and takes flinch's canaries out of the guest. */

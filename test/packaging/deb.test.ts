@@ -44,13 +44,14 @@ t.test('lintian has no error or warning (overrides are justified in packaging/de
 });
 
 t.test('the unit keeps only the capabilities the agent uses, and the hardening the issue asks for', async (t) => {
-  t.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYSLOG$/m);
+  t.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYSLOG CAP_SYS_TIME$/m);
   for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/flinch', 'ProtectHome=yes', 'PrivateTmp=yes',
-    'SystemCallFilter=@system-service', 'Restart=on-failure', 'RestartPreventExitStatus=78',
+    'SystemCallFilter=@system-service @clock', 'Restart=on-failure', 'RestartPreventExitStatus=78',
     'RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET']) {
     t.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line);
   }
   t.notMatch(unit, /^ProtectKernelLogs=yes/m, 'the agent reads /dev/kmsg');
+  t.notMatch(unit, /^ProtectClock=yes/m, 'the safety net may step the clock (CAP_SYS_TIME)');
 });
 
 t.test('installed in a Debian 12 guest with systemd: not enabled by the install; starts, reports, survives kill -9, refuses a bad config', async (t) => {

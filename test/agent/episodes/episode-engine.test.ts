@@ -285,3 +285,16 @@ t.test('the offset to the host: probe wobble is learnt as noise; a migration-siz
   t.same(step.map((x) => x.kind), ['host-offset-step'], 'a QEMU-downtime-sized lag is a trigger');
   t.ok(isMigrationEvidence(step[0]!));
 });
+
+t.test("the agent's own clock step (healing the clock) opens no episode", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
+  engine.ingest(sample(0));
+  engine.expectOwnClockStep(stamp().monotonicMs + 1000);
+  t.same(engine.ingest(sample(3200)), [], 'the step it made itself');
+  t.same(engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs: 3200, at: stamp() }), [], 'and the offset coming back');
+  advance(2000);
+  t.same(engine.ingest(sample(8200)).map((x) => x.kind), ['clock-step'], 'a later step is the guest\'s again');
+});

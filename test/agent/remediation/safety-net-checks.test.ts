@@ -1,10 +1,15 @@
-// How the safety net schedules its checks. The live state is injected (scripted captures) and the mode is dry-run,
-// so nothing on this machine is read or changed: what is tested is the order of evaluations, not the repairs (the
+// How the safety net decides. The live state is injected (scripted captures) and the mode is dry-run (stepping this
+// machine's own clock is not something a test may do: the real step is the QEMU lab's guest-clock-step row), so
+// nothing on this machine is read or changed: what is tested is the order of evaluations, not the repairs (the
 // scenarios in test/agent/safety-net-scenarios.test.ts do those for real, in namespaces).
 import t from 'tap';
 import { SafetyNet, DEFAULT_SAFETY_NET_OPTIONS } from '../../../agent/remediation/safety-net.js';
 import type { FirewallTableState, LiveState } from '../../../agent/remediation/live-state.js';
 import { monotonicMs } from '../../../probes/clock/read-clocks.js';
+import { runningTimeDaemon } from '../../../agent/system/clock.js';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const TABLE: FirewallTableState = {
   key: 'nftables inet filter', backend: 'nftables', table: 'inet filter', family: 'inet', text: 'table inet filter {\n}\n',
@@ -170,4 +175,37 @@ t.test('a table edited, adopted, and then taken by a migration is repaired: the 
   await net.idle();
   await migrateAndObserve(net);
   t.same(net.actionsSince(0).map((a) => a.result), ['left-alone', 'dry-run'], 'the edit left alone; the migration\'s loss repaired');
+});
+
+t.test('the clock: brought back after a migration left it a second or more from the host, dry-run says how', async (t) => {
+  const { net } = scripted([withTable]);
+  await net.init();
+  await net.healClock(-400, 'after migration m1');
+  t.same(net.actionsSince(0), [], 'under --clock-heal-ms (1 s): left as it is');
+  await net.healClock(-3210, 'after migration m1');
+  const [action] = net.actionsSince(0);
+  t.equal(action!.what, 'clock');
+  t.equal(action!.result, 'dry-run');
+  t.match(action!.why, /after migration m1: the guest clock is -3\.210 s behind the host's/);
+  const daemon = runningTimeDaemon();
+  if (daemon === null) t.match(action!.command, /^date -u -s @\d+$/, 'no time daemon here: CLOCK_REALTIME would be stepped');
+  else t.match(action!.command ?? action!.error, /chronyc makestep|systemctl restart|ntpd/, `${daemon} runs here: asked to step`);
+  t.equal(net.outcome(net.actionsSince(0), []), 'dry-run');
+  const off = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'off' }, null, () => undefined, async () => withTable, async () => withTable);
+  await off.healClock(-5000, 'x');
+  t.same(off.actionsSince(0), [], 'remediation off: never');
+});
+
+t.test('which time daemon runs is read from /proc/PID/comm (cut at 15 characters)', async (t) => {
+  const proc = mkdtempSync(path.join(os.tmpdir(), 'flinch-proc-'));
+  const add = (pid: string, comm: string) => {
+    mkdirSync(path.join(proc, pid));
+    writeFileSync(path.join(proc, pid, 'comm'), `${comm}\n`);
+  };
+  add('1', 'init');
+  add('77', 'sshd');
+  t.equal(runningTimeDaemon(proc), null);
+  add('812', 'systemd-timesyn');
+  t.equal(runningTimeDaemon(proc), 'systemd-timesyncd');
+  t.equal(runningTimeDaemon('/nonexistent'), null);
 });
