@@ -1,4 +1,4 @@
-import type { Observation } from '../probes/observation.js';
+import type { HostOffsetObservation, Observation } from '../probes/observation.js';
 import { createProbes, type ProbeSettings } from '../probes/registry.js';
 import { Observer } from './observer.js';
 import { EpisodeEngine, type Episode, type EpisodeOptions } from './episodes/episode-engine.js';
@@ -6,7 +6,7 @@ import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
 import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
-import { isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
+import { isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
 
 export const REPORTS_FILE = 'reports.jsonl';
@@ -28,8 +28,9 @@ export interface RuntimeOutputs {
   report(report: Report): void;
 }
 
-/** After the agent steps the clock itself, its own clock-step and offset-step triggers are expected this long (ms). */
-const OWN_CLOCK_STEP_GRACE_MS = 15_000;
+/** After the agent steps the clock itself, the echo of that step is expected this long (ms): the offset to the host
+ * settles only after a few clean exchanges. */
+const OWN_CLOCK_STEP_GRACE_MS = 120_000;
 
 /** Observations that can mean network state was lost, and so send the safety net to look. */
 const STATE_KINDS = new Set<Observation['kind']>(['firewall', 'address', 'route', 'link']);
@@ -44,8 +45,14 @@ export class AgentRuntime {
   private safetyNet: SafetyNet;
   private readonly state: StateDir;
   private readonly pendingReports = new Set<Promise<void>>();
-  /** The guest's latest offset against the host (guest minus host, ms), from the collector connection's exchanges. */
-  private hostOffset: { offsetMs: number; atMonotonicMs: number } | null = null;
+  /**
+   * How far the guest's offset against the host (guest minus host) has moved since before the open episode: the sum of
+   * the changes the collector connection's exchanges reported while it was open. A lab guest's clock may sit a second
+   * off the host's for good (no time daemon, an emulated TSC); only what the migration moved is the migration's.
+   */
+  private offsetMovedMs = 0;
+  /** A clock step the safety net made, whose echo in the offset to the host is still to come. */
+  private ownStep: { byMs: number; untilMs: number } | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -74,6 +81,9 @@ export class AgentRuntime {
   }
 
   async stop(): Promise<void> {
+    const pause = this.engine.noiseFloor;
+    const now = monotonicMs();
+    this.log(`pause noise: 99th percentile ${pause.learntMs().toFixed(1)} ms of ${pause.sampleCount} pauses that proved nothing; a pause alone opens an episode from ${pause.thresholdMs(now).toFixed(1)} ms`);
     this.engine.flush();
     await Promise.allSettled([...this.pendingReports]);
     await this.safetyNet.stop();
@@ -87,24 +97,43 @@ export class AgentRuntime {
 
   /** Every observation passes here: the probes' and the transport's own (host offset, connection loss). */
   ingest(observation: Observation): void {
+    if (observation.kind === 'host-offset' && observation.changeMs !== null) this.markOwnStep(observation);
     this.outputs.observation(observation);
-    if (observation.kind === 'host-offset') this.hostOffset = { offsetMs: observation.offsetMs, atMonotonicMs: observation.at.monotonicMs };
     this.signal(this.engine.ingest(observation));
+    // After the engine took it in: an offset step that opened an episode belongs to that episode.
+    if (observation.kind === 'host-offset' && observation.changeMs !== null) this.noteOffsetChange(observation);
     if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');
   }
 
+  /** The offset's echo of the safety net's own step is marked as such: no evidence, no trigger. */
+  private markOwnStep(observation: HostOffsetObservation): void {
+    const own = this.ownStep;
+    if (!own || observation.at.monotonicMs > own.untilMs) return;
+    if (Math.abs(observation.changeMs! - own.byMs) <= ownStepToleranceMs(own.byMs)) {
+      observation.cause = 'flinch-clock-heal';
+      this.ownStep = null;
+    }
+  }
+
+  private noteOffsetChange(observation: HostOffsetObservation): void {
+    if (observation.cause === 'flinch-clock-heal') return;
+    if (this.engine.open) this.offsetMovedMs += observation.changeMs!;
+    else this.offsetMovedMs = 0;
+  }
+
   /**
-   * A migration that left the guest clock far from the host's (a long pause, a save/restore, a step) has the safety
-   * net bring it back. Only a measured offset says by how much: a pause alone does not (after a Xen suspend realtime
-   * ran on). The agent's own step is not a new episode.
+   * A migration that moved the guest clock against the host's by --clock-heal-ms or more (a long pause, a
+   * save/restore, a step) has the safety net move it back by as much. Only a measured offset says by how much: a pause
+   * alone does not (after a Xen suspend realtime ran on). The agent's own step is not an event of the guest's.
    */
   private async healClockAfter(episode: Episode): Promise<void> {
-    const offset = this.hostOffset;
-    if (!offset || offset.atMonotonicMs < episode.openedAt.monotonicMs || !episode.triggers.some(isMigrationEvidence)) return;
-    if (Math.abs(offset.offsetMs) < this.options.safetyNet.clockHealMs) return;
-    this.engine.expectOwnClockStep(monotonicMs() + OWN_CLOCK_STEP_GRACE_MS);
-    await this.safetyNet.healClock(offset.offsetMs, `after migration ${episode.migrationId ?? episode.id}`);
-    this.hostOffset = null;
+    const moved = this.offsetMovedMs;
+    this.offsetMovedMs = 0;
+    if (!episode.triggers.some(isMigrationEvidence) || Math.abs(moved) < this.options.safetyNet.clockHealMs) return;
+    const until = monotonicMs() + OWN_CLOCK_STEP_GRACE_MS;
+    this.ownStep = { byMs: -moved, untilMs: until };
+    this.engine.expectOwnClockStep(-moved, until);
+    await this.safetyNet.healClock(moved, `after migration ${episode.migrationId ?? episode.id}`);
   }
 
   private track(work: Promise<void>): void {

@@ -217,6 +217,8 @@ export interface HostOffsetObservation {
   rttMs: number;
   /** Change since the last reported offset: a migration's downtime shows here as a negative step. */
   changeMs: number | null;
+  /** Set when the change is flinch's own doing (its safety net stepped the clock back): no event of the guest's. */
+  cause?: 'flinch-clock-heal';
   at: ClockStamp;
 }
 

@@ -88,11 +88,9 @@ export class EpisodeEngine {
     return this.current;
   }
 
-  private ownClockStepUntilMs = -Infinity;
-
-  /** The agent is about to step the clock itself: until then, clock and offset steps are its own doing. */
-  expectOwnClockStep(untilMonotonicMs: number): void {
-    this.ownClockStepUntilMs = untilMonotonicMs;
+  /** The agent is about to step realtime by `byMs` itself: the clock's next move of that size, before then, is its own. */
+  expectOwnClockStep(byMs: number, untilMonotonicMs: number): void {
+    this.detector.expectOwnClockStep(byMs, untilMonotonicMs);
   }
 
   /** The pause noise this engine has learnt. */
@@ -105,11 +103,7 @@ export class EpisodeEngine {
    * join an open one, or the lookback of the next.
    */
   ingest(observation: Observation): EpisodeTrigger[] {
-    const detected = this.detector.detect(observation);
-    // The agent's own clock step (the safety net healing the clock) is not something that happened to the guest.
-    const triggers = observation.at.monotonicMs < this.ownClockStepUntilMs
-      ? detected.filter((t) => t.kind !== 'clock-step' && t.kind !== 'host-offset-step')
-      : detected;
+    const triggers = this.detector.detect(observation);
     const opens = triggers.some(opensEpisode);
     if (!this.current && !opens) {
       this.remember(observation);

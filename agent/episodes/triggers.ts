@@ -44,6 +44,11 @@ const MIGRATION_EVIDENCE = new Set<EpisodeTrigger['kind']>([
   'notify-peers', 'igmp-resend', 'xen-domid', 'xen-suspend', 'boottime-jump', 'kmsg-suspend', 'host-offset-step', 'harness-announce',
 ]);
 
+/** How close a move must be to the step flinch made to be that step: the step's own error (date's start-up) and reads. */
+export function ownStepToleranceMs(byMs: number): number {
+  return 50 + Math.abs(byMs) * 0.02;
+}
+
 export function isMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
   return MIGRATION_EVIDENCE.has(trigger.kind);
 }
@@ -64,6 +69,13 @@ export class TriggerDetector {
     readonly offsetNoise: NoiseFloor = new NoiseFloor(DEFAULT_OFFSET_NOISE),
   ) {}
 
+  /** A realtime step flinch is about to make itself (healing the clock): the next move of about that size is its own. */
+  private ownStep: { byMs: number; untilMs: number } | null = null;
+
+  expectOwnClockStep(byMs: number, untilMonotonicMs: number): void {
+    this.ownStep = { byMs, untilMs: untilMonotonicMs };
+  }
+
   detect(o: Observation): EpisodeTrigger[] {
     const at = o.at;
     switch (o.kind) {
@@ -79,7 +91,9 @@ export class TriggerDetector {
         // resolution (/proc/uptime: 10 ms). A step moves realtime alone.
         const suspended = boottimeMove >= this.thresholds.boottimeJumpMs + slack;
         const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs - (suspended ? boottimeMove : 0);
-        if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs) + slack) {
+        const own = this.ownStep !== null && at.monotonicMs <= this.ownStep.untilMs && Math.abs(realtimeMove - this.ownStep.byMs) <= ownStepToleranceMs(this.ownStep.byMs);
+        if (own) this.ownStep = null;
+        else if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs) + slack) {
           triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against ${suspended ? 'boottime' : 'monotonic'}`, magnitudeMs: Math.abs(realtimeMove), at });
         }
         if (suspended) {
@@ -88,7 +102,7 @@ export class TriggerDetector {
         return triggers;
       }
       case 'host-offset': {
-        if (o.changeMs === null) return [];
+        if (o.changeMs === null || o.cause === 'flinch-clock-heal') return [];
         // Like a pause: below what this machine's probes wobble by on their own, a move is noise, and is learnt.
         const magnitude = Math.abs(o.changeMs);
         const floor = this.offsetNoise.thresholdMs(at.monotonicMs);

@@ -48,7 +48,7 @@ export function evidenceOf(o: Observation, thresholds: VerdictThresholds): Evide
       return null; // clock steps are judged from the triggers, which know the previous sample
     }
     case 'host-offset':
-      if (o.changeMs === null) return null;
+      if (o.changeMs === null || o.cause === 'flinch-clock-heal') return null;
       return Math.abs(o.changeMs) >= thresholds.clockStepMs
         ? disrupted('clock-step', `offset against the host moved ${o.changeMs.toFixed(1)} ms`)
         : noticed('clock-lag', `offset against the host moved ${o.changeMs.toFixed(1)} ms`);

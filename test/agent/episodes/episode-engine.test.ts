@@ -292,9 +292,12 @@ t.test("the agent's own clock step (healing the clock) opens no episode", async 
   const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
   const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
   engine.ingest(sample(0));
-  engine.expectOwnClockStep(stamp().monotonicMs + 1000);
+  engine.expectOwnClockStep(3200, stamp().monotonicMs + 1000);
   t.same(engine.ingest(sample(3200)), [], 'the step it made itself');
-  t.same(engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs: 3200, at: stamp() }), [], 'and the offset coming back');
+  t.same(engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs: 3200, cause: 'flinch-clock-heal', at: stamp() }), [], 'and the offset coming back, marked by the runtime');
+  t.same(engine.ingest(sample(6400)).map((x) => x.kind), ['clock-step'], 'expected once: the next step of the same size is the guest\'s');
+  engine.expectOwnClockStep(-2000, stamp().monotonicMs + 1000);
+  t.same(engine.ingest(sample(9400)).map((x) => x.kind), ['clock-step'], 'a move of another size is not the one flinch made');
   advance(2000);
-  t.same(engine.ingest(sample(8200)).map((x) => x.kind), ['clock-step'], 'a later step is the guest\'s again');
+  t.same(engine.ingest(sample(7400)).map((x) => x.kind), ['clock-step'], 'nor one after the expectation ran out');
 });
