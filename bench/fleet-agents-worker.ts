@@ -1,7 +1,8 @@
 // One of the worker processes of bench/fleet-collector.ts: simulates a slice of the fleet, each agent a real WebSocket
 // connection speaking the real protocol (challenge, signed hello, signed reports, acks, time replies).
+import net from 'node:net';
 import WebSocket from 'ws';
-import { agentKeyFor, signFrame } from '../agent/protocol/frame-signing.js';
+import { agentKeyFor, signFrame, verifyCollectorFrame } from '../agent/protocol/frame-signing.js';
 
 interface SimAgent {
   id: string;
@@ -17,6 +18,7 @@ interface SimAgent {
 
 type Command =
   | { cmd: 'connect'; port: number; ids: string[]; secret: string; concurrency: number }
+  | { cmd: 'hostile'; port: number; count: number; address: string }
   | { cmd: 'load'; ratePerSecond: number; durationMs: number }
   | { cmd: 'stop' };
 
@@ -24,6 +26,7 @@ const agents: SimAgent[] = [];
 let latencies: number[] = [];
 let acked = 0;
 let sent = 0;
+let badFrames = 0;
 
 function reportJsonFor(id: string): string {
   const at = { realtimeMs: Date.now(), monotonicMs: 1 };
@@ -43,14 +46,29 @@ function send(agent: SimAgent, json: string): void {
   agent.ws.send(signFrame(agent.key, agent.nonce!, json));
 }
 
+/** Each simulated guest connects from an address of its own in 127.0.0.0/8, as each guest of a fleet has its own. */
+function addressOf(id: string): string {
+  const n = Number(id.replace(/\D/g, ''));
+  return `127.${1 + ((n >> 16) & 0xff)}.${(n >> 8) & 0xff}.${n & 0xff || 1}`;
+}
+
 function open(port: number, id: string, secret: string): Promise<void> {
   return new Promise((resolve) => {
-    const agent: SimAgent = { id, key: agentKeyFor(secret, id), ws: new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false }), nonce: null, seq: 0, inflight: [], welcomedAt: null, reportJson: reportJsonFor(id) };
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, localAddress: addressOf(id) });
+    const agent: SimAgent = { id, key: agentKeyFor(secret, id), ws, nonce: null, seq: 0, inflight: [], welcomedAt: null, reportJson: reportJsonFor(id) };
     agents.push(agent);
     agent.ws.on('error', () => resolve());
     agent.ws.on('close', () => resolve());
     agent.ws.on('message', (data) => {
-      const message = JSON.parse(data.toString()) as { type: string; nonce?: string; seq?: number; id?: number; t1?: number };
+      // After the challenge every collector frame is signed; a real agent checks each, and so does this one.
+      const text = data.toString();
+      const signed = /^[0-9a-f]{64} /.test(text);
+      const json = signed ? text.slice(65) : text;
+      const message = JSON.parse(json) as { type: string; nonce?: string; seq?: number; id?: number; t1?: number };
+      if (message.type !== 'challenge' && (!signed || !verifyCollectorFrame(agent.key, agent.nonce!, json, text.slice(0, 64)))) {
+        badFrames += 1;
+        return;
+      }
       if (message.type === 'challenge') {
         agent.nonce = message.nonce!;
         send(agent, JSON.stringify({ type: 'hello', protocol: 2, agentId: id, machineId: '', hostname: id, macs: [], xenDomid: null, agentVersion: '0.1.0', nonce: agent.nonce, stream: '0000000000000001', spoolDropped: 0 }));
@@ -111,13 +129,49 @@ async function load(command: Extract<Command, { cmd: 'load' }>): Promise<void> {
   const drainUntil = performance.now() + 5000;
   while (live.some((a) => a.inflight.length > 0) && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
   const unacked = live.reduce((sum, a) => sum + a.inflight.length, 0);
-  process.send!({ type: 'loaded', sent, acked, unacked, latencies, disconnected: agents.filter((a) => a.ws.readyState !== WebSocket.OPEN).length });
+  process.send!({ type: 'loaded', sent, acked, unacked, latencies, badFrames, disconnected: agents.filter((a) => a.ws.readyState !== WebSocket.OPEN).length });
 }
+
+/**
+ * Hostile connections from one address, held open for the whole run: a third idle (TCP only, never an upgrade), a
+ * third slow (upgraded, then a frame header and a trickle), a third holding a partial large frame. Each one the
+ * collector closes is opened again.
+ */
+function hostile(command: Extract<Command, { cmd: 'hostile' }>): void {
+  let opened = 0;
+  const openOne = (kind: number) => {
+    const socket = net.connect({ host: '127.0.0.1', port: command.port, localAddress: command.address });
+    opened += 1;
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      if (!stopping) setTimeout(() => openOne(kind), 100);
+    });
+    socket.once('connect', () => {
+      if (kind === 0) return;
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      socket.once('data', () => {
+        const header = Buffer.from([0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4]); // masked text, 1 MiB announced
+        socket.write(Buffer.concat([header, Buffer.alloc(kind === 1 ? 8 : 12 * 1024, 0x61)]));
+        if (kind === 1) {
+          const trickle = setInterval(() => (socket.writable ? socket.write('a') : clearInterval(trickle)), 500);
+          socket.once('close', () => clearInterval(trickle));
+        }
+      });
+    });
+  };
+  for (let i = 0; i < command.count; i += 1) openOne(i % 3);
+  setInterval(() => process.send!({ type: 'hostile-status', opened }), 1000).unref();
+  process.send!({ type: 'hostile-started', count: command.count });
+}
+
+let stopping = false;
 
 process.on('message', (command: Command) => {
   if (command.cmd === 'connect') void connect(command);
+  else if (command.cmd === 'hostile') hostile(command);
   else if (command.cmd === 'load') void load(command);
   else {
+    stopping = true;
     for (const agent of agents) agent.ws.terminate();
     process.exit(0);
   }

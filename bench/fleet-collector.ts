@@ -1,5 +1,6 @@
 // 10 000 simulated agents against one `flinch collect` on this machine.
-//   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20]
+//   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20] [hostile=0]
+// With hostile > 0, one more worker holds that many hostile connections open from one address (127.0.0.2) throughout.
 // The collector is the real CLI in its own process (its RSS is read from /proc); the agents are real WebSocket
 // connections in a few worker processes, speaking the real protocol with signed frames. Prints a JSON summary.
 import { fork, spawn } from 'node:child_process';
@@ -10,7 +11,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../harness/project-paths.js';
 
-const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20'] = process.argv.slice(2);
+const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20', hostileArg = '0'] = process.argv.slice(2);
+const HOSTILE = Number(hostileArg);
 const AGENTS = Number(agentsArg);
 const WORKERS = Number(workersArg);
 const RATES = ratesArg.split(',').map(Number);
@@ -64,6 +66,14 @@ const ask = <T>(worker: (typeof workers)[number], command: object, reply: string
     worker.send(command);
   });
 
+let hostileWorker: (typeof workers)[number] | null = null;
+if (HOSTILE > 0) {
+  hostileWorker = fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() });
+  await ask(hostileWorker, { cmd: 'hostile', port, count: HOSTILE, address: '127.0.0.2' }, 'hostile-started');
+  await sleep(3000);
+}
+const hostileRss = rssOf(collector.pid!);
+
 const ids = Array.from({ length: AGENTS }, (_, i) => `sim-${String(i).padStart(5, '0')}`);
 const connectStart = performance.now();
 const connected = await Promise.all(
@@ -78,7 +88,7 @@ const loads = [];
 for (const rate of RATES) {
   const started = performance.now();
   const results = await Promise.all(
-    workers.map((worker) => ask<{ sent: number; acked: number; unacked: number; latencies: number[]; disconnected: number }>(worker, { cmd: 'load', ratePerSecond: rate / WORKERS, durationMs: SECONDS * 1000 }, 'loaded')),
+    workers.map((worker) => ask<{ sent: number; acked: number; unacked: number; latencies: number[]; disconnected: number; badFrames: number }>(worker, { cmd: 'load', ratePerSecond: rate / WORKERS, durationMs: SECONDS * 1000 }, 'loaded')),
   );
   const elapsed = (performance.now() - started) / 1000;
   const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
@@ -92,6 +102,7 @@ for (const rate of RATES) {
     ackedPerSecond: Math.round(acked / SECONDS),
     ackLatencyMs: { p50: +percentile(latencies, 50).toFixed(1), p99: +percentile(latencies, 99).toFixed(1), max: +percentile(latencies, 100).toFixed(1) },
     disconnected: results.reduce((s, r) => s + r.disconnected, 0),
+    badCollectorFrames: results.reduce((s, r) => s + r.badFrames, 0),
     wallSeconds: +elapsed.toFixed(1),
     collectorRss: rssOf(collector.pid!),
   };
@@ -99,10 +110,10 @@ for (const rate of RATES) {
   process.stderr.write(`${JSON.stringify(load)}\n`);
 }
 
-for (const worker of workers) worker.send({ cmd: 'stop' });
+for (const worker of [...workers, ...(hostileWorker ? [hostileWorker] : [])]) worker.send({ cmd: 'stop' });
 const finalRss = rssOf(collector.pid!);
 collector.kill('SIGTERM');
 await new Promise((resolve) => collector.once('exit', resolve));
 process.stdout.write(
-  `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), collectorRss: { idle: idleRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
+  `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), hostile: HOSTILE, refused: AGENTS - welcomed, collectorRss: { idle: idleRss, withHostile: hostileRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
 );

@@ -277,3 +277,21 @@ t.test('the agent removes its canaries when it stops; watch refuses --remediate 
   t.equal(code, 2);
   t.match(watch.stderr.join(''), /watch changes nothing in the guest/);
 });
+
+t.test('a table nft -c refuses (its interface is gone) fails alone; the others come back in one transaction', async (t) => {
+  const netns = await guest(t);
+  await ipIn(netns, 'link', 'add', 'vx', 'type', 'veth', 'peer', 'name', 'vy');
+  await exec(netns, 'nft', 'add table inet pinned; add chain inet pinned input { type filter hook input priority 0; }; add rule inet pinned input iifname "lo" accept; add rule inet pinned input iif "vx" accept');
+  const agent = await agentIn(t, netns);
+  const mark = agent.mark();
+  agent.migrate();
+  // The migration takes an interface and the whole ruleset: the table that names the interface cannot come back.
+  await ipIn(netns, 'link', 'del', 'vx');
+  await exec(netns, 'nft', 'flush', 'ruleset');
+  const report = await agent.nextReport(mark);
+  const pinned = report.remediation.actions.find((a) => a.target === 'firewall nftables inet pinned');
+  t.match(pinned, { result: 'failed', error: /nft -c refused it: .*vx|Interface does not exist/ }, JSON.stringify(pinned));
+  t.ok(report.remediation.actions.some((a) => a.target === 'firewall nftables inet user' && a.result === 'ok'), 'the user table came back');
+  t.match((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /iif "va" tcp dport 22 accept/);
+  t.equal(report.remediation.outcome, 'partial');
+});
