@@ -295,3 +295,18 @@ t.test('a table nft -c refuses (its interface is gone) fails alone; the others c
   t.match((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /iif "va" tcp dport 22 accept/);
   t.equal(report.remediation.outcome, 'partial');
 });
+
+t.test('an address with a lease (finite lifetime) is its daemon\'s: a migration-time flush puts back only the permanent one', async (t) => {
+  const netns = await guest(t);
+  await ipIn(netns, 'addr', 'add', '192.0.2.77/24', 'dev', 'va', 'valid_lft', '600', 'preferred_lft', '600');
+  const agent = await agentIn(t, netns);
+  const mark = agent.mark();
+  agent.migrate();
+  await ipIn(netns, 'addr', 'flush', 'dev', 'va');
+  const report = await agent.nextReport(mark);
+  t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result])));
+  const addresses = await ipIn(netns, 'addr', 'show', 'dev', 'va');
+  t.match(addresses, /inet 192\.0\.2\.10\/24/, 'the permanent address is back');
+  t.notMatch(addresses, /192\.0\.2\.77/, 'the leased one is left to its DHCP client: never made permanent by flinch');
+  t.notOk(report.remediation.actions.some((a) => a.target.includes('192.0.2.77')));
+});
