@@ -88,7 +88,6 @@ t.test('firewalld (its own D-Bus): permanent rules and reloads kept; the committ
   agent.migrate();
   await exec(netns, 'nft', 'delete', 'table', 'inet', 'firewalld');
   const report = await agent.nextReport(mark);
-  t.comment(agent.stderr.join(''));
   t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   t.same(nftObjects((await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'firewalld')).stdout), nftObjects(table), "firewalld's table is back, object by object");
   t.ok(report.evidence.some((e) => /by process \d+ \(nft\)/.test(e.detail)), `the deletion is attributed to its process: ${report.evidence.map((e) => e.detail).join(' | ')}`);
