@@ -103,6 +103,7 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
         repairWindowMs: options.repairWindow, maxActionsPerMinute: options.maxActions, canaries: options.canaries, clockHealMs: options.clockHealMs,
       },
       stateDir: options.stateDir,
+      collectorEvidence: (options as Partial<RunOptions>).acceptAnnounce === true,
     },
     outputs,
     log,
@@ -350,7 +351,7 @@ export function buildAgentProgram(): Command {
       .option('--ca-file <file>', 'PEM certificates to trust for a wss:// collector, beside the system ones')
       .option('--spool-max-bytes <n>', 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted', positiveInt, DEFAULT_SPOOL_MAX_BYTES)
       .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431')
-      .option('--accept-announce', "take the collector's signed migration announcements as migration evidence (a harness's lab or campaign); off, they are ignored"),
+      .option('--accept-announce', "take what the collector says, its signed migration announcements and the guest's offset to it, as migration evidence for the safety net (a harness's lab or campaign); off, only the guest's own kernel and clocks are"),
   ).action(
     guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
       await runAgentService(withConfig(given, command), log);

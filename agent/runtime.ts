@@ -6,8 +6,9 @@ import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
 import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
-import { isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';
+import { isCollectorEvidence, isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
+import { clockCorrectionMs } from './remediation/clock-heal.js';
 
 export const REPORTS_FILE = 'reports.jsonl';
 
@@ -21,6 +22,11 @@ export interface RuntimeOptions {
   verdict: VerdictThresholds;
   safetyNet: SafetyNetOptions;
   stateDir: string;
+  /**
+   * Whether what the collector says (a harness's announcement, the offset to the host) may count as migration
+   * evidence for the safety net (--accept-announce). Off, only the guest's own kernel and clocks can license a repair.
+   */
+  collectorEvidence: boolean;
 }
 
 export interface RuntimeOutputs {
@@ -91,7 +97,7 @@ export class AgentRuntime {
   }
 
   private signal(triggers: readonly EpisodeTrigger[]): void {
-    const evidence = triggers.find(isMigrationEvidence);
+    const evidence = triggers.find((t) => isMigrationEvidence(t) && (this.options.collectorEvidence || !isCollectorEvidence(t)));
     if (evidence) void this.safetyNet.migrationSignal({ kind: evidence.kind, detail: evidence.detail, atMs: evidence.at.monotonicMs });
   }
 
@@ -123,17 +129,19 @@ export class AgentRuntime {
 
   /**
    * A migration that moved the guest clock against the host's by --clock-heal-ms or more (a long pause, a
-   * save/restore, a step) has the safety net move it back by as much. Only a measured offset says by how much: a pause
-   * alone does not (after a Xen suspend realtime ran on). The agent's own step is not an event of the guest's.
+   * save/restore, a step) has the safety net move it back by as much (see clockCorrectionMs). Only a measured offset
+   * says by how much: a pause alone does not (after a Xen suspend realtime ran on). The agent's own step is not an
+   * event of the guest's.
    */
   private async healClockAfter(episode: Episode): Promise<void> {
     const moved = this.offsetMovedMs;
     this.offsetMovedMs = 0;
-    if (!episode.triggers.some(isMigrationEvidence) || Math.abs(moved) < this.options.safetyNet.clockHealMs) return;
+    const correction = clockCorrectionMs(episode, moved, this.options.safetyNet.clockHealMs);
+    if (correction === null) return;
     const until = monotonicMs() + OWN_CLOCK_STEP_GRACE_MS;
-    this.ownStep = { byMs: -moved, untilMs: until };
-    this.engine.expectOwnClockStep(-moved, until);
-    await this.safetyNet.healClock(moved, `after migration ${episode.migrationId ?? episode.id}`);
+    this.ownStep = { byMs: correction, untilMs: until };
+    this.engine.expectOwnClockStep(correction, until);
+    await this.safetyNet.healClock(-correction, `after migration ${episode.migrationId ?? episode.id}`);
   }
 
   private track(work: Promise<void>): void {

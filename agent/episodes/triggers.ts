@@ -53,6 +53,18 @@ export function isMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): bool
   return MIGRATION_EVIDENCE.has(trigger.kind);
 }
 
+/** Migration evidence that comes over the collector connection (a harness's announcement, the offset to the host). */
+const COLLECTOR_EVIDENCE = new Set<EpisodeTrigger['kind']>(['harness-announce', 'host-offset-step']);
+
+export function isCollectorEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
+  return COLLECTOR_EVIDENCE.has(trigger.kind);
+}
+
+/** Migration evidence the guest's own kernel and clocks give: no collector can claim it. */
+export function isLocalMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
+  return isMigrationEvidence(trigger) && !isCollectorEvidence(trigger);
+}
+
 /**
  * Recognises the observations that mean "something happened to this guest": the moments an episode opens. It keeps
  * the little state that needs (last clock deltas, carrier counters and MACs per interface) and nothing else.

@@ -310,3 +310,14 @@ t.test('an address with a lease (finite lifetime) is its daemon\'s: a migration-
   t.notMatch(addresses, /192\.0\.2\.77/, 'the leased one is left to its DHCP client: never made permanent by flinch');
   t.notOk(report.remediation.actions.some((a) => a.target.includes('192.0.2.77')));
 });
+
+t.test('without --accept-announce, what the collector says licenses nothing: an announced migration\'s flush is left alone', async (t) => {
+  const netns = await guest(t);
+  const agent = await agentIn(t, netns, 'on', undefined, [], false);
+  agent.migrate();
+  await exec(netns, 'nft', 'flush', 'table', 'inet', 'user');
+  await sleep(3000);
+  t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport/, 'not restored');
+  t.match(agent.stderr.join(''), /left-alone: firewall-table firewall nftables inet user/);
+  t.same(agent.reports(), [], 'and the announcement opened no episode either');
+});

@@ -48,12 +48,12 @@ export interface Agent extends AgentProcess {
 
 let migrations = 0;
 
-export async function agentIn(t: Test, netns: string, mode = 'on', stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-')), extra: string[] = []): Promise<Agent> {
+export async function agentIn(t: Test, netns: string, mode = 'on', stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-state-')), extra: string[] = [], acceptAnnounce = true): Promise<Agent> {
   const collector = await startNetnsCollector(t, netns, AGENT_ID, KEY);
   const tokenFile = path.join(stateDir, 'token');
   writeFileSync(tokenFile, `${KEY}\n`, { mode: 0o600 });
   const agent = startAgent(t, [
-    'run', '--collector', `ws://127.0.0.1:${collector.port}`, '--agent-id', AGENT_ID, '--token-file', tokenFile, '--accept-announce',
+    'run', '--collector', `ws://127.0.0.1:${collector.port}`, '--agent-id', AGENT_ID, '--token-file', tokenFile, ...(acceptAnnounce ? ['--accept-announce'] : []),
     '--probes', 'link,addressing,nftables,iptables,clock', '--remediate', mode, '--settle', '1500',
     '--adopt-after', '2000', '--legacy-poll', '200', '--state-dir', stateDir, ...extra,
   ], netns);

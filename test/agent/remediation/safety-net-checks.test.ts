@@ -7,6 +7,7 @@ import { SafetyNet, DEFAULT_SAFETY_NET_OPTIONS } from '../../../agent/remediatio
 import type { FirewallTableState, LiveState } from '../../../agent/remediation/live-state.js';
 import { monotonicMs } from '../../../probes/clock/read-clocks.js';
 import { runningTimeDaemon } from '../../../agent/system/clock.js';
+import { clockCorrectionMs } from '../../../agent/remediation/clock-heal.js';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -208,4 +209,17 @@ t.test('which time daemon runs is read from /proc/PID/comm (cut at 15 characters
   add('812', 'systemd-timesyn');
   t.equal(runningTimeDaemon(proc), 'systemd-timesyncd');
   t.equal(runningTimeDaemon('/nonexistent'), null);
+});
+
+t.test('the clock is corrected by what the migration moved, only after a migration the guest\'s own kernel saw', async (t) => {
+  const at = { realtimeMs: 0, monotonicMs: 0 };
+  const announce = { kind: 'harness-announce' as const, detail: 'm1', at };
+  const offsetStep = { kind: 'host-offset-step' as const, detail: 'offset moved', at };
+  const notify = { kind: 'notify-peers' as const, detail: 'eth0', at };
+  const pause = (magnitudeMs: number) => ({ kind: 'pause' as const, detail: 'woke late', magnitudeMs, at });
+  t.equal(clockCorrectionMs({ triggers: [announce, notify] }, -5066, 1000), 5066, 'a QEMU stop froze the guest clocks: the offset is the measure');
+  t.equal(clockCorrectionMs({ triggers: [notify, { kind: 'clock-step', detail: 'realtime moved', magnitudeMs: 4550, at }] }, 4480, 1000), -4480, 'a step: back by what the host saw');
+  t.equal(clockCorrectionMs({ triggers: [notify, pause(3100)] }, -400, 1000), null, 'under --clock-heal-ms: left');
+  t.equal(clockCorrectionMs({ triggers: [announce, offsetStep, pause(3100)] }, -3200, 1000), null, 'only the collector says a migration happened: left');
+  t.equal(clockCorrectionMs({ triggers: [notify, pause(200)] }, -3600_000, 1000), null, 'a claimed hour against a 200 ms pause the guest saw: left');
 });
