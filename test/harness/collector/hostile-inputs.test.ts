@@ -59,7 +59,9 @@ t.test('hostile inputs are each refused with their reason, counted, and the good
     ['a JSON array', 'malformed', async () => { const c = await rawConnection(port); c.sendSigned(MALLORY_KEY, '[1,2,3]'); return c; }],
     ['JSON null', 'malformed', async () => { const c = await rawConnection(port); c.sendSigned(MALLORY_KEY, 'null'); return c; }],
     ['malformed JSON', 'malformed', async () => { const c = await rawConnection(port); c.sendSigned(MALLORY_KEY, '{"type": "hello", '); return c; }],
-    ['deeply nested JSON', 'malformed', async () => { const c = await rawConnection(port); c.sendSigned(MALLORY_KEY, '['.repeat(500_000)); return c; }],
+    // After the hello: before it, a frame this size is refused as oversize (16 KiB) without being read.
+    ['deeply nested JSON', 'malformed', async () => { const c = await asMallory(); c.sendSigned(MALLORY_KEY, '['.repeat(500_000)); return c; }],
+    ['a frame over 16 KiB before the hello', 'oversize', async () => { const c = await rawConnection(port); c.sendSigned(MALLORY_KEY, '['.repeat(20_000)); return c; }, 1009],
     ['a second hello on one connection', 'protocol', async () => { const c = await asMallory(); c.sendSigned(MALLORY_KEY, helloFor('mallory', c.nonce)); return c; }],
     ['an unknown message type', 'schema', async () => { const c = await asMallory(); c.sendSigned(MALLORY_KEY, { type: 'flush-firewall' }); return c; }],
     ['a type that is not a string', 'schema', async () => { const c = await asMallory(); c.sendSigned(MALLORY_KEY, { type: 42 }); return c; }],
