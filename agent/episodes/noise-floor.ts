@@ -6,8 +6,14 @@
 export interface NoiseFloorOptions {
   /** An explicit floor (--timing-noise): never below this. */
   overrideMs: number;
-  /** Never below this either, before any history is learnt (ms). */
+  /** Never below this either (ms). */
   minimumMs: number;
+  /**
+   * For this long after the agent starts (ms) the floor is at least warmUpMinimumMs: the noise is not known yet, and a
+   * busy host's first spikes (80 ms of steal on this machine under stress-ng) would otherwise open episodes.
+   */
+  warmUpMs: number;
+  warmUpMinimumMs: number;
   /** A pause opens an episode alone when it is this many times the noise's 99th percentile. */
   factor: number;
   /** How long a noise sample is remembered (ms). */
@@ -20,6 +26,8 @@ export interface NoiseFloorOptions {
 export const DEFAULT_PAUSE_NOISE: NoiseFloorOptions = {
   overrideMs: 0,
   minimumMs: 50,
+  warmUpMs: 10 * 60_000,
+  warmUpMinimumMs: 200,
   factor: 3,
   windowMs: 24 * 3600_000,
   maxSamples: 4096,
@@ -29,17 +37,21 @@ export const DEFAULT_PAUSE_NOISE: NoiseFloorOptions = {
  * Moves of the guest's offset against the host. Migration evidence when above the floor: a migration's pause shows as
  * tens of ms of lag (QEMU TCG: 50–70 ms); a loaded host's probes wobble by a few.
  */
-export const DEFAULT_OFFSET_NOISE: NoiseFloorOptions = { ...DEFAULT_PAUSE_NOISE, minimumMs: 20 };
+export const DEFAULT_OFFSET_NOISE: NoiseFloorOptions = { ...DEFAULT_PAUSE_NOISE, minimumMs: 20, warmUpMinimumMs: 20 };
 
 export class NoiseFloor {
   private readonly samples: Array<{ atMs: number; magnitudeMs: number }> = [];
 
+  private startedAtMs: number | null = null;
+
   constructor(private readonly options: NoiseFloorOptions) {}
 
-  /** The smallest pause that opens an episode on its own now (ms). */
+  /** The smallest move that counts now (ms). The first call starts the warm-up. */
   thresholdMs(nowMs: number): number {
+    this.startedAtMs ??= nowMs;
     this.expire(nowMs);
-    return Math.max(this.options.overrideMs, this.options.minimumMs, this.options.factor * this.learntMs());
+    const minimum = nowMs - this.startedAtMs < this.options.warmUpMs ? this.options.warmUpMinimumMs : this.options.minimumMs;
+    return Math.max(this.options.overrideMs, minimum, this.options.factor * this.learntMs());
   }
 
   /** The 99th percentile of the noise remembered (0 when none). */

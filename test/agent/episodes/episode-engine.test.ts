@@ -2,6 +2,9 @@
 import t from 'tap';
 import { isMigrationEvidence } from '../../../agent/episodes/triggers.js';
 import { EpisodeEngine, DEFAULT_EPISODE_OPTIONS, type Episode, type EngineClock } from '../../../agent/episodes/episode-engine.js';
+
+/** The engine as it is once its noise floor is past its warm-up (tested on its own at the end). */
+const AFTER_WARM_UP = { ...DEFAULT_EPISODE_OPTIONS, pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, warmUpMs: 0 } };
 import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
 import type { LinkObservation, Observation } from '../../../probes/observation.js';
 
@@ -39,7 +42,7 @@ const link = (at: { realtimeMs: number; monotonicMs: number }, extra: Partial<Li
 t.test('NOTIFY_PEERS opens an episode that closes after a quiet settle window, with what came just before', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 3000, lookbackMs: 2000 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 3000, lookbackMs: 2000 }, clock);
   engine.ingest(link(stamp(), { action: 'dump' }));
   advance(500);
   const before: Observation = { kind: 'neighbour', action: 'del', ifindex: 2, address: '10.0.3.1', lladdr: null, state: [], at: stamp() };
@@ -63,7 +66,7 @@ t.test('NOTIFY_PEERS opens an episode that closes after a quiet settle window, w
 t.test('a carrier counter that moved, an interface re-created, a canary lost: each alone opens nothing, and joins a migration\'s episode', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const flushed = () => ({ kind: 'firewall', backend: 'nftables', hash: 'x', previousHash: 'y', rules: 0, added: [], removed: ['r'], canary: 'missing', staleInterfaceRefs: [], trigger: 'event', at: stamp() }) as Observation;
   engine.ingest(link(stamp(), { action: 'dump' }));
   t.same(engine.ingest(link(stamp(), {}, { carrierChanges: 4 })).map((x) => x.kind), ['carrier-counter']);
@@ -87,7 +90,7 @@ t.test('a carrier counter that moved, an interface re-created, a canary lost: ea
 t.test('a harness announcement names the episode; an endless one is closed at the cap', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, maxEpisodeMs: 5000 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 1000, maxEpisodeMs: 5000 }, clock);
   engine.announce('starting', 'm-1');
   for (let i = 0; i < 20; i += 1) {
     advance(500);
@@ -109,7 +112,7 @@ t.test('a harness announcement names the episode; an endless one is closed at th
 t.test("a migration starting while a noisy episode is open gets an episode of its own", async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, maxEpisodeMs: 60_000 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 1000, maxEpisodeMs: 60_000 }, clock);
   const noise = () => engine.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   noise();
   for (let i = 0; i < 5; i += 1) {
@@ -129,7 +132,7 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
   t.equal(engine.open!.migrationId, 'm-2');
   engine.announce('finished', 'm-2');
   t.equal(engine.open!.migrationId, 'm-2', 'finishing joins the open episode of the same migration');
-  const fresh = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000 }, clock);
+  const fresh = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 1000 }, clock);
   fresh.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   advance(200);
   fresh.announce('starting', 'm-3');
@@ -140,7 +143,7 @@ t.test("a migration starting while a noisy episode is open gets an episode of it
 t.test("what a migration's before-faults did just before it started is its own, not the closing episode's", async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000, lookbackMs: 500, maxEpisodeMs: 60_000 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 1000, lookbackMs: 500, maxEpisodeMs: 60_000 }, clock);
   const noise = () => engine.ingest({ kind: 'pause', lateByMs: 80, stealMs: 0, at: stamp() });
   engine.ingest(link(stamp())); // the baseline the carrier counter moves from
   noise();
@@ -166,7 +169,7 @@ t.test("what a migration's before-faults did just before it started is its own, 
 t.test("a lost announcement does not keep an episode open: the next migration's, whatever its phase, closes it", async (t) => {
   const { clock } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 1000 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 1000 }, clock);
   engine.announce('starting', 'm-1'); // its "finished" never arrives: the connection was lost across the save/restore
   engine.announce('finished', 'm-2'); // replayed by the collector when the agent came back
   t.same(closed.map((e) => e.migrationId), ['m-1']);
@@ -176,7 +179,7 @@ t.test("a lost announcement does not keep an episode open: the next migration's,
 t.test('a suspend (monotonic stopped, realtime and boottime ran on) is noticed however long; a step of realtime alone disrupts', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const sample = (rt: number, bt: number) =>
     ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: bt, at: stamp() }) as Observation;
   engine.ingest(sample(0, 0));
@@ -193,7 +196,7 @@ t.test('a suspend (monotonic stopped, realtime and boottime ran on) is noticed h
 t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
   engine.ingest(sample(0));
   engine.ingest(sample(50));
@@ -206,7 +209,7 @@ t.test('clock steps: small ones are noticed, large ones disrupt', async (t) => {
 t.test("a clock read that was held up (a wide read spread) is not taken for a step, a real step still is", async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const sample = (rt: number, bt: number, readSpreadMs: number) =>
     ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: bt, readSpreadMs, at: stamp() }) as Observation;
   engine.ingest(sample(0, 0, 0.1));
@@ -222,7 +225,7 @@ t.test("a clock read that was held up (a wide read spread) is not taken for a st
 t.test('a pause alone opens an episode only above the noise floor the engine learns from its own history', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const pause = (lateByMs: number, stealMs = 0) => engine.ingest({ kind: 'pause', lateByMs, stealMs, at: stamp() });
   for (let i = 0; i < 200; i += 1) {
     t.same(pause(i % 2 ? 0.4 : 12, i % 3 ? 10 : 0), [], 'host noise (the issue\'s "woke 0.4 ms late, 10 ms stolen") opens nothing');
@@ -249,7 +252,7 @@ t.test('a pause alone opens an episode only above the noise floor the engine lea
 t.test('a pause in an episode with migration evidence is not learnt as noise; --timing-noise overrides the floor', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   for (let i = 0; i < 20; i += 1) {
     engine.announce('starting', `m-${i}`);
     engine.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() });
@@ -258,7 +261,7 @@ t.test('a pause in an episode with migration evidence is not learnt as noise; --
   }
   t.equal(engine.noiseFloor.learntMs(), 0, 'migrations\' pauses are not noise');
   t.same(engine.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() }).map((x) => x.kind), ['pause']);
-  const strict = new EpisodeEngine(() => undefined, { ...DEFAULT_EPISODE_OPTIONS, pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, overrideMs: 500 } }, clock);
+  const strict = new EpisodeEngine(() => undefined, { ...AFTER_WARM_UP, pauseNoise: { ...AFTER_WARM_UP.pauseNoise, overrideMs: 500 } }, clock);
   t.same(strict.ingest({ kind: 'pause', lateByMs: 300, stealMs: 0, at: stamp() }), [], 'under an explicit 500 ms floor a 300 ms pause is noise');
 });
 
@@ -274,7 +277,7 @@ t.test('only migration signals are migration evidence', async (t) => {
 t.test('the offset to the host: probe wobble is learnt as noise; a migration-sized lag is migration evidence', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const offset = (changeMs: number) => engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs, at: stamp() });
   for (let i = 0; i < 100; i += 1) {
     t.same(offset(i % 2 ? 2.5 : -3), [], 'a loaded host\'s few-ms wobble opens nothing');
@@ -289,7 +292,7 @@ t.test('the offset to the host: probe wobble is learnt as noise; a migration-siz
 t.test("the agent's own clock step (healing the clock) opens no episode", async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
-  const engine = new EpisodeEngine((e) => closed.push(e), { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
   engine.ingest(sample(0));
   engine.expectOwnClockStep(3200, stamp().monotonicMs + 1000);
@@ -300,4 +303,19 @@ t.test("the agent's own clock step (healing the clock) opens no episode", async 
   t.same(engine.ingest(sample(9400)).map((x) => x.kind), ['clock-step'], 'a move of another size is not the one flinch made');
   advance(2000);
   t.same(engine.ingest(sample(7400)).map((x) => x.kind), ['clock-step'], 'nor one after the expectation ran out');
+});
+
+t.test('for its first 10 minutes the floor is at least 200 ms: the noise is not known yet', async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const engine = () => new EpisodeEngine(() => undefined, { ...DEFAULT_EPISODE_OPTIONS, settleMs: 100 }, clock);
+  const pause = (e: EpisodeEngine, lateByMs: number) => e.ingest({ kind: 'pause', lateByMs, stealMs: 0, at: stamp() });
+  const early = engine();
+  t.same(pause(early, 30), [], 'the first reading starts the warm-up');
+  t.equal(early.noiseFloor.thresholdMs(stamp().monotonicMs), 200, 'warming up: 200 ms');
+  t.same(pause(early, 120), [], 'so a 120 ms spike (this machine under stress-ng showed 80 ms of steal) opens nothing');
+  const later = engine();
+  t.same(pause(later, 30), []);
+  advance(10 * 60_000 + 1);
+  t.equal(later.noiseFloor.thresholdMs(stamp().monotonicMs), 90, 'past the warm-up: 3 × the 99th percentile of what proved nothing');
+  t.same(pause(later, 120).map((x) => x.kind), ['pause'], 'and the same 120 ms pause now stands out');
 });
