@@ -48,6 +48,13 @@ const collector = spawn(
 );
 let collectorLog = '';
 collector.stderr!.on('data', (d) => (collectorLog += d));
+collector.once('exit', (code, signal) => {
+  if (!stopping) {
+    process.stderr.write(`the collector exited (${signal ?? code}) during the benchmark:\n${collectorLog.slice(-3000)}\n`);
+    process.exit(1);
+  }
+});
+let stopping = false;
 for (let i = 0; i < 200 && !collectorLog.includes('listening'); i += 1) await sleep(50);
 const idleRss = rssOf(collector.pid!);
 
@@ -112,6 +119,7 @@ for (const rate of RATES) {
 
 for (const worker of [...workers, ...(hostileWorker ? [hostileWorker] : [])]) worker.send({ cmd: 'stop' });
 const finalRss = rssOf(collector.pid!);
+stopping = true;
 collector.kill('SIGTERM');
 await new Promise((resolve) => collector.once('exit', resolve));
 process.stdout.write(

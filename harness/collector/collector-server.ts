@@ -281,6 +281,9 @@ export class CollectorServer extends EventEmitter<{
   private readonly pendingByAddress = new Map<string, number>();
 
   private accept(socket: WebSocket, address: string): void {
+    // First of all, before any refusal: a socket's 'error' with no listener would throw out of the server (a peer
+    // refused as busy that sends an oversize frame anyway).
+    socket.on('error', () => undefined);
     if (this.pending >= (this.options.maxPending ?? 1000)) {
       this.reject(null, socket, 'busy', `more than ${this.options.maxPending ?? 1000} connections waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
       return;

@@ -258,3 +258,25 @@ t.test('a flood of 1 000 hostile connections (idle, slow, partial large frames) 
   t.ok([...keys.keys()].every((id) => collector.agents.get(id)!.connections === 1), 'none disconnected');
   t.ok(process.memoryUsage().rss < 1024 ** 3, `rss ${Math.round(process.memoryUsage().rss / 1024 ** 2)} MiB with the flood held open`);
 });
+
+t.test('a peer refused as busy that sends an oversize frame anyway cannot throw out of the collector', async (t) => {
+  const { collector, store, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['good', GOOD_KEY]])), maxPendingPerAddress: 1, helloTimeoutMs: 10_000 });
+  const net = await import('node:net');
+  const sockets: Array<import('node:net').Socket> = [];
+  t.teardown(() => sockets.forEach((s) => s.destroy()));
+  const upgrade = 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+  // A masked text frame header announcing 1 MiB, written together with the upgrade: it is there before any refusal.
+  const header = Buffer.from([0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4]);
+  for (let i = 0; i < 5; i += 1) {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.4' });
+    socket.on('error', () => undefined);
+    socket.once('connect', () => socket.write(Buffer.concat([Buffer.from(upgrade), header, Buffer.alloc(100, 0x61)])));
+    sockets.push(socket);
+  }
+  await until('the busy refusals', () => collector.rejected >= 4);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const good = inProcessAgent(t, `ws://127.0.0.1:${port}`, 'good', GOOD_KEY);
+  good.client.sendReport(sampleReport('good', 1));
+  await until('the collector still serving', () => store.lastSeq('good') >= 1);
+  t.pass('alive');
+});
