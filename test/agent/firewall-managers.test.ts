@@ -124,6 +124,15 @@ t.test('fail2ban (nftables action): bans and unbans after the baseline survive a
   await client('set', 'flinch-test', 'banip', '203.0.113.8');
   await eventually('fail2ban still bans', async () => /203\.0\.113\.8/.test(await set()));
   t.same(repairsIn(agent).filter((l) => l.includes('f2b')), [], 'fail2ban was never fought');
+  await sleep(3000); // its bans adopted, as any lasting change
+  const mark2 = agent.mark();
+  agent.migrate();
+  await exec(netns, 'nft', 'flush', 'ruleset');
+  const flushed = await agent.nextReport(mark2);
+  t.equal(flushed.verdict, 'healed', JSON.stringify(flushed.remediation.actions.map((a) => [a.target, a.result, a.error])));
+  t.match(await set(), /203\.0\.113\.7.*203\.0\.113\.8|203\.0\.113\.8.*203\.0\.113\.7/s, "a migration-time flush: fail2ban's table back with the bans it had");
+  await client('set', 'flinch-test', 'banip', '203.0.113.9');
+  await eventually('and fail2ban bans into it again', async () => /203\.0\.113\.9/.test(await set()));
 });
 
 const NFP_DIR = readdirSync('/var/cache/flinch').filter((d) => d.startsWith('netfilter-persistent-')).map((d) => path.join('/var/cache/flinch', d))[0];
