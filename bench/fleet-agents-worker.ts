@@ -18,7 +18,7 @@ interface SimAgent {
 
 type Command =
   | { cmd: 'connect'; port: number; ids: string[]; secret: string; concurrency: number }
-  | { cmd: 'hostile'; port: number; count: number; address: string }
+  | { cmd: 'hostile'; port: number; count: number; address: string; reopenMs: number }
   | { cmd: 'load'; ratePerSecond: number; durationMs: number }
   | { cmd: 'stop' };
 
@@ -135,7 +135,7 @@ async function load(command: Extract<Command, { cmd: 'load' }>): Promise<void> {
 /**
  * Hostile connections from one address, held open for the whole run: a third idle (TCP only, never an upgrade), a
  * third slow (upgraded, then a frame header and a trickle), a third holding a partial large frame. Each one the
- * collector closes is opened again.
+ * collector closes is opened again reopenMs later.
  */
 function hostile(command: Extract<Command, { cmd: 'hostile' }>): void {
   let opened = 0;
@@ -144,7 +144,7 @@ function hostile(command: Extract<Command, { cmd: 'hostile' }>): void {
     opened += 1;
     socket.on('error', () => undefined);
     socket.once('close', () => {
-      if (!stopping) setTimeout(() => openOne(kind), 100);
+      if (!stopping) setTimeout(() => openOne(kind), command.reopenMs);
     });
     socket.once('connect', () => {
       if (kind === 0) return;

@@ -1,5 +1,5 @@
 // 10 000 simulated agents against one `flinch collect` on this machine.
-//   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20] [hostile=0]
+//   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20] [hostile=0] [reopen-ms=100]
 // With hostile > 0, one more worker holds that many hostile connections open from one address (127.0.0.2) throughout.
 // The collector is the real CLI in its own process (its RSS is read from /proc); the agents are real WebSocket
 // connections in a few worker processes, speaking the real protocol with signed frames. Prints a JSON summary.
@@ -11,8 +11,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../harness/project-paths.js';
 
-const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20', hostileArg = '0'] = process.argv.slice(2);
+const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20', hostileArg = '0', reopenArg = '100'] = process.argv.slice(2);
 const HOSTILE = Number(hostileArg);
+/** How soon a hostile connection the collector closed is opened again (ms). */
+const REOPEN_MS = Number(reopenArg);
 const AGENTS = Number(agentsArg);
 const WORKERS = Number(workersArg);
 const RATES = ratesArg.split(',').map(Number);
@@ -76,7 +78,7 @@ const ask = <T>(worker: (typeof workers)[number], command: object, reply: string
 let hostileWorker: (typeof workers)[number] | null = null;
 if (HOSTILE > 0) {
   hostileWorker = fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() });
-  await ask(hostileWorker, { cmd: 'hostile', port, count: HOSTILE, address: '127.0.0.2' }, 'hostile-started');
+  await ask(hostileWorker, { cmd: 'hostile', port, count: HOSTILE, address: '127.0.0.2', reopenMs: REOPEN_MS }, 'hostile-started');
   await sleep(3000);
 }
 const hostileRss = rssOf(collector.pid!);
@@ -123,5 +125,5 @@ stopping = true;
 collector.kill('SIGTERM');
 await new Promise((resolve) => collector.once('exit', resolve));
 process.stdout.write(
-  `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), hostile: HOSTILE, refused: AGENTS - welcomed, collectorRss: { idle: idleRss, withHostile: hostileRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
+  `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), hostile: HOSTILE, hostileReopenMs: REOPEN_MS, refused: AGENTS - welcomed, collectorRss: { idle: idleRss, withHostile: hostileRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
 );
