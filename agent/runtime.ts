@@ -58,7 +58,7 @@ export class AgentRuntime {
    */
   private offsetMovedMs = 0;
   /** A clock step the safety net made, whose echo in the offset to the host is still to come. */
-  private ownStep: { byMs: number; untilMs: number } | null = null;
+  private ownStep: { byMs: number; untilMs: number; askedAtMs: number } | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -114,10 +114,17 @@ export class AgentRuntime {
   /** The offset's echo of the safety net's own step is marked as such: no evidence, no trigger. */
   private markOwnStep(observation: HostOffsetObservation): void {
     const own = this.ownStep;
-    if (!own || observation.at.monotonicMs > own.untilMs) return;
+    if (!own) return;
+    if (observation.at.monotonicMs > own.untilMs) {
+      this.ownStep = null;
+      this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs);
+      return;
+    }
     if (Math.abs(observation.changeMs! - own.byMs) <= ownStepToleranceMs(own.byMs)) {
       observation.cause = 'flinch-clock-heal';
       this.ownStep = null;
+      // The offset to the host moved back by the step: from asking to seeing it is how long the clock took to converge.
+      this.safetyNet.clockConverged(observation.at.monotonicMs - own.askedAtMs, null);
     }
   }
 
@@ -139,7 +146,7 @@ export class AgentRuntime {
     const correction = clockCorrectionMs(episode, moved, this.options.safetyNet.clockHealMs);
     if (correction === null) return;
     const until = monotonicMs() + OWN_CLOCK_STEP_GRACE_MS;
-    this.ownStep = { byMs: correction, untilMs: until };
+    this.ownStep = { byMs: correction, untilMs: until, askedAtMs: monotonicMs() };
     this.engine.expectOwnClockStep(correction, until);
     await this.safetyNet.healClock(-correction, `after migration ${episode.migrationId ?? episode.id}`);
   }

@@ -232,11 +232,12 @@ export class SafetyNet {
     if (actions.some((a) => a.result === 'conflict')) return 'conflict';
     const repairs = actions.filter((a) => a.result !== 'left-alone');
     if (this.options.mode === 'dry-run') return repairs.length > 0 ? 'dry-run' : 'not-needed';
-    // Announcements are courtesy, and a skipped action changed nothing: neither decides whether the guest healed.
+    // Announcements are courtesy, a convergence is a reading of what a repair did, and a skipped action changed
+    // nothing: none decides whether the guest healed.
     // Of several attempts at one repair only the last counts: a route put back once its address is, after a first
     // try that came too early ("Nexthop has invalid gateway"), is repaired.
     const lastAttempts = new Map<string, RemediationAction>();
-    for (const a of repairs) if (a.what !== 'announce' && a.result !== 'skipped') lastAttempts.set(`${a.what} ${a.target}`, a);
+    for (const a of repairs) if (a.what !== 'announce' && a.what !== 'clock-converged' && a.result !== 'skipped') lastAttempts.set(`${a.what} ${a.target}`, a);
     const repaired = [...lastAttempts.values()];
     if (repaired.length === 0) return remaining.length === 0 ? 'not-needed' : 'failed';
     if (remaining.length === 0 && repaired.every((a) => a.result === 'ok')) return 'healed';
@@ -269,6 +270,18 @@ export class SafetyNet {
       this.record({ what: 'clock', target, why: `${reason}${daemon ? ` (asked ${daemon})` : ''}`, command, result: dryRun ? 'dry-run' : 'ok', durationMs: monotonicMs() - started });
     } catch (error) {
       this.record({ what: 'clock', target, why: reason, result: 'failed', error: (error as Error).message, durationMs: monotonicMs() - started });
+    }
+  }
+
+  /**
+   * The offset to the host showed the clock back where it belongs `afterMs` after it was stepped or a daemon was asked
+   * to (null: not within `waitedMs`, so the daemon slews, or refused). Audited beside the step itself.
+   */
+  clockConverged(afterMs: number | null, waitedMs: number | null): void {
+    if (afterMs !== null) {
+      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: 'the offset to the host moved back by the step', result: 'ok', durationMs: afterMs });
+    } else {
+      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: 'the offset to the host did not move back by the step', result: 'failed', error: `not within ${Math.round((waitedMs ?? 0) / 1000)} s`, durationMs: waitedMs ?? 0 });
     }
   }
 

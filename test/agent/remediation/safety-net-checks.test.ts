@@ -223,3 +223,13 @@ t.test('the clock is corrected by what the migration moved, only after a migrati
   t.equal(clockCorrectionMs({ triggers: [announce, offsetStep, pause(3100)] }, -3200, 1000), null, 'only the collector says a migration happened: left');
   t.equal(clockCorrectionMs({ triggers: [notify, pause(200)] }, -3600_000, 1000), null, 'a claimed hour against a 200 ms pause the guest saw: left');
 });
+
+t.test('how long the clock took to converge is audited, and is no repair of its own', async (t) => {
+  const net = new SafetyNet({ ...DEFAULT_SAFETY_NET_OPTIONS, mode: 'on', canaries: false }, null, () => undefined, async () => withTable, async () => withTable);
+  net.clockConverged(840, null);
+  net.clockConverged(null, 120_000);
+  const [ok, late] = net.actionsSince(0);
+  t.match(ok, { what: 'clock-converged', result: 'ok', durationMs: 840 });
+  t.match(late, { what: 'clock-converged', result: 'failed', error: 'not within 120 s' });
+  t.equal(net.outcome(net.actionsSince(0), []), 'not-needed', 'a reading, not a repair');
+});
