@@ -59,6 +59,14 @@ export async function installMissingCanaries(state: FirewallState): Promise<stri
   return missing;
 }
 
-export async function removeCanaries(state: FirewallState): Promise<void> {
-  if (state.canaries.length > 0) await change(state.canaries, false);
+/**
+ * Takes the canaries out, each on its own: one already gone (flushed meanwhile) must not keep the others in. Returns
+ * the locations that could not be removed, with why.
+ */
+export async function removeCanaries(state: FirewallState): Promise<string[]> {
+  const failures: string[] = [];
+  for (const location of state.canaries) {
+    await change([location], false).catch((error: Error) => failures.push(`${location}: ${error.message}`));
+  }
+  return failures;
 }

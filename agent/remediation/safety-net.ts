@@ -292,9 +292,9 @@ export class SafetyNet {
     await this.idle();
     if (this.options.mode !== 'on' || !this.options.canaries) return;
     try {
-      await removeCanaries(await this.captureFirewall());
+      for (const failure of await removeCanaries(await this.captureFirewall())) this.log(`safety net: could not remove a canary: ${failure}`);
     } catch (error) {
-      this.log(`safety net: could not remove the canaries: ${(error as Error).message}`);
+      this.log(`safety net: could not read the firewall to remove the canaries: ${(error as Error).message}`);
     }
   }
 
