@@ -1,6 +1,6 @@
-// Benchmark (issue 13): the QEMU lab guest left idle after one plain migration, its agent on with every probe and
-// --remediate on, for MINUTES: every report the collector stored that is not the migration's is an episode the agent
-// opened on its own (the goal is none).
+// Benchmark (issue 13): the QEMU lab guest left idle, its agent on with every probe and --remediate on: `flinch lab
+// --settle` waits MINUTES before its one plain migration and as long after it. Every report the collector stored
+// that is not the migration's is an episode the agent opened on its own (the goal is none).
 // Usage, as root: npm run build && node --import ./bench/register-ts.mjs bench/lab-idle-soak.ts MINUTES
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';

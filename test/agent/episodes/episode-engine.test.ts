@@ -4,7 +4,11 @@ import { isMigrationEvidence } from '../../../agent/episodes/triggers.js';
 import { EpisodeEngine, DEFAULT_EPISODE_OPTIONS, type Episode, type EngineClock } from '../../../agent/episodes/episode-engine.js';
 
 /** The engine as it is once its noise floor is past its warm-up (tested on its own at the end). */
-const AFTER_WARM_UP = { ...DEFAULT_EPISODE_OPTIONS, pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, warmUpMs: 0 } };
+const AFTER_WARM_UP = {
+  ...DEFAULT_EPISODE_OPTIONS,
+  pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, warmUpMs: 0 },
+  offsetNoise: { ...DEFAULT_EPISODE_OPTIONS.offsetNoise, warmUpMs: 0 },
+};
 import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
 import type { LinkObservation, Observation } from '../../../probes/observation.js';
 
