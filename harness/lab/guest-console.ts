@@ -1,6 +1,10 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** ^C: the tty turns it into SIGINT, and an interactive shell drops the line it was reading. */
+const INTERRUPT = '\x03';
+const INTERRUPT_SETTLE_MS = 300;
+
 export interface ConsoleResult {
   exitCode: number;
   output: string;
@@ -47,13 +51,24 @@ export class GuestConsole {
     }
   }
 
-  /** Waits until the shell answers, which it does only once the guest has booted far enough to start it. */
+  /**
+   * Waits until the shell answers, which it does only once the guest has booted far enough to start it.
+   *
+   * Each try starts with ^C. What was written before the shell opened the port is partly lost (the 8250 driver clears
+   * its FIFO on open), so the shell's first line can start mid-command with an unmatched quote; the shell then waits for
+   * the quote to close, and every later command, with its quotes in pairs, only extends the string: a console that
+   * never answers (the CI run that failed this way waited 180 s). ^C makes the shell drop that line. The tty flushes its
+   * input on the signal, so the command is written only after a pause.
+   */
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`the guest console did not answer within ${timeoutMs} ms`);
       try {
+        if (this.closed) throw new Error('the guest console is closed');
+        this.socket.write(INTERRUPT);
+        await sleep(INTERRUPT_SETTLE_MS);
         await this.run('true', Math.min(left, 3000));
         return;
       } catch (error) {
