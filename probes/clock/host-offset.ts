@@ -13,9 +13,15 @@ const WINDOW = 8;
  */
 export class HostOffsetTracker {
   private readonly recent: Array<{ offsetMs: number; rttMs: number }> = [];
-  private reported: number | null = null;
+  private reported: { offsetMs: number; rttMs: number } | null = null;
 
-  /** Adds one complete exchange; returns an observation when the offset moved by more than the jitter. */
+  /**
+   * Adds one complete exchange; returns an observation when the offset moved by more than the jitter and more than the
+   * two exchanges' own uncertainty. An exchange's offset is only known to within half its round trip (a reply held up
+   * on one side reads as an offset), so a move is proven only beyond half the sum of both round trips: the first
+   * exchange of a connection, made while the agent was busy starting, once read 100 ms off and the next good one as a
+   * "step" that licensed repairs. A sample that proves nothing but is tighter than the reference replaces it quietly.
+   */
   add(exchange: TimeExchange): HostOffsetObservation | null {
     const sample = offsetSample(exchange);
     if (sample.rttMs < 0) return null;
@@ -24,14 +30,21 @@ export class HostOffsetTracker {
     const minRtt = Math.min(...this.recent.map((s) => s.rttMs));
     // Only a low-round-trip exchange may set the offset; one that waited out a pause would mislead.
     if (sample.rttMs > minRtt + RTT_SLACK_MS) return null;
-    if (this.reported !== null && Math.abs(sample.offsetMs - this.reported) < REPORT_STEP_MS) return null;
-    const changeMs = this.reported === null ? null : round(sample.offsetMs - this.reported);
-    this.reported = sample.offsetMs;
+    const previous = this.reported;
+    if (previous !== null) {
+      const uncertaintyMs = (previous.rttMs + sample.rttMs) / 2;
+      if (Math.abs(sample.offsetMs - previous.offsetMs) < REPORT_STEP_MS + uncertaintyMs) {
+        if (sample.rttMs < previous.rttMs) this.reported = { offsetMs: sample.offsetMs, rttMs: sample.rttMs };
+        return null;
+      }
+    }
+    this.reported = { offsetMs: sample.offsetMs, rttMs: sample.rttMs };
+    const changeMs = previous === null ? null : round(sample.offsetMs - previous.offsetMs);
     return { kind: 'host-offset', offsetMs: round(sample.offsetMs), rttMs: round(sample.rttMs), changeMs, at: stampNow() };
   }
 
   get offsetMs(): number | null {
-    return this.reported;
+    return this.reported?.offsetMs ?? null;
   }
 }
 

@@ -49,6 +49,17 @@ t.test("the guest's own host offset: a migration's downtime shows as a step", as
   t.match(tracker.add(exchange(3000, 680)), { offsetMs: -680, changeMs: -80 });
 });
 
+t.test('a move within the exchanges own uncertainty (half their round trips) is no step', async (t) => {
+  const tracker = new HostOffsetTracker();
+  // The first exchange of a connection, its request held up 200 ms before the agent stamped it: the offset reads +100.
+  t.match(tracker.add({ t1: 1000, t2: 1200, t3: 1200, t4: 1200 }), { offsetMs: 100, changeMs: null });
+  // The next exchanges are tight and show the true offset, 0: 100 ms away, but within (200 + 2) / 2 + 2.
+  t.equal(tracker.add({ t1: 2000, t2: 2001, t3: 2001, t4: 2002 }), null, 'no 100 ms "step" from a slow first exchange');
+  t.equal(tracker.offsetMs, 0, 'the tighter exchange became the reference');
+  t.equal(tracker.add({ t1: 3000, t2: 3001.5, t3: 3001.5, t4: 3002 }), null, 'jitter');
+  t.match(tracker.add({ t1: 4000, t2: 3931, t3: 3931, t4: 4002 }), { changeMs: -70 }, 'a real 70 ms lag, between tight exchanges, is a step');
+});
+
 t.test('a real pause (the agent stopped with SIGSTOP) is reported with its length', async (t) => {
   const agent = startAgent(t, ['watch', '--json', '--probes', 'clock']);
   await agent.waitFor((o) => o.kind === 'probe-status' && o.probe === 'clock', 0, 10_000);
