@@ -596,6 +596,7 @@ export class SafetyNet {
     full.durationMs = Math.round(full.durationMs * 100) / 100;
     this.actions.push(full);
     if (this.actions.length > 10_000) this.actions.splice(0, 1000);
-    this.log(`safety net: ${full.result}: ${full.what} ${full.target}${full.error ? ` (${full.error})` : ''}`);
+    // The why goes in the log line too: an administrator reading the journal must see what licensed a change.
+    this.log(`safety net: ${full.result}: ${full.what} ${full.target}${full.error ? ` (${full.error})` : ''}: ${full.why}`);
   }
 }

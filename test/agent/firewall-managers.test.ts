@@ -17,6 +17,9 @@ function repairsIn(agent: Agent): string[] {
   return agent.stderr.join('').split('\n').filter((l) => /safety net: (ok|failed|conflict):/.test(l));
 }
 
+/** On failure, the agent's own account (which evidence licensed the repair) beside the diff. */
+const agentLog = (agent: Agent) => ({ agentLog: agent.stderr.join('').split('\n').slice(-40).join('\n') });
+
 /** A daemon started in the namespace (ip netns exec execs it: the PID is the daemon's), stopped in teardown. */
 function daemon(t: Test, netns: string, argv: string[], env: NodeJS.ProcessEnv = {}): { output: () => string } {
   const child = spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -52,7 +55,7 @@ t.test('ufw: enable, allow, deny and reload are never reverted; a migration flus
   await sleep(3500);
   const rules = await chainRules(netns, 'filter', 'ufw-user-input');
   t.ok(rules.some((r) => r.includes('--dport 2222') && r.includes('ACCEPT')) && rules.some((r) => r.includes('--dport 23') && r.includes('DROP')), rules.join('\n'));
-  t.same(repairsIn(agent), [], 'ufw was never fought');
+  t.same(repairsIn(agent), [], 'ufw was never fought', agentLog(agent));
   t.match((await exec(netns, 'ufw', 'status')).stdout, /2222\/tcp\s+ALLOW/);
   const mark = agent.mark();
   agent.migrate();
@@ -83,7 +86,7 @@ t.test('firewalld (its own D-Bus): permanent rules and reloads kept; the committ
   const table = (await exec(netns, 'nft', '-j', 'list', 'table', 'inet', 'firewalld')).stdout;
   t.match(table, /2222/, 'the permanent port after the reload');
   t.match(table, /2223/, 'the runtime port');
-  t.same(repairsIn(agent), [], 'firewalld was never fought');
+  t.same(repairsIn(agent), [], 'firewalld was never fought', agentLog(agent));
   const mark = agent.mark();
   agent.migrate();
   await exec(netns, 'nft', 'delete', 'table', 'inet', 'firewalld');
@@ -123,7 +126,7 @@ t.test('fail2ban (nftables action): bans and unbans after the baseline survive a
   t.notMatch(await set(), /203\.0\.113\.1\b/, 'the lifted ban did not come back');
   await client('set', 'flinch-test', 'banip', '203.0.113.8');
   await eventually('fail2ban still bans', async () => /203\.0\.113\.8/.test(await set()));
-  t.same(repairsIn(agent).filter((l) => l.includes('f2b')), [], 'fail2ban was never fought');
+  t.same(repairsIn(agent).filter((l) => l.includes('f2b')), [], 'fail2ban was never fought', agentLog(agent));
   await sleep(3000); // its bans adopted, as any lasting change
   const mark2 = agent.mark();
   agent.migrate();
@@ -161,7 +164,7 @@ t.test("netfilter-persistent's own reload is kept and adopted; a migration-time 
   await sleep(3500);
   const reloaded = await chainRules(netns, 'filter', 'INPUT');
   t.ok(reloaded.some((r) => r.includes('--dport 2223')) && !reloaded.some((r) => r.includes('--dport 22 ')), reloaded.join('\n'));
-  t.same(repairsIn(agent), [], 'the reload was never reverted');
+  t.same(repairsIn(agent), [], 'the reload was never reverted', agentLog(agent));
   t.match(agent.stderr.join(''), /adopted the change\(s\) as the new baseline/);
   const mark = agent.mark();
   agent.migrate();
