@@ -200,7 +200,7 @@ export interface CampaignSettings {
 function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
   return {
     index: item.index, driver, ...(item.method ? { method: item.method } : {}), faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
-    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null,
+    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null, guestClockDriftPpm: null,
     guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
     verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
   };
@@ -211,7 +211,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const { driver, collector, agent, meter } = target;
   const options = settings;
   const from = target.where();
-  const baseline = agent.offsets.offsetBetween(hostNowMs() - options.settleMs, hostNowMs());
+  const beforeWindow = { fromMs: hostNowMs() - options.settleMs, toMs: hostNowMs() };
   const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
   const faultRecords: FaultRecord[] = [];
   for (const fault of item.faults) {
@@ -239,7 +239,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     resumedAtMs = Math.max(resumedAtMs, hostNowMs());
   }
   await sleep(Math.max(0, resumedAtMs + options.settleMs - hostNowMs()));
-  const after = agent.offsets.offsetBetween(resumedAtMs + 500, resumedAtMs + options.settleMs);
+  const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs + 500, toMs: resumedAtMs + options.settleMs }, timing.completedAtMs);
   const windowEnd = resumedAtMs + options.settleMs;
   const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
   const linkEvents: SeenLinkEvent[] = [];
@@ -255,7 +255,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       carrierChanges: observation.link.carrierChanges,
     });
   }
-  const clockLagMs = baseline && after ? baseline.offsetMs - after.offsetMs : null;
+  const clockLagMs = clockStep?.lagMs ?? null;
   const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
   const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
   // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
@@ -286,8 +286,9 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     setupMs: timing.setupMs,
     transferredBytes: timing.transferredBytes,
     clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
-    baselineOffsetMs: baseline ? round(baseline.offsetMs, 2) : null,
-    afterOffsetMs: after ? round(after.offsetMs, 2) : null,
+    baselineOffsetMs: clockStep ? round(clockStep.beforeMs, 2) : null,
+    afterOffsetMs: clockStep ? round(clockStep.afterMs, 2) : null,
+    guestClockDriftPpm: clockStep ? Math.round(clockStep.driftPpm) : null,
     guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
     blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
     linkEvents,

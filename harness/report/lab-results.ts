@@ -45,8 +45,11 @@ export const MigrationResultSchema = Type.Object({
   transferredBytes: Ms,
   /** How far the guest's CLOCK_REALTIME fell behind the host across the migration; null if it could not be measured. */
   clockLagMs: Ms,
+  /** The guest's offset against the host before and after, both carried along its drift to the moment it resumed. */
   baselineOffsetMs: Ms,
   afterOffsetMs: Ms,
+  /** How fast the guest's clock ran against the host's before the migration (ppm; a TCG guest can be far off). */
+  guestClockDriftPpm: Type.Optional(Ms),
   /** The same lag as the guest's agent saw it on its own (host-offset steps it reported). */
   guestSeenOffsetStepMs: Ms,
   /** The blackout seen from outside: UDP echoes to the guest's opt-in responder; null without one. */

@@ -48,3 +48,36 @@ t.test('median', async (t) => {
   t.equal(median([4, 1, 3, 2]), 2.5);
   t.throws(() => median([]));
 });
+
+t.test("a migration's step, measured with the guest clock's own drift taken out", async (t) => {
+  // The landing CI's TCG guest: its clock ran 13 000 ppm slow, and the migration froze it for 74 ms at host 10 000 ms.
+  const drift = -0.013;
+  const guestOffset = (hostMs: number) => -500 + drift * (hostMs - 5000) - (hostMs >= 10_000 ? 74 : 0);
+  const tracker = new ClockOffsetTracker();
+  const exchange = (hostMs: number, rtt = 2) => {
+    const guest = hostMs + rtt / 2 + guestOffset(hostMs);
+    tracker.add({ t1: hostMs, t2: guest, t3: guest, t4: hostMs + rtt });
+  };
+  for (let h = 5000; h <= 8000; h += 100) exchange(h);
+  for (let h = 10_500; h <= 13_000; h += 100) exchange(h);
+  const naive = tracker.offsetBetween(5000, 8002)!.offsetMs - tracker.offsetBetween(10_500, 13_002)!.offsetMs;
+  t.ok(Math.abs(naive - 74) > 50, `the windows' medians alone are far off (${naive.toFixed(1)} ms)`);
+  const step = tracker.stepAcross({ fromMs: 5000, toMs: 8002 }, { fromMs: 10_500, toMs: 13_002 }, 10_000)!;
+  t.ok(Math.abs(step.lagMs - 74) < 1, `the step: ${step.lagMs.toFixed(2)} ms`);
+  t.ok(Math.abs(step.driftPpm + 13_000) < 100, `the drift: ${step.driftPpm.toFixed(0)} ppm`);
+
+  // A stray exchange within the round-trip slack but 30 ms off does not bend the rate (Theil-Sen, not least squares).
+  const guest = 7050 + 1 + guestOffset(7050) + 30;
+  tracker.add({ t1: 7050, t2: guest, t3: guest, t4: 7052 });
+  t.ok(Math.abs(tracker.stepAcross({ fromMs: 5000, toMs: 8002 }, { fromMs: 10_500, toMs: 13_002 }, 10_000)!.lagMs - 74) < 1, 'one stray exchange moves nothing');
+});
+
+t.test('too few or too close exchanges teach no rate: the windows are compared as they are', async (t) => {
+  const tracker = new ClockOffsetTracker();
+  for (const h of [1000, 1100, 1200]) tracker.add({ t1: h, t2: h + 1 - 50, t3: h + 1 - 50, t4: h + 2 });
+  for (const h of [3000, 3100]) tracker.add({ t1: h, t2: h + 1 - 130, t3: h + 1 - 130, t4: h + 2 });
+  const step = tracker.stepAcross({ fromMs: 0, toMs: 2000 }, { fromMs: 2500, toMs: 4000 }, 2500)!;
+  t.equal(step.driftPpm, 0);
+  t.equal(step.lagMs, 80);
+  t.equal(tracker.stepAcross({ fromMs: 0, toMs: 500 }, { fromMs: 2500, toMs: 4000 }, 2500), null, 'no exchange before: no step');
+});
