@@ -10,6 +10,7 @@ import { ReportStore } from '../collector/report-store.js';
 import type { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
+import { SAMPLES_EACH_SIDE } from '../../probes/clock/clock-offset.js';
 import { LAB_RESULTS_SCHEMA, meetsExpectation, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
 import { renderTable } from '../report/terminal-table.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
@@ -200,7 +201,7 @@ export interface CampaignSettings {
 function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
   return {
     index: item.index, driver, ...(item.method ? { method: item.method } : {}), faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
-    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null, guestClockDriftPpm: null,
+    totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null, clockLagUncertaintyMs: null, guestClockDriftPpm: null,
     guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
     verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
   };
@@ -239,7 +240,9 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     resumedAtMs = Math.max(resumedAtMs, hostNowMs());
   }
   await sleep(Math.max(0, resumedAtMs + options.settleMs - hostNowMs()));
-  const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs + 500, toMs: resumedAtMs + options.settleMs }, timing.completedAtMs);
+  // A TCG guest can answer slowly for seconds after a migration; its offset is read once it answers as before did.
+  for (const until = hostNowMs() + GOOD_EXCHANGES_WAIT_MS; agent.offsets.goodExchangesSince(beforeWindow, resumedAtMs) < SAMPLES_EACH_SIDE && hostNowMs() < until;) await sleep(100);
+  const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs, toMs: hostNowMs() }, timing.completedAtMs);
   const windowEnd = resumedAtMs + options.settleMs;
   const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
   const linkEvents: SeenLinkEvent[] = [];
@@ -288,6 +291,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
     baselineOffsetMs: clockStep ? round(clockStep.beforeMs, 2) : null,
     afterOffsetMs: clockStep ? round(clockStep.afterMs, 2) : null,
+    clockLagUncertaintyMs: clockStep ? round(clockStep.uncertaintyMs, 2) : null,
     guestClockDriftPpm: clockStep ? Math.round(clockStep.driftPpm) : null,
     guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
     blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
@@ -310,6 +314,8 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
  * reconnection's backoff too. Only a migration whose report never comes pays this in full.
  */
 const REPORT_GRACE_MS = 20_000;
+/** How much longer than the settle to wait for the guest's exchanges to be quick again, for its clock lag. */
+const GOOD_EXCHANGES_WAIT_MS = 10_000;
 
 function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
   const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;

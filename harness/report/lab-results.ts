@@ -48,6 +48,8 @@ export const MigrationResultSchema = Type.Object({
   /** The guest's offset against the host before and after, both carried along its drift to the moment it resumed. */
   baselineOffsetMs: Ms,
   afterOffsetMs: Ms,
+  /** The lag is known to within this: half the round trips of the worst time exchanges it was read from. */
+  clockLagUncertaintyMs: Type.Optional(Ms),
   /** How fast the guest's clock ran against the host's before the migration (ppm; a TCG guest can be far off). */
   guestClockDriftPpm: Type.Optional(Ms),
   /** The same lag as the guest's agent saw it on its own (host-offset steps it reported). */

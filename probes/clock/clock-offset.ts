@@ -53,22 +53,44 @@ export class ClockOffsetTracker {
   }
 
   /**
-   * How far the guest's clock stepped at host time `atMs`, between the offset before (samples in `before`) and after
-   * (samples in `after`), with the guest clock's own drift taken out. A guest clock runs at its own rate: a TCG guest
-   * whose TSC was calibrated on a loaded host drifted 13 000 ppm, 188 ms in 14 s, so comparing the two windows' medians
-   * read a 74 ms downtime as a lag of -111 ms. The rate is learnt from the before window (Theil-Sen, robust to a stray
-   * exchange), both windows are carried to `atMs` along it, and the step is what is left between them.
+   * How far the guest's clock stepped at host time `atMs`: the offset just before (the last good exchanges in `before`)
+   * against the offset just after (the first good exchanges in `after`), both carried to `atMs` along the guest clock's
+   * own drift.
+   *
+   * - "Good" is measured against the before window's best round trip (within twice it, or the 2 ms slack), because a
+   *   TCG guest runs slowly for seconds after a migration: every exchange of the landing CI's 3 s after window had
+   *   waited, its best one read the offset 185 ms high, and a 74 ms downtime came out as a lag of -111 ms. Until the
+   *   guest answers as fast as it did before, its exchanges say little.
+   * - The exchanges nearest the step are used: the drift between them is smallest, and a clock the safety net heals
+   *   later in the window does not mix in.
+   * - The drift is learnt from the before window (Theil-Sen, robust to a stray exchange).
+   *
+   * `uncertaintyMs` bounds the error: half the round trips of the worst exchanges used on each side.
    */
   stepAcross(before: TimeWindow, after: TimeWindow, atMs: number): ClockStep | null {
     const b = this.trustedBetween(before.fromMs, before.toMs);
-    const a = this.trustedBetween(after.fromMs, after.toMs);
-    if (!b || !a) return null;
+    if (!b) return null;
+    const good = (s: OffsetSample) => s.rttMs >= 0 && s.rttMs <= b.minRttMs + Math.max(RTT_SLACK_MS, b.minRttMs);
+    const afterGood = this.samples.filter((s) => s.hostAtMs >= after.fromMs && s.hostAtMs <= after.toMs && good(s));
+    if (afterGood.length === 0) return null;
+    const beforeGood = this.samples.filter((s) => s.hostAtMs >= before.fromMs && s.hostAtMs <= before.toMs && good(s));
     const span = Math.max(...b.samples.map((s) => s.hostAtMs)) - Math.min(...b.samples.map((s) => s.hostAtMs));
     const rate = b.samples.length >= MIN_DRIFT_SAMPLES && span >= MIN_DRIFT_SPAN_MS ? theilSenSlope(b.samples) : 0;
+    const byTime = (x: OffsetSample, y: OffsetSample) => x.hostAtMs - y.hostAtMs;
+    const beforeUsed = [...beforeGood].sort(byTime).slice(-SAMPLES_EACH_SIDE);
+    const afterUsed = [...afterGood].sort(byTime).slice(0, SAMPLES_EACH_SIDE);
     const carried = (samples: readonly OffsetSample[]) => median(samples.map((s) => s.offsetMs + rate * (atMs - s.hostAtMs)));
-    const beforeMs = carried(b.samples);
-    const afterMs = carried(a.samples);
-    return { beforeMs, afterMs, lagMs: beforeMs - afterMs, driftPpm: rate * 1e6 };
+    const beforeMs = carried(beforeUsed);
+    const afterMs = carried(afterUsed);
+    const worstRtt = (samples: readonly OffsetSample[]) => Math.max(...samples.map((s) => s.rttMs));
+    return { beforeMs, afterMs, lagMs: beforeMs - afterMs, driftPpm: rate * 1e6, uncertaintyMs: (worstRtt(beforeUsed) + worstRtt(afterUsed)) / 2 };
+  }
+
+  /** How many good exchanges after `fromMs` there are: whether the after side of stepAcross has enough yet. */
+  goodExchangesSince(before: TimeWindow, fromMs: number): number {
+    const b = this.trustedBetween(before.fromMs, before.toMs);
+    if (!b) return 0;
+    return this.samples.filter((s) => s.hostAtMs >= fromMs && s.rttMs >= 0 && s.rttMs <= b.minRttMs + Math.max(RTT_SLACK_MS, b.minRttMs)).length;
   }
 
   private trustedBetween(fromMs: number, toMs: number): { samples: OffsetSample[]; minRttMs: number } | null {
@@ -93,12 +115,16 @@ export interface ClockStep {
   lagMs: number;
   /** The guest clock's rate against the host's, in parts per million (positive: it runs fast). */
   driftPpm: number;
+  /** Half the round trips of the worst exchanges used, before and after: the lag is known to within this. */
+  uncertaintyMs: number;
 }
 
 /** A rate is learnt only from enough exchanges over long enough that one ms of jitter is not read as drift. */
 const MIN_DRIFT_SAMPLES = 5;
 const MIN_DRIFT_SPAN_MS = 1000;
 const MAX_SLOPE_PAIRS = 20_000;
+/** Exchanges used on each side of a step: enough for a median that one odd exchange cannot move. */
+export const SAMPLES_EACH_SIDE = 5;
 
 /** Median of the pairwise slopes (ms of offset per ms of host time); pairs are thinned evenly past MAX_SLOPE_PAIRS. */
 function theilSenSlope(samples: readonly OffsetSample[]): number {

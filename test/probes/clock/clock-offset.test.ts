@@ -81,3 +81,22 @@ t.test('too few or too close exchanges teach no rate: the windows are compared a
   t.equal(step.lagMs, 80);
   t.equal(tracker.stepAcross({ fromMs: 0, toMs: 500 }, { fromMs: 2500, toMs: 4000 }, 2500), null, 'no exchange before: no step');
 });
+
+t.test('after a migration, exchanges the slow guest held up are not read: the lag comes from the first quick ones', async (t) => {
+  // The landing CI's first migration: for three seconds after resuming, the TCG guest answered 370 ms late (its
+  // requests waited, so each read the offset 185 ms high); then as quickly as before.
+  const tracker = new ClockOffsetTracker();
+  const exchange = (hostMs: number, offsetMs: number, inboundDelayMs = 1) => {
+    const guest = hostMs + inboundDelayMs + offsetMs;
+    tracker.add({ t1: hostMs, t2: guest, t3: guest, t4: hostMs + inboundDelayMs + 1 });
+  };
+  for (let h = 1000; h <= 4000; h += 200) exchange(h, -495);
+  for (let h = 6000; h <= 9000; h += 200) exchange(h, -569, 370);
+  for (let h = 9200; h <= 11_000; h += 200) exchange(h, -569);
+  t.ok(Math.abs(tracker.offsetBetween(6000, 9000)!.offsetMs + 569) > 150, 'the slow window alone reads far off');
+  const step = tracker.stepAcross({ fromMs: 1000, toMs: 4002 }, { fromMs: 6000, toMs: 11_002 }, 5500)!;
+  t.equal(step.lagMs, 74);
+  t.equal(step.uncertaintyMs, 2, 'read from quick exchanges only (2 ms round trips)');
+  t.equal(tracker.goodExchangesSince({ fromMs: 1000, toMs: 4002 }, 6000), 10, 'the quick ones are counted, the slow not');
+  t.equal(tracker.stepAcross({ fromMs: 1000, toMs: 4002 }, { fromMs: 6000, toMs: 9002 }, 5500), null, 'none quick yet: no lag rather than a wrong one');
+});
