@@ -67,6 +67,12 @@ export class AgentRuntime {
   ) {
     this.state = new StateDir(options.stateDir, log);
     this.safetyNet = new SafetyNet(options.safetyNet, this.state, log);
+    this.safetyNet.onAction((action) =>
+      this.outputs.observation({
+        kind: 'safety-net', what: action.what, target: action.target, result: action.result, why: action.why,
+        ...(action.error ? { error: action.error } : {}), at: action.at,
+      }),
+    );
     this.engine = new EpisodeEngine((episode) => this.track(this.finish(episode)), options.episodes);
   }
 

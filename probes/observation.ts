@@ -238,6 +238,22 @@ export interface ProbeStatusObservation {
   at: ClockStamp;
 }
 
+/**
+ * What the agent's safety net did, or saw and chose not to touch, as it happened. Reports carry the actions of their
+ * episode; this carries every one, so a fleet also sees a change left alone outside any episode
+ * (changed-outside-migration) and counts it on both /metrics endpoints.
+ */
+export interface SafetyNetObservation {
+  kind: 'safety-net';
+  what: string;
+  target: string;
+  /** One of the report schema's REMEDIATION_RESULTS (probes do not import the agent). */
+  result: string;
+  why: string;
+  error?: string;
+  at: ClockStamp;
+}
+
 export type Observation =
   | LinkObservation
   | ClockSampleObservation
@@ -250,4 +266,5 @@ export type Observation =
   | PauseObservation
   | HostOffsetObservation
   | ConnectionObservation
-  | ProbeStatusObservation;
+  | ProbeStatusObservation
+  | SafetyNetObservation;

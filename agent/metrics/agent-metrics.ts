@@ -23,11 +23,12 @@ export class AgentMetrics {
 
   observe(observation: Observation): void {
     if (observation.kind === 'probe-status') this.probeUp.set({ probe: observation.probe }, observation.status === 'running' ? 1 : 0);
+    // Counted as they happen, not from reports: a change left alone outside any episode is in no report.
+    if (observation.kind === 'safety-net') this.remediations.inc({ kind: observation.what, result: observation.result });
   }
 
   report(report: Report): void {
     this.episodes.inc({ verdict: report.verdict });
-    for (const action of report.remediation.actions) this.remediations.inc({ kind: action.what, result: action.result });
   }
 
   spool(unacknowledged: number, dropped: number): void {

@@ -151,6 +151,7 @@ export class SafetyNet {
   /** Tables and interfaces that appeared, by key, with when (monotonic ms): learnt once they have lasted. */
   private readonly pendingAdditions = new Map<string, number>();
   private recheckDueMs: number | null = null;
+  private actionListener: (action: RemediationAction) => void = () => undefined;
 
   constructor(
     readonly options: SafetyNetOptions,
@@ -169,6 +170,11 @@ export class SafetyNet {
     this.baseline = await this.capture();
     this.save();
     await this.tendCanaries(this.baseline);
+  }
+
+  /** Told of every action as it is recorded: left alone, dry run or carried out. */
+  onAction(listener: (action: RemediationAction) => void): void {
+    this.actionListener = listener;
   }
 
   get currentBaseline(): LiveState | null {
@@ -598,5 +604,6 @@ export class SafetyNet {
     if (this.actions.length > 10_000) this.actions.splice(0, 1000);
     // The why goes in the log line too: an administrator reading the journal must see what licensed a change.
     this.log(`safety net: ${full.result}: ${full.what} ${full.target}${full.error ? ` (${full.error})` : ''}: ${full.why}`);
+    this.actionListener(full);
   }
 }

@@ -38,6 +38,9 @@ export const EvidenceSchema = Type.Object({
 
 export const TriggerSchema = Type.Object({ kind: Type.String({ maxLength: 64 }), detail: ShortText, at: Stamp });
 
+/** left-alone: damage the safety net saw and, with no migration to explain it, did not touch (changed-outside-migration). */
+export const REMEDIATION_RESULTS = ['ok', 'failed', 'dry-run', 'conflict', 'skipped', 'left-alone'] as const;
+
 export const RemediationActionSchema = Type.Object({
   what: Type.String({ maxLength: 64 }),
   target: Type.String({ maxLength: 256 }),
@@ -45,9 +48,7 @@ export const RemediationActionSchema = Type.Object({
   beforeHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
   afterHash: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
   durationMs: Type.Number({ minimum: 0 }),
-  result: Type.Union([Type.Literal('ok'), Type.Literal('failed'), Type.Literal('dry-run'), Type.Literal('conflict'), Type.Literal('skipped'),
-    // Damage the safety net saw and, with no migration to explain it, did not touch (changed-outside-migration).
-    Type.Literal('left-alone')]),
+  result: Type.Union(REMEDIATION_RESULTS.map((r) => Type.Literal(r))),
   error: Type.Optional(ShortText),
   command: Type.Optional(Type.String({ maxLength: 65536 })),
   at: Stamp,

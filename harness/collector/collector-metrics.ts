@@ -1,5 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RejectReason } from '../../agent/protocol/messages.js';
+import { REMEDIATION_RESULTS } from '../../agent/report/report-schema.js';
+
+const SAFETY_NET_RESULTS = new Set<string>(REMEDIATION_RESULTS);
 
 /**
  * The collector's Prometheus metrics (prom-client), named the node_exporter way: a `flinch_` prefix, base units,
@@ -12,6 +15,12 @@ export class CollectorMetrics {
   readonly reports = new Counter({ name: 'flinch_reports_total', help: 'Reports stored, by verdict', labelNames: ['verdict'] as const, registers: [this.registry] });
   readonly duplicates = new Counter({ name: 'flinch_duplicates_total', help: 'Data messages received again after being stored (re-sent after a lost ack); acknowledged, not stored', registers: [this.registry] });
   readonly observations = new Counter({ name: 'flinch_observations_total', help: 'Observations received', registers: [this.registry] });
+  readonly safetyNetActions = new Counter({
+    name: 'flinch_safety_net_actions_total',
+    help: "Agents' safety-net actions as they happened, by result (left-alone: a change no migration explains, also outside any episode)",
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly spoolDropped = new Counter({ name: 'flinch_agent_spool_dropped_total', help: 'Entries agents report having dropped from a full spool', registers: [this.registry] });
   readonly rejected = new Counter({ name: 'flinch_rejected_total', help: 'Connections closed for a bad frame or behaviour, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly ingestSeconds = new Histogram({
@@ -23,6 +32,11 @@ export class CollectorMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** `result` comes off the wire: only the values agents send become labels, so a peer cannot grow the series. */
+  safetyNetAction(result: unknown): void {
+    this.safetyNetActions.inc({ result: typeof result === 'string' && SAFETY_NET_RESULTS.has(result) ? result : 'other' });
   }
 
   reject(reason: RejectReason): void {

@@ -454,6 +454,7 @@ export class CollectorServer extends EventEmitter<{
     agent.appliedSeq = message.seq;
     if (message.type === 'observation') {
       this.metrics.observations.inc();
+      if (message.observation.kind === 'safety-net') this.metrics.safetyNetAction((message.observation as { result?: unknown }).result);
       const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
       if (this.options.keepInMemory) agent.observations.push(received);
       this.emit('observation', agent, received);

@@ -86,6 +86,8 @@ t.test("an administrator's deliberate rule deletion outside an episode is not re
   t.notMatch((await exec(netns, 'nft', 'list', 'table', 'inet', 'user')).stdout, /dport 23/, 'still deleted');
   t.match(agent.stderr.join(''), /adopted the change\(s\) as the new baseline/);
   t.same(agent.reports(), [], 'no episode, no report');
+  t.match(agent.collector.safetyNet, [{ kind: 'safety-net', what: 'firewall-table', target: 'firewall nftables inet user', result: 'left-alone', why: /changed-outside-migration/ }],
+    'yet the collector was told, as it happened, that a change was left alone');
   const mark = agent.mark();
   agent.migrate();
   const report = await agent.nextReport(mark);

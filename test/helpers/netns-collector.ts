@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { Report } from '../../agent/report/report-schema.js';
+import type { SafetyNetObservation } from '../../probes/observation.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -16,6 +17,8 @@ export interface NetnsCollector {
   child: ChildProcess;
   port: number;
   reports: Report[];
+  /** The agent's safety-net actions as they came over the wire, outside reports. */
+  safetyNet: SafetyNetObservation[];
   lines: string[];
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): void;
   nextReport(from: number, timeoutMs?: number): Promise<Report>;
@@ -29,12 +32,14 @@ export async function startNetnsCollector(t: Test, netns: string, agentId: strin
     if (child.exitCode === null) child.kill('SIGTERM');
   });
   const reports: Report[] = [];
+  const safetyNet: SafetyNetObservation[] = [];
   const lines: string[] = [];
   const hellos = new Set<string>();
   const wake = new Set<() => void>();
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    const message = JSON.parse(line) as { report?: Report; hello?: string; log?: string };
+    const message = JSON.parse(line) as { report?: Report; hello?: string; log?: string; safetyNet?: SafetyNetObservation };
     if (message.report) reports.push(message.report);
+    if (message.safetyNet) safetyNet.push(message.safetyNet);
     if (message.hello) hellos.add(message.hello);
     if (message.log) lines.push(message.log);
     for (const w of wake) w();
@@ -58,7 +63,7 @@ export async function startNetnsCollector(t: Test, netns: string, agentId: strin
   });
   await waitUntil('the collector listening', () => (lines.some((l) => l.startsWith('listening')) ? true : undefined), 20_000);
   return {
-    child, port, reports, lines,
+    child, port, reports, safetyNet, lines,
     announce: (id, phase, migrationId) => child.stdin!.write(`${JSON.stringify({ announce: { agentId: id, phase, migrationId } })}\n`),
     nextReport: (from, timeoutMs = 20_000) => waitUntil(`a report after #${from}`, () => reports[from], timeoutMs),
     waitForHello: (id, timeoutMs = 20_000) => waitUntil(`the hello of ${id}`, () => (hellos.has(id) ? true : undefined), timeoutMs).then(() => undefined),
@@ -77,6 +82,9 @@ async function serve(port: number, agentId: string, key: string): Promise<void> 
   });
   collector.on('hello', (agent) => out({ hello: agent.agentId }));
   collector.on('report', (_agent, report) => out({ report }));
+  collector.on('observation', (_agent, received) => {
+    if (received.observation.kind === 'safety-net') out({ safetyNet: received.observation });
+  });
   await collector.start();
   out({ log: `listening on ${port}` });
   createInterface({ input: process.stdin }).on('line', (line) => {
