@@ -1,4 +1,4 @@
-import { applyNftScript } from '../system/nft.js';
+import { applyNftScript, listSetElements } from '../system/nft.js';
 import { iptablesRestore, type IpFamily } from '../system/iptables.js';
 import { ip } from '../system/ip.js';
 import { findExecutable, runCommand } from '../system/run-command.js';
@@ -11,13 +11,29 @@ import { iptablesChainsScript } from './firewall-loss.js';
  */
 
 /**
- * Replaces one nft table with its baseline in one transaction: creating it first makes the delete safe, and its
- * dynamic sets are emptied, because their elements (bans, meters) are run-time state the baseline only had a stale
- * copy of.
+ * Replaces one nft table with its baseline in one transaction: creating it first makes the delete safe. Its dynamic
+ * sets' elements (bans, meters) are run-time state the baseline only had a stale copy of: they are emptied, and where
+ * the table was still there (partly emptied, not gone) they get back what they hold now, lifetimes left included.
  */
-function nftTableScript(baseline: FirewallTableState): string {
-  const flushes = baseline.dynamicSets.map((set) => `flush set ${set}\n`).join('');
-  return `table ${baseline.table}\ndelete table ${baseline.table}\n${baseline.text}${flushes}`;
+function nftTableScript(baseline: FirewallTableState, liveElements: ReadonlyMap<string, string>): string {
+  const dynamic = baseline.dynamicSets.map((set) => {
+    const elements = liveElements.get(set);
+    return `flush set ${set}\n${elements ? `add element ${set} { ${elements} }\n` : ''}`;
+  }).join('');
+  return `table ${baseline.table}\ndelete table ${baseline.table}\n${baseline.text}${dynamic}`;
+}
+
+/**
+ * The elements the dynamic sets of these tables hold now, read just before the repair (a ban added between this read
+ * and the transaction, a few ms, would still be lost). Sets of a table that is gone have nothing to give.
+ */
+async function liveDynamicElements(baselines: readonly FirewallTableState[]): Promise<Map<string, string>> {
+  const elements = new Map<string, string>();
+  await Promise.all(baselines.flatMap((b) => b.dynamicSets).map(async (set) => {
+    const held = await listSetElements(set);
+    if (held) elements.set(set, held);
+  }));
+  return elements;
 }
 
 export interface NftRestoreResult {
@@ -34,16 +50,22 @@ export interface NftRestoreResult {
 export async function restoreNftTables(baselines: readonly FirewallTableState[], dryRun: boolean): Promise<NftRestoreResult> {
   const refused = new Map<string, string>();
   const accepted: FirewallTableState[] = [];
+  const live = await liveDynamicElements(baselines);
   await Promise.all(baselines.map(async (baseline) => {
     try {
-      await applyNftScript(nftTableScript(baseline), true);
+      await applyNftScript(nftTableScript(baseline, live), true);
       accepted.push(baseline);
     } catch (error) {
-      refused.set(baseline.key, (error as Error).message);
+      // The live elements are what nft printed a moment ago; should one not go back (expired meanwhile), the table
+      // still does, with its dynamic sets empty, rather than not at all.
+      const withoutLive = baseline.dynamicSets.some((set) => live.has(set));
+      if (withoutLive) baseline.dynamicSets.forEach((set) => live.delete(set));
+      if (withoutLive && (await applyNftScript(nftTableScript(baseline, live), true).then(() => true, () => false))) accepted.push(baseline);
+      else refused.set(baseline.key, (error as Error).message);
     }
   }));
   if (accepted.length === 0) return { command: null, refused };
-  const script = baselines.filter((b) => accepted.includes(b)).map(nftTableScript).join('');
+  const script = baselines.filter((b) => accepted.includes(b)).map((b) => nftTableScript(b, live)).join('');
   if (!dryRun) await applyNftScript(script);
   return { command: `nft -f - <<'EOF'\n${script}EOF`, refused };
 }

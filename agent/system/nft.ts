@@ -29,3 +29,34 @@ export async function listRuleset(): Promise<NftJsonItem[]> {
 export async function applyNftScript(script: string, checkOnly = false): Promise<void> {
   await runCommand('nft', checkOnly ? ['-c', '-f', '-'] : ['-f', '-'], { input: script });
 }
+
+/**
+ * The elements of one set as nft prints them ("10.0.0.1 timeout 1h expires 29m59s992ms, …"), which `add element`
+ * takes back as they are, remaining lifetimes included; '' for an empty set, null when the set is not there.
+ */
+export async function listSetElements(set: string): Promise<string | null> {
+  let stdout: string;
+  try {
+    ({ stdout } = await runCommand('nft', ['list', 'set', ...set.split(' ')]));
+  } catch (error) {
+    if (/No such file or directory/.test((error as Error).message)) return null;
+    throw error;
+  }
+  return elementsBlock(stdout);
+}
+
+/** What is between `elements = {` and its closing brace (quoted strings may hold braces); '' when there is none. */
+export function elementsBlock(listing: string): string {
+  const start = listing.indexOf('elements = {');
+  if (start < 0) return '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = start + 'elements = '.length; i < listing.length; i += 1) {
+    const c = listing[i];
+    if (c === '"' && listing[i - 1] !== '\\') quoted = !quoted;
+    if (quoted) continue;
+    if (c === '{') depth += 1;
+    if (c === '}' && --depth === 0) return listing.slice(start + 'elements = {'.length, i).trim();
+  }
+  throw new Error(`an unterminated elements block in: ${listing.slice(start, start + 80)}`);
+}

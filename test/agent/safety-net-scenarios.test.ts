@@ -236,6 +236,19 @@ t.test('a fail2ban-style ban added after the baseline survives an episode; a mig
   const restored = (await exec(netns, 'nft', 'list', 'table', 'inet', 'f2b-table')).stdout;
   t.match(restored, /ip saddr @addr-set-sshd drop/);
   t.notMatch(restored, /203\.0\.113\./, 'without the baseline\'s stale elements');
+
+  // Partly emptied (its chain flushed, its set still there): the chain's rule comes back and the bans it holds now stay,
+  // with the time they had left, while the one lifted since the baseline stays lifted.
+  await exec(netns, 'nft', 'add element inet f2b-table addr-set-sshd { 203.0.113.9 timeout 10m expires 7m }');
+  const mark3 = agent.mark();
+  agent.migrate();
+  await exec(netns, 'nft', 'flush', 'chain', 'inet', 'f2b-table', 'f2b-chain');
+  const third = await agent.nextReport(mark3);
+  t.ok(third.remediation.actions.some((a) => a.target.includes('f2b-table') && a.result === 'ok'), `a flushed chain is put back (${third.remediation.actions.map((a) => `${a.target} ${a.result}`).join('; ')})`);
+  const after = (await exec(netns, 'nft', 'list', 'table', 'inet', 'f2b-table')).stdout;
+  t.match(after, /ip saddr @addr-set-sshd drop/);
+  const ban = /203\.0\.113\.9 timeout 10m expires (\d+)m/.exec(after);
+  t.ok(ban && Number(ban[1]) >= 6 && Number(ban[1]) <= 7, `the ban held at the flush is there, with its remaining lifetime (${ban?.[0]})`);
 });
 
 t.test('a native nft `table ip filter` is nft\'s: no canary injected into it, and a flush gives back its own chains', async (t) => {
