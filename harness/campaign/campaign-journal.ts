@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FaultName } from '../drivers/migration-driver.js';
 import type { MigrationResult } from '../report/lab-results.js';
@@ -47,7 +47,12 @@ export class CampaignJournal {
       writeFileSync(file, `${JSON.stringify({ journal: 'flinch.campaign-journal/v1', planHash, identity })}\n`);
       return journal;
     }
-    const [header, ...lines] = readFileSync(file, 'utf8').split('\n');
+    const text = readFileSync(file, 'utf8');
+    // An interrupted run may have left half a line. Appending after it would glue the next record onto it, and the
+    // migration run again would be lost too: the torn tail goes before anything is appended.
+    const end = text.lastIndexOf('\n') + 1;
+    if (end < text.length) truncateSync(file, Buffer.byteLength(text.slice(0, end)));
+    const [header, ...lines] = text.slice(0, end).split('\n');
     let recorded: { planHash?: string } = {};
     try {
       recorded = JSON.parse(header ?? '') as { planHash?: string };
@@ -63,7 +68,7 @@ export class CampaignJournal {
         const result = JSON.parse(line) as MigrationResult;
         journal.done.set(result.index, result);
       } catch {
-        // The last line of an interrupted run may be torn: that migration runs again.
+        // A line that does not parse is no record: that migration runs again.
       }
     }
     if (journal.done.size > 0) log(`resuming: ${journal.done.size} migration(s) already in ${file}`);

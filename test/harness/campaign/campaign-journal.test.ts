@@ -27,6 +27,9 @@ t.test('an interrupted campaign resumes where it stopped; a torn last line is ru
   t.same([...resumed.done.keys()], [1, 2]);
   t.match(lines[0], /resuming: 2 migration\(s\) already in/);
   t.equal(readFileSync(path.join(dir, JOURNAL_FILE), 'utf8').split('\n')[0]!.includes('flinch.campaign-journal/v1'), true);
+  // The migration run again is recorded on a line of its own, not glued onto the torn one: a third start has it.
+  resumed.record(result(3));
+  t.same([...CampaignJournal.open(dir, identity, () => undefined).done.keys()], [1, 2, 3], 'the re-run migration is kept');
 });
 
 t.test('a journal of another campaign is refused, not mixed in', async (t) => {
