@@ -23,6 +23,10 @@ import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from './report/report-schema.js';
 import { applyAgentConfig, ConfigError, CONFIG_ERROR_EXIT, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
+import { StateDirError } from './state/state-dir.js';
+
+/** The state directory takes no writes at start (full, read-only, not ours): sysexits' EX_CANTCREAT. */
+export const STATE_DIR_EXIT = 73;
 
 const PROGRAM = 'flinch-agent';
 
@@ -80,6 +84,17 @@ interface AgentOptions {
 
 /** Runs the whole agent until SIGINT/SIGTERM, then exits. */
 async function runUntilSignalled(options: AgentOptions, agentId: string, outputs: RuntimeOutputs, log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
+  try {
+    return await startRuntime(options, agentId, outputs, log, onStop);
+  } catch (error) {
+    // Nothing that was started may keep a failed agent alive (the collector connection, a probe's socket).
+    onStop?.();
+    if (error instanceof StateDirError) throw new UserError(error.message, STATE_DIR_EXIT);
+    throw error;
+  }
+}
+
+async function startRuntime(options: AgentOptions, agentId: string, outputs: RuntimeOutputs, log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
   const runtime = new AgentRuntime(
     {
       agentId,
@@ -108,8 +123,14 @@ async function runUntilSignalled(options: AgentOptions, agentId: string, outputs
     outputs,
     log,
   );
-  await runtime.start();
-  const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch((error: Error) => {
+  try {
+    await runtime.start();
+  } catch (error) {
+    await runtime.stop().catch(() => undefined);
+    throw error;
+  }
+  const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch(async (error: Error) => {
+    await runtime.stop().catch(() => undefined);
     throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, 2);
   });
   void new Promise<void>((resolve) => {

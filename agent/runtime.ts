@@ -77,6 +77,9 @@ export class AgentRuntime {
   }
 
   async start(): Promise<void> {
+    // Before any probe runs: a state directory that takes no writes (full, read-only) stops the agent with its name,
+    // rather than an agent that never becomes ready.
+    this.state.assertWritable();
     this.observer = new Observer(createProbes(this.options.probes, this.options.probeSettings), (o) => this.ingest(o));
     await this.observer.start();
     await this.safetyNet.init();
@@ -93,6 +96,7 @@ export class AgentRuntime {
   }
 
   async stop(): Promise<void> {
+    if (!this.observer) return; // never started: nothing learnt, nothing to take out of the guest
     const pause = this.engine.noiseFloor;
     const now = monotonicMs();
     this.log(`pause noise: 99th percentile ${pause.learntMs().toFixed(1)} ms of ${pause.sampleCount} pauses that proved nothing; a pause alone opens an episode from ${pause.thresholdMs(now).toFixed(1)} ms`);
@@ -201,7 +205,12 @@ export class AgentRuntime {
         observationsDropped: episode.observationsDropped,
       };
       assertValidReport(report);
-      this.state.appendLine(REPORTS_FILE, report);
+      try {
+        this.state.appendLine(REPORTS_FILE, report);
+      } catch (error) {
+        // A disk that filled up after the start: the report still goes to the collector; only the local copy is lost.
+        this.log(`${(error as Error).message}; episode ${episode.id} is reported without its copy in ${REPORTS_FILE}`);
+      }
       this.outputs.report(report);
     } catch (error) {
       this.log(`could not report episode ${episode.id}: ${(error as Error).message}`);

@@ -1,7 +1,27 @@
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export const DEFAULT_STATE_DIR = '/var/lib/flinch';
+
+/** The state directory could not be written: one line naming it and why (a full or read-only filesystem). */
+export class StateDirError extends Error {
+  constructor(readonly dir: string, what: string, override readonly cause: unknown) {
+    super(`state directory ${dir}: cannot ${what}: ${reasonOf(cause)}`);
+    this.name = 'StateDirError';
+  }
+}
+
+function reasonOf(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return 'no space left on the device';
+  if (code === 'EROFS') return 'the file system is read-only';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EDQUOT') return 'disk quota exceeded';
+  return (error as Error).message.split('\n')[0]!;
+}
+
+/** A probe file written and synced at start: whether this directory takes writes at all. */
+const WRITE_PROBE = '.writable';
 
 interface Envelope<T> {
   version: number;
@@ -19,7 +39,21 @@ export class StateDir {
     readonly dir: string,
     private readonly log: (line: string) => void,
   ) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new StateDirError(dir, 'create it', error);
+    }
+  }
+
+  /** Throws a StateDirError unless a file can be written and synced here now. */
+  assertWritable(): void {
+    try {
+      this.writeJson(WRITE_PROBE, 1, { pid: process.pid });
+      rmSync(path.join(this.dir, WRITE_PROBE), { force: true });
+    } catch (error) {
+      throw new StateDirError(this.dir, 'write to it', (error as { cause?: unknown }).cause ?? error);
+    }
   }
 
   readJson<T>(name: string, version: number, isValid: (data: unknown) => data is T): T | null {
@@ -47,28 +81,37 @@ export class StateDir {
   writeJson<T>(name: string, version: number, data: T): void {
     const file = path.join(this.dir, name);
     const tmp = `${file}.tmp-${process.pid}`;
-    const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, `${JSON.stringify({ version, data } satisfies Envelope<T>)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, `${JSON.stringify({ version, data } satisfies Envelope<T>)}\n`);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, file);
+      this.syncDirectory();
+    } catch (error) {
+      rmSync(tmp, { force: true });
+      throw new StateDirError(this.dir, `write ${name}`, error);
     }
-    renameSync(tmp, file);
-    this.syncDirectory();
   }
 
   /** Appends one JSON line and syncs it: a report that was announced as stored is on disk. */
   appendLine(name: string, value: unknown): void {
     const file = path.join(this.dir, name);
     // A line torn by a crash must not swallow the next record: start on a fresh line.
-    const torn = existsSync(file) && statSync(file).size > 0 && !endsWithNewline(file);
-    appendFileSync(file, `${torn ? '\n' : ''}${JSON.stringify(value)}\n`, { mode: 0o600 });
-    const fd = openSync(file, 'r');
     try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const torn = existsSync(file) && statSync(file).size > 0 && !endsWithNewline(file);
+      appendFileSync(file, `${torn ? '\n' : ''}${JSON.stringify(value)}\n`, { mode: 0o600 });
+      const fd = openSync(file, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (error) {
+      throw new StateDirError(this.dir, `append to ${name}`, error);
     }
   }
 
