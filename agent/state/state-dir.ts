@@ -20,6 +20,9 @@ function reasonOf(error: unknown): string {
   return (error as Error).message.split('\n')[0]!;
 }
 
+/** reports.jsonl and the like rotate past this, and are read back from no more than this of their end. */
+export const DEFAULT_LINES_MAX_BYTES = 16 * 1024 * 1024;
+
 /** A probe file written and synced at start: whether this directory takes writes at all. */
 const WRITE_PROBE = '.writable';
 
@@ -97,11 +100,15 @@ export class StateDir {
     }
   }
 
-  /** Appends one JSON line and syncs it: a report that was announced as stored is on disk. */
-  appendLine(name: string, value: unknown): void {
+  /**
+   * Appends one JSON line and syncs it: a report that was announced as stored is on disk. A file past `maxBytes` is
+   * first moved to NAME.1 (the one before that goes): a guest's disk is not the fleet's archive.
+   */
+  appendLine(name: string, value: unknown, maxBytes = DEFAULT_LINES_MAX_BYTES): void {
     const file = path.join(this.dir, name);
     // A line torn by a crash must not swallow the next record: start on a fresh line.
     try {
+      if (existsSync(file) && statSync(file).size >= maxBytes) renameSync(file, `${file}.1`);
       const torn = existsSync(file) && statSync(file).size > 0 && !endsWithNewline(file);
       appendFileSync(file, `${torn ? '\n' : ''}${JSON.stringify(value)}\n`, { mode: 0o600 });
       const fd = openSync(file, 'r');
@@ -115,13 +122,27 @@ export class StateDir {
     }
   }
 
-  /** The last `limit` parseable lines; a torn or corrupt line is skipped and counted, not fatal. */
-  readLines<T>(name: string, limit: number): { values: T[]; skipped: number } {
+  /**
+   * The last `limit` parseable lines, read from at most the last `tailBytes` of the file (a line cut by that start is
+   * not counted); a torn or corrupt line is skipped and counted, not fatal.
+   */
+  readLines<T>(name: string, limit: number, tailBytes = DEFAULT_LINES_MAX_BYTES): { values: T[]; skipped: number } {
     const file = path.join(this.dir, name);
     if (!existsSync(file)) return { values: [], skipped: 0 };
     const values: T[] = [];
     let skipped = 0;
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const size = statSync(file).size;
+    const start = Math.max(0, size - tailBytes);
+    const buffer = Buffer.alloc(size - start);
+    const fd = openSync(file, 'r');
+    try {
+      readSync(fd, buffer, 0, buffer.length, start);
+    } finally {
+      closeSync(fd);
+    }
+    let text = buffer.toString('utf8');
+    if (start > 0) text = text.slice(text.indexOf('\n') + 1);
+    for (const line of text.split('\n')) {
       if (!line.trim()) continue;
       try {
         values.push(JSON.parse(line) as T);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StateDir } from '../../../agent/state/state-dir.js';
@@ -39,4 +39,19 @@ t.test('flinch.report/v1 refuses what does not fit', async (t) => {
   t.throws(() => assertValidReport({ ...report, extra: 1 }), /must NOT have additional properties/);
   t.throws(() => assertValidReport({ ...report, agentId: '' }), /\/agentId/);
   t.throws(() => assertValidReport({ ...report, observations: [{ at: stamp }] }), /\/observations\/0/);
+});
+
+t.test('reports.jsonl is bounded: rotated to .1 past its limit, and read back from its end only', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-statedir-'));
+  const state = new StateDir(dir, () => undefined);
+  for (let n = 1; n <= 30; n += 1) state.appendLine('r.jsonl', { n, pad: 'x'.repeat(90) }, 1000);
+  const sizes = readdirSync(dir).sort().map((f) => [f, statSync(path.join(dir, f)).size]);
+  t.same(sizes.map(([f]) => f), ['r.jsonl', 'r.jsonl.1'], 'one rotation kept, no more');
+  t.ok(sizes.every(([, size]) => (size as number) < 1000 + 120), `each under the limit plus a line: ${JSON.stringify(sizes)}`);
+  const { values } = state.readLines<{ n: number }>('r.jsonl', 100);
+  t.equal(values.at(-1)!.n, 30, 'the newest is in the live file');
+  // Read from the last 250 bytes: the line that start cuts is not taken for a corrupt one.
+  const tail = state.readLines<{ n: number }>('r.jsonl', 100, 250);
+  t.same(tail.values.map((v) => v.n), [29, 30]);
+  t.equal(tail.skipped, 0);
 });
