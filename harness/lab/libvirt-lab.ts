@@ -12,6 +12,9 @@ import { fetchGuestKernel } from './debian-kernel.js';
 import { buildGuestImage } from './guest-initramfs.js';
 import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
 
+/** No virsh call the lab makes here (version, list, destroy, undefine) takes this long on a healthy libvirtd. */
+const VIRSH_TIMEOUT_MS = 60_000;
+
 export interface LibvirtLabOptions extends LabOptions {
   libvirtUri: string;
   /** A second libvirtd to live-migrate to; without one, each migration is a virsh save + restore. */
@@ -31,7 +34,7 @@ const MAC = '52:54:00:f1:1c:0a';
 export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line: string) => void): Promise<void> {
   if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver libvirt needs root (qemu:///system)', 4);
   if (!findExecutable('virsh')) throw new UserError('virsh not found; install libvirt-clients and libvirt-daemon-system', 3);
-  const version = spawnSync('virsh', ['-c', options.libvirtUri, 'version'], { encoding: 'utf8' });
+  const version = spawnSync('virsh', ['-c', options.libvirtUri, 'version'], { encoding: 'utf8', timeout: VIRSH_TIMEOUT_MS, killSignal: 'SIGKILL' });
   if (version.status !== 0) {
     throw new UserError(`libvirt at ${options.libvirtUri} does not answer (${version.stderr.trim().split('\n')[0]}); start libvirtd (systemctl start libvirtd, or libvirtd -d)`, 3);
   }
@@ -60,7 +63,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
   </devices>
 </domain>
 `);
-  const virsh = (...args: string[]) => spawnSync('virsh', ['-c', options.libvirtUri, ...args], { encoding: 'utf8' });
+  const virsh = (...args: string[]) => spawnSync('virsh', ['-c', options.libvirtUri, ...args], { encoding: 'utf8', timeout: VIRSH_TIMEOUT_MS, killSignal: 'SIGKILL' });
   // The domain moves between libvirtds in a live-migration campaign; clean-up goes to wherever it is.
   let current = () => options.libvirtUri;
   const defined = virsh('define', xml);
@@ -93,8 +96,8 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
     finishCampaign(options.outDir, results, options.failOnUnexpected, log);
   } finally {
     for (const uri of new Set([current(), options.libvirtUri])) {
-      spawnSync('virsh', ['-c', uri, 'destroy', domain], { encoding: 'utf8' });
-      spawnSync('virsh', ['-c', uri, 'undefine', domain], { encoding: 'utf8' });
+      spawnSync('virsh', ['-c', uri, 'destroy', domain], { encoding: 'utf8', timeout: VIRSH_TIMEOUT_MS, killSignal: 'SIGKILL' });
+      spawnSync('virsh', ['-c', uri, 'undefine', domain], { encoding: 'utf8', timeout: VIRSH_TIMEOUT_MS, killSignal: 'SIGKILL' });
     }
     rmSync(path.join(options.outDir, 'guest.save'), { force: true });
     await collector.stop();
