@@ -20,6 +20,9 @@ export interface EpisodeOptions {
   offsetNoise: NoiseFloorOptions;
 }
 
+/** Observations that measure rather than report a change: alone, they do not keep an episode open. */
+const MEASUREMENT_KINDS = new Set<Observation['kind']>(['host-offset', 'pause', 'clock']);
+
 export const DEFAULT_EPISODE_OPTIONS: EpisodeOptions = {
   settleMs: 3000,
   lookbackMs: 2000,
@@ -112,7 +115,10 @@ export class EpisodeEngine {
     const episode = this.current ?? this.start(triggers.find(opensEpisode)!.at, null);
     episode.triggers.push(...triggers);
     this.add(episode, observation);
-    this.armSettle();
+    // A measurement that found nothing (an offset moving within its floor, a pause below it) is kept as evidence but
+    // does not hold the episode open: a time daemon slewing a clock back after a migration moves the offset to the
+    // host every second for a minute, and that kept the episode, and so the safety net, waiting for its 120 s cap.
+    if (triggers.length > 0 || !MEASUREMENT_KINDS.has(observation.kind)) this.armSettle();
     return triggers;
   }
 

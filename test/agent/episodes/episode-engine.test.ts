@@ -323,3 +323,18 @@ t.test('for its first 10 minutes the floor is at least 200 ms: the noise is not 
   t.equal(later.noiseFloor.thresholdMs(stamp().monotonicMs), 90, 'past the warm-up: 3 × the 99th percentile of what proved nothing');
   t.same(pause(later, 120).map((x) => x.kind), ['pause'], 'and the same 120 ms pause now stands out');
 });
+
+t.test("a time daemon slewing the clock back (the offset moving every second, within its floor) does not hold an episode open", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 3000 }, clock);
+  engine.ingest(link(stamp(), { event: 'notify-peers' }));
+  // chronyd at its 83 333 ppm maximum: 8 ms of offset every 100 ms, seen by exchanges every 100 ms, for a minute.
+  for (let i = 0; i < 600 && closed.length === 0; i += 1) {
+    advance(100);
+    engine.ingest({ kind: 'host-offset', offsetMs: -5000 + i * 8, rttMs: 1, changeMs: 8, at: stamp() });
+  }
+  t.equal(closed.length, 1, 'closed within the minute');
+  t.ok(closed[0]!.closedAt!.monotonicMs - closed[0]!.openedAt.monotonicMs <= 3100, 'a settle window after the last event, not the 120 s cap');
+  t.ok(closed[0]!.observations.some((o) => o.kind === 'host-offset'), 'the offsets seen meanwhile are still evidence');
+});
