@@ -2,7 +2,7 @@ import { IDENTIFIER_PATTERN } from '../agent/report/report-schema.js';
 import { DEFAULT_RETENTION } from './collector/report-store.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
@@ -39,6 +39,7 @@ interface CampaignCliOptions {
   cache: string;
   settle: number;
   guestProbes?: string[];
+  guestTimeDaemon?: 'chronyd';
 }
 
 function parseExpectation(value: string): ExpectedVerdict {
@@ -70,7 +71,8 @@ export function buildHarnessProgram(): Command {
       .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
       .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
       .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
-      .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean));
+      .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
+      .addOption(new Option('--guest-time-daemon <name>', 'run a time daemon in the QEMU guest, served by the lab namespace (default: none, so the agent steps the clock itself)').choices(['chronyd']));
 
   const labOptionsFrom = (o: CampaignCliOptions, failOnUnexpected: boolean): LabOptions => {
     let faultMatrix: FaultName[][];
@@ -96,6 +98,7 @@ export function buildHarnessProgram(): Command {
       cacheDir: path.resolve(o.cache),
       settleMs: o.settle,
       guestProbes: o.guestProbes ?? null,
+      guestTimeDaemon: o.guestTimeDaemon ?? null,
     };
   };
   const runCampaign = (o: CampaignCliOptions, failOnUnexpected: boolean) => runQemuLab(labOptionsFrom(o, failOnUnexpected), log);
@@ -121,6 +124,7 @@ export function buildHarnessProgram(): Command {
         return runCampaign(o, false);
       }
       if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, 2);
+      if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', 2);
       if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, 2);
       const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
       const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
@@ -156,6 +160,7 @@ export function buildHarnessProgram(): Command {
     { faults: 'none', expect: 'noticed' },
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
+      if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, 2);
       if (o.driver === 'libvirt') {
         const options = labOptionsFrom(o, true);
         await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null, migrateUri: o.libvirtMigrateUri ?? null }, log);

@@ -60,6 +60,20 @@ if [ -n "$NFP_VERSION" ] && [ ! -x "$NFP_DIR/usr/sbin/netfilter-persistent" ]; t
   rm -rf "$scratch" "$NFP_DIR"
   mv "$NFP_DIR.tmp" "$NFP_DIR"
 fi
+# chrony is unpacked the same way, not installed: the lab guest runs it (flinch lab --guest-time-daemon chronyd) and
+# the lab's namespace serves it time with a second chronyd that never touches this machine's clock (-x). Installed,
+# its service would discipline the host's clock.
+CHRONY_VERSION=$(apt-cache policy chrony | sed -n 's/^ *Candidate: //p')
+CHRONY_DIR=/var/cache/flinch/chrony-${CHRONY_VERSION}
+if [ -n "$CHRONY_VERSION" ] && [ ! -x "$CHRONY_DIR/usr/sbin/chronyd" ]; then
+  echo "flinch setup: unpack chrony $CHRONY_VERSION into $CHRONY_DIR" >&2
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -qq chrony 2>/dev/null)
+  mkdir -p "$CHRONY_DIR.tmp"
+  for deb in "$scratch"/*.deb; do dpkg -x "$deb" "$CHRONY_DIR.tmp"; done
+  rm -rf "$scratch" "$CHRONY_DIR"
+  mv "$CHRONY_DIR.tmp" "$CHRONY_DIR"
+fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "flinch setup: npm ci" >&2

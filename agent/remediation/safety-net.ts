@@ -285,7 +285,7 @@ export class SafetyNet {
    */
   clockConverged(afterMs: number | null, waitedMs: number | null): void {
     if (afterMs !== null) {
-      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: 'the offset to the host moved back by the step', result: 'ok', durationMs: afterMs });
+      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: `the offset to the host moved back by the step ${Math.round(afterMs)} ms after it was asked for`, result: 'ok', durationMs: afterMs });
     } else {
       this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: 'the offset to the host did not move back by the step', result: 'failed', error: `not within ${Math.round((waitedMs ?? 0) / 1000)} s`, durationMs: waitedMs ?? 0 });
     }

@@ -33,7 +33,11 @@ export const GUEST_ECHO_PORT = 7433;
  * The kernel command line by which a lab guest's init (guest/init.sh) is told its address, its collector and its
  * agent's identity and key; the safety net is on, as a lab exists to see it work.
  */
-export function agentKernelArguments(guest: { network: LabNetwork; collectorPort: number; agentId: string; fleetSecret: string; probes?: readonly string[] | null }): string[] {
+export function agentKernelArguments(guest: {
+  network: LabNetwork; collectorPort: number; agentId: string; fleetSecret: string; probes?: readonly string[] | null;
+  /** Run chronyd in the guest, with the lab namespace's side of the link as its NTP server. */
+  timeDaemon?: 'chronyd' | null;
+}): string[] {
   const { network } = guest;
   return [
     `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
@@ -44,6 +48,7 @@ export function agentKernelArguments(guest: { network: LabNetwork; collectorPort
     `flinch.echo=${GUEST_ECHO_PORT}`,
     'flinch.remediate=on',
     ...(guest.probes ? [`flinch.probes=${guest.probes.join(',')}`] : []),
+    ...(guest.timeDaemon === 'chronyd' ? [`flinch.ntp=${network.hostAddress}`] : []),
   ];
 }
 
@@ -60,6 +65,20 @@ export const XEN_DOMU_GUEST: GuestFlavour = { name: 'xen-domu', modules: ['xen-n
 /** Host programs copied into the guest with their shared libraries. `ip` is iproute2's: busybox's lacks -j. */
 const GUEST_PROGRAMS = ['ip', 'nft', 'xtables-nft-multi'];
 const XTABLES_LINKS = ['iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore'];
+
+/**
+ * chrony as packaging/host-setup.sh unpacked it (never installed on the host, whose clock its service would
+ * discipline): the lab guest runs it with --guest-time-daemon chronyd, and the lab namespace serves it time with it.
+ */
+export function unpackedChrony(cacheDir: string): { chronyd: string; chronyc: string } | null {
+  const versions = existsSync(cacheDir) ? readdirSync(cacheDir).filter((d) => d.startsWith('chrony-')).sort().reverse() : [];
+  for (const version of versions) {
+    const chronyd = path.join(cacheDir, version, 'usr', 'sbin', 'chronyd');
+    const chronyc = path.join(cacheDir, version, 'usr', 'bin', 'chronyc');
+    if (existsSync(chronyd) && existsSync(chronyc)) return { chronyd, chronyc };
+  }
+  return null;
+}
 
 export interface GuestImage {
   kernel: GuestKernel;
@@ -87,6 +106,8 @@ export async function buildGuestImage(
     if (!found) throw new UserError(`${name} not found; install iproute2, nftables and iptables`);
     return found;
   });
+  const chrony = unpackedChrony(cacheDir);
+  if (chrony) programs.push(chrony.chronyd, chrony.chronyc);
   const agent = guestAgentExecutable();
   if (!existsSync(agent)) throw new UserError(`the single-executable agent ${agent} is missing; run npm run build`);
 

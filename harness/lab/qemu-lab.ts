@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../agent/cli-support.js';
+import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';
 import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, type CampaignSettings } from '../campaign/campaign-runner.js';
@@ -42,6 +43,8 @@ export interface LabOptions {
   collectorPort: number;
   /** Probes the guest agent runs (default: all). */
   guestProbes: string[] | null;
+  /** A time daemon in the guest (chronyd, served by the lab namespace), or none: then the agent steps the clock itself. */
+  guestTimeDaemon: 'chronyd' | null;
 }
 
 export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
@@ -60,6 +63,7 @@ export const DEFAULT_LAB_OPTIONS: Omit<LabOptions, 'outDir'> = {
   migrationTimeoutMs: 120_000,
   collectorPort: 7431,
   guestProbes: null,
+  guestTimeDaemon: null,
 };
 
 /** Everything the part of the lab that runs inside the namespace needs; passed to it as JSON. */
@@ -164,7 +168,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
       mac: '52:54:00:f1:1c:01',
       append: [
         'console=ttyS0', 'panic=-1', 'quiet',
-        ...agentKernelArguments({ network, collectorPort: options.collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes }),
+        ...agentKernelArguments({ network, collectorPort: options.collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes, timeDaemon: options.guestTimeDaemon }),
       ].join(' '),
     },
     destQemuBinary: options.destQemuBinary,
@@ -176,10 +180,15 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     pollMs: 50,
   });
   const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
+  let timeServer: LabTimeServer | null = null;
   const stopSignals = () => void driver.cleanup();
   process.once('SIGINT', stopSignals);
   process.once('SIGTERM', stopSignals);
   try {
+    if (options.guestTimeDaemon === 'chronyd') {
+      timeServer = await LabTimeServer.start(options.cacheDir, network.hostAddress, logsDir);
+      log(`serving NTP to the guest's chronyd from ${network.hostAddress} (chronyd -x: this machine's clock is not touched)`);
+    }
     const bootStart = hostNowMs();
     log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
     const agent = await waitForAgent(collector, driver, options.bootTimeoutMs).catch((error: Error) => {
@@ -207,6 +216,7 @@ export async function runLabInside(plan: InnerPlan, log: (line: string) => void)
     return results;
   } finally {
     meter?.stop();
+    timeServer?.stop();
     process.off('SIGINT', stopSignals);
     process.off('SIGTERM', stopSignals);
     await driver.cleanup().catch(() => undefined);

@@ -1,0 +1,17 @@
+// `flinch lab` / `flinch campaign` usage errors that stop before anything is booted.
+import t from 'tap';
+import { FLINCH, runCli } from '../../helpers/run-cli.js';
+
+t.test('--guest-time-daemon: chronyd only, and only for the QEMU guest', async (t) => {
+  // commander's own choice error still exits 1 (issue 15 gives every usage error 2); flinch's usage errors exit 2.
+  const cases: Array<[string[], RegExp, number]> = [
+    [['lab', '--guest-time-daemon', 'ntpd'], /argument 'ntpd' is invalid.*chronyd/, 1],
+    [['lab', '--hypervisor', 'xen', '--guest-time-daemon', 'chronyd'], /^flinch: --guest-time-daemon is for the QEMU lab/m, 2],
+    [['campaign', '--driver', 'sim', '--guest-time-daemon', 'chronyd'], /^flinch: --guest-time-daemon is for the qmp driver's guest, not sim's/m, 2],
+  ];
+  for (const [args, message, code] of cases) {
+    const run = await runCli([FLINCH, ...args, '--out', t.testdirName], { timeoutMs: 30_000 });
+    t.equal(run.code, code, args.join(' '));
+    t.match(run.stderr, message, args.join(' '));
+  }
+});
