@@ -5,6 +5,9 @@ import { FLINCH_VERSION } from './version.js';
  * Both executables end the same way on failure: one line that says what failed and what to do, the stack only with
  * --verbose (each program's --help says so), and a non-zero exit.
  */
+/** Bad arguments, whoever found them (commander or flinch): the exit status the man pages promise. */
+export const USAGE_EXIT = 2;
+
 export class UserError extends Error {
   constructor(
     message: string,
@@ -54,7 +57,11 @@ export function createProgram(name: string, description: string): { program: Com
   const program = new Command(name)
     .description(description)
     .version(FLINCH_VERSION)
-    .option('--verbose', 'on failure, print the stack trace behind the one-line error');
+    .option('--verbose', 'on failure, print the stack trace behind the one-line error')
+    // commander's own usage errors (an unknown option, a bad choice, a missing argument) read like flinch's: one line
+    // with the program's name, exit 2. Set before any subcommand is added, so every subcommand inherits it.
+    .configureOutput({ outputError: (message, write) => write(`${name}: ${printable(message.trimEnd())}\n`) })
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT));
   return {
     program,
     verbose: () => program.opts<{ verbose?: boolean }>().verbose === true,

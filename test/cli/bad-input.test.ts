@@ -52,3 +52,18 @@ t.test('flinch-agent watch with an unknown probe', async (t) => {
   const result = await runCli([FLINCH_AGENT, 'watch', '--probes', 'link,telepathy']);
   oneLine(t, result, /argument 'link,telepathy' is invalid\. unknown probe "telepathy" \(known: link, addressing, nftables, iptables, clock, kmsg, xen\)/);
 });
+
+t.test("commander's own usage errors: one line with the program's name, exit 2, as flinch's own", async (t) => {
+  for (const [argv, pattern] of [
+    [[FLINCH, 'lab', '--no-such-flag'], /^flinch: error: unknown option '--no-such-flag'/],
+    [[FLINCH, 'nosuch'], /^flinch: error: unknown command 'nosuch'/],
+    [[FLINCH_AGENT, 'run', '--settle'], /^flinch-agent: error: option '--settle <ms>' argument missing/],
+    [[FLINCH_AGENT, 'watch', '--probes', 'link\u001b[31m'], /^flinch-agent: error: .*link\\x1b\[31m/],
+  ] as Array<[string[], RegExp]>) {
+    const result = await runCli(argv);
+    oneLine(t, result, pattern);
+    t.equal(result.code, 2, argv.slice(1).join(' '));
+  }
+  const version = await runCli([FLINCH_AGENT, '--version']);
+  t.equal(version.code, 0, '--version is no error');
+});
