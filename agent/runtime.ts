@@ -58,7 +58,7 @@ export class AgentRuntime {
    */
   private offsetMovedMs = 0;
   /** A clock step the safety net made, whose echo in the offset to the host is still to come. */
-  private ownStep: { byMs: number; untilMs: number; askedAtMs: number } | null = null;
+  private ownStep: { byMs: number; untilMs: number; askedAtMs: number; movedMs: number } | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -130,8 +130,14 @@ export class AgentRuntime {
       this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs);
       return;
     }
-    if (Math.abs(observation.changeMs! - own.byMs) <= ownStepToleranceMs(own.byMs)) {
+    // The offset comes back in one move after `date`; after chronyc makestep, in chronyd's step and then its slew of
+    // what its estimate missed. Moves the way of the heal, and no further than it, are the heal's.
+    const change = observation.changeMs!;
+    if (Math.sign(change) === Math.sign(own.byMs) && Math.abs(own.movedMs + change) <= Math.abs(own.byMs) + ownStepToleranceMs(own.byMs)) {
       observation.cause = 'flinch-clock-heal';
+      own.movedMs += change;
+    }
+    if (Math.abs(own.movedMs - own.byMs) <= ownStepToleranceMs(own.byMs)) {
       this.ownStep = null;
       // The offset to the host moved back by the step: from asking to seeing it is how long the clock took to converge.
       this.safetyNet.clockConverged(observation.at.monotonicMs - own.askedAtMs, null);
@@ -156,7 +162,7 @@ export class AgentRuntime {
     const correction = clockCorrectionMs(episode, moved, this.options.safetyNet.clockHealMs);
     if (correction === null) return;
     const until = monotonicMs() + OWN_CLOCK_STEP_GRACE_MS;
-    this.ownStep = { byMs: correction, untilMs: until, askedAtMs: monotonicMs() };
+    this.ownStep = { byMs: correction, untilMs: until, askedAtMs: monotonicMs(), movedMs: 0 };
     this.engine.expectOwnClockStep(correction, until);
     await this.safetyNet.healClock(-correction, `after migration ${episode.migrationId ?? episode.id}`);
   }

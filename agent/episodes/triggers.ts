@@ -49,6 +49,15 @@ export function ownStepToleranceMs(byMs: number): number {
   return 50 + Math.abs(byMs) * 0.02;
 }
 
+/**
+ * Whether a clock move of `movedMs` is (part of) the step flinch asked for, `byMs`: the same direction, no larger than
+ * it (within the tolerance), and at least half of it. `date` steps by exactly the amount; a time daemon asked to step
+ * (chronyc makestep) steps by its own estimate, which a slew already under way has made smaller.
+ */
+export function isOwnStep(movedMs: number, byMs: number): boolean {
+  return Math.sign(movedMs) === Math.sign(byMs) && Math.abs(movedMs) <= Math.abs(byMs) + ownStepToleranceMs(byMs) && Math.abs(movedMs) >= Math.abs(byMs) / 2;
+}
+
 export function isMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
   return MIGRATION_EVIDENCE.has(trigger.kind);
 }
@@ -103,7 +112,7 @@ export class TriggerDetector {
         // resolution (/proc/uptime: 10 ms). A step moves realtime alone.
         const suspended = boottimeMove >= this.thresholds.boottimeJumpMs + slack;
         const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs - (suspended ? boottimeMove : 0);
-        const own = this.ownStep !== null && at.monotonicMs <= this.ownStep.untilMs && Math.abs(realtimeMove - this.ownStep.byMs) <= ownStepToleranceMs(this.ownStep.byMs);
+        const own = this.ownStep !== null && at.monotonicMs <= this.ownStep.untilMs && isOwnStep(realtimeMove, this.ownStep.byMs);
         if (own) this.ownStep = null;
         else if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs) + slack) {
           triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against ${suspended ? 'boottime' : 'monotonic'}`, magnitudeMs: Math.abs(realtimeMove), at });

@@ -338,3 +338,12 @@ t.test("a time daemon slewing the clock back (the offset moving every second, wi
   t.ok(closed[0]!.closedAt!.monotonicMs - closed[0]!.openedAt.monotonicMs <= 3100, 'a settle window after the last event, not the 120 s cap');
   t.ok(closed[0]!.observations.some((o) => o.kind === 'host-offset'), 'the offsets seen meanwhile are still evidence');
 });
+
+t.test("a time daemon's step for flinch is its own estimate: smaller than asked, the same way, counts as flinch's", async (t) => {
+  const { isOwnStep } = await import('../../../agent/episodes/triggers.js');
+  t.ok(isOwnStep(-3694, -3694), 'date: exactly the step');
+  t.ok(isOwnStep(-3450, -3694), 'chronyd: its estimate, a slew having taken some already');
+  t.notOk(isOwnStep(-1500, -3694), 'less than half is not it');
+  t.notOk(isOwnStep(3694, -3694), 'the other way is not it');
+  t.notOk(isOwnStep(-4000, -3694), 'beyond what was asked (and its tolerance) is not it');
+});
