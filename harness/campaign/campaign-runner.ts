@@ -241,8 +241,13 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   }
   await sleep(Math.max(0, resumedAtMs + options.settleMs - hostNowMs()));
   // A TCG guest can answer slowly for seconds after a migration; its offset is read once it answers as before did.
-  for (const until = hostNowMs() + GOOD_EXCHANGES_WAIT_MS; agent.offsets.goodExchangesSince(beforeWindow, resumedAtMs) < SAMPLES_EACH_SIDE && hostNowMs() < until;) await sleep(100);
-  const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs, toMs: hostNowMs() }, timing.completedAtMs);
+  // The lag is the migration's only until the agent's safety net steps the clock back: read it before that.
+  const healedAtMs = () => agent.observations.find((o) => o.receivedAtMs >= timing.startedAtMs && o.observation.kind === 'safety-net' && o.observation.what === 'clock')?.receivedAtMs ?? null;
+  for (const until = hostNowMs() + GOOD_EXCHANGES_WAIT_MS; agent.offsets.goodExchangesSince(beforeWindow, resumedAtMs) < SAMPLES_EACH_SIDE && hostNowMs() < until && healedAtMs() === null;) await sleep(100);
+  const healedAt = healedAtMs();
+  // `date` runs up to a second after it was decided (it waits for a whole second): exchanges from then on may be after it.
+  const afterTo = healedAt === null ? hostNowMs() : healedAt - HEAL_LEAD_MS;
+  const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs, toMs: afterTo }, timing.completedAtMs, { acceptSlow: healedAt !== null });
   const windowEnd = resumedAtMs + options.settleMs;
   const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
   const linkEvents: SeenLinkEvent[] = [];
@@ -316,6 +321,8 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
 const REPORT_GRACE_MS = 20_000;
 /** How much longer than the settle to wait for the guest's exchanges to be quick again, for its clock lag. */
 const GOOD_EXCHANGES_WAIT_MS = 10_000;
+/** How long before the safety net's clock record its step may have happened: `date` waits for a whole second. */
+const HEAL_LEAD_MS = 1500;
 
 function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
   const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;

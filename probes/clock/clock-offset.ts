@@ -67,11 +67,14 @@ export class ClockOffsetTracker {
    *
    * `uncertaintyMs` bounds the error: half the round trips of the worst exchanges used on each side.
    */
-  stepAcross(before: TimeWindow, after: TimeWindow, atMs: number): ClockStep | null {
+  stepAcross(before: TimeWindow, after: TimeWindow, atMs: number, options: { acceptSlow?: boolean } = {}): ClockStep | null {
     const b = this.trustedBetween(before.fromMs, before.toMs);
     if (!b) return null;
     const good = (s: OffsetSample) => s.rttMs >= 0 && s.rttMs <= b.minRttMs + Math.max(RTT_SLACK_MS, b.minRttMs);
-    const afterGood = this.samples.filter((s) => s.hostAtMs >= after.fromMs && s.hostAtMs <= after.toMs && good(s));
+    let afterGood = this.samples.filter((s) => s.hostAtMs >= after.fromMs && s.hostAtMs <= after.toMs && good(s));
+    // None as quick as before, and no waiting for them (the agent healed the clock meanwhile): the window's own best,
+    // its larger error in uncertaintyMs.
+    if (afterGood.length === 0 && options.acceptSlow) afterGood = this.trustedBetween(after.fromMs, after.toMs)?.samples ?? [];
     if (afterGood.length === 0) return null;
     const beforeGood = this.samples.filter((s) => s.hostAtMs >= before.fromMs && s.hostAtMs <= before.toMs && good(s));
     const span = Math.max(...b.samples.map((s) => s.hostAtMs)) - Math.min(...b.samples.map((s) => s.hostAtMs));

@@ -100,3 +100,14 @@ t.test('after a migration, exchanges the slow guest held up are not read: the la
   t.equal(tracker.goodExchangesSince({ fromMs: 1000, toMs: 4002 }, 6000), 10, 'the quick ones are counted, the slow not');
   t.equal(tracker.stepAcross({ fromMs: 1000, toMs: 4002 }, { fromMs: 6000, toMs: 9002 }, 5500), null, 'none quick yet: no lag rather than a wrong one');
 });
+
+t.test('when the window had to end early (the clock was healed), its slow exchanges are used, their error in the uncertainty', async (t) => {
+  const tracker = new ClockOffsetTracker();
+  for (let h = 1000; h <= 4000; h += 200) tracker.add({ t1: h, t2: h + 1 - 500, t3: h + 1 - 500, t4: h + 2 });
+  // After a 12 s save/restore the guest answers 300 ms late, until the safety net steps its clock back.
+  for (let h = 17_000; h <= 19_000; h += 200) tracker.add({ t1: h, t2: h + 300 - 12_500, t3: h + 300 - 12_500, t4: h + 301 });
+  t.equal(tracker.stepAcross({ fromMs: 1000, toMs: 4002 }, { fromMs: 17_000, toMs: 19_400 }, 16_000), null, 'not asked to: none as quick as before, no lag');
+  const step = tracker.stepAcross({ fromMs: 1000, toMs: 4002 }, { fromMs: 17_000, toMs: 19_400 }, 16_000, { acceptSlow: true })!;
+  t.ok(Math.abs(step.lagMs - 12_000) <= step.uncertaintyMs, `12 s within its uncertainty: ${step.lagMs} ± ${step.uncertaintyMs}`);
+  t.ok(step.uncertaintyMs > 100, 'and that uncertainty says the exchanges were slow');
+});
