@@ -70,7 +70,7 @@ export class ClockOffsetTracker {
   stepAcross(before: TimeWindow, after: TimeWindow, atMs: number, options: { acceptSlow?: boolean } = {}): ClockStep | null {
     const b = this.trustedBetween(before.fromMs, before.toMs);
     if (!b) return null;
-    const good = (s: OffsetSample) => s.rttMs >= 0 && s.rttMs <= b.minRttMs + Math.max(RTT_SLACK_MS, b.minRttMs);
+    const good = quickAs(b.minRttMs);
     let afterGood = this.samples.filter((s) => s.hostAtMs >= after.fromMs && s.hostAtMs <= after.toMs && good(s));
     // None as quick as before, and no waiting for them (the agent healed the clock meanwhile): the window's own best,
     // its larger error in uncertaintyMs.
@@ -93,7 +93,8 @@ export class ClockOffsetTracker {
   goodExchangesSince(before: TimeWindow, fromMs: number): number {
     const b = this.trustedBetween(before.fromMs, before.toMs);
     if (!b) return 0;
-    return this.samples.filter((s) => s.hostAtMs >= fromMs && s.rttMs >= 0 && s.rttMs <= b.minRttMs + Math.max(RTT_SLACK_MS, b.minRttMs)).length;
+    const good = quickAs(b.minRttMs);
+    return this.samples.filter((s) => s.hostAtMs >= fromMs && good(s)).length;
   }
 
   private trustedBetween(fromMs: number, toMs: number): { samples: OffsetSample[]; minRttMs: number } | null {
@@ -120,6 +121,11 @@ export interface ClockStep {
   driftPpm: number;
   /** Half the round trips of the worst exchanges used, before and after: the lag is known to within this. */
   uncertaintyMs: number;
+}
+
+/** An exchange as quick as the best before the step: within twice its round trip, or the slack. */
+function quickAs(bestRttMs: number): (s: OffsetSample) => boolean {
+  return (s) => s.rttMs >= 0 && s.rttMs <= bestRttMs + Math.max(RTT_SLACK_MS, bestRttMs);
 }
 
 /** A rate is learnt only from enough exchanges over long enough that one ms of jitter is not read as drift. */
