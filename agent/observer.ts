@@ -1,4 +1,4 @@
-import type { Observation } from '../probes/observation.js';
+import type { Observation } from '../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
 import { stampNow } from '../probes/clock/read-clocks.js';
 

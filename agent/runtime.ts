@@ -1,9 +1,9 @@
-import type { HostOffsetObservation, Observation } from '../probes/observation.js';
+import type { HostOffsetObservation, Observation } from '../contract/observation.js';
 import { createProbes, type ProbeSettings } from '../probes/registry.js';
 import { Observer } from './observer.js';
 import { EpisodeEngine, type Episode, type EpisodeOptions } from './episodes/episode-engine.js';
 import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
-import { assertValidReport, REPORT_SCHEMA_ID, type Report } from './report/report-schema.js';
+import { assertValidReport, REPORT_SCHEMA_ID, type Report } from '../contract/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { StateDir } from './state/state-dir.js';
 import { isCollectorEvidence, isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';

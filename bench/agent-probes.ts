@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { addNetns, deleteNetns } from '../agent/system/ip.js';
-import { runCommand } from '../agent/system/run-command.js';
-import { median } from '../probes/clock/clock-offset.js';
+import { addNetns, deleteNetns } from '../system/ip.js';
+import { runCommand } from '../system/run-command.js';
+import { median } from '../contract/clock-offset.js';
 import { guestAgentBundle } from '../harness/project-paths.js';
 import { DEFAULT_PROBE_SETTINGS } from '../probes/registry.js';
 

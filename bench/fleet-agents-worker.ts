@@ -2,7 +2,7 @@
 // connection speaking the real protocol (challenge, signed hello, signed reports, acks, time replies).
 import net from 'node:net';
 import WebSocket from 'ws';
-import { agentKeyFor, signFrame, verifyCollectorFrame } from '../agent/protocol/frame-signing.js';
+import { agentKeyFor, signFrame, verifyCollectorFrame } from '../contract/frame-signing.js';
 
 interface SimAgent {
   id: string;

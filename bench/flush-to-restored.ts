@@ -9,9 +9,9 @@ import { startNetnsCollector } from '../test/helpers/netns-collector.js';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { addNetns, deleteNetns } from '../agent/system/ip.js';
-import { runCommand } from '../agent/system/run-command.js';
-import { median } from '../probes/clock/clock-offset.js';
+import { addNetns, deleteNetns } from '../system/ip.js';
+import { runCommand } from '../system/run-command.js';
+import { median } from '../contract/clock-offset.js';
 import { guestAgentBundle } from '../harness/project-paths.js';
 
 const trials = Number(process.argv[2] ?? 50);

@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { addNetns, deleteNetns, ip } from '../agent/system/ip.js';
-import { runCommand } from '../agent/system/run-command.js';
+import { addNetns, deleteNetns, ip } from '../system/ip.js';
+import { runCommand } from '../system/run-command.js';
 import { guestAgentBundle, projectRoot } from '../harness/project-paths.js';
 
 const minutes = Number(process.argv[2] ?? 30);

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../harness/report/lab-results.js';
-import { median } from '../probes/clock/clock-offset.js';
+import { median } from '../contract/clock-offset.js';
 import { projectRoot } from '../harness/project-paths.js';
 
 const migrations = process.argv[2] ?? '10';

@@ -1,4 +1,4 @@
-import { IDENTIFIER_PATTERN } from '../agent/report/report-schema.js';
+import { IDENTIFIER_PATTERN } from '../contract/report-schema.js';
 import { DEFAULT_RETENTION } from './collector/report-store.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
 import path from 'node:path';
@@ -7,8 +7,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from '../agent/cli-support.js';
-import { agentKeyFor, readSecretFile } from '../agent/protocol/frame-signing.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from '../contract/command-line.js';
+import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
@@ -19,7 +19,7 @@ import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './
 import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
 import { DEFAULT_XEN_LAB_OPTIONS, readXenInnerPlan, runXenLab, runXenLabInside } from './lab/xen/xen-lab.js';
-import { FLINCH_VERSION } from '../agent/version.js';
+import { FLINCH_VERSION } from '../contract/version.js';
 
 const PROGRAM = 'flinch';
 

@@ -1,4 +1,4 @@
-import type { Observation } from './observation.js';
+import type { Observation } from '../contract/observation.js';
 
 /**
  * The one interface every probe implements (the node_exporter collector model): the core starts and stops probes

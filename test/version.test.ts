@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FLINCH_VERSION } from '../agent/version.js';
+import { FLINCH_VERSION } from '../contract/version.js';
 import { projectRoot } from '../harness/project-paths.js';
 
 t.test('the version compiled into the executables is package.json\'s', async (t) => {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { IdentifierSchema } from '../report/report-schema.js';
+import { IdentifierSchema } from '../../contract/report-schema.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ClockStamp, Observation } from '../../probes/observation.js';
+import type { ClockStamp, Observation } from '../../contract/observation.js';
 import { stampNow } from '../../probes/clock/read-clocks.js';
 import { DEFAULT_TRIGGER_THRESHOLDS, isMigrationEvidence, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
 import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, type NoiseFloorOptions } from './noise-floor.js';

@@ -1,4 +1,4 @@
-import type { ClockSampleObservation, ClockStamp, Observation } from '../../probes/observation.js';
+import type { ClockSampleObservation, ClockStamp, Observation } from '../../contract/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
 import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
 

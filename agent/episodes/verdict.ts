@@ -1,5 +1,5 @@
-import type { Observation } from '../../probes/observation.js';
-import type { Evidence, Report, Verdict } from '../report/report-schema.js';
+import type { Observation } from '../../contract/observation.js';
+import type { Evidence, Report, Verdict } from '../../contract/report-schema.js';
 
 export type RemediationOutcome = Report['remediation']['outcome'];
 import type { Episode } from './episode-engine.js';

@@ -1,8 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Observation } from '../../probes/observation.js';
-import type { Report } from '../report/report-schema.js';
+import { parseHostPort } from '../../contract/command-line.js';
+import type { Observation } from '../../contract/observation.js';
+import type { Report } from '../../contract/report-schema.js';
 
 /**
  * The agent's optional Prometheus endpoint (`--metrics 127.0.0.1:PORT`): read-only, GET /metrics and nothing else,
@@ -56,12 +57,4 @@ export class AgentMetrics {
     });
     return { server, address: server.address() as AddressInfo };
   }
-}
-
-/** "HOST:PORT" or "[v6]:PORT". */
-export function parseHostPort(value: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`"${value}" is not HOST:PORT (e.g. 127.0.0.1:9431)`);
-  return { host: match[1] ?? match[2]!, port };
 }

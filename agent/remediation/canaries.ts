@@ -1,5 +1,5 @@
-import { applyNftScript } from '../system/nft.js';
-import { iptablesRestore, type IpFamily } from '../system/iptables.js';
+import { applyNftScript } from '../../system/nft.js';
+import { iptablesRestore, type IpFamily } from '../../system/iptables.js';
 import { IPTABLES_CANARY_CHAIN, NFT_CANARY_TABLE } from '../../probes/firewall/ruleset.js';
 import type { FirewallState } from './live-state.js';
 

@@ -1,8 +1,8 @@
-import { ipJson } from '../system/ip.js';
-import { listRuleset, type NftJsonItem } from '../system/nft.js';
-import { runCommand } from '../system/run-command.js';
-import { iptablesAvailable, iptablesSave, type IpFamily, type IptablesVariant } from '../system/iptables.js';
-import { findExecutable } from '../system/run-command.js';
+import { ipJson } from '../../system/ip.js';
+import { listRuleset, type NftJsonItem } from '../../system/nft.js';
+import { runCommand } from '../../system/run-command.js';
+import { iptablesAvailable, iptablesSave, type IpFamily, type IptablesVariant } from '../../system/iptables.js';
+import { findExecutable } from '../../system/run-command.js';
 import { iptablesNftTables, isDynamicSet, nftSetOf, normalizeIptablesSave, normalizeNftRuleset, NFT_CANARY_TABLE, type NormalizedRuleset } from '../../probes/firewall/ruleset.js';
 
 /** One interface's network state, keyed by MAC: after a replug the name may be the same but the ifindex is not. */

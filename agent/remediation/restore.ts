@@ -1,7 +1,7 @@
-import { applyNftScript, listSetElements } from '../system/nft.js';
-import { iptablesRestore, type IpFamily } from '../system/iptables.js';
-import { ip } from '../system/ip.js';
-import { findExecutable, runCommand } from '../system/run-command.js';
+import { applyNftScript, listSetElements } from '../../system/nft.js';
+import { iptablesRestore, type IpFamily } from '../../system/iptables.js';
+import { ip } from '../../system/ip.js';
+import { findExecutable, runCommand } from '../../system/run-command.js';
 import type { FirewallTableState, InterfaceState, RouteState } from './live-state.js';
 import { iptablesChainsScript } from './firewall-loss.js';
 

@@ -1,4 +1,4 @@
-import type { RemediationAction } from '../report/report-schema.js';
+import type { RemediationAction } from '../../contract/report-schema.js';
 import type { RemediationOutcome } from '../episodes/verdict.js';
 import { StateDir } from '../state/state-dir.js';
 import { monotonicMs, stampNow } from '../../probes/clock/read-clocks.js';
@@ -6,7 +6,7 @@ import { captureFirewall as captureFirewallState, captureLiveState, type Firewal
 import { addAddress, addRoute, announceAddress, restoreIptablesTable, restoreNftTables, setLinkUp, setMtu } from './restore.js';
 import { compareTable } from './firewall-loss.js';
 import { installMissingCanaries, removeCanaries } from './canaries.js';
-import { askDaemonToStep, runningTimeDaemon, stepRealtime } from '../system/clock.js';
+import { askDaemonToStep, runningTimeDaemon, stepRealtime } from '../../system/clock.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'on';
 

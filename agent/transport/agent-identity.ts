@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { HelloMessage } from '../protocol/messages.js';
-import { FLINCH_VERSION } from '../version.js';
-
-export type AgentIdentity = Omit<HelloMessage, 'type' | 'protocol' | 'nonce' | 'spoolDropped' | 'stream'>;
+import type { AgentIdentity } from '../../contract/messages.js';
+import { FLINCH_VERSION } from '../../contract/version.js';
 
 /** systemd's, then D-Bus's copy; a guest without either (an initramfs) has none, which the hello says as ''. */
 const MACHINE_ID_FILES = ['/etc/machine-id', '/var/lib/dbus/machine-id'];

@@ -1,10 +1,10 @@
 import WebSocket from 'ws';
-import type { Observation } from '../../probes/observation.js';
-import type { TimeExchange } from '../../probes/clock/clock-offset.js';
-import type { Report } from '../report/report-schema.js';
-import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../protocol/messages.js';
-import type { AgentIdentity } from './agent-identity.js';
-import { signFrame, verifyCollectorFrame } from '../protocol/frame-signing.js';
+import type { Observation } from '../../contract/observation.js';
+import type { TimeExchange } from '../../contract/clock-offset.js';
+import type { Report } from '../../contract/report-schema.js';
+import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../../contract/messages.js';
+import type { AgentIdentity } from '../../contract/messages.js';
+import { signFrame, verifyCollectorFrame } from '../../contract/frame-signing.js';
 import type { Spool } from './spool.js';
 
 export interface CollectorClientOptions {

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { DataMessage } from '../protocol/messages.js';
-import type { Observation } from '../../probes/observation.js';
-import type { Report } from '../report/report-schema.js';
+import type { DataMessage } from '../../contract/messages.js';
+import type { Observation } from '../../contract/observation.js';
+import type { Report } from '../../contract/report-schema.js';
 
 export interface SpoolOptions {
   dir: string;

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RejectReason } from '../../agent/protocol/messages.js';
-import { REMEDIATION_RESULTS } from '../../agent/report/report-schema.js';
+import type { RejectReason } from '../../contract/messages.js';
+import { REMEDIATION_RESULTS } from '../../contract/report-schema.js';
 
 const SAFETY_NET_RESULTS = new Set<string>(REMEDIATION_RESULTS);
 

@@ -4,15 +4,15 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Observation } from '../../probes/observation.js';
+import type { Observation } from '../../contract/observation.js';
 import {
   MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseJsonObject, validateAgentMessage,
   type AgentMessage, type CollectorMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
-} from '../../agent/protocol/messages.js';
-import { signCollectorFrame, splitSignedFrame, verifyFrame } from '../../agent/protocol/frame-signing.js';
-import { ClockOffsetTracker, type OffsetSample } from '../../probes/clock/clock-offset.js';
+} from '../../contract/messages.js';
+import { signCollectorFrame, splitSignedFrame, verifyFrame } from '../../contract/frame-signing.js';
+import { ClockOffsetTracker, type OffsetSample } from '../../contract/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
-import type { Report } from '../../agent/report/report-schema.js';
+import type { Report } from '../../contract/report-schema.js';
 import { CollectorMetrics } from './collector-metrics.js';
 import { RateLimitedLog } from './rate-limited-log.js';
 import type { IncomingData, ReportStore } from './report-store.js';

@@ -1,4 +1,4 @@
-import { agentKeyFor, readAgentKeysFile, readSecretFile } from '../../agent/protocol/frame-signing.js';
+import { agentKeyFor, readAgentKeysFile, readSecretFile } from '../../contract/frame-signing.js';
 import type { AgentKeyring } from './collector-server.js';
 
 /** Every agent's key is derived from one fleet secret that only collectors hold (see frame-signing.ts). */

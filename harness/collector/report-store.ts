@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import type { Report } from '../../agent/report/report-schema.js';
+import type { AgentIdentity } from '../../contract/messages.js';
+import type { Report } from '../../contract/report-schema.js';
 
 /**
  * The collector's store: SQLite in WAL mode (better-sqlite3, synchronous, one writer). Reports are keyed by
@@ -9,15 +10,6 @@ import type { Report } from '../../agent/report/report-schema.js';
  * once however often an agent re-sends it, across collector restarts too. Observations are not stored, only counted:
  * they are the evidence inside the reports already.
  */
-export interface AgentIdentity {
-  agentId: string;
-  machineId: string;
-  hostname: string;
-  macs: string[];
-  xenDomid: number | null;
-  agentVersion: string;
-}
-
 export interface StoredAgent extends AgentIdentity {
   firstSeenMs: number;
   lastSeenMs: number;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { UserError } from '../../agent/cli-support.js';
-import { parseHostPort } from '../../agent/metrics/agent-metrics.js';
+import { UserError } from '../../contract/command-line.js';
+import { parseHostPort } from '../../contract/command-line.js';
 import { CollectorServer, type AgentKeyring } from './collector-server.js';
 import { FleetKeyring, ListedKeyring } from './keyring.js';
 import { ReportStore, type RetentionPolicy } from './report-store.js';

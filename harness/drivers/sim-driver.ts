@@ -2,8 +2,8 @@ import { LAB_GUEST_FIREWALL } from '../lab/guest-initramfs.js';
 import { mkdirSync, existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ip, addNetns, deleteNetns } from '../../agent/system/ip.js';
-import { runCommand } from '../../agent/system/run-command.js';
+import { ip, addNetns, deleteNetns } from '../../system/ip.js';
+import { runCommand } from '../../system/run-command.js';
 import { hostNowMs } from '../host-clock.js';
 import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
 

@@ -1,4 +1,4 @@
-import { printable } from '../../agent/cli-support.js';
+import { printable } from '../../contract/command-line.js';
 import type { ReportStore, StoredAgent } from '../collector/report-store.js';
 
 export interface FleetStatus {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { runCommand } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-support.js';
+import { runCommand } from '../../system/run-command.js';
+import { UserError } from '../../contract/command-line.js';
 
 export interface GuestKernel {
   /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64; a bare image is named after its file and hash. */

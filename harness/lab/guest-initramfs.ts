@@ -6,10 +6,10 @@ import {
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { findExecutable, runCommand } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-support.js';
+import { findExecutable, runCommand } from '../../system/run-command.js';
+import { UserError } from '../../contract/command-line.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
-import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { agentKeyFor } from '../../contract/frame-signing.js';
 import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 import type { LabNetwork } from './lab-network.js';
 

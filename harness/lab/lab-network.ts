@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { UserError } from '../../agent/cli-support.js';
-import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
+import { UserError } from '../../contract/command-line.js';
+import { addNetns, deleteNetns, ip } from '../../system/ip.js';
 import { diesWithThisProcess } from '../child-lifetime.js';
 
 /**

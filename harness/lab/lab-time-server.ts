@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../agent/cli-support.js';
+import { UserError } from '../../contract/command-line.js';
 import { diesWithThisProcess } from '../child-lifetime.js';
 import { unpackedChrony } from './guest-initramfs.js';
 

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../agent/cli-support.js';
-import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
-import { findExecutable } from '../../agent/system/run-command.js';
+import { UserError } from '../../contract/command-line.js';
+import { agentKeyFor } from '../../contract/frame-signing.js';
+import { findExecutable } from '../../system/run-command.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
 import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../campaign/campaign-runner.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';

@@ -1,12 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../agent/cli-support.js';
+import { UserError } from '../../contract/command-line.js';
 import { randomBytes } from 'node:crypto';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
-import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { agentKeyFor } from '../../contract/frame-signing.js';
 import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';

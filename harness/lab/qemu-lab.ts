@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../agent/cli-support.js';
+import { UserError } from '../../contract/command-line.js';
 import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';

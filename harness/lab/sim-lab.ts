@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, openSync, rmdirSync, rmSync, writeFileSync } fro
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../agent/cli-support.js';
-import { runCommand } from '../../agent/system/run-command.js';
-import { agentKeyFor } from '../../agent/protocol/frame-signing.js';
+import { UserError } from '../../contract/command-line.js';
+import { runCommand } from '../../system/run-command.js';
+import { agentKeyFor } from '../../contract/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
 import { campaignResults, finishCampaign, openCampaignCollector, runMigrations } from '../campaign/campaign-runner.js';

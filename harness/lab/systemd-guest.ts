@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { findExecutable, runCommand } from '../../agent/system/run-command.js';
-import { UserError } from '../../agent/cli-support.js';
+import { findExecutable, runCommand } from '../../system/run-command.js';
+import { UserError } from '../../contract/command-line.js';
 import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 
 /**

@@ -1,5 +1,5 @@
 import { createRtNetlink, rt, type RtNetlinkSocket } from 'netlink';
-import type { AddressObservation, NeighbourObservation, Observation, RouteObservation } from '../observation.js';
+import type { AddressObservation, NeighbourObservation, Observation, RouteObservation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';

@@ -1,4 +1,4 @@
-import type { AddressObservation, ClockStamp, NeighbourObservation, RouteObservation } from '../observation.js';
+import type { AddressObservation, ClockStamp, NeighbourObservation, RouteObservation } from '../../contract/observation.js';
 import { formatMac } from '../link/decode-link.js';
 
 export const RTM_NEWADDR = 20;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ClockSampleObservation, Observation } from '../observation.js';
+import type { ClockSampleObservation, Observation } from '../../contract/observation.js';
 import type { Probe } from '../probe.js';
 import { boottimeMs, monotonicMs, stampNow } from './read-clocks.js';
 

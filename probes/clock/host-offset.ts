@@ -1,6 +1,6 @@
-import type { HostOffsetObservation } from '../observation.js';
+import type { HostOffsetObservation } from '../../contract/observation.js';
 import { stampNow } from './read-clocks.js';
-import { offsetSample, RTT_SLACK_MS, type TimeExchange } from './clock-offset.js';
+import { offsetSample, RTT_SLACK_MS, type TimeExchange } from '../../contract/clock-offset.js';
 
 /** Smallest offset change worth reporting; below it is probe jitter (guest stamps have 1 ms resolution). */
 const REPORT_STEP_MS = 2;

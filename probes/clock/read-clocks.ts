@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ClockStamp } from '../observation.js';
+import type { ClockStamp } from '../../contract/observation.js';
 
 const NS_PER_MS = 1_000_000n;
 

@@ -1,5 +1,5 @@
-import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../agent/system/iptables.js';
-import type { FirewallObservation, NftCommit, Observation } from '../observation.js';
+import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../system/iptables.js';
+import type { FirewallObservation, NftCommit, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { CoalescedReader } from './coalesced-reader.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { NftCommit } from '../observation.js';
+import type { NftCommit } from '../../contract/observation.js';
 
 /**
  * Calls `onCommit` once per committed nf_tables transaction, from the kernel's own notification on the

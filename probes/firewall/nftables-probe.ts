@@ -1,6 +1,6 @@
-import { listRuleset } from '../../agent/system/nft.js';
-import { findExecutable } from '../../agent/system/run-command.js';
-import type { FirewallObservation, NftCommit, Observation } from '../observation.js';
+import { listRuleset } from '../../system/nft.js';
+import { findExecutable } from '../../system/run-command.js';
+import type { FirewallObservation, NftCommit, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';

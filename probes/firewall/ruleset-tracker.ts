@@ -1,4 +1,4 @@
-import type { FirewallObservation, StaleInterfaceRef } from '../observation.js';
+import type { FirewallObservation, StaleInterfaceRef } from '../../contract/observation.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { diffRules, type NormalizedRuleset } from './ruleset.js';
 

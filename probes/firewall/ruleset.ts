@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { NftJsonItem } from '../../agent/system/nft.js';
-import type { FirewallBackend } from '../observation.js';
+import type { NftJsonItem } from '../../system/nft.js';
+import type { FirewallBackend } from '../../contract/observation.js';
 
 /** flinch's canaries: an empty nft table per family in use, and an empty chain per iptables table in use. */
 export const NFT_CANARY_TABLE = 'flinch_canary';

@@ -1,4 +1,4 @@
-import type { KernelLogObservation, Observation } from '../observation.js';
+import type { KernelLogObservation, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { parseKmsgRecord, tagKmsgMessage } from './parse-kmsg.js';

@@ -1,4 +1,4 @@
-import type { LinkEventName, LinkObservation, LinkState, ClockStamp } from '../observation.js';
+import type { LinkEventName, LinkObservation, LinkState, ClockStamp } from '../../contract/observation.js';
 
 /** rtnetlink message types (linux/rtnetlink.h). The netlink package's parsed messages drop them, so we keep the raw one. */
 export const RTM_NEWLINK = 16;

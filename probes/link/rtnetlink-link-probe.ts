@@ -1,5 +1,5 @@
 import { createRtNetlink, rt, type RtNetlinkSocket } from 'netlink';
-import type { LinkState, Observation } from '../observation.js';
+import type { LinkState, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { withDumpSocket } from './rtnetlink-dump.js';

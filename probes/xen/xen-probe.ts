@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Observation, XenObservation } from '../observation.js';
+import type { Observation, XenObservation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { openXenbusDevice, XenstoreClient } from './xenstore-client.js';

@@ -1,6 +1,6 @@
 // `flinch-agent snapshot --json` in a namespace with real state: every probe answers, and nothing is changed.
 import t from 'tap';
-import { runCommand } from '../../agent/system/run-command.js';
+import { runCommand } from '../../system/run-command.js';
 import { ipIn, testNetns } from '../helpers/netns.js';
 import { FLINCH_AGENT, runCli } from '../helpers/run-cli.js';
 

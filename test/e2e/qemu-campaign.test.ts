@@ -2,12 +2,12 @@
 // second QEMU installation (a same-host live upgrade: a different executable in its own prefix), then a post-copy
 // campaign with a downtime limit and a bandwidth cap.
 import t from 'tap';
-import type { Report } from '../../agent/report/report-schema.js';
+import type { Report } from '../../contract/report-schema.js';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { findExecutable, runCommand } from '../../agent/system/run-command.js';
+import { findExecutable, runCommand } from '../../system/run-command.js';
 import type { LabResults, MigrationResult } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
-import type { Report } from '../../agent/report/report-schema.js';
+import type { Report } from '../../contract/report-schema.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 
 t.test('a guest clock stepped after a migration, under chronyd: the safety net asks chronyd to step, and the clock converges', async (t) => {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
-import { runCommand } from '../../agent/system/run-command.js';
+import { runCommand } from '../../system/run-command.js';
 
 t.test('a sim campaign over its faults, judged by the agent, with the blackout measured and nothing left behind', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-campaign-'));

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
-import type { Observation } from '../../probes/observation.js';
+import type { Observation } from '../../contract/observation.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 /** The agent exactly as the guest runs it: the esbuild bundle made by `npm run build`. */

@@ -7,11 +7,11 @@ import type { Test } from 'tap';
 import WebSocket from 'ws';
 import { CollectorServer, type AgentKeyring, type CollectorOptions } from '../../harness/collector/collector-server.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
-import { signFrame } from '../../agent/protocol/frame-signing.js';
+import { signFrame } from '../../contract/frame-signing.js';
 import { CollectorClient, type CollectorClientOptions } from '../../agent/transport/collector-client.js';
 import { Spool } from '../../agent/transport/spool.js';
-import type { Report } from '../../agent/report/report-schema.js';
-import { REPORT_SCHEMA_ID } from '../../agent/report/report-schema.js';
+import type { Report } from '../../contract/report-schema.js';
+import { REPORT_SCHEMA_ID } from '../../contract/report-schema.js';
 
 export async function freePort(): Promise<number> {
   const server = net.createServer();

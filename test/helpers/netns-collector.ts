@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import type { Report } from '../../agent/report/report-schema.js';
-import type { SafetyNetObservation } from '../../probes/observation.js';
+import type { Report } from '../../contract/report-schema.js';
+import type { SafetyNetObservation } from '../../contract/observation.js';
 
 const SELF = fileURLToPath(import.meta.url);
 

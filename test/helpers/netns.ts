@@ -1,5 +1,5 @@
 import type { Test } from 'tap';
-import { addNetns, deleteNetns, ip } from '../../agent/system/ip.js';
+import { addNetns, deleteNetns, ip } from '../../system/ip.js';
 
 let counter = 0;
 

@@ -5,9 +5,9 @@ import t from 'tap';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runCommand } from '../../agent/system/run-command.js';
+import { runCommand } from '../../system/run-command.js';
 import { projectRoot } from '../../harness/project-paths.js';
-import { FLINCH_VERSION } from '../../agent/version.js';
+import { FLINCH_VERSION } from '../../contract/version.js';
 import { PACKAGE_CHECK_RESULTS, type PackageCheckResults } from '../../harness/lab/package-lab.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 

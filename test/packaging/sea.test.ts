@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand } from '../../agent/system/run-command.js';
+import { runCommand } from '../../system/run-command.js';
 import { projectRoot } from '../../harness/project-paths.js';
 import { ipIn, testNetns } from '../helpers/netns.js';
 

@@ -3,7 +3,7 @@
 import type { Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Report } from '../../agent/report/report-schema.js';
+import type { Report } from '../../contract/report-schema.js';
 import type { MigrationResult } from '../../harness/report/lab-results.js';
 
 export function reportsOf(out: string): Report[] {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { runCommand } from '../../../agent/system/run-command.js';
-import { UserError } from '../../../agent/cli-support.js';
+import { runCommand } from '../../../system/run-command.js';
+import { UserError } from '../../../contract/command-line.js';
 import { projectRoot } from '../../project-paths.js';
 import { fetchGuestKernel, GENERIC_KERNEL_META, localKernel, modulesWithDependencies, type GuestKernel } from '../debian-kernel.js';
 import { buildGuestImage, XEN_DOMU_GUEST, type GuestImage } from '../guest-initramfs.js';

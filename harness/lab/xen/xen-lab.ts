@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../../agent/cli-support.js';
+import { UserError } from '../../../contract/command-line.js';
 import { agentKernelArguments, GUEST_ECHO_PORT } from '../guest-initramfs.js';
-import { runCommand } from '../../../agent/system/run-command.js';
+import { runCommand } from '../../../system/run-command.js';
 import { BlackoutMeter } from '../../blackout/blackout-meter.js';
 import { CampaignJournal } from '../../campaign/campaign-journal.js';
 import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../../campaign/campaign-runner.js';

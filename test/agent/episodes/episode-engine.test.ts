@@ -10,7 +10,7 @@ const AFTER_WARM_UP = {
   offsetNoise: { ...DEFAULT_EPISODE_OPTIONS.offsetNoise, warmUpMs: 0 },
 };
 import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
-import type { LinkObservation, Observation } from '../../../probes/observation.js';
+import type { LinkObservation, Observation } from '../../../contract/observation.js';
 
 function fakeClock() {
   let now = 1000;

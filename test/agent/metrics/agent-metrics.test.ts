@@ -1,7 +1,7 @@
 import t from 'tap';
 import { AgentMetrics } from '../../../agent/metrics/agent-metrics.js';
 import { CollectorMetrics } from '../../../harness/collector/collector-metrics.js';
-import type { Report } from '../../../agent/report/report-schema.js';
+import type { Report } from '../../../contract/report-schema.js';
 
 const at = { realtimeMs: 1, monotonicMs: 1 };
 

@@ -2,8 +2,8 @@
 import t from 'tap';
 import { splitIptablesSave } from '../../../agent/remediation/live-state.js';
 import { findLosses } from '../../../agent/remediation/safety-net.js';
-import { parseHostPort } from '../../../agent/metrics/agent-metrics.js';
-import { runCommand } from '../../../agent/system/run-command.js';
+import { parseHostPort } from '../../../contract/command-line.js';
+import { runCommand } from '../../../system/run-command.js';
 import { testNetns } from '../../helpers/netns.js';
 
 t.test('HOST:PORT and [v6]:PORT, and nothing else', async (t) => {

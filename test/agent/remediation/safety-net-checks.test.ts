@@ -6,7 +6,7 @@ import t from 'tap';
 import { SafetyNet, DEFAULT_SAFETY_NET_OPTIONS } from '../../../agent/remediation/safety-net.js';
 import type { FirewallTableState, LiveState } from '../../../agent/remediation/live-state.js';
 import { monotonicMs } from '../../../probes/clock/read-clocks.js';
-import { runningTimeDaemon } from '../../../agent/system/clock.js';
+import { runningTimeDaemon } from '../../../system/clock.js';
 import { clockCorrectionMs } from '../../../agent/remediation/clock-heal.js';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StateDir } from '../../../agent/state/state-dir.js';
-import { assertValidReport, REPORT_SCHEMA_ID } from '../../../agent/report/report-schema.js';
+import { assertValidReport, REPORT_SCHEMA_ID } from '../../../contract/report-schema.js';
 
 const isNumbers = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number');
 

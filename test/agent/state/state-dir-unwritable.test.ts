@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runCommand } from '../../../agent/system/run-command.js';
+import { runCommand } from '../../../system/run-command.js';
 import { StateDir, StateDirError } from '../../../agent/state/state-dir.js';
 import { startAgent } from '../../helpers/agent-process.js';
 

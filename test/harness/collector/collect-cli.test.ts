@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { FLINCH, cleanEnvironment, runCli } from '../../helpers/run-cli.js';
 import { freePort, inProcessAgent, sampleReport, tempDir, until } from '../../helpers/collector-fixtures.js';
 

@@ -7,7 +7,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { FleetKeyring, ListedKeyring } from '../../../harness/collector/keyring.js';
-import { agentKeyFor, signFrame } from '../../../agent/protocol/frame-signing.js';
+import { agentKeyFor, signFrame } from '../../../contract/frame-signing.js';
 import type { AgentKeyring } from '../../../harness/collector/collector-server.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
-import { signFrame } from '../../../agent/protocol/frame-signing.js';
+import { signFrame } from '../../../contract/frame-signing.js';
 import { freePort, helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const GOOD_KEY = 'a'.repeat(64);

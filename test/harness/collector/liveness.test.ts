@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import net from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
-import { signFrame } from '../../../agent/protocol/frame-signing.js';
+import { signFrame } from '../../../contract/frame-signing.js';
 import { freePort, helloFor, inProcessAgent, rawConnection, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const KEY = 'e'.repeat(64);

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { collectorFor } from '../../../agent/transport/shard.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
-import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { inProcessAgent, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const SECRET = 'sharding-fleet-secret-0123456789abcdef';

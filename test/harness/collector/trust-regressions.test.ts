@@ -6,12 +6,12 @@ import { mkdtempSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ReportStore } from '../../../harness/collector/report-store.js';
-import { printable } from '../../../agent/cli-support.js';
+import { printable } from '../../../contract/command-line.js';
 import { renderFleetStatus } from '../../../harness/fleet/fleet-status.js';
 import type { AddressInfo } from 'node:net';
 import { ListedKeyring, FleetKeyring } from '../../../harness/collector/keyring.js';
-import { agentKeyFor, signCollectorFrame, signFrame, verifyCollectorFrame } from '../../../agent/protocol/frame-signing.js';
-import { jsonDepthExceeds } from '../../../agent/protocol/messages.js';
+import { agentKeyFor, signCollectorFrame, signFrame, verifyCollectorFrame } from '../../../contract/frame-signing.js';
+import { jsonDepthExceeds } from '../../../contract/messages.js';
 import { closeReason, MAX_PRE_HELLO_FRAME_BYTES } from '../../../harness/collector/collector-server.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 

@@ -9,7 +9,7 @@ import { LibvirtDriver, parseDomJobInfo } from '../../../harness/drivers/libvirt
 import { fetchGuestKernel } from '../../../harness/lab/debian-kernel.js';
 import { buildGuestImage } from '../../../harness/lab/guest-initramfs.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
-import { agentKeyFor } from '../../../agent/protocol/frame-signing.js';
+import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
 import { ensureLibvirtd, LIBVIRT_URI as URI, virsh } from '../../helpers/libvirtd.js';
 

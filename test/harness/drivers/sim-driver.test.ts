@@ -4,7 +4,7 @@ import t from 'tap';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SimDriver } from '../../../harness/drivers/sim-driver.js';
-import { runCommand } from '../../../agent/system/run-command.js';
+import { runCommand } from '../../../system/run-command.js';
 import { startAgent } from '../../helpers/agent-process.js';
 import { startNetnsCollector } from '../../helpers/netns-collector.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ReportStore } from '../../../harness/collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from '../../../harness/fleet/fleet-status.js';
 import { sampleReport } from '../../helpers/collector-fixtures.js';
-import type { Report } from '../../../agent/report/report-schema.js';
+import type { Report } from '../../../contract/report-schema.js';
 
 t.test('by last verdict, worst guests first, the share of guests with a disrupted episode, and who went silent', async (t) => {
   const store = new ReportStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'flinch-fleet-')), 'fleet.sqlite'));

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
-import { runCommand } from '../../../agent/system/run-command.js';
+import { runCommand } from '../../../system/run-command.js';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult } from '../../../harness/report/lab-results.js';
 import { OUTPUT_FILES, render, writeAllOutputs } from '../../../harness/report/write-outputs.js';

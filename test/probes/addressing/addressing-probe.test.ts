@@ -1,6 +1,6 @@
 // Integration: addresses and routes in a private namespace, including the IPv4 routes the kernel drops silently.
 import t, { type Test } from 'tap';
-import type { AddressObservation, Observation, RouteObservation } from '../../../probes/observation.js';
+import type { AddressObservation, Observation, RouteObservation } from '../../../contract/observation.js';
 import { formatIp } from '../../../probes/addressing/decode-addressing.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readStealMs, sampleClocks } from '../../../probes/clock/clock-probe.js';
 import { HostOffsetTracker } from '../../../probes/clock/host-offset.js';
-import type { PauseObservation } from '../../../probes/observation.js';
+import type { PauseObservation } from '../../../contract/observation.js';
 import { startAgent } from '../../helpers/agent-process.js';
 
 t.test('steal time from /proc/stat, in ms', async (t) => {

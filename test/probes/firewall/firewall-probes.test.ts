@@ -1,8 +1,8 @@
 // Integration: the agent bundle watching real nftables and iptables (nft and legacy back ends) in a private namespace.
 // `watch` changes nothing, so the canaries the probes report on are put in place here, as the safety net would.
 import t, { type Test } from 'tap';
-import { runCommand } from '../../../agent/system/run-command.js';
-import type { FirewallObservation, Observation } from '../../../probes/observation.js';
+import { runCommand } from '../../../system/run-command.js';
+import type { FirewallObservation, Observation } from '../../../contract/observation.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';
 

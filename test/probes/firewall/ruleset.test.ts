@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { NftJsonItem } from '../../../agent/system/nft.js';
+import type { NftJsonItem } from '../../../system/nft.js';
 import { diffRules, normalizeIptablesSave, normalizeNftRuleset } from '../../../probes/firewall/ruleset.js';
 import { RulesetTracker } from '../../../probes/firewall/ruleset-tracker.js';
 

@@ -2,7 +2,7 @@
 // them. Each write opens the device anew, so the kernel's per-writer rate limit does not drop them.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
-import type { KernelLogObservation, Observation } from '../../../probes/observation.js';
+import type { KernelLogObservation, Observation } from '../../../contract/observation.js';
 import { acceptSequence } from '../../../probes/kmsg/kmsg-probe.js';
 import { parseKmsgRecord, tagKmsgMessage } from '../../../probes/kmsg/parse-kmsg.js';
 import { startAgent } from '../../helpers/agent-process.js';

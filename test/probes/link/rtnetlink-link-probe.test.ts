@@ -1,6 +1,6 @@
 // Integration: the real agent (the bundle the guest runs) watching real veth pairs in a private network namespace.
 import t, { type Test } from 'tap';
-import type { LinkObservation, Observation } from '../../../probes/observation.js';
+import type { LinkObservation, Observation } from '../../../contract/observation.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';
 

@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Observation, XenObservation } from '../../../probes/observation.js';
+import type { Observation, XenObservation } from '../../../contract/observation.js';
 import { XenProbe } from '../../../probes/xen/xen-probe.js';
 import { XenstoreClient, XsFramer, encodeXsMessage } from '../../../probes/xen/xenstore-client.js';
 import { FakeXenstored } from '../../helpers/fake-xenstored.js';

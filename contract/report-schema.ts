@@ -5,7 +5,7 @@ import { Ajv } from 'ajv';
  * `flinch.report/v1`: what the agent concludes about one episode. TypeBox gives the JSON Schema and the TypeScript
  * type from one definition; Ajv checks it on the agent before it is stored or sent, and on the collector before it is
  * trusted. Observations inside are checked for their common envelope only (kind and stamps); their full shapes are
- * the types in probes/observation.ts.
+ * the types in contract/observation.ts.
  */
 export const REPORT_SCHEMA_ID = 'flinch.report/v1';
 

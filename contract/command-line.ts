@@ -80,3 +80,11 @@ export function positiveInt(value: string): number {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
   return n;
 }
+
+/** "HOST:PORT" or "[v6]:PORT". */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`"${value}" is not HOST:PORT (e.g. 127.0.0.1:9431)`);
+  return { host: match[1] ?? match[2]!, port };
+}

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { elementsBlock } from '../../../agent/system/nft.js';
+import { elementsBlock } from '../../system/nft.js';
 
 t.test("a set's elements as nft lists them, to be added back as they are", async (t) => {
   const listing = `table inet f2b-table {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ClockOffsetTracker, median, offsetSample } from '../../../probes/clock/clock-offset.js';
+import { ClockOffsetTracker, median, offsetSample } from '../../contract/clock-offset.js';
 
 t.test('NTP arithmetic: offset and round trip from the four stamps', async (t) => {
   // Guest 100 ms behind the host, 4 ms each way, 1 ms inside the guest.

@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
-import type { Observation } from '../../probes/observation.js';
-import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from '../report/report-schema.js';
+import type { Observation } from './observation.js';
+import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from './report-schema.js';
 
 /**
  * The agent ↔ collector wire protocol: JSON text frames over WebSocket.
@@ -43,7 +43,7 @@ export const HelloSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** Observations are checked for their envelope here; their full shapes are the types in probes/observation.ts. */
+/** Observations are checked for their envelope here; their full shapes are the types in contract/observation.ts. */
 const ObservationEnvelope = Type.Object(
   {
     kind: Type.String({ minLength: 1, maxLength: 32 }),
@@ -98,6 +98,8 @@ export const AnnounceSchema = Type.Object(
 );
 
 export type HelloMessage = Static<typeof HelloSchema>;
+/** Who an agent is, as its hello says and the collector keeps it: the one identity type of both halves. */
+export type AgentIdentity = Omit<HelloMessage, 'type' | 'protocol' | 'nonce' | 'spoolDropped' | 'stream'>;
 export type ObservationMessage = { type: 'observation'; seq: number; observation: Observation };
 export type ReportMessage = { type: 'report'; seq: number; report: Report };
 export type DataMessage = ObservationMessage | ReportMessage;
