@@ -1,4 +1,4 @@
-import type { HostOffsetObservation, Observation } from '../contract/observation.js';
+import { observationError, type ObservationOf, type Observation } from '../contract/observation.js';
 import { createProbes, type ProbeSettings } from '../probes/registry.js';
 import { Observer } from './observer.js';
 import { EpisodeEngine, type Episode, type EpisodeOptions } from './episodes/episode-engine.js';
@@ -122,7 +122,7 @@ export class AgentRuntime {
   }
 
   /** The offset's echo of the safety net's own step is marked as such: no evidence, no trigger. */
-  private markOwnStep(observation: HostOffsetObservation): void {
+  private markOwnStep(observation: ObservationOf<'host-offset'>): void {
     const own = this.ownStep;
     if (!own) return;
     if (observation.at.monotonicMs > own.untilMs) {
@@ -144,7 +144,7 @@ export class AgentRuntime {
     }
   }
 
-  private noteOffsetChange(observation: HostOffsetObservation): void {
+  private noteOffsetChange(observation: ObservationOf<'host-offset'>): void {
     if (observation.cause === 'flinch-clock-heal') return;
     if (this.engine.open) this.offsetMovedMs += observation.changeMs!;
     else this.offsetMovedMs = 0;
@@ -183,6 +183,13 @@ export class AgentRuntime {
       const firstLoss = evidence.find((e) => e.severity === 'disrupted');
       const lastFix = [...actions].reverse().find((a) => a.result === 'ok');
       const closedAt = episode.closedAt!;
+      // An observation the contract does not accept (a bug of ours) is left out and counted, not allowed to make the
+      // whole report invalid: the verdict above was reached from it either way.
+      const conforming = episode.observations.filter((observation) => {
+        const error = observationError(observation);
+        if (error) this.log(`episode ${episode.id}: ${error}; left out of its report`);
+        return error === null;
+      });
       const report: Report = {
         schema: REPORT_SCHEMA_ID,
         agentId: this.options.agentId,
@@ -207,8 +214,8 @@ export class AgentRuntime {
             : null,
           actions: actions.slice(0, 1000),
         },
-        observations: episode.observations as unknown as Report['observations'],
-        observationsDropped: episode.observationsDropped,
+        observations: conforming,
+        observationsDropped: episode.observationsDropped + (episode.observations.length - conforming.length),
       };
       assertValidReport(report);
       try {

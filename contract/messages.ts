@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
-import type { Observation } from './observation.js';
+import { ObservationSchema, type Observation } from './observation.js';
 import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from './report-schema.js';
 
 /**
@@ -43,17 +43,8 @@ export const HelloSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** Observations are checked for their envelope here; their full shapes are the types in contract/observation.ts. */
-const ObservationEnvelope = Type.Object(
-  {
-    kind: Type.String({ minLength: 1, maxLength: 32 }),
-    at: Type.Object({ realtimeMs: Type.Number(), monotonicMs: Type.Number() }),
-  },
-  { additionalProperties: true },
-);
-
 export const ObservationMessageSchema = Type.Object(
-  { type: Type.Literal('observation'), seq: Seq, observation: ObservationEnvelope },
+  { type: Type.Literal('observation'), seq: Seq, observation: ObservationSchema },
   { additionalProperties: false },
 );
 
@@ -141,7 +132,7 @@ export class ProtocolError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true });
 const validators = new Map<string, ValidateFunction>();
 for (const [type, schema] of [
   ['hello', HelloSchema],

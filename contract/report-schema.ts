@@ -1,11 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
+import { ObservationSchema } from './observation.js';
 
 /**
  * `flinch.report/v1`: what the agent concludes about one episode. TypeBox gives the JSON Schema and the TypeScript
  * type from one definition; Ajv checks it on the agent before it is stored or sent, and on the collector before it is
- * trusted. Observations inside are checked for their common envelope only (kind and stamps); their full shapes are
- * the types in contract/observation.ts.
+ * trusted, the observations inside it in full (contract/observation.ts).
  */
 export const REPORT_SCHEMA_ID = 'flinch.report/v1';
 
@@ -80,10 +80,7 @@ export const ReportSchema = Type.Object(
       timeToHealMs: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
       actions: Type.Array(RemediationActionSchema, { maxItems: 1000 }),
     }),
-    observations: Type.Array(
-      Type.Object({ kind: Type.String({ maxLength: 32 }), at: Stamp }, { additionalProperties: true }),
-      { maxItems: 2000 },
-    ),
+    observations: Type.Array(ObservationSchema, { maxItems: 2000 }),
     observationsDropped: Type.Integer({ minimum: 0 }),
   },
   { additionalProperties: false, $id: REPORT_SCHEMA_ID },
@@ -94,7 +91,7 @@ export type Verdict = Static<typeof VerdictSchema>;
 export type Evidence = Static<typeof EvidenceSchema>;
 export type RemediationAction = Static<typeof RemediationActionSchema>;
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true });
 const validate = ajv.compile<Report>(ReportSchema);
 
 export class ReportValidationError extends Error {

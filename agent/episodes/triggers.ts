@@ -1,4 +1,4 @@
-import type { ClockSampleObservation, ClockStamp, Observation } from '../../contract/observation.js';
+import type { ObservationOf, ClockStamp, Observation } from '../../contract/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
 import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
 
@@ -79,7 +79,7 @@ export function isLocalMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>):
  * the little state that needs (last clock deltas, carrier counters and MACs per interface) and nothing else.
  */
 export class TriggerDetector {
-  private lastClock: ClockSampleObservation | null = null;
+  private lastClock: ObservationOf<'clock'> | null = null;
   private readonly carrierChanges = new Map<number, number>();
   private readonly ifindexByMac = new Map<string, number>();
   private readonly deletedMacs = new Set<string>();

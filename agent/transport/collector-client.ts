@@ -1,9 +1,8 @@
 import WebSocket from 'ws';
-import type { Observation } from '../../contract/observation.js';
+import { observationError, type Observation } from '../../contract/observation.js';
 import type { TimeExchange } from '../../contract/clock-offset.js';
 import type { Report } from '../../contract/report-schema.js';
-import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentMessage } from '../../contract/messages.js';
-import type { AgentIdentity } from '../../contract/messages.js';
+import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentIdentity, type AgentMessage } from '../../contract/messages.js';
 import { signFrame, verifyCollectorFrame } from '../../contract/frame-signing.js';
 import type { Spool } from './spool.js';
 
@@ -82,6 +81,9 @@ export class CollectorClient {
   }
 
   send(observation: Observation): void {
+    // What the collector would refuse (and disconnect for, again on every resend from the spool) never enters it.
+    const error = observationError(observation);
+    if (error) return this.options.log(`not sent to the collector: ${error}`);
     this.deliver(this.options.spool.append({ type: 'observation', observation }));
   }
 

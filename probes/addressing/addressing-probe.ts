@@ -1,5 +1,5 @@
 import { createRtNetlink, rt, type RtNetlinkSocket } from 'netlink';
-import type { AddressObservation, NeighbourObservation, Observation, RouteObservation } from '../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';
@@ -11,9 +11,9 @@ import {
 } from './decode-addressing.js';
 
 export interface AddressingSnapshot {
-  addresses: AddressObservation[];
-  routes: RouteObservation[];
-  neighbours: NeighbourObservation[];
+  addresses: ObservationOf<'address'>[];
+  routes: ObservationOf<'route'>[];
+  neighbours: ObservationOf<'neighbour'>[];
 }
 
 /** After an interface comes or goes, the kernel's silent clean-up is done well within this. */
@@ -31,9 +31,9 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
   private socket: RtNetlinkSocket | null = null;
   private stopWatcher: (() => void) | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
-  private readonly addresses = new Map<string, AddressObservation>();
-  private readonly routes = new Map<string, RouteObservation>();
-  private readonly neighbours = new Map<string, NeighbourObservation>();
+  private readonly addresses = new Map<string, ObservationOf<'address'>>();
+  private readonly routes = new Map<string, ObservationOf<'route'>>();
+  private readonly neighbours = new Map<string, ObservationOf<'neighbour'>>();
 
   async start(emit: (observation: Observation) => void): Promise<void> {
     let socket: RtNetlinkSocket;
@@ -93,16 +93,16 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
     return null;
   }
 
-  private async dump(): Promise<Array<AddressObservation | RouteObservation | NeighbourObservation>> {
+  private async dump(): Promise<Array<ObservationOf<'address'> | ObservationOf<'route'> | ObservationOf<'neighbour'>>> {
     const [addresses, routes, neighbours] = await withDumpSocket(async (socket) => [
       await socket.getAddresses(), await socket.getRoutes(), await socket.getNeighbors(),
     ] as const);
     return [...addresses, ...routes, ...neighbours]
       .map((m) => this.decode('dump', m, false))
-      .filter((o): o is AddressObservation | RouteObservation | NeighbourObservation => o !== null);
+      .filter((o): o is ObservationOf<'address'> | ObservationOf<'route'> | ObservationOf<'neighbour'> => o !== null);
   }
 
-  private record(o: AddressObservation | RouteObservation | NeighbourObservation): void {
+  private record(o: ObservationOf<'address'> | ObservationOf<'route'> | ObservationOf<'neighbour'>): void {
     const [map, key] =
       o.kind === 'address' ? [this.addresses, addressKey(o)] as const
         : o.kind === 'route' ? [this.routes, routeKey(o)] as const
@@ -124,7 +124,7 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
   /** Compares the kept state with a fresh dump and reports the difference as if the kernel had said it. */
   private async reconcile(emit: (observation: Observation) => void): Promise<void> {
     if (!this.socket) return;
-    const fresh = (await this.dump()).filter((o): o is AddressObservation | RouteObservation => o.kind !== 'neighbour');
+    const fresh = (await this.dump()).filter((o): o is ObservationOf<'address'> | ObservationOf<'route'> => o.kind !== 'neighbour');
     const at = stampNow();
     const freshKeys = new Set(fresh.map((o) => (o.kind === 'address' ? `a ${addressKey(o)}` : `r ${routeKey(o)}`)));
     const vanished = [
@@ -146,10 +146,10 @@ export class AddressingProbe implements Probe<AddressingSnapshot> {
   }
 }
 
-function split(all: Array<AddressObservation | RouteObservation | NeighbourObservation>): AddressingSnapshot {
+function split(all: Array<ObservationOf<'address'> | ObservationOf<'route'> | ObservationOf<'neighbour'>>): AddressingSnapshot {
   return {
-    addresses: all.filter((o): o is AddressObservation => o.kind === 'address'),
-    routes: all.filter((o): o is RouteObservation => o.kind === 'route'),
-    neighbours: all.filter((o): o is NeighbourObservation => o.kind === 'neighbour'),
+    addresses: all.filter((o): o is ObservationOf<'address'> => o.kind === 'address'),
+    routes: all.filter((o): o is ObservationOf<'route'> => o.kind === 'route'),
+    neighbours: all.filter((o): o is ObservationOf<'neighbour'> => o.kind === 'neighbour'),
   };
 }

@@ -1,4 +1,4 @@
-import type { AddressObservation, ClockStamp, NeighbourObservation, RouteObservation } from '../../contract/observation.js';
+import type { ObservationOf, ClockStamp } from '../../contract/observation.js';
 import { formatMac } from '../link/decode-link.js';
 
 export const RTM_NEWADDR = 20;
@@ -54,7 +54,7 @@ export interface RawAddressMessage {
   attrs: { address?: Uint8Array; local?: Uint8Array };
 }
 
-export function decodeAddress(action: RtAction, m: RawAddressMessage, at: ClockStamp, reconciled = false): AddressObservation | null {
+export function decodeAddress(action: RtAction, m: RawAddressMessage, at: ClockStamp, reconciled = false): ObservationOf<'address'> | null {
   const family = familyName(m.data.family);
   // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point links.
   const address = formatIp(m.attrs.local ?? m.attrs.address);
@@ -70,7 +70,7 @@ export interface RawRouteMessage {
   attrs: { dst?: Uint8Array; gateway?: Uint8Array; oif?: number; table?: number };
 }
 
-export function decodeRoute(action: RtAction, m: RawRouteMessage, at: ClockStamp, reconciled = false): RouteObservation | null {
+export function decodeRoute(action: RtAction, m: RawRouteMessage, at: ClockStamp, reconciled = false): ObservationOf<'route'> | null {
   const family = familyName(m.data.family);
   if (!family) return null;
   const table = m.attrs.table ?? m.data.table ?? 0;
@@ -89,7 +89,7 @@ export interface RawNeighbourMessage {
   attrs: { dst?: Uint8Array; lladdr?: Uint8Array };
 }
 
-export function decodeNeighbour(action: RtAction, m: RawNeighbourMessage, at: ClockStamp): NeighbourObservation | null {
+export function decodeNeighbour(action: RtAction, m: RawNeighbourMessage, at: ClockStamp): ObservationOf<'neighbour'> | null {
   const family = familyName(m.data.family);
   const address = formatIp(m.attrs.dst);
   if (!family || !address) return null;
@@ -98,10 +98,10 @@ export function decodeNeighbour(action: RtAction, m: RawNeighbourMessage, at: Cl
 }
 
 /** Identity of an address or route, for keeping state and noticing what vanished. */
-export function addressKey(a: AddressObservation): string {
+export function addressKey(a: ObservationOf<'address'>): string {
   return `${a.ifindex} ${a.family} ${a.address}/${a.prefixLength}`;
 }
 
-export function routeKey(r: RouteObservation): string {
+export function routeKey(r: ObservationOf<'route'>): string {
   return `${r.family} ${r.table} ${r.destination} via ${r.gateway ?? '-'} dev ${r.oif ?? '-'} ${r.type}`;
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ClockSampleObservation, Observation } from '../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../contract/observation.js';
 import type { Probe } from '../probe.js';
 import { boottimeMs, monotonicMs, stampNow } from './read-clocks.js';
 
@@ -29,7 +29,7 @@ export const DEFAULT_CLOCK_PROBE_OPTIONS: ClockProbeOptions = {
 };
 
 export interface ClockSnapshot {
-  sample: ClockSampleObservation;
+  sample: ObservationOf<'clock'>;
   clocksource: string | null;
   stealMs: number | null;
 }
@@ -64,7 +64,7 @@ const READ_TRIES = 5;
  * realtime, moving. So the reads are bracketed by two monotonic reads and tried again when the bracket is wide;
  * the tightest is kept, with monotonic taken at its middle.
  */
-export function sampleClocks(readBoottime: () => number = boottimeMs, readMonotonic: () => number = monotonicMs): ClockSampleObservation {
+export function sampleClocks(readBoottime: () => number = boottimeMs, readMonotonic: () => number = monotonicMs): ObservationOf<'clock'> {
   let best: { realtime: number; monotonic: number; boottime: number; spread: number } | null = null;
   for (let attempt = 0; attempt < READ_TRIES && (best === null || best.spread > TIGHT_READ_MS); attempt += 1) {
     const before = readMonotonic();
@@ -87,7 +87,7 @@ export function sampleClocks(readBoottime: () => number = boottimeMs, readMonoto
 }
 
 /** How far the differences of two samples can be off from their reads alone (each read's midpoint error, added). */
-export function readSlackMs(a: Pick<ClockSampleObservation, 'readSpreadMs'>, b: Pick<ClockSampleObservation, 'readSpreadMs'>): number {
+export function readSlackMs(a: Pick<ObservationOf<'clock'>, 'readSpreadMs'>, b: Pick<ObservationOf<'clock'>, 'readSpreadMs'>): number {
   return ((a.readSpreadMs ?? 0) + (b.readSpreadMs ?? 0)) / 2;
 }
 
@@ -101,7 +101,7 @@ export function readSlackMs(a: Pick<ClockSampleObservation, 'readSpreadMs'>, b: 
 export class ClockProbe implements Probe<ClockSnapshot> {
   readonly name = 'clock';
   private timer: NodeJS.Timeout | null = null;
-  private last: ClockSampleObservation | null = null;
+  private last: ObservationOf<'clock'> | null = null;
 
   constructor(private readonly options: ClockProbeOptions = DEFAULT_CLOCK_PROBE_OPTIONS) {}
 

@@ -1,4 +1,4 @@
-import type { HostOffsetObservation } from '../../contract/observation.js';
+import type { ObservationOf } from '../../contract/observation.js';
 import { stampNow } from './read-clocks.js';
 import { offsetSample, RTT_SLACK_MS, type TimeExchange } from '../../contract/clock-offset.js';
 
@@ -22,7 +22,7 @@ export class HostOffsetTracker {
    * exchange of a connection, made while the agent was busy starting, once read 100 ms off and the next good one as a
    * "step" that licensed repairs. A sample that proves nothing but is tighter than the reference replaces it quietly.
    */
-  add(exchange: TimeExchange): HostOffsetObservation | null {
+  add(exchange: TimeExchange): ObservationOf<'host-offset'> | null {
     const sample = offsetSample(exchange);
     if (sample.rttMs < 0) return null;
     this.recent.push(sample);

@@ -1,5 +1,5 @@
 import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../system/iptables.js';
-import type { FirewallObservation, NftCommit, Observation } from '../../contract/observation.js';
+import type { ObservationOf, NftCommit, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { CoalescedReader } from './coalesced-reader.js';
@@ -18,7 +18,7 @@ interface Source {
   variant: IptablesVariant;
   family: IpFamily;
   tracker: RulesetTracker;
-  reader: CoalescedReader<FirewallObservation['trigger']>;
+  reader: CoalescedReader<ObservationOf<'firewall'>['trigger']>;
 }
 
 const FAMILIES: IpFamily[] = ['ipv4', 'ipv6'];
@@ -44,7 +44,7 @@ export class IptablesProbe implements Probe<Record<string, NormalizedRuleset | n
         const backend = variant === 'nft' ? 'iptables-nft' : 'iptables-legacy';
         const tracker = new RulesetTracker(family);
         const read = async () => normalizeIptablesSave(backend, family, await iptablesSave(variant, family));
-        const reader = new CoalescedReader<FirewallObservation['trigger']>(async (trigger) => {
+        const reader = new CoalescedReader<ObservationOf<'firewall'>['trigger']>(async (trigger) => {
           const observation = tracker.update(await read(), trigger);
           if (observation && variant === 'nft' && this.lastCommit) observation.committedBy = this.lastCommit;
           if (observation) emit(observation);

@@ -1,6 +1,6 @@
 import { listRuleset } from '../../system/nft.js';
 import { findExecutable } from '../../system/run-command.js';
-import type { FirewallObservation, NftCommit, Observation } from '../../contract/observation.js';
+import type { ObservationOf, NftCommit, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { watchInterfaceSetChanges } from '../link/interface-set-watcher.js';
@@ -24,7 +24,7 @@ export class NftablesProbe implements Probe<NormalizedRuleset | null> {
     if (!findExecutable('nft')) throw new ProbeUnavailableError(this.name, 'nft is not installed');
     const failed = (error: Error) =>
       emit({ kind: 'probe-status', probe: this.name, status: 'failed', reason: error.message, at: stampNow() });
-    const reader = new CoalescedReader<FirewallObservation['trigger']>(async (trigger) => {
+    const reader = new CoalescedReader<ObservationOf<'firewall'>['trigger']>(async (trigger) => {
       const observation = this.tracker.update(normalizeNftRuleset(await listRuleset()), trigger);
       if (observation && this.lastCommit) observation.committedBy = this.lastCommit;
       if (observation) emit(observation);

@@ -1,4 +1,4 @@
-import type { FirewallObservation, StaleInterfaceRef } from '../../contract/observation.js';
+import type { ObservationOf, StaleInterfaceRef } from '../../contract/observation.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { diffRules, type NormalizedRuleset } from './ruleset.js';
 
@@ -22,12 +22,12 @@ export class RulesetTracker {
   }
 
   /** Records a reading; returns an observation when something a guest could care about differs from the last one. */
-  update(next: NormalizedRuleset, trigger: FirewallObservation['trigger']): FirewallObservation | null {
+  update(next: NormalizedRuleset, trigger: ObservationOf<'firewall'>['trigger']): ObservationOf<'firewall'> | null {
     const previous = this.previous;
     this.previous = next;
     const missing = [...this.expectedCanaries].filter((c) => !next.canaries.includes(c));
     for (const canary of next.canaries) this.expectedCanaries.add(canary);
-    const canary: FirewallObservation['canary'] =
+    const canary: ObservationOf<'firewall'>['canary'] =
       missing.length > 0 ? 'missing' : this.expectedCanaries.size === 0 ? 'not-installed' : 'present';
     // A canary reported missing is expected again only once something puts it back.
     for (const c of missing) this.expectedCanaries.delete(c);
@@ -39,7 +39,7 @@ export class RulesetTracker {
 
     if (previous && previous.hash === next.hash && missing.length === 0 && !staleChanged) return null;
     const { added, removed } = previous ? diffRules(previous.rules, next.rules) : { added: [], removed: [] };
-    const observation: FirewallObservation = {
+    const observation: ObservationOf<'firewall'> = {
       kind: 'firewall',
       backend: next.backend,
       hash: next.hash,

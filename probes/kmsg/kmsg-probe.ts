@@ -1,4 +1,4 @@
-import type { KernelLogObservation, Observation } from '../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { parseKmsgRecord, tagKmsgMessage } from './parse-kmsg.js';
@@ -72,7 +72,7 @@ export class KmsgProbe implements Probe<KmsgSnapshot> {
     this.lastSeq = record.seq;
     this.recordsSeen += 1;
     if (!emit) return;
-    const observation: KernelLogObservation = {
+    const observation: ObservationOf<'kmsg'> = {
       kind: 'kmsg',
       seq: record.seq,
       kernelTimeMs: record.kernelTimeMs,

@@ -1,4 +1,4 @@
-import type { LinkEventName, LinkObservation, LinkState, ClockStamp } from '../../contract/observation.js';
+import type { LinkEventName, ObservationOf, LinkState, ClockStamp } from '../../contract/observation.js';
 
 /** rtnetlink message types (linux/rtnetlink.h). The netlink package's parsed messages drop them, so we keep the raw one. */
 export const RTM_NEWLINK = 16;
@@ -80,8 +80,8 @@ export function decodeLinkMessage(
   message: RawLinkMessage,
   at: ClockStamp,
   fromDump = false,
-): LinkObservation {
-  let action: LinkObservation['action'];
+): ObservationOf<'link'> {
+  let action: ObservationOf<'link'>['action'];
   if (fromDump) action = 'dump';
   else if (rawType === RTM_NEWLINK) action = 'new';
   else if (rawType === RTM_DELLINK) action = 'del';

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Observation, XenObservation } from '../../contract/observation.js';
+import type { Observation, ObservationOf } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';
 import { openXenbusDevice, XenstoreClient } from './xenstore-client.js';
@@ -49,7 +49,7 @@ export class XenProbe implements Probe<XenSnapshot> {
     if (hypervisor !== 'xen') throw new ProbeUnavailableError(this.name, 'not a Xen guest');
     const client = new XenstoreClient(this.openXenbus());
     this.client = client;
-    const report = (change: XenObservation['change'], nodePath: string, value: string | null, previous: string | null) =>
+    const report = (change: ObservationOf<'xen'>['change'], nodePath: string, value: string | null, previous: string | null) =>
       emit({ kind: 'xen', change, path: nodePath, value, previous, at: stampNow() });
 
     this.domid = await client.read('domid');
@@ -106,7 +106,7 @@ export class XenProbe implements Probe<XenSnapshot> {
   private async onWatch(
     client: XenstoreClient,
     nodePath: string,
-    report: (change: XenObservation['change'], nodePath: string, value: string | null, previous: string | null) => void,
+    report: (change: ObservationOf<'xen'>['change'], nodePath: string, value: string | null, previous: string | null) => void,
   ): Promise<void> {
     // Any watch event may follow a resume in a new domain: the domid is read again every time.
     const domid = await client.read('domid');

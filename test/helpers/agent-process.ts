@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
-import type { Observation } from '../../contract/observation.js';
+import { observationError, type Observation } from '../../contract/observation.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 /** The agent exactly as the guest runs it: the esbuild bundle made by `npm run build`. */
@@ -43,7 +43,13 @@ export function startAgent(t: Test, args: string[], netns?: string): AgentProces
     while ((newline = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + 1);
-      if (line.trim()) observations.push(JSON.parse(line) as Observation);
+      if (!line.trim()) continue;
+      const value = JSON.parse(line) as Observation & { schema?: string };
+      // Every test that runs real probes is also a test of the contract: what they print must be what the collector
+      // accepts (reports are checked by the agent itself before they are printed).
+      const error = value.schema === undefined ? observationError(value) : null;
+      if (error) t.fail(`the agent printed an observation the contract refuses: ${error}`, { line: line.slice(0, 500) });
+      observations.push(value);
     }
     for (const wake of waiters) wake();
   });

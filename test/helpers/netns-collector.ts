@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { Report } from '../../contract/report-schema.js';
-import type { SafetyNetObservation } from '../../contract/observation.js';
+import type { ObservationOf } from '../../contract/observation.js';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -18,7 +18,7 @@ export interface NetnsCollector {
   port: number;
   reports: Report[];
   /** The agent's safety-net actions as they came over the wire, outside reports. */
-  safetyNet: SafetyNetObservation[];
+  safetyNet: ObservationOf<'safety-net'>[];
   lines: string[];
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): void;
   nextReport(from: number, timeoutMs?: number): Promise<Report>;
@@ -32,12 +32,12 @@ export async function startNetnsCollector(t: Test, netns: string, agentId: strin
     if (child.exitCode === null) child.kill('SIGTERM');
   });
   const reports: Report[] = [];
-  const safetyNet: SafetyNetObservation[] = [];
+  const safetyNet: ObservationOf<'safety-net'>[] = [];
   const lines: string[] = [];
   const hellos = new Set<string>();
   const wake = new Set<() => void>();
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    const message = JSON.parse(line) as { report?: Report; hello?: string; log?: string; safetyNet?: SafetyNetObservation };
+    const message = JSON.parse(line) as { report?: Report; hello?: string; log?: string; safetyNet?: ObservationOf<'safety-net'> };
     if (message.report) reports.push(message.report);
     if (message.safetyNet) safetyNet.push(message.safetyNet);
     if (message.hello) hellos.add(message.hello);

@@ -10,7 +10,7 @@ const AFTER_WARM_UP = {
   offsetNoise: { ...DEFAULT_EPISODE_OPTIONS.offsetNoise, warmUpMs: 0 },
 };
 import { judgeEpisode, DEFAULT_VERDICT_THRESHOLDS } from '../../../agent/episodes/verdict.js';
-import type { LinkObservation, Observation } from '../../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../../contract/observation.js';
 
 function fakeClock() {
   let now = 1000;
@@ -38,7 +38,7 @@ function fakeClock() {
   return { clock, advance, stamp: () => ({ realtimeMs: now, monotonicMs: now }) };
 }
 
-const link = (at: { realtimeMs: number; monotonicMs: number }, extra: Partial<LinkObservation> = {}, state: Partial<LinkObservation['link']> = {}): LinkObservation => ({
+const link = (at: { realtimeMs: number; monotonicMs: number }, extra: Partial<ObservationOf<'link'>> = {}, state: Partial<ObservationOf<'link'>['link']> = {}): ObservationOf<'link'> => ({
   kind: 'link', action: 'new', event: null, at, ...extra,
   link: { ifindex: 2, name: 'eth0', mac: '52:54:00:00:00:01', mtu: 1500, adminUp: true, lowerUp: true, running: true, operstate: 'up', carrier: 1, carrierChanges: 2, carrierUpCount: 1, carrierDownCount: 1, ...state },
 });

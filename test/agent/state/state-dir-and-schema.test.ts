@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StateDir } from '../../../agent/state/state-dir.js';
 import { assertValidReport, REPORT_SCHEMA_ID } from '../../../contract/report-schema.js';
+import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
 
 const isNumbers = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number');
 
@@ -32,13 +33,14 @@ t.test('flinch.report/v1 refuses what does not fit', async (t) => {
     episode: { id: 'e', migrationId: null, openedAt: stamp, closedAt: stamp, durationMs: 0, triggers: [] },
     verdict: 'noticed', evidence: [], thresholds: { clockStepMs: 1000, settleMs: 3000 },
     remediation: { mode: 'on', outcome: 'not-needed', timeToHealMs: null, actions: [] },
-    observations: [{ kind: 'link', at: stamp, anything: 'else' }], observationsDropped: 0,
+    observations: [SAMPLE_OBSERVATIONS.link], observationsDropped: 0,
   };
   t.doesNotThrow(() => assertValidReport(report));
   t.throws(() => assertValidReport({ ...report, verdict: 'fine' }), /invalid flinch\.report\/v1: \/verdict/);
   t.throws(() => assertValidReport({ ...report, extra: 1 }), /must NOT have additional properties/);
   t.throws(() => assertValidReport({ ...report, agentId: '' }), /\/agentId/);
   t.throws(() => assertValidReport({ ...report, observations: [{ at: stamp }] }), /\/observations\/0/);
+  t.throws(() => assertValidReport({ ...report, observations: [{ ...SAMPLE_OBSERVATIONS.link, anything: 'else' }] }), /\/observations\/0 must NOT have additional properties/);
 });
 
 t.test('reports.jsonl is bounded: rotated to .1 past its limit, and read back from its end only', async (t) => {

@@ -10,6 +10,7 @@ import { FleetKeyring, ListedKeyring } from '../../../harness/collector/keyring.
 import { agentKeyFor, signFrame } from '../../../contract/frame-signing.js';
 import type { AgentKeyring } from '../../../harness/collector/collector-server.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
+import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
 
 const SEED = 20261201;
 const FRAMES_PER_MODE = 10_000;
@@ -20,7 +21,7 @@ type Shape = Record<string, unknown>;
 const messageShape = (nonce: string): fc.Arbitrary<Shape> => fc.oneof(
   fc.record({ agentId: fc.string({ maxLength: 140 }), hostname: fc.string({ unit: 'grapheme', maxLength: 300 }) }).map((o) => helloFor('fuzzer', nonce, o)),
   fc.constant(helloFor('fuzzer', nonce)),
-  fc.nat({ max: 1000 }).map((seq) => ({ type: 'observation', seq, observation: { kind: 'clock', at: { realtimeMs: 1, monotonicMs: 1 } } })),
+  fc.tuple(fc.nat({ max: 1000 }), fc.constantFrom(...Object.values(SAMPLE_OBSERVATIONS))).map(([seq, observation]) => ({ type: 'observation', seq, observation })),
   fc.nat({ max: 1000 }).map((seq) => ({ type: 'report', seq, report: sampleReport('fuzzer', seq) })),
   fc.record({ id: fc.integer(), t1: fc.double(), t2: fc.double(), t3: fc.double() }).map((o) => ({ type: 'time-reply', ...o })),
   fc.string({ unit: 'binary', maxLength: 300 }).map((type) => ({ type, seq: 1 })),

@@ -8,12 +8,13 @@ import WebSocket from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
 import { signFrame } from '../../../contract/frame-signing.js';
 import { freePort, helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
+import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
 
 const GOOD_KEY = 'a'.repeat(64);
 const MALLORY_KEY = 'b'.repeat(64);
 const keyring = new ListedKeyring(new Map([['good', GOOD_KEY], ['mallory', MALLORY_KEY]]));
 const observation = (seq: number, extra: Record<string, unknown> = {}) => ({
-  type: 'observation', seq, observation: { kind: 'clock', at: { realtimeMs: 1, monotonicMs: 1 } }, ...extra,
+  type: 'observation', seq, observation: SAMPLE_OBSERVATIONS.clock, ...extra,
 });
 
 t.test('hostile inputs are each refused with their reason, counted, and the good agent is served throughout', async (t) => {

@@ -1,12 +1,12 @@
 // Integration: addresses and routes in a private namespace, including the IPv4 routes the kernel drops silently.
 import t, { type Test } from 'tap';
-import type { AddressObservation, Observation, RouteObservation } from '../../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../../contract/observation.js';
 import { formatIp } from '../../../probes/addressing/decode-addressing.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';
 
-const address = (match: (o: AddressObservation) => boolean) => (o: Observation) => o.kind === 'address' && match(o);
-const route = (match: (o: RouteObservation) => boolean) => (o: Observation) => o.kind === 'route' && match(o);
+const address = (match: (o: ObservationOf<'address'>) => boolean) => (o: Observation) => o.kind === 'address' && match(o);
+const route = (match: (o: ObservationOf<'route'>) => boolean) => (o: Observation) => o.kind === 'route' && match(o);
 
 async function setUp(t: Test): Promise<{ netns: string; agent: AgentProcess }> {
   const netns = await testNetns(t);
@@ -42,7 +42,7 @@ t.test('a deleted route shows as a route deletion', async (t) => {
   const { netns, agent } = await setUp(t);
   const mark = agent.observations.length;
   await ipIn(netns, 'route', 'del', '198.51.100.0/24');
-  const gone = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '198.51.100.0/24'), mark)) as RouteObservation;
+  const gone = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '198.51.100.0/24'), mark)) as ObservationOf<'route'>;
   t.equal(gone.reconciled, false, 'the kernel said so itself');
 });
 
@@ -50,9 +50,9 @@ t.test('a removed interface: the IPv4 routes the kernel drops without a word are
   const { netns, agent } = await setUp(t);
   const mark = agent.observations.length;
   await ipIn(netns, 'link', 'del', 'va');
-  const gateway = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '198.51.100.0/24'), mark)) as RouteObservation;
+  const gateway = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '198.51.100.0/24'), mark)) as ObservationOf<'route'>;
   t.equal(gateway.reconciled, true, 'found by re-reading, marked as such');
-  const subnet = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '192.0.2.0/24'), mark)) as RouteObservation;
+  const subnet = (await agent.waitFor(route((o) => o.action === 'del' && o.destination === '192.0.2.0/24'), mark)) as ObservationOf<'route'>;
   t.equal(subnet.reconciled, true);
 });
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readStealMs, sampleClocks } from '../../../probes/clock/clock-probe.js';
 import { HostOffsetTracker } from '../../../probes/clock/host-offset.js';
-import type { PauseObservation } from '../../../contract/observation.js';
+import type { ObservationOf } from '../../../contract/observation.js';
 import { startAgent } from '../../helpers/agent-process.js';
 
 t.test('steal time from /proc/stat, in ms', async (t) => {
@@ -68,7 +68,7 @@ t.test('a real pause (the agent stopped with SIGSTOP) is reported with its lengt
   await new Promise((r) => setTimeout(r, 700));
   agent.child.kill('SIGCONT');
   // The stop's own pause: a busy host can give a few-ms one before it, which is not the one asked about.
-  const pause = (await agent.waitFor((o) => o.kind === 'pause' && o.lateByMs >= 100, 0, 5000)) as PauseObservation;
+  const pause = (await agent.waitFor((o) => o.kind === 'pause' && o.lateByMs >= 100, 0, 5000)) as ObservationOf<'pause'>;
   t.ok(pause.lateByMs >= 150, `woke up ${pause.lateByMs} ms late`);
   t.ok(pause.lateByMs <= 1500, 'and not absurdly late');
 });

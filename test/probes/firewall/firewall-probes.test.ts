@@ -2,12 +2,12 @@
 // `watch` changes nothing, so the canaries the probes report on are put in place here, as the safety net would.
 import t, { type Test } from 'tap';
 import { runCommand } from '../../../system/run-command.js';
-import type { FirewallObservation, Observation } from '../../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../../contract/observation.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
 import { startAgent, type AgentProcess } from '../../helpers/agent-process.js';
 
 const inNetns = (netns: string, command: string, ...args: string[]) => runCommand('ip', ['netns', 'exec', netns, command, ...args]);
-const firewall = (backend: FirewallObservation['backend'], match: (o: FirewallObservation) => boolean = () => true) => (o: Observation) =>
+const firewall = (backend: ObservationOf<'firewall'>['backend'], match: (o: ObservationOf<'firewall'>) => boolean = () => true) => (o: Observation) =>
   o.kind === 'firewall' && o.backend === backend && match(o);
 
 async function agentIn(t: Test, netns: string, probes: string): Promise<AgentProcess> {
@@ -25,13 +25,13 @@ t.test('nft flush ruleset: rules removed, canary missing, seen from the netlink 
   watching.child.kill('SIGTERM');
   await inNetns(netns, 'nft', 'add table inet flinch_canary');
   const agent = await agentIn(t, netns, 'nftables');
-  const start = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'start'))) as FirewallObservation;
+  const start = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'start'))) as ObservationOf<'firewall'>;
   t.equal(start.rules, 1);
   t.equal(start.canary, 'present', 'the canary is seen');
 
   const mark = agent.observations.length;
   await inNetns(netns, 'nft', 'flush', 'ruleset');
-  const flushed = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'event'), mark)) as FirewallObservation;
+  const flushed = (await agent.waitFor(firewall('nftables', (o) => o.trigger === 'event'), mark)) as ObservationOf<'firewall'>;
   t.equal(flushed.canary, 'missing');
   t.equal(flushed.rules, 0);
   t.equal(flushed.removed.length, 1);
@@ -47,7 +47,7 @@ t.test('a re-created interface leaves an nft iif rule pointing at a dead index',
   const mark = agent.observations.length;
   await ipIn(netns, 'link', 'del', 'va');
   await ipIn(netns, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
-  const stale = (await agent.waitFor(firewall('nftables', (o) => o.staleInterfaceRefs.length > 0), mark)) as FirewallObservation;
+  const stale = (await agent.waitFor(firewall('nftables', (o) => o.staleInterfaceRefs.length > 0), mark)) as ObservationOf<'firewall'>;
   t.match(stale.staleInterfaceRefs[0], { table: 'inet user', chain: 'input', key: 'iif', writtenFor: 'va', now: /^\d+$/ });
 });
 
@@ -60,7 +60,7 @@ t.test('iptables -F under the nft back end: seen from the netlink event', async 
   t.match((await inNetns(netns, 'iptables-nft-save')).stdout, /:FLINCH-CANARY/, 'the canary chain is in the filter table');
   const mark = agent.observations.length;
   await inNetns(netns, 'iptables-nft', '-F');
-  const flushed = (await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4'), mark)) as FirewallObservation;
+  const flushed = (await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4'), mark)) as ObservationOf<'firewall'>;
   t.equal(flushed.trigger, 'event');
   t.same(flushed.removed, ['ipv4 filter -A INPUT -p tcp -m tcp --dport 9998 -j DROP']);
   t.equal(flushed.canary, 'present', '-F flushes rules but keeps chains');
@@ -76,7 +76,7 @@ t.test('iptables -F under the legacy back end: seen by polling', async (t) => {
   await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4' && o.rules === 1 && o.canary === 'present'));
   const mark = agent.observations.length;
   await inNetns(netns, 'iptables-legacy', '-F');
-  const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as FirewallObservation;
+  const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as ObservationOf<'firewall'>;
   t.equal(flushed.trigger, 'poll');
   t.same(flushed.removed, ['ipv4 filter -A INPUT -p udp -m udp --dport 9 -j DROP']);
 });

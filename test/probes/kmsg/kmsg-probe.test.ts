@@ -2,7 +2,7 @@
 // them. Each write opens the device anew, so the kernel's per-writer rate limit does not drop them.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
-import type { KernelLogObservation, Observation } from '../../../contract/observation.js';
+import type { ObservationOf, Observation } from '../../../contract/observation.js';
 import { acceptSequence } from '../../../probes/kmsg/kmsg-probe.js';
 import { parseKmsgRecord, tagKmsgMessage } from '../../../probes/kmsg/parse-kmsg.js';
 import { startAgent } from '../../helpers/agent-process.js';
@@ -44,11 +44,11 @@ t.test('lines written to /dev/kmsg reach the agent as tagged observations', asyn
   writeFileSync('/dev/kmsg', `${marker}: Freezing user space processes\n`);
   writeFileSync('/dev/kmsg', `${marker}: xen:manage: suspending xenstore...\n`);
   const isOurs = (text: string) => (o: Observation) => o.kind === 'kmsg' && o.message.includes(marker) && o.message.includes(text);
-  const freezing = (await agent.waitFor(isOurs('Freezing'))) as KernelLogObservation;
+  const freezing = (await agent.waitFor(isOurs('Freezing'))) as ObservationOf<'kmsg'>;
   t.same(freezing.tags, ['suspend-resume']);
   t.equal(freezing.replay, false);
   t.match(freezing.raw, new RegExp(`^\\d+,\\d+,\\d+,[^;]*;${marker}: Freezing user space processes`), 'the raw record is kept');
-  const manage = (await agent.waitFor(isOurs('xen:manage'))) as KernelLogObservation;
+  const manage = (await agent.waitFor(isOurs('xen:manage'))) as ObservationOf<'kmsg'>;
   t.same(manage.tags, ['suspend-resume', 'xen-manage']);
   t.ok(manage.seq > freezing.seq);
   t.notOk(agent.observations.some(isOurs('before the agent started')), 'history is not reported as new unless asked');
@@ -66,8 +66,8 @@ t.test('a real ring-buffer overrun (EPIPE) is survived and the loss counted', as
   for (let i = 0; i < 8000; i += 1) writeFileSync('/dev/kmsg', `${marker} ${i} ${filler}\n`);
   writeFileSync('/dev/kmsg', `${marker} last\n`);
   agent.child.kill('SIGCONT');
-  const last = (await agent.waitFor((o) => o.kind === 'kmsg' && o.message === `${marker} last`, 0, 20_000)) as KernelLogObservation;
-  const ours = agent.observations.filter((o): o is KernelLogObservation => o.kind === 'kmsg' && o.message.startsWith(marker));
+  const last = (await agent.waitFor((o) => o.kind === 'kmsg' && o.message === `${marker} last`, 0, 20_000)) as ObservationOf<'kmsg'>;
+  const ours = agent.observations.filter((o): o is ObservationOf<'kmsg'> => o.kind === 'kmsg' && o.message.startsWith(marker));
   const lost = ours.reduce((sum, o) => sum + o.lostBefore, 0);
   t.ok(lost > 0, `the overrun was noticed: ${lost} records lost, ${ours.length} read`);
   t.ok(ours.length < 8001, 'not every record could be read');

@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Observation, XenObservation } from '../../../contract/observation.js';
+import type { Observation, ObservationOf } from '../../../contract/observation.js';
 import { XenProbe } from '../../../probes/xen/xen-probe.js';
 import { XenstoreClient, XsFramer, encodeXsMessage } from '../../../probes/xen/xenstore-client.js';
 import { FakeXenstored } from '../../helpers/fake-xenstored.js';
@@ -40,7 +40,7 @@ async function startedProbe(t: Test, xs: FakeXenstored) {
   return { xs, observations, probe };
 }
 
-const xen = (observations: Observation[]) => observations.filter((o): o is XenObservation => o.kind === 'xen');
+const xen = (observations: Observation[]) => observations.filter((o): o is ObservationOf<'xen'> => o.kind === 'xen');
 
 t.test('wire framing: split and glued messages come apart right', async (t) => {
   const a = encodeXsMessage({ type: 2, reqId: 1, txId: 0, payload: Buffer.from('domid\0') });
