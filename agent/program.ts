@@ -15,18 +15,19 @@ import { readSecretFile } from '../contract/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from '../contract/version.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, printable, UserError } from '../contract/command-line.js';
-import { AgentRuntime, REPORTS_FILE, type RuntimeOutputs } from './runtime.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
+import { AgentRuntime, REPORTS_FILE } from './runtime.js';
+import type { Publisher } from './publishers/publisher.js';
+import { formatOutputLine, reportLine, SNAPSHOT_SCHEMA_ID, type OutputLine } from '../contract/output-lines.js';
+import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, reportSummary } from './publishers/stdout-publishers.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
 import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from '../contract/report-schema.js';
-import { applyAgentConfig, ConfigError, CONFIG_ERROR_EXIT, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
+import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
 import { StateDirError } from './state/state-dir.js';
 
-/** The state directory takes no writes at start (full, read-only, not ours): sysexits' EX_CANTCREAT. */
-export const STATE_DIR_EXIT = 73;
 
 const PROGRAM = 'flinch-agent';
 
@@ -61,7 +62,7 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
   try {
     return createProbes(names, settings);
   } catch (error) {
-    throw new UserError((error as Error).message, 2);
+    throw new UserError((error as Error).message, EXIT.usage);
   }
 }
 
@@ -83,18 +84,18 @@ interface AgentOptions {
 }
 
 /** Runs the whole agent until SIGINT/SIGTERM, then exits. */
-async function runUntilSignalled(options: AgentOptions, agentId: string, outputs: RuntimeOutputs, log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
+async function runUntilSignalled(options: AgentOptions, agentId: string, publishers: readonly Publisher[], log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
   try {
-    return await startRuntime(options, agentId, outputs, log, onStop);
+    return await startRuntime(options, agentId, publishers, log, onStop);
   } catch (error) {
     // Nothing that was started may keep a failed agent alive (the collector connection, a probe's socket).
     onStop?.();
-    if (error instanceof StateDirError) throw new UserError(error.message, STATE_DIR_EXIT);
+    if (error instanceof StateDirError) throw new UserError(error.message, EXIT.stateDir);
     throw error;
   }
 }
 
-async function startRuntime(options: AgentOptions, agentId: string, outputs: RuntimeOutputs, log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
+async function startRuntime(options: AgentOptions, agentId: string, publishers: readonly Publisher[], log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
   const runtime = new AgentRuntime(
     {
       agentId,
@@ -120,7 +121,7 @@ async function startRuntime(options: AgentOptions, agentId: string, outputs: Run
       stateDir: options.stateDir,
       collectorEvidence: (options as Partial<RunOptions>).acceptAnnounce === true,
     },
-    outputs,
+    publishers,
     log,
   );
   try {
@@ -131,7 +132,7 @@ async function startRuntime(options: AgentOptions, agentId: string, outputs: Run
   }
   const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch(async (error: Error) => {
     await runtime.stop().catch(() => undefined);
-    throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, 2);
+    throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, EXIT.usage);
   });
   void new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -155,7 +156,7 @@ function withConfig<T extends AgentOptions>(options: T, command: Command): T {
   try {
     return applyAgentConfig(options, loadAgentConfig(options.config), (attribute) => command.getOptionValueSource(attribute));
   } catch (error) {
-    if (error instanceof ConfigError) throw new UserError(error.message, CONFIG_ERROR_EXIT);
+    if (error instanceof ConfigError) throw new UserError(error.message, EXIT.config);
     throw error;
   }
 }
@@ -193,17 +194,12 @@ interface RunOptions extends AgentOptions {
   acceptAnnounce?: boolean;
 }
 
-function summariseReport(report: Report): string {
-  const triggers = [...new Set(report.episode.triggers.map((t) => t.kind))].join(',');
-  return `episode ${report.episode.id}: ${report.verdict} after ${(report.episode.durationMs / 1000).toFixed(1)} s (triggers ${triggers}; remediation ${report.remediation.outcome})`;
-}
-
 function readOptionalFile(file: string | undefined, what: string): Buffer | undefined {
   if (file === undefined) return undefined;
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, CONFIG_ERROR_EXIT);
+    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, EXIT.config);
   }
 }
 
@@ -211,19 +207,14 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
   const metrics = options.metrics === undefined ? null : new AgentMetrics();
   if (metrics && options.metrics) {
     const { address } = await metrics.listen(options.metrics).catch((error: Error) => {
-      throw new UserError(`--metrics ${options.metrics}: ${error.message}`, CONFIG_ERROR_EXIT);
+      throw new UserError(`--metrics ${options.metrics}: ${error.message}`, EXIT.config);
     });
     log(`metrics on http://${address.address}:${address.port}/metrics`);
   }
   const collectors = options.collector ?? [];
   if (collectors.length === 0) {
-    await runUntilSignalled(options, options.agentId, {
-      observation: (o) => metrics?.observe(o),
-      report: (r) => {
-        metrics?.report(r);
-        log(summariseReport(r));
-      },
-    }, log);
+    const summary: Publisher = { name: 'log', report: (r) => log(reportSummary(r)) };
+    await runUntilSignalled(options, options.agentId, [...(metrics ? [metrics] : []), summary], log);
     log(`running without a collector; reports go to ${path.join(options.stateDir, REPORTS_FILE)}`);
     return;
   }
@@ -232,11 +223,11 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
     try {
       key = readSecretFile(options.tokenFile, 'agent token');
     } catch (error) {
-      throw new UserError((error as Error).message, CONFIG_ERROR_EXIT);
+      throw new UserError((error as Error).message, EXIT.config);
     }
   }
   if (options.acceptAnnounce && key === null) {
-    throw new UserError('--accept-announce needs --token-file: only a signed announcement may count as migration evidence', 2);
+    throw new UserError('--accept-announce needs --token-file: only a signed announcement may count as migration evidence', EXIT.usage);
   }
   const ca = readOptionalFile(options.caFile, 'CA bundle');
   const url = collectorFor(options.agentId, collectors);
@@ -268,17 +259,18 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
   runtime = await runUntilSignalled(
     options,
     options.agentId,
-    {
-      observation: (o) => {
-        if (o.kind === 'xen' && o.change === 'domid' && o.value !== null && /^\d+$/.test(o.value)) xenDomid = Number(o.value);
-        metrics?.observe(o);
-        client.send(o);
+    [
+      ...(metrics ? [metrics] : []),
+      {
+        name: 'collector',
+        observation: (o) => {
+          // The next hello names the domain the guest is in now.
+          if (o.kind === 'xen' && o.change === 'domid' && o.value !== null && /^\d+$/.test(o.value)) xenDomid = Number(o.value);
+          client.send(o);
+        },
+        report: (r) => client.sendReport(r),
       },
-      report: (r) => {
-        metrics?.report(r);
-        client.sendReport(r);
-      },
-    },
+    ],
     log,
     () => client.close(),
   );
@@ -290,31 +282,29 @@ async function runAgentService(options: RunOptions, log: (line: string) => void)
   log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }
 
-const printLine = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`);
-
 export function buildAgentProgram(): Command {
   const { program, verbose, log } = createProgram(PROGRAM, 'flinch guest agent: sees what a live migration did to this guest, and puts back what it lost');
 
   addAgentOptions(
     program
       .command('watch')
-      .description('print observations and episode reports (flinch.report/v1) as JSON lines; changes nothing in the guest')
-      .option('--json', 'one JSON object per line (the only format for now)', true),
+      .description('print observations and episode reports as they happen, a line each; changes nothing in the guest')
+      .option('--json', 'as JSON lines, each {"type": "observation"|"report", "schema": ..., <type>: ...}'),
   ).action(
-    guarded(PROGRAM, verbose, async (given: AgentOptions, command: Command) => {
+    guarded(PROGRAM, verbose, async (given: AgentOptions & { json?: boolean }, command: Command) => {
       const options = withConfig(given, command);
-      if (options.remediate === 'on') throw new UserError('watch changes nothing in the guest: use `run --remediate on` for the safety net', 2);
-      await runUntilSignalled(options, os.hostname(), { observation: printLine, report: printLine }, log);
+      if (options.remediate === 'on') throw new UserError('watch changes nothing in the guest: use `run --remediate on` for the safety net', EXIT.usage);
+      await runUntilSignalled(options, os.hostname(), [given.json ? jsonLinesPublisher() : humanLinesPublisher()], log);
     }),
   );
 
   program
     .command('snapshot')
     .description("print every probe's current state: links, addresses, routes, firewalls with hashes, clocks, kernel log, Xen")
-    .option('--json', 'as one JSON document (the only format for now)', true)
+    .option('--json', 'as one JSON line {"type": "snapshot", "schema": "flinch.snapshot/v1", "probes": {...}}')
     .option('--probes <list>', 'comma-separated probes to read (default: all)', parseProbeList)
     .action(
-      guarded(PROGRAM, verbose, async (options: { probes?: string[] }) => {
+      guarded(PROGRAM, verbose, async (options: { probes?: string[]; json?: boolean }) => {
         const probes = probesFor(options.probes, DEFAULT_PROBE_SETTINGS);
         const result: Record<string, unknown> = {};
         for (const probe of probes) {
@@ -327,15 +317,16 @@ export function buildAgentProgram(): Command {
             await probe.stop();
           }
         }
-        process.stdout.write(`${JSON.stringify({ agentVersion: FLINCH_VERSION, hostname: os.hostname(), probes: result }, null, 2)}\n`);
-        process.exit(0);
+        const snapshot: OutputLine = { type: 'snapshot', schema: SNAPSHOT_SCHEMA_ID, agentVersion: FLINCH_VERSION, hostname: os.hostname(), probes: result };
+        process.stdout.write(options.json ? formatOutputLine(snapshot) : humanSnapshot(snapshot));
+        process.exit(EXIT.ok);
       }),
     );
 
   program
     .command('status')
     .description('summarise the last episodes from the state directory')
-    .option('--json', 'the reports themselves, as a JSON array')
+    .option('--json', 'the reports as JSON lines, each {"type": "report", "schema": "flinch.report/v1", "report": ...}')
     .option('--last <n>', 'how many episodes', positiveInt, 10)
     .option('--state-dir <dir>', 'where reports.jsonl is', DEFAULT_STATE_DIR)
     .action(
@@ -343,7 +334,7 @@ export function buildAgentProgram(): Command {
         const { values, skipped } = new StateDir(options.stateDir, log).readLines<Report>(REPORTS_FILE, options.last);
         if (skipped > 0) log(`${skipped} unreadable line(s) in ${REPORTS_FILE} skipped`);
         if (options.json) {
-          process.stdout.write(`${JSON.stringify(values, null, 2)}\n`);
+          process.stdout.write(values.map((r) => formatOutputLine(reportLine(r))).join(''));
           return;
         }
         if (values.length === 0) {
@@ -388,7 +379,7 @@ export function buildAgentProgram(): Command {
         try {
           process.stdout.write(`${JSON.stringify(loadAgentConfig(options.config), null, 2)}\n`);
         } catch (error) {
-          if (error instanceof ConfigError) throw new UserError(error.message, CONFIG_ERROR_EXIT);
+          if (error instanceof ConfigError) throw new UserError(error.message, EXIT.config);
           throw error;
         }
       }),

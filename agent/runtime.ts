@@ -5,6 +5,7 @@ import { EpisodeEngine, type Episode, type EpisodeOptions } from './episodes/epi
 import { judgeEpisode, type VerdictThresholds } from './episodes/verdict.js';
 import { assertValidReport, REPORT_SCHEMA_ID, type Report } from '../contract/report-schema.js';
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
+import { publishTo, type Publisher } from './publishers/publisher.js';
 import { StateDir } from './state/state-dir.js';
 import { isCollectorEvidence, isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
@@ -29,10 +30,6 @@ export interface RuntimeOptions {
   collectorEvidence: boolean;
 }
 
-export interface RuntimeOutputs {
-  observation(observation: Observation): void;
-  report(report: Report): void;
-}
 
 /** After the agent steps the clock itself, the echo of that step is expected this long (ms): the offset to the host
  * settles only after a few clean exchanges. */
@@ -51,6 +48,7 @@ export class AgentRuntime {
   private safetyNet: SafetyNet;
   private readonly state: StateDir;
   private readonly pendingReports = new Set<Promise<void>>();
+  private readonly outputs: ReturnType<typeof publishTo>;
   /**
    * How far the guest's offset against the host (guest minus host) has moved since before the open episode: the sum of
    * the changes the collector connection's exchanges reported while it was open. A lab guest's clock may sit a second
@@ -62,9 +60,10 @@ export class AgentRuntime {
 
   constructor(
     private readonly options: RuntimeOptions,
-    private readonly outputs: RuntimeOutputs,
+    publishers: readonly Publisher[],
     private readonly log: (line: string) => void,
   ) {
+    this.outputs = publishTo(publishers, log);
     this.state = new StateDir(options.stateDir, log);
     this.safetyNet = new SafetyNet(options.safetyNet, this.state, log);
     this.safetyNet.onAction((action) =>

@@ -5,13 +5,35 @@ import { FLINCH_VERSION } from './version.js';
  * Both executables end the same way on failure: one line that says what failed and what to do, the stack only with
  * --verbose (each program's --help says so), and a non-zero exit.
  */
-/** Bad arguments, whoever found them (commander or flinch): the exit status the man pages promise. */
-export const USAGE_EXIT = 2;
+/**
+ * Every exit status of both executables, one place: README's "Exit status" table and flinch-agent(1) say the same
+ * (test/cli/exit-codes.test.ts holds them to it). 1 is kept for what went wrong; a run that worked and found the
+ * guest worse than `--expect` has its own code, so CI can tell a regression from a broken harness.
+ */
+export const EXIT = {
+  /** Done, and as good as expected. */
+  ok: 0,
+  /** Something failed: the line says what (a tool that failed, a guest that did not boot, a crash). */
+  failed: 1,
+  /** Bad arguments, whoever found them (commander or flinch). */
+  usage: 2,
+  /** A program flinch needs is missing or does not answer (QEMU, virsh, libvirtd, the built agent). */
+  missingTool: 3,
+  /** Needs root (network namespaces, taps, cgroups, qemu:///system). */
+  needsRoot: 4,
+  /** The run worked, and a migration or a check was worse than expected (`--expect`, package-check). */
+  worseThanExpected: 5,
+  /** The agent's state directory takes no writes at start (full, read-only): EX_CANTCREAT. */
+  stateDir: 73,
+  /** An invalid configuration file (EX_CONFIG): systemd's RestartPreventExitStatus=78 does not retry it. */
+  config: 78,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export class UserError extends Error {
   constructor(
     message: string,
-    readonly exitCode = 1,
+    readonly exitCode: ExitCode = EXIT.failed,
   ) {
     super(message);
     this.name = 'UserError';
@@ -34,7 +56,7 @@ export function reportFatal(program: string, error: unknown, verbose: boolean): 
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${program}: ${printable(message.split('\n')[0] ?? '')}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  return error instanceof UserError ? error.exitCode : 1;
+  return error instanceof UserError ? error.exitCode : EXIT.failed;
 }
 
 /** Wraps a commander action so that every failure ends in reportFatal rather than a stack trace. */
@@ -61,7 +83,7 @@ export function createProgram(name: string, description: string): { program: Com
     // commander's own usage errors (an unknown option, a bad choice, a missing argument) read like flinch's: one line
     // with the program's name, exit 2. Set before any subcommand is added, so every subcommand inherits it.
     .configureOutput({ outputError: (message, write) => write(`${name}: ${printable(message.trimEnd())}\n`) })
-    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT));
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? EXIT.ok : EXIT.usage));
   return {
     program,
     verbose: () => program.opts<{ verbose?: boolean }>().verbose === true,

@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, UserError } from '../contract/command-line.js';
+import { createProgram, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
@@ -79,9 +79,9 @@ export function buildHarnessProgram(): Command {
     try {
       faultMatrix = parseFaultMatrix(o.faults);
     } catch (error) {
-      throw new UserError(`--faults: ${(error as Error).message}`, 2);
+      throw new UserError(`--faults: ${(error as Error).message}`, EXIT.usage);
     }
-    if (o.blackoutInterval > 10) throw new UserError('--blackout-interval: choose 1 to 10 ms, or 0 to turn the meter off', 2);
+    if (o.blackoutInterval > 10) throw new UserError('--blackout-interval: choose 1 to 10 ms, or 0 to turn the meter off', EXIT.usage);
     return {
       ...DEFAULT_LAB_OPTIONS,
       faultMatrix,
@@ -119,19 +119,19 @@ export function buildHarnessProgram(): Command {
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { hypervisor: string; guest: string; domuKernel?: string; xlMethods: string }, command: Command) => {
       if (o.hypervisor === 'qemu') {
         for (const xenOnly of ['guest', 'domuKernel', 'xlMethods']) {
-          if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`--${xenOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --hypervisor xen`, 2);
+          if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`--${xenOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --hypervisor xen`, EXIT.usage);
         }
         return runCampaign(o, false);
       }
-      if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, 2);
-      if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', 2);
-      if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, 2);
+      if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, EXIT.usage);
+      if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', EXIT.usage);
+      if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, EXIT.usage);
       const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
       const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
-      if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, 2);
+      if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, EXIT.usage);
       const base = labOptionsFrom(o, false);
       for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
-        if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`--${qemuOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a QEMU migration option; xl has none`, 2);
+        if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`--${qemuOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a QEMU migration option; xl has none`, EXIT.usage);
       }
       await runXenLab(
         {
@@ -152,7 +152,7 @@ export function buildHarnessProgram(): Command {
   addCampaignOptions(
     program
       .command('campaign')
-      .description('run a fault matrix of migrations with one driver, resumable, failing (exit 1, JUnit failures) where a verdict is worse than --expect')
+      .description('run a fault matrix of migrations with one driver, resumable, failing (exit 5, JUnit failures) where a verdict is worse than --expect')
       .option('--driver <name>', 'how to migrate: qmp (two QEMU processes), libvirt (virsh save/restore, or migrate with --libvirt-dest), or sim (a namespace simulation)', 'qmp')
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
       .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
@@ -160,7 +160,7 @@ export function buildHarnessProgram(): Command {
     { faults: 'none', expect: 'noticed' },
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
-      if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, 2);
+      if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       if (o.driver === 'libvirt') {
         const options = labOptionsFrom(o, true);
         await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null, migrateUri: o.libvirtMigrateUri ?? null }, log);
@@ -171,7 +171,7 @@ export function buildHarnessProgram(): Command {
         return;
       }
       if (o.driver !== 'qmp') {
-        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, 2);
+        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
       }
       await runCampaign(o, true);
     }),
@@ -185,12 +185,12 @@ export function buildHarnessProgram(): Command {
     .option('--output <file>', 'write here instead of standard output')
     .action(
       guarded(PROGRAM, verbose, async (dir: string, o: { format: string; output?: string }) => {
-        if (!(OUTPUT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format ${o.format}: choose one of ${OUTPUT_FORMATS.join(', ')}`, 2);
+        if (!(OUTPUT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format ${o.format}: choose one of ${OUTPUT_FORMATS.join(', ')}`, EXIT.usage);
         let results;
         try {
           results = readLabResults(dir);
         } catch (error) {
-          throw new UserError((error as Error).message, 2);
+          throw new UserError((error as Error).message, EXIT.usage);
         }
         const text = render(results, o.format as OutputFormat);
         if (o.output) writeFileSync(o.output, text);
@@ -223,7 +223,7 @@ export function buildHarnessProgram(): Command {
         );
         const failed = results.checks.filter((c) => !c.ok).length;
         process.stdout.write(`${results.checks.length - failed}/${results.checks.length} package checks passed; security exposure ${results.securityExposure ?? 'unknown'}\n`);
-        if (failed > 0) process.exitCode = 1;
+        if (failed > 0) process.exitCode = EXIT.worseThanExpected;
       }),
     );
 
@@ -278,12 +278,12 @@ export function buildHarnessProgram(): Command {
     .requiredOption('--agent-id <id>', 'the agent id the guest runs with')
     .action(
       guarded(PROGRAM, verbose, async (o: { fleetSecret: string; agentId: string }) => {
-        if (!new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', 2);
+        if (!new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
         let secret: string;
         try {
           secret = readSecretFile(o.fleetSecret, 'fleet secret');
         } catch (error) {
-          throw new UserError((error as Error).message, 2);
+          throw new UserError((error as Error).message, EXIT.usage);
         }
         process.stdout.write(`${agentKeyFor(secret, o.agentId)}\n`);
       }),
@@ -300,12 +300,12 @@ export function buildHarnessProgram(): Command {
     .option('--json', 'the whole status as JSON')
     .action(
       guarded(PROGRAM, verbose, async (o: { store: string; silentAfter: number; top: number; json?: boolean }) => {
-        if (!existsSync(o.store)) throw new UserError(`${o.store}: no such store`, 2);
+        if (!existsSync(o.store)) throw new UserError(`${o.store}: no such store`, EXIT.usage);
         let store: ReportStore;
         try {
           store = new ReportStore(o.store);
         } catch (error) {
-          throw new UserError(`${o.store}: ${(error as Error).message}`, 2);
+          throw new UserError(`${o.store}: ${(error as Error).message}`, EXIT.usage);
         }
         try {
           const status = fleetStatus(store, Date.now(), o.silentAfter * 1000);

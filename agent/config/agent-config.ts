@@ -8,8 +8,6 @@ import { PROBES } from '../../probes/registry.js';
 /** Where the Debian package puts the config, and what its unit passes to --config. */
 export const DEFAULT_CONFIG_PATH = '/etc/flinch/agent.yaml';
 
-/** sysexits.h EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not loop on a config it will reject again. */
-export const CONFIG_ERROR_EXIT = 78;
 
 /** A config file larger than this is not a config file. */
 const MAX_CONFIG_BYTES = 64 * 1024;

@@ -4,12 +4,15 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { parseHostPort } from '../../contract/command-line.js';
 import type { Observation } from '../../contract/observation.js';
 import type { Report } from '../../contract/report-schema.js';
+import type { Publisher } from '../publishers/publisher.js';
 
 /**
  * The agent's optional Prometheus endpoint (`--metrics 127.0.0.1:PORT`): read-only, GET /metrics and nothing else,
  * so it adds no way to change the guest. Fed from the same observations and reports the collector gets.
  */
-export class AgentMetrics {
+/** The metrics endpoint is one of the agent's publishers: it counts what the others send. */
+export class AgentMetrics implements Publisher {
+  readonly name = 'metrics';
   readonly registry = new Registry();
   private readonly episodes = new Counter({ name: 'flinch_episodes_total', help: 'Episodes closed, by verdict', labelNames: ['verdict'] as const, registers: [this.registry] });
   private readonly remediations = new Counter({
@@ -22,7 +25,7 @@ export class AgentMetrics {
   private readonly spoolUnacked = new Gauge({ name: 'flinch_spool_unacknowledged', help: 'Entries waiting for the collector to acknowledge them', registers: [this.registry] });
   private readonly spoolDropped = new Gauge({ name: 'flinch_spool_dropped', help: 'Entries dropped from a full spool since it was created', registers: [this.registry] });
 
-  observe(observation: Observation): void {
+  observation(observation: Observation): void {
     if (observation.kind === 'probe-status') this.probeUp.set({ probe: observation.probe }, observation.status === 'running' ? 1 : 0);
     // Counted as they happen, not from reports: a change left alone outside any episode is in no report.
     if (observation.kind === 'safety-net') this.remediations.inc({ kind: observation.what, result: observation.result });

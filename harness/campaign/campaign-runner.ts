@@ -3,6 +3,7 @@ import { appendFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
+import { EXIT } from '../../contract/command-line.js';
 import type { Report } from '../../contract/report-schema.js';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
@@ -113,7 +114,7 @@ export function finishCampaign(outDir: string, results: LabResults, failOnUnexpe
   const failed = results.migrations.filter((m) => !m.passed).length;
   if (failed > 0 && failOnUnexpected) {
     log(`${failed} of ${results.migrations.length} migrations were worse than expected (${results.campaign.expect})`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.worseThanExpected;
   }
 }
 

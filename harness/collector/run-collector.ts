@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { parseHostPort } from '../../contract/command-line.js';
 import { CollectorServer, type AgentKeyring } from './collector-server.js';
 import { FleetKeyring, ListedKeyring } from './keyring.js';
@@ -25,13 +25,13 @@ export interface CollectOptions {
 export async function runCollector(options: CollectOptions, log: (line: string) => void): Promise<{ collector: CollectorServer; stop: () => Promise<void> }> {
   const listen = parseOrFail(options.listen, '--listen');
   const keyring = keyringFor(options);
-  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError('--tls-cert and --tls-key go together', 2);
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError('--tls-cert and --tls-key go together', EXIT.usage);
   const tls = options.tlsCert && options.tlsKey ? { cert: readOrFail(options.tlsCert, 'TLS certificate'), key: readOrFail(options.tlsKey, 'TLS key') } : undefined;
   let store: ReportStore;
   try {
     store = new ReportStore(options.store, options.retention);
   } catch (error) {
-    throw new UserError(`--store ${options.store}: ${(error as Error).message}`, 2);
+    throw new UserError(`--store ${options.store}: ${(error as Error).message}`, EXIT.usage);
   }
   const collector = new CollectorServer({
     host: listen.host, port: listen.port, store, keyring, tls, keepInMemory: false, timeProbeIntervalMs: options.timeProbeIntervalMs, log,
@@ -59,7 +59,7 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
   } catch (error) {
     await collector.stop().catch(() => undefined);
     store.close();
-    throw new UserError(`cannot listen: ${(error as Error).message}`, 2);
+    throw new UserError(`cannot listen: ${(error as Error).message}`, EXIT.usage);
   }
   const stop = async () => {
     await collector.stop();
@@ -72,14 +72,14 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
 function keyringFor(options: CollectOptions): AgentKeyring | null {
   const given = [options.fleetSecret, options.agentKeys].filter((v) => v !== undefined).length;
   if (options.noAuth) {
-    if (given > 0) throw new UserError('--no-auth contradicts --fleet-secret/--agent-keys', 2);
+    if (given > 0) throw new UserError('--no-auth contradicts --fleet-secret/--agent-keys', EXIT.usage);
     return null;
   }
-  if (given !== 1) throw new UserError('agents must authenticate: give --fleet-secret FILE or --agent-keys FILE (or --no-auth for a private lab network)', 2);
+  if (given !== 1) throw new UserError('agents must authenticate: give --fleet-secret FILE or --agent-keys FILE (or --no-auth for a private lab network)', EXIT.usage);
   try {
     return options.fleetSecret !== undefined ? FleetKeyring.fromFile(options.fleetSecret) : ListedKeyring.fromFile(options.agentKeys!);
   } catch (error) {
-    throw new UserError((error as Error).message, 2);
+    throw new UserError((error as Error).message, EXIT.usage);
   }
 }
 
@@ -87,7 +87,7 @@ function parseOrFail(value: string, option: string): { host: string; port: numbe
   try {
     return parseHostPort(value);
   } catch (error) {
-    throw new UserError(`${option}: ${(error as Error).message}`, 2);
+    throw new UserError(`${option}: ${(error as Error).message}`, EXIT.usage);
   }
 }
 
@@ -95,6 +95,6 @@ function readOrFail(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, 2);
+    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, EXIT.usage);
   }
 }

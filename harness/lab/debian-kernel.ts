@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../system/run-command.js';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 
 export interface GuestKernel {
   /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64; a bare image is named after its file and hash. */
@@ -58,13 +58,13 @@ export async function fetchGuestKernel(cacheDir: string, log: (line: string) => 
  * bzImage (used as is, without modules).
  */
 export async function localKernel(cacheDir: string, file: string, log: (line: string) => void): Promise<GuestKernel> {
-  if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`${file}: no such kernel file (give a linux-image .deb or a bzImage)`, 2);
+  if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`${file}: no such kernel file (give a linux-image .deb or a bzImage)`, EXIT.usage);
   const hash = await sha256Of(file);
   const kind = await fileKind(file);
   if (kind === 'deb') {
     const { stdout } = await runCommand('dpkg-deb', ['-f', file, 'Package']);
     const packageName = stdout.trim();
-    if (!packageName.startsWith('linux-image-')) throw new UserError(`${file}: a ${packageName} package, not a linux-image .deb`, 2);
+    if (!packageName.startsWith('linux-image-')) throw new UserError(`${file}: a ${packageName} package, not a linux-image .deb`, EXIT.usage);
     const root = path.join(cacheDir, 'kernels', `local-${hash.slice(0, 12)}`);
     const cached = kernelInTree(packageName, root);
     if (cached) return cached;
@@ -74,7 +74,7 @@ export async function localKernel(cacheDir: string, file: string, log: (line: st
   if (kind === 'bzimage') {
     return { packageName: `${path.basename(file)} (${hash.slice(0, 12)})`, release: 'unknown', vmlinuz: path.resolve(file), modulesRoot: null };
   }
-  throw new UserError(`${file}: neither a Debian package nor a Linux bzImage`, 2);
+  throw new UserError(`${file}: neither a Debian package nor a Linux bzImage`, EXIT.usage);
 }
 
 function kernelInTree(packageName: string, root: string): GuestKernel | null {
@@ -94,7 +94,7 @@ async function unpackKernel(cacheDir: string, root: string, packageName: string,
     const extracted = path.join(work, 'tree');
     await runCommand('dpkg', ['-x', deb, extracted]);
     const releases = existsSync(path.join(extracted, 'lib', 'modules')) ? readdirSync(path.join(extracted, 'lib', 'modules')) : [];
-    if (releases.length !== 1) throw new UserError(`${packageName}: expected one kernel release under lib/modules, found ${releases.length}`, 2);
+    if (releases.length !== 1) throw new UserError(`${packageName}: expected one kernel release under lib/modules, found ${releases.length}`, EXIT.usage);
     await runCommand('depmod', ['-b', extracted, releases[0]!]);
     rmSync(root, { recursive: true, force: true });
     // Rename last, so an interrupted download never leaves a tree that looks complete.
@@ -103,7 +103,7 @@ async function unpackKernel(cacheDir: string, root: string, packageName: string,
     rmSync(work, { recursive: true, force: true });
   }
   const kernel = kernelInTree(packageName, root);
-  if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> in the package`, 2);
+  if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> in the package`, EXIT.usage);
   return kernel;
 }
 
@@ -139,12 +139,12 @@ export async function modulesWithDependencies(kernel: GuestKernel, modules: read
     try {
       ({ stdout } = await runCommand('modprobe', ['-d', kernel.modulesRoot, '-S', kernel.release, '--show-depends', module]));
     } catch {
-      throw new UserError(`kernel ${kernel.packageName} has no module ${module} (and does not build it in)`, 2);
+      throw new UserError(`kernel ${kernel.packageName} has no module ${module} (and does not build it in)`, EXIT.usage);
     }
     for (const match of stdout.matchAll(/^insmod\s+(\S+)/gm)) if (!order.includes(match[1]!)) order.push(match[1]!);
   }
   for (const module of order) {
-    if (!module.endsWith('.ko')) throw new UserError(`compressed kernel module ${module} is not supported by the guest's insmod`, 2);
+    if (!module.endsWith('.ko')) throw new UserError(`compressed kernel module ${module} is not supported by the guest's insmod`, EXIT.usage);
   }
   return order;
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { addNetns, deleteNetns, ip } from '../../system/ip.js';
 import { diesWithThisProcess } from '../child-lifetime.js';
 
@@ -78,6 +78,6 @@ export function runInsideNamespace(netns: string, subcommand: string, planVariab
 /** The plan a parent handed to `subcommand` through runInsideNamespace; refuses to run when there is none. */
 export function readPlanFromEnvironment<T>(planVariable: string, subcommand: string, parent: string): T {
   const text = process.env[planVariable];
-  if (!text) throw new UserError(`${subcommand} is internal to ${parent} and is not run by hand`, 2);
+  if (!text) throw new UserError(`${subcommand} is internal to ${parent} and is not run by hand`, EXIT.usage);
   return JSON.parse(text) as T;
 }

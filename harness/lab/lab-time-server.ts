@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { diesWithThisProcess } from '../child-lifetime.js';
 import { unpackedChrony } from './guest-initramfs.js';
 
@@ -16,7 +16,7 @@ export class LabTimeServer {
 
   static async start(cacheDir: string, address: string, runDir: string): Promise<LabTimeServer> {
     const chrony = unpackedChrony(cacheDir);
-    if (!chrony) throw new UserError(`chrony is not unpacked in ${cacheDir}; run npm run setup (packaging/host-setup.sh)`, 2);
+    if (!chrony) throw new UserError(`chrony is not unpacked in ${cacheDir}; run npm run setup (packaging/host-setup.sh)`, EXIT.missingTool);
     const config = path.join(runDir, 'lab-chronyd.conf');
     writeFileSync(config, [
       'local stratum 8', `bindaddress ${address}`, 'allow all', 'port 123', 'cmdport 0',

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { findExecutable } from '../../system/run-command.js';
 import { CampaignJournal } from '../campaign/campaign-journal.js';
@@ -32,11 +32,11 @@ const MAC = '52:54:00:f1:1c:0a';
  * each restore (the channel re-sends); the guest console faults need the qmp lab's serial socket.
  */
 export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line: string) => void): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver libvirt needs root (qemu:///system)', 4);
-  if (!findExecutable('virsh')) throw new UserError('virsh not found; install libvirt-clients and libvirt-daemon-system', 3);
+  if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver libvirt needs root (qemu:///system)', EXIT.needsRoot);
+  if (!findExecutable('virsh')) throw new UserError('virsh not found; install libvirt-clients and libvirt-daemon-system', EXIT.missingTool);
   const version = spawnSync('virsh', ['-c', options.libvirtUri, 'version'], { encoding: 'utf8', timeout: VIRSH_TIMEOUT_MS, killSignal: 'SIGKILL' });
   if (version.status !== 0) {
-    throw new UserError(`libvirt at ${options.libvirtUri} does not answer (${version.stderr.trim().split('\n')[0]}); start libvirtd (systemctl start libvirtd, or libvirtd -d)`, 3);
+    throw new UserError(`libvirt at ${options.libvirtUri} does not answer (${version.stderr.trim().split('\n')[0]}); start libvirtd (systemctl start libvirtd, or libvirtd -d)`, EXIT.missingTool);
   }
   if (finishedAlready(options, log, 'libvirt')) return;
   const startedAtMs = hostNowMs();
@@ -67,7 +67,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
   // The domain moves between libvirtds in a live-migration campaign; clean-up goes to wherever it is.
   let current = () => options.libvirtUri;
   const defined = virsh('define', xml);
-  if (defined.status !== 0) throw new UserError(`virsh define: ${defined.stderr.trim()}`, 1);
+  if (defined.status !== 0) throw new UserError(`virsh define: ${defined.stderr.trim()}`, EXIT.failed);
   try {
     const bootStart = hostNowMs();
     const started = virsh('start', domain);

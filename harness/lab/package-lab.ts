@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { randomBytes } from 'node:crypto';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
@@ -64,8 +64,8 @@ interface InnerPlan {
 }
 
 export async function runPackageCheck(options: PackageCheckOptions, log: (line: string) => void): Promise<PackageCheckResults> {
-  if (process.getuid?.() !== 0) throw new UserError('flinch package-check needs root: it debootstraps, chroots and creates a network namespace', 4);
-  if (!existsSync(options.deb)) throw new UserError(`${options.deb}: no such package; build it with npm run package`, 2);
+  if (process.getuid?.() !== 0) throw new UserError('flinch package-check needs root: it debootstraps, chroots and creates a network namespace', EXIT.needsRoot);
+  if (!existsSync(options.deb)) throw new UserError(`${options.deb}: no such package; build it with npm run package`, EXIT.usage);
   resolveQemuBinary(options.qemuBinary);
   mkdirSync(options.outDir, { recursive: true });
   rmSync(path.join(options.outDir, PACKAGE_CHECK_RESULTS), { force: true });
@@ -224,7 +224,7 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
     await collector.stop();
     store.close();
   }
-  if (checks.some((c) => !c.ok)) process.exitCode = 1;
+  if (checks.some((c) => !c.ok)) process.exitCode = EXIT.worseThanExpected;
 }
 
 function nextHello(collector: CollectorServer, timeoutMs: number): Promise<AgentRecord> {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
 import { CampaignJournal, planCampaign } from '../campaign/campaign-journal.js';
@@ -89,10 +89,10 @@ const MIN_GUEST_MEMORY_MIB = 384;
  */
 export async function runQemuLab(options: LabOptions, log: (line: string) => void): Promise<void> {
   if (process.getuid?.() !== 0) {
-    throw new UserError('flinch lab needs root: it creates a network namespace and tap devices (run it as root or with sudo)', 4);
+    throw new UserError('flinch lab needs root: it creates a network namespace and tap devices (run it as root or with sudo)', EXIT.needsRoot);
   }
   if (options.memoryMiB < MIN_GUEST_MEMORY_MIB) {
-    throw new UserError(`--memory ${options.memoryMiB} is too small: the guest's initramfs needs at least ${MIN_GUEST_MEMORY_MIB} MiB`, 2);
+    throw new UserError(`--memory ${options.memoryMiB} is too small: the guest's initramfs needs at least ${MIN_GUEST_MEMORY_MIB} MiB`, EXIT.usage);
   }
   resolveQemuBinary(options.qemuBinary);
   if (options.destQemuBinary) resolveQemuBinary(options.destQemuBinary);
@@ -128,7 +128,7 @@ export function finishedAlready(options: LabOptions, log: (line: string) => void
   try {
     journal = CampaignJournal.open(options.outDir, identity, () => undefined);
   } catch (error) {
-    throw new UserError((error as Error).message, 2);
+    throw new UserError((error as Error).message, EXIT.usage);
   }
   const planned = planCampaign(options.faultMatrix, options.migrationsPerFault, options.methods);
   if (journal.done.size < planned.length || !existsSync(path.join(options.outDir, 'results.json'))) return false;
@@ -136,7 +136,7 @@ export function finishedAlready(options: LabOptions, log: (line: string) => void
   writeAllOutputs(options.outDir, results);
   log(`campaign already complete in ${options.outDir}: outputs regenerated, nothing run`);
   process.stdout.write(`${renderTable(results.migrations)}\n`);
-  if (options.failOnUnexpected && results.migrations.some((m) => !m.passed)) process.exitCode = 1;
+  if (options.failOnUnexpected && results.migrations.some((m) => !m.passed)) process.exitCode = EXIT.worseThanExpected;
   return true;
 }
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, openSync, rmdirSync, rmSync, writeFileSync } fro
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
@@ -31,8 +31,8 @@ interface SimPlan {
  * namespace, where this program re-runs itself.
  */
 export async function runSimCampaign(options: LabOptions, log: (line: string) => void): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver sim needs root: it creates network namespaces and a cgroup', 4);
-  if (!existsSync(guestAgentExecutable())) throw new UserError(`the single-executable agent ${guestAgentExecutable()} is missing; run npm run build`, 3);
+  if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver sim needs root: it creates network namespaces and a cgroup', EXIT.needsRoot);
+  if (!existsSync(guestAgentExecutable())) throw new UserError(`the single-executable agent ${guestAgentExecutable()} is missing; run npm run build`, EXIT.missingTool);
   if (finishedAlready(options, log, 'sim')) return;
   // The inner part runs under `ip netns exec`, which hides /sys/fs/cgroup: it reaches the freezer through a second
   // mount of the same hierarchy, made here and removed afterwards.

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findExecutable, runCommand } from '../../system/run-command.js';
-import { UserError } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 
 /**
@@ -107,7 +107,7 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
 
   const modules = path.join(stage, 'lib', 'modules', spec.kernel.release);
   mkdirSync(path.dirname(modules), { recursive: true });
-  if (!spec.kernel.modulesRoot) throw new UserError(`the systemd guest needs a kernel with its modules, not the bare image ${spec.kernel.vmlinuz}`, 2);
+  if (!spec.kernel.modulesRoot) throw new UserError(`the systemd guest needs a kernel with its modules, not the bare image ${spec.kernel.vmlinuz}`, EXIT.usage);
   await runCommand('cp', ['-a', path.join(spec.kernel.modulesRoot, 'lib', 'modules', spec.kernel.release), modules]);
 
   const debInGuest = `/root/${path.basename(spec.deb)}`;

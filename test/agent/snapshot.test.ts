@@ -13,7 +13,10 @@ t.test('snapshot shows every probe', async (t) => {
   await runCommand('ip', ['netns', 'exec', netns, 'iptables-legacy', '-A', 'INPUT', '-j', 'ACCEPT']);
   const result = await runCli([FLINCH_AGENT, 'snapshot', '--json'], { prefix: ['ip', 'netns', 'exec', netns] });
   t.equal(result.code, 0, result.stderr);
+  t.equal(result.stdout.trimEnd().split('\n').length, 1, 'one JSON line');
   const snapshot = JSON.parse(result.stdout);
+  t.equal(snapshot.type, 'snapshot');
+  t.equal(snapshot.schema, 'flinch.snapshot/v1');
   const { link, addressing, nftables, iptables, clock, kmsg, xen } = snapshot.probes;
   t.same(link.links.map((l: { name: string }) => l.name).sort(), ['lo', 'va', 'vb']);
   t.ok(addressing.addresses.some((a: { address: string }) => a.address === '192.0.2.10'));
@@ -25,6 +28,10 @@ t.test('snapshot shows every probe', async (t) => {
   t.type(clock.clocksource, 'string');
   t.type(kmsg.lastSeq, 'number');
   t.same(xen, { unavailable: 'not a Xen guest' });
+  const human = await runCli([FLINCH_AGENT, 'snapshot'], { prefix: ['ip', 'netns', 'exec', netns] });
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /^link\s+links: 3\b/m, 'without --json, a line a probe, counted');
+  t.match(human.stdout, /^xen\s+unavailable: not a Xen guest$/m);
   const tables = await runCommand('ip', ['netns', 'exec', netns, 'nft', 'list', 'tables']);
   t.notMatch(tables.stdout, /flinch_canary/, 'and the system is as it was');
 });

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Test } from 'tap';
 import { observationError, type Observation } from '../../contract/observation.js';
+import type { OutputLine } from '../../contract/output-lines.js';
+import type { Report } from '../../contract/report-schema.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 /** The agent exactly as the guest runs it: the esbuild bundle made by `npm run build`. */
@@ -16,6 +18,8 @@ export function agentBundle(): string {
 export interface AgentProcess {
   child: ChildProcess;
   observations: Observation[];
+  /** The episode reports `watch --json` printed. */
+  printedReports: Report[];
   stderr: string[];
   /**
    * Resolves with the first observation at or after index `from` (seen or still to come) that matches, or rejects
@@ -34,6 +38,7 @@ export function startAgent(t: Test, args: string[], netns?: string): AgentProces
   const argv = netns ? ['netns', 'exec', netns, process.execPath, agentBundle(), ...args] : [agentBundle(), ...args];
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const observations: Observation[] = [];
+  const reports: Report[] = [];
   const stderr: string[] = [];
   const waiters = new Set<() => void>();
   let buffer = '';
@@ -44,12 +49,18 @@ export function startAgent(t: Test, args: string[], netns?: string): AgentProces
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + 1);
       if (!line.trim()) continue;
-      const value = JSON.parse(line) as Observation & { schema?: string };
+      const value = JSON.parse(line) as OutputLine;
       // Every test that runs real probes is also a test of the contract: what they print must be what the collector
       // accepts (reports are checked by the agent itself before they are printed).
-      const error = value.schema === undefined ? observationError(value) : null;
-      if (error) t.fail(`the agent printed an observation the contract refuses: ${error}`, { line: line.slice(0, 500) });
-      observations.push(value);
+      if (value.type === 'observation') {
+        const error = observationError(value.observation);
+        if (error) t.fail(`the agent printed an observation the contract refuses: ${error}`, { line: line.slice(0, 500) });
+        observations.push(value.observation);
+      } else if (value.type === 'report') {
+        reports.push(value.report);
+      } else {
+        t.fail(`a --json line of no known type: ${line.slice(0, 200)}`);
+      }
     }
     for (const wake of waiters) wake();
   });
@@ -60,6 +71,7 @@ export function startAgent(t: Test, args: string[], netns?: string): AgentProces
   return {
     child,
     observations,
+    printedReports: reports,
     stderr,
     waitFor(match, from = 0, timeoutMs = 5000) {
       return new Promise((resolve, reject) => {

@@ -38,7 +38,7 @@ t.test('the SEA runs with no node and no node_modules: snapshot, and a link flap
   await ipIn(netns, 'link', 'set', 'vb', 'up');
   await ipIn(netns, 'link', 'set', 'vb', 'down');
   for (let i = 0; i < 100 && !/"name":"va".*"carrier":0/.test(out.split('"name":"va"').slice(-1)[0] ?? ''); i += 1) await sleep(50);
-  const vaLines = out.split('\n').filter((l) => l.includes('"name":"va"') && l.includes('"action":"new"')).map((l) => JSON.parse(l));
+  const vaLines = out.split('\n').filter((l) => l.includes('"name":"va"') && l.includes('"action":"new"')).map((l) => JSON.parse(l).observation);
   t.ok(vaLines.some((o) => o.link.carrier === 1), 'carrier up seen');
   t.ok(vaLines.some((o) => o.link.carrier === 0 && o.link.carrierChanges >= 2), 'and the flap down, with the counter');
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../../system/run-command.js';
-import { UserError } from '../../../contract/command-line.js';
+import { EXIT, UserError } from '../../../contract/command-line.js';
 import { projectRoot } from '../../project-paths.js';
 import { fetchGuestKernel, GENERIC_KERNEL_META, localKernel, modulesWithDependencies, type GuestKernel } from '../debian-kernel.js';
 import { buildGuestImage, XEN_DOMU_GUEST, type GuestImage } from '../guest-initramfs.js';
@@ -53,7 +53,7 @@ export async function buildXenLabArtifacts(
   log: (line: string) => void,
 ): Promise<XenLabArtifacts> {
   for (const tool of ['mkfs.ext4', 'zcat', 'dpkg-deb']) {
-    if (!(await runCommand('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false))) throw new UserError(`${tool} not found; run packaging/host-setup.sh`, 3);
+    if (!(await runCommand('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false))) throw new UserError(`${tool} not found; run packaging/host-setup.sh`, EXIT.missingTool);
   }
   const xenDir = path.join(cacheDir, 'xen');
   mkdirSync(xenDir, { recursive: true });

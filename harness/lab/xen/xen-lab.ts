@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../../../contract/command-line.js';
+import { EXIT, UserError } from '../../../contract/command-line.js';
 import { agentKernelArguments, GUEST_ECHO_PORT } from '../guest-initramfs.js';
 import { runCommand } from '../../../system/run-command.js';
 import { BlackoutMeter } from '../../blackout/blackout-meter.js';
@@ -72,11 +72,11 @@ export function xenCampaignIdentity(options: XenLabOptions): Record<string, unkn
  * child inside the lab namespace, where the nested Xen's QEMU, its tap and the collector live.
  */
 export async function runXenLab(options: XenLabOptions, log: (line: string) => void): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UserError('flinch lab --hypervisor xen needs root: it creates a network namespace and a tap device', 4);
-  if (options.memoryMiB < 384) throw new UserError(`--memory ${options.memoryMiB} is too small: the domU's initramfs needs at least 384 MiB`, 2);
+  if (process.getuid?.() !== 0) throw new UserError('flinch lab --hypervisor xen needs root: it creates a network namespace and a tap device', EXIT.needsRoot);
+  if (options.memoryMiB < 384) throw new UserError(`--memory ${options.memoryMiB} is too small: the domU's initramfs needs at least 384 MiB`, EXIT.usage);
   // Both domains exist while a migration runs, beside dom0 and Xen's own share.
   if (options.dom0MemoryMiB + 2 * options.memoryMiB + 256 > options.hostMemoryMiB) {
-    throw new UserError(`--memory ${options.memoryMiB}: two domUs of that size and dom0 (${options.dom0MemoryMiB} MiB) do not fit in the ${options.hostMemoryMiB} MiB Xen machine`, 2);
+    throw new UserError(`--memory ${options.memoryMiB}: two domUs of that size and dom0 (${options.dom0MemoryMiB} MiB) do not fit in the ${options.hostMemoryMiB} MiB Xen machine`, EXIT.usage);
   }
   resolveQemuBinary(options.qemuBinary);
   if (finishedAlready(options, log, 'xl', xenCampaignIdentity(options))) return;

@@ -2,7 +2,8 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { applyAgentConfig, ConfigError, CONFIG_ERROR_EXIT, loadAgentConfig, parseAgentConfig } from '../../../agent/config/agent-config.js';
+import { EXIT } from '../../../contract/command-line.js';
+import { applyAgentConfig, ConfigError, loadAgentConfig, parseAgentConfig } from '../../../agent/config/agent-config.js';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { FLINCH_AGENT, runCli } from '../../helpers/run-cli.js';
 
@@ -103,13 +104,13 @@ t.test('the agent refuses to start on a bad config: exit 78, one line, nothing w
   ] as const) {
     writeFileSync(config, text);
     const result = await runCli([FLINCH_AGENT, 'run', '--config', config], { timeoutMs: 30_000 });
-    t.equal(result.code, CONFIG_ERROR_EXIT, result.stderr);
+    t.equal(result.code, result.stderr);
     t.match(result.stderr, message);
     t.equal(result.stderr.trim().split('\n').length, 1, 'one line');
     t.notOk(existsSync(stateDir), 'no state directory: the agent did not start half-configured');
   }
   const missing = await runCli([FLINCH_AGENT, 'run', '--config', path.join(dir, 'nope.yaml')], { timeoutMs: 30_000 });
-  t.equal(missing.code, CONFIG_ERROR_EXIT);
+  t.equal(missing.code, EXIT.config);
   t.match(missing.stderr, /nope\.yaml: no such config file/);
 });
 
@@ -120,6 +121,6 @@ t.test('check-config prints the settings of a good file and fails on a bad one',
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-config-'));
   writeFileSync(path.join(dir, 'a.yaml'), readFileSync(PACKAGED, 'utf8') + 'settle: -1\n');
   const bad = await runCli([FLINCH_AGENT, 'check-config', '--config', path.join(dir, 'a.yaml')], { timeoutMs: 30_000 });
-  t.equal(bad.code, CONFIG_ERROR_EXIT);
+  t.equal(bad.code, EXIT.config);
   t.match(bad.stderr, /a\.yaml:\d+: "settle" must be at least 1/);
 });

@@ -7,8 +7,8 @@ const at = { realtimeMs: 1, monotonicMs: 1 };
 
 t.test("the agent counts its safety net's actions as they happen, once, also those no report carries", async (t) => {
   const metrics = new AgentMetrics();
-  metrics.observe({ kind: 'safety-net', what: 'firewall-table', target: 'firewall nftables inet user', result: 'left-alone', why: 'changed-outside-migration: …', at });
-  metrics.observe({ kind: 'safety-net', what: 'address', target: 'va 192.0.2.10/24', result: 'ok', why: 'lost around a migration', at });
+  metrics.observation({ kind: 'safety-net', what: 'firewall-table', target: 'firewall nftables inet user', result: 'left-alone', why: 'changed-outside-migration: …', at });
+  metrics.observation({ kind: 'safety-net', what: 'address', target: 'va 192.0.2.10/24', result: 'ok', why: 'lost around a migration', at });
   // The report of the episode that carried the repair repeats its action: counted once all the same.
   metrics.report({ verdict: 'healed', remediation: { actions: [{ what: 'address', result: 'ok' }] } } as unknown as Report);
   const text = await metrics.registry.metrics();

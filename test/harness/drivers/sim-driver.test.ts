@@ -31,7 +31,6 @@ t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen
   const from = collector.reports.length;
   collector.announce('sim-guest', 'starting', 'sim-1');
   const timing = await sim.migrate();
-  t.ok(timing.downtimeMs! >= 1500, `frozen for ${timing.downtimeMs} ms`);
   await sim.injectFault('carrier-flap', 'after');
   await sim.injectFault('nic-replug', 'after');
   let restored = '';
@@ -52,6 +51,9 @@ t.test('a frozen guest, a carrier flap, a replug and a firewall flush, each seen
   const report = await collector.nextReport(from, 30_000);
   const observed = new Set(report.observations.map((o) => o.kind));
   t.ok(report.episode.triggers.some((x) => x.kind === 'pause'), 'the agent noticed it had been stopped');
+  // The freeze as the guest measured it (its pause detector woke up late), not the driver's own timing of its sleep.
+  const lateBy = Math.max(...report.observations.map((o) => (o.kind === 'pause' ? o.lateByMs : 0)));
+  t.ok(lateBy >= 1000 && lateBy <= timing.downtimeMs! + 1000, `the guest was held ${lateBy} ms of the driver's ${timing.downtimeMs} ms freeze`);
   t.ok(observed.has('link'), 'carrier flap and replug seen');
   t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   t.equal(await sim.injectFault('guest-clock-step', 'after'), null, 'a namespace has no clock of its own to step');
