@@ -12,13 +12,16 @@ import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
-import { DEFAULT_LAB_OPTIONS, readInnerPlan, runLabInside, runQemuLab, type LabOptions } from './lab/qemu-lab.js';
-import { runLibvirtCampaign } from './lab/libvirt-lab.js';
-import { readSimPlan, runSimCampaign, runSimCampaignInside } from './lab/sim-lab.js';
+import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
+import type { CampaignOutcome } from './campaign/campaign-runner.js';
+import { CAMPAIGN_DRIVERS } from './lab/campaign-drivers.js';
+import { readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
+import { readSimPlan, runSimCampaignInside } from './lab/sim-lab.js';
+import { renderTable } from './report/terminal-table.js';
 import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
-import { DEFAULT_XEN_LAB_OPTIONS, readXenInnerPlan, runXenLab, runXenLabInside } from './lab/xen/xen-lab.js';
+import { DEFAULT_XEN_LAB_OPTIONS, readXenInnerPlan, runXenLab, runXenLabInside, type XenLabOptions } from './lab/xen/xen-lab.js';
 import { FLINCH_VERSION } from '../contract/version.js';
 
 const PROGRAM = 'flinch';
@@ -49,6 +52,22 @@ function parseExpectation(value: string): ExpectedVerdict {
 
 export function buildHarnessProgram(): Command {
   const { program, verbose, log } = createProgram(PROGRAM, 'flinch: did the guest notice its live migration, and did it lose anything?');
+  /**
+   * What a campaign run ends with, on the terminal and as the exit status: the table, the files, and 5 when asked to
+   * fail and a migration was worse than expected. A number is the exit status of the namespace child that ran it.
+   */
+  const showCampaign = (result: CampaignOutcome | number, options: CampaignOptions) => {
+    if (typeof result === 'number') {
+      if (result !== EXIT.ok) process.exitCode = result;
+      return;
+    }
+    if (result.alreadyComplete) log(`campaign already complete in ${options.outDir}: outputs regenerated, nothing run`);
+    process.stdout.write(`${renderTable(result.results.migrations)}\n${result.alreadyComplete ? '' : `\n${Object.values(result.written).join('\n')}\n`}`);
+    if (result.worseThanExpected > 0 && options.failOnUnexpected) {
+      log(`${result.worseThanExpected} of ${result.results.migrations.length} migrations were worse than expected (${options.expect})`);
+      process.exitCode = EXIT.worseThanExpected;
+    }
+  };
   /** A hidden subcommand: the part of a command that the program re-runs itself for inside a network namespace. */
   const innerCommand = (name: string, what: string, run: () => Promise<unknown>) =>
     program.command(name, { hidden: true }).description(`internal: ${what}`).action(guarded(PROGRAM, verbose, async () => {
@@ -57,24 +76,24 @@ export function buildHarnessProgram(): Command {
 
   const addCampaignOptions = (command: Command, defaults: { faults: string; expect: ExpectedVerdict }) =>
     command
-      .option('--migrations <n>', 'migrations for each row of the fault matrix', positiveInt, DEFAULT_LAB_OPTIONS.migrationsPerFault)
+      .option('--migrations <n>', 'migrations for each row of the fault matrix', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.migrationsPerFault)
       .option('--faults <matrix>', `comma-separated rows, each none or faults joined by + (${FAULTS.join(', ')})`, defaults.faults)
       .option('--expect <verdict>', 'a migration whose verdict is worse fails (transparent < noticed < healed < disrupted)', parseExpectation, defaults.expect)
       .option('--out <dir>', 'results.json, junit.xml, results.tap, report.html, the journal and the logs', 'flinch-lab-results')
-      .option('--qemu <path>', 'QEMU system emulator', DEFAULT_LAB_OPTIONS.qemuBinary)
+      .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
       .option('--dest-qemu <path>', 'a different QEMU binary for every destination: a same-host live upgrade')
       .option('--downtime-limit <ms>', 'QEMU downtime-limit for each migration', positiveInt)
       .option('--bandwidth <bytes/s>', 'QEMU max-bandwidth for each migration', positiveInt)
       .option('--postcopy', 'switch each migration to post-copy once it is under way')
-      .option('--long-pause <ms>', 'how long the long-pause fault keeps the guest stopped', positiveInt, DEFAULT_LAB_OPTIONS.longPauseMs)
-      .option('--blackout-interval <ms>', 'UDP blackout probe interval, 1-10 ms (0: off)', nonNegativeInt, DEFAULT_LAB_OPTIONS.blackoutIntervalMs)
-      .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_LAB_OPTIONS.memoryMiB)
-      .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_LAB_OPTIONS.cacheDir)
-      .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_LAB_OPTIONS.settleMs)
+      .option('--long-pause <ms>', 'how long the long-pause fault keeps the guest stopped', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.longPauseMs)
+      .option('--blackout-interval <ms>', 'UDP blackout probe interval, 1-10 ms (0: off)', nonNegativeInt, DEFAULT_CAMPAIGN_OPTIONS.blackoutIntervalMs)
+      .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.memoryMiB)
+      .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
+      .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
       .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
       .addOption(new Option('--guest-time-daemon <name>', 'run a time daemon in the QEMU guest, served by the lab namespace (default: none, so the agent steps the clock itself)').choices(['chronyd']));
 
-  const labOptionsFrom = (o: CampaignCliOptions, failOnUnexpected: boolean): LabOptions => {
+  const labOptionsFrom = (o: CampaignCliOptions, failOnUnexpected: boolean): CampaignOptions => {
     let faultMatrix: FaultName[][];
     try {
       faultMatrix = parseFaultMatrix(o.faults);
@@ -83,7 +102,7 @@ export function buildHarnessProgram(): Command {
     }
     if (o.blackoutInterval > 10) throw new UserError('--blackout-interval: choose 1 to 10 ms, or 0 to turn the meter off', EXIT.usage);
     return {
-      ...DEFAULT_LAB_OPTIONS,
+      ...DEFAULT_CAMPAIGN_OPTIONS,
       faultMatrix,
       migrationsPerFault: o.migrations,
       expect: o.expect,
@@ -101,7 +120,6 @@ export function buildHarnessProgram(): Command {
       guestTimeDaemon: o.guestTimeDaemon ?? null,
     };
   };
-  const runCampaign = (o: CampaignCliOptions, failOnUnexpected: boolean) => runQemuLab(labOptionsFrom(o, failOnUnexpected), log);
 
   addCampaignOptions(
     program
@@ -121,7 +139,8 @@ export function buildHarnessProgram(): Command {
         for (const xenOnly of ['guest', 'domuKernel', 'xlMethods']) {
           if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`--${xenOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --hypervisor xen`, EXIT.usage);
         }
-        return runCampaign(o, false);
+        const options = labOptionsFrom(o, false);
+        return showCampaign(await runQemuLab(options, log), options);
       }
       if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, EXIT.usage);
       if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', EXIT.usage);
@@ -133,19 +152,17 @@ export function buildHarnessProgram(): Command {
       for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
         if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`--${qemuOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a QEMU migration option; xl has none`, EXIT.usage);
       }
-      await runXenLab(
-        {
-          ...DEFAULT_XEN_LAB_OPTIONS,
-          ...base,
-          faultMatrix: command.getOptionValueSource('faults') === 'cli' ? base.faultMatrix : DEFAULT_XEN_LAB_OPTIONS.faultMatrix,
-          methods,
-          bootTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.bootTimeoutMs,
-          migrationTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.migrationTimeoutMs,
-          guestType: o.guest,
-          domuKernel: o.domuKernel ? path.resolve(o.domuKernel) : null,
-        },
-        log,
-      );
+      const options: XenLabOptions = {
+        ...DEFAULT_XEN_LAB_OPTIONS,
+        ...base,
+        faultMatrix: command.getOptionValueSource('faults') === 'cli' ? base.faultMatrix : DEFAULT_XEN_LAB_OPTIONS.faultMatrix,
+        methods,
+        bootTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.bootTimeoutMs,
+        migrationTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.migrationTimeoutMs,
+        guestType: o.guest,
+        domuKernel: o.domuKernel ? path.resolve(o.domuKernel) : null,
+      };
+      showCampaign(await runXenLab(options, log), options);
     }),
   );
 
@@ -153,7 +170,7 @@ export function buildHarnessProgram(): Command {
     program
       .command('campaign')
       .description('run a fault matrix of migrations with one driver, resumable, failing (exit 5, JUnit failures) where a verdict is worse than --expect')
-      .option('--driver <name>', 'how to migrate: qmp (two QEMU processes), libvirt (virsh save/restore, or migrate with --libvirt-dest), or sim (a namespace simulation)', 'qmp')
+      .option('--driver <name>', `how to migrate: ${Object.entries(CAMPAIGN_DRIVERS).map(([name, d]) => `${name} (${d.summary})`).join('; ')}`, 'qmp')
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
       .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
       .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)'),
@@ -161,19 +178,12 @@ export function buildHarnessProgram(): Command {
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
-      if (o.driver === 'libvirt') {
-        const options = labOptionsFrom(o, true);
-        await runLibvirtCampaign({ ...options, libvirtUri: o.libvirtUri, destinationUri: o.libvirtDest ?? null, migrateUri: o.libvirtMigrateUri ?? null }, log);
-        return;
+      const driver = Object.hasOwn(CAMPAIGN_DRIVERS, o.driver) ? CAMPAIGN_DRIVERS[o.driver]! : null;
+      if (!driver) {
+        throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
       }
-      if (o.driver === 'sim') {
-        await runSimCampaign(labOptionsFrom(o, true), log);
-        return;
-      }
-      if (o.driver !== 'qmp') {
-        throw new UserError(`--driver ${o.driver}: campaigns run with qmp, libvirt or sim; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
-      }
-      await runCampaign(o, true);
+      const options = labOptionsFrom(o, true);
+      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null }, log), options);
     }),
   );
 
@@ -198,15 +208,21 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  innerCommand('lab-inner', 'the part of flinch lab that runs inside the lab network namespace', () => runLabInside(readInnerPlan(), log));
-  innerCommand('xen-lab-inner', 'the part of flinch lab --hypervisor xen that runs inside the lab network namespace', () => runXenLabInside(readXenInnerPlan(), log));
+  innerCommand('lab-inner', 'the part of flinch lab that runs inside the lab network namespace', async () => {
+    const plan = readInnerPlan();
+    showCampaign(await runLabInside(plan, log), plan.options);
+  });
+  innerCommand('xen-lab-inner', 'the part of flinch lab --hypervisor xen that runs inside the lab network namespace', async () => {
+    const plan = readXenInnerPlan();
+    showCampaign(await runXenLabInside(plan, log), plan.options);
+  });
   program
     .command('package-check')
     .description('install the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG) and check the service: start, kill -9, bad config, hardening')
     .option('--deb <file>', 'the package', path.join(projectRoot(), 'build', 'deb', `flinch-agent_${FLINCH_VERSION}_amd64.deb`))
     .option('--out <dir>', `where ${'package-check.json'} and the logs go`, 'flinch-package-check')
-    .option('--qemu <path>', 'QEMU system emulator', DEFAULT_LAB_OPTIONS.qemuBinary)
-    .option('--cache <dir>', 'where the guest kernel and the Debian tree are cached', DEFAULT_LAB_OPTIONS.cacheDir)
+    .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
+    .option('--cache <dir>', 'where the guest kernel and the Debian tree are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
     .action(
       guarded(PROGRAM, verbose, async (o: { deb: string; out: string; qemu: string; cache: string }) => {
         const results = await runPackageCheck(
@@ -217,7 +233,7 @@ export function buildHarnessProgram(): Command {
             qemuBinary: o.qemu,
             memoryMiB: 512,
             bootTimeoutMs: 180_000,
-            collectorPort: DEFAULT_LAB_OPTIONS.collectorPort,
+            collectorPort: DEFAULT_CAMPAIGN_OPTIONS.collectorPort,
           },
           log,
         );
@@ -316,7 +332,10 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  innerCommand('sim-campaign-inner', 'the part of flinch campaign --driver sim that runs inside the simulated host namespace', () => runSimCampaignInside(readSimPlan(), log));
+  innerCommand('sim-campaign-inner', 'the part of flinch campaign --driver sim that runs inside the simulated host namespace', async () => {
+    const plan = readSimPlan();
+    showCampaign(await runSimCampaignInside(plan, log), plan.options);
+  });
 
   innerCommand('package-check-inner', 'the part of flinch package-check that runs inside the lab network namespace', () => runPackageCheckInside(readPackageCheckPlan(), log));
   return program;

@@ -1,31 +1,102 @@
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import { EXIT } from '../../contract/command-line.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import type { Report } from '../../contract/report-schema.js';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
-import type { BlackoutMeter } from '../blackout/blackout-meter.js';
-import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver } from '../drivers/migration-driver.js';
+import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { SAMPLES_EACH_SIDE } from '../../contract/clock-offset.js';
-import { LAB_RESULTS_SCHEMA, meetsExpectation, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
-import { renderTable } from '../report/terminal-table.js';
+import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
-import type { CampaignJournal, PlannedMigration } from './campaign-journal.js';
-import { planCampaign } from './campaign-journal.js';
+import { CampaignJournal, planCampaign, type PlannedMigration } from './campaign-journal.js';
+import type { CampaignOptions } from './campaign-options.js';
+import type { GuestTarget, RunningGuest } from './campaign-target.js';
 
 const { SingleBar, Presets } = cliProgress;
+
+/** What a campaign found, for the command line to show and to turn into an exit status. */
+export interface CampaignOutcome {
+  results: LabResults;
+  /** The files written, by format (json, junit, tap, html). */
+  written: Record<string, string>;
+  /** Migrations worse than `--expect`. */
+  worseThanExpected: number;
+  /** The journal held every migration already: the outputs were regenerated and no guest was booted. */
+  alreadyComplete: boolean;
+}
+
+function outcomeOf(results: LabResults, written: Record<string, string>, alreadyComplete: boolean): CampaignOutcome {
+  return { results, written, worseThanExpected: results.migrations.filter((m) => !m.passed).length, alreadyComplete };
+}
+
+/** What identifies a campaign in its journal: a resumed run must be the same campaign against the same target. */
+export function campaignIdentity(options: CampaignOptions, driverName: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    driver: driverName, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...extra,
+  };
+}
+
+/**
+ * A campaign whose journal already holds every migration needs no guest: its outputs are regenerated from
+ * results.json. Null when there is something left to run. Checked before a target prepares anything.
+ */
+export function completedCampaign(options: CampaignOptions, driverName: string, identity: Record<string, unknown> = {}): CampaignOutcome | null {
+  let journal: CampaignJournal;
+  try {
+    journal = CampaignJournal.open(options.outDir, campaignIdentity(options, driverName, identity), () => undefined);
+  } catch (error) {
+    throw new UserError((error as Error).message, EXIT.usage);
+  }
+  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault, options.methods);
+  if (journal.done.size < planned.length || !existsSync(path.join(options.outDir, 'results.json'))) return null;
+  const results = readLabResults(options.outDir);
+  return outcomeOf(results, writeAllOutputs(options.outDir, results), true);
+}
+
+/**
+ * The one campaign runner: opens the journal and the campaign's collector, has the target bring its guest up, runs
+ * the migrations the journal does not hold yet, writes every output, and has the target tear down, whatever happened.
+ * It prints nothing but its progress and sets no exit status: the command line does both from the outcome.
+ */
+export async function runCampaign(options: CampaignOptions, target: GuestTarget, startedAtMs: number, log: (line: string) => void): Promise<CampaignOutcome> {
+  const logsDir = path.join(options.outDir, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const journal = CampaignJournal.open(options.outDir, campaignIdentity(options, target.driverName, target.identity), log);
+  const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, target.collectorHost, target.collectorPort, log);
+  try {
+    const guest = await target.bringUp({ collector, fleetSecret, collectorPort: port, logsDir, log });
+    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { ...guest, collector }, journal, log);
+    await guest.afterMigrations?.();
+    const results = await campaignResults({
+      startedAtMs, hypervisor: guest.hypervisor, guest: guest.guest, settings: options, migrations, collector, store, agent: guest.agent,
+    });
+    return outcomeOf(results, writeAllOutputs(options.outDir, results), false);
+  } finally {
+    await target.tearDown().catch((error: Error) => log(`tearing down the ${target.driverName} target: ${error.message}`));
+    await collector.stop();
+    store.close();
+  }
+}
+
+function campaignSettings(options: CampaignOptions, startedAtMs: number): CampaignSettings {
+  return {
+    outDir: options.outDir, faultMatrix: options.faultMatrix, migrationsPerFault: options.migrationsPerFault, methods: options.methods, expect: options.expect,
+    migrate: options.migrate, longPauseMs: options.longPauseMs, settleMs: options.settleMs, blackoutIntervalMs: options.blackoutIntervalMs, startedAtMs,
+  };
+}
 
 /**
  * Runs a campaign's migrations against any driver: the journal's finished ones are kept, the rest are run in order
  * with their faults, each measured and judged, recorded in the journal as it finishes, under a progress bar.
  */
-export async function runMigrations(settings: CampaignSettings, target: CampaignTarget, journal: CampaignJournal, log: (line: string) => void): Promise<MigrationResult[]> {
+async function runMigrations(settings: CampaignSettings, target: MigrationTarget, journal: CampaignJournal, log: (line: string) => void): Promise<MigrationResult[]> {
   const unsupported = [...new Set(settings.faultMatrix.flat())].filter((f) => !target.driver.faults.includes(f));
   if (unsupported.length > 0) throw new Error(`the ${target.driver.name} driver cannot inject: ${unsupported.join(', ')}`);
   target.meter?.start();
@@ -85,7 +156,7 @@ async function channelSummary(collector: CollectorServer, store: ReportStore, ag
 }
 
 /** results.json of a finished campaign: what ran it (hypervisor, guest) and what it found. */
-export async function campaignResults(run: {
+async function campaignResults(run: {
   startedAtMs: number;
   hypervisor: LabResults['hypervisor'];
   guest: LabResults['guest'];
@@ -107,24 +178,13 @@ export async function campaignResults(run: {
   };
 }
 
-/** Writes every output, prints the table, and fails the process when asked to and a migration missed --expect. */
-export function finishCampaign(outDir: string, results: LabResults, failOnUnexpected: boolean, log: (line: string) => void): void {
-  const written = writeAllOutputs(outDir, results);
-  process.stdout.write(`${renderTable(results.migrations)}\n\n${Object.values(written).join('\n')}\n`);
-  const failed = results.migrations.filter((m) => !m.passed).length;
-  if (failed > 0 && failOnUnexpected) {
-    log(`${failed} of ${results.migrations.length} migrations were worse than expected (${results.campaign.expect})`);
-    process.exitCode = EXIT.worseThanExpected;
-  }
-}
-
 function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
 
 /** The campaign's collector, its store, and the fleet secret its guest's key is derived from. */
-export interface CampaignCollector {
+interface CampaignCollector {
   collector: CollectorServer;
   store: ReportStore;
   fleetSecret: string;
@@ -135,7 +195,7 @@ export interface CampaignCollector {
  * A campaign's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
  * resumed campaign keeps its store (the new guest's agent starts a new stream in it); a new one starts empty.
  */
-export async function openCampaignCollector(outDir: string, journal: CampaignJournal, host: string, port: number, log: (line: string) => void): Promise<CampaignCollector> {
+async function openCampaignCollector(outDir: string, journal: CampaignJournal, host: string, port: number, log: (line: string) => void): Promise<CampaignCollector> {
   const storeFile = path.join(outDir, 'collector.sqlite');
   if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
   const store = new ReportStore(storeFile);
@@ -166,26 +226,14 @@ export async function waitForAgentHello(collector: CollectorServer, agentId: str
   }
 }
 
-/** What a campaign runs against: a driver with its booted guest, whose agent reports to `collector`. */
-export interface CampaignTarget {
-  driver: MigrationDriver;
-  collector: CollectorServer;
-  agent: AgentRecord;
-  meter: BlackoutMeter | null;
-  /** Where the guest is now (a tap, a host): shown as a migration's from and to. */
-  where: () => string;
-  /**
-   * The migration resets the agent's connection (libvirt's user networking): measure from its reconnection, not from
-   * the hypervisor's "completed", or there is nothing to measure yet.
-   */
-  reconnectsAfterMigration?: boolean;
-}
+/** A running guest and the collector its agent reports to: what each migration is run against. */
+type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where' | 'reconnectsAfterMigration'> & { collector: CollectorServer };
 
 /** How long a guest may take to reconnect: its liveness timeout (45 s) is the worst case when no RST tells it. */
 const RECONNECT_TIMEOUT_MS = 90_000;
 
 /** The campaign's own settings, whatever the driver. */
-export interface CampaignSettings {
+interface CampaignSettings {
   outDir: string;
   faultMatrix: FaultName[][];
   migrationsPerFault: number;
@@ -209,7 +257,7 @@ function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedV
 }
 
 /** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
-async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: CampaignTarget): Promise<MigrationResult> {
+async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget): Promise<MigrationResult> {
   const { driver, collector, agent, meter } = target;
   const options = settings;
   const from = target.where();

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,20 +7,20 @@ import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
-import { CampaignJournal } from '../campaign/campaign-journal.js';
-import { campaignResults, finishCampaign, openCampaignCollector, runMigrations } from '../campaign/campaign-runner.js';
+import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
+import type { CampaignOptions } from '../campaign/campaign-options.js';
+import type { GuestTarget } from '../campaign/campaign-target.js';
 import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { guestAgentExecutable } from '../project-paths.js';
 import { GUEST_ECHO_PORT } from './guest-initramfs.js';
 import { runInsideNamespace, readPlanFromEnvironment } from './lab-network.js';
-import { campaignIdentity, campaignSettings, finishedAlready, type LabOptions } from './qemu-lab.js';
 
 const PLAN_ENV = 'FLINCH_SIM_PLAN';
 const AGENT_ID = 'flinch-sim-guest';
 
 interface SimPlan {
-  options: LabOptions;
+  options: CampaignOptions;
   sim: SimDriverOptions;
   startedAtMs: number;
 }
@@ -30,10 +30,11 @@ interface SimPlan {
  * running the single-executable agent; a migration freezes it; the collector and the blackout meter sit in the "host"
  * namespace, where this program re-runs itself.
  */
-export async function runSimCampaign(options: LabOptions, log: (line: string) => void): Promise<void> {
+export async function runSimCampaign(options: CampaignOptions, log: (line: string) => void): Promise<CampaignOutcome | number> {
   if (process.getuid?.() !== 0) throw new UserError('flinch campaign --driver sim needs root: it creates network namespaces and a cgroup', EXIT.needsRoot);
   if (!existsSync(guestAgentExecutable())) throw new UserError(`the single-executable agent ${guestAgentExecutable()} is missing; run npm run build`, EXIT.missingTool);
-  if (finishedAlready(options, log, 'sim')) return;
+  const done = completedCampaign(options, 'sim');
+  if (done) return done;
   // The inner part runs under `ip netns exec`, which hides /sys/fs/cgroup: it reaches the freezer through a second
   // mount of the same hierarchy, made here and removed afterwards.
   const freezerRoot = `/run/flinch-sim-${process.pid}-cgroup`;
@@ -44,8 +45,7 @@ export async function runSimCampaign(options: LabOptions, log: (line: string) =>
   const driver = new SimDriver(sim);
   try {
     await driver.prepare();
-    const code = await runInsideNamespace(driver.hostNetns, 'sim-campaign-inner', PLAN_ENV, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
-    if (code !== 0) process.exitCode = code;
+    return await runInsideNamespace(driver.hostNetns, 'sim-campaign-inner', PLAN_ENV, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
   } finally {
     await driver.cleanup();
     await runCommand('umount', [freezerRoot]).catch(() => undefined);
@@ -62,54 +62,53 @@ export function readSimPlan(): SimPlan {
   return readPlanFromEnvironment<SimPlan>(PLAN_ENV, 'sim-campaign-inner', 'flinch campaign --driver sim');
 }
 
-export async function runSimCampaignInside(plan: SimPlan, log: (line: string) => void): Promise<void> {
+export function runSimCampaignInside(plan: SimPlan, log: (line: string) => void): Promise<CampaignOutcome> {
+  return runCampaign(plan.options, simTarget(plan), plan.startedAtMs, log);
+}
+
+/** The simulated guest: the single-executable agent in its namespace, frozen by the cgroup freezer to "migrate". */
+function simTarget(plan: SimPlan): GuestTarget {
   const { options, sim } = plan;
   const driver = new SimDriver(sim);
-  const logsDir = path.join(options.outDir, 'logs');
-  mkdirSync(logsDir, { recursive: true });
-  const journal = CampaignJournal.open(options.outDir, campaignIdentity(options, 'sim'), log);
-  const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, sim.hostAddress, 0, log);
-  const tokenFile = path.join(logsDir, 'agent.token');
-  writeFileSync(tokenFile, `${agentKeyFor(fleetSecret, AGENT_ID)}\n`, { mode: 0o600 });
   const stateDir = path.join(os.tmpdir(), `flinch-sim-state-${sim.id}`);
-  const agentLog = openSync(path.join(logsDir, 'agent.log'), 'a');
-  const agent = spawn('ip', ['netns', 'exec', driver.guestNetns, guestAgentExecutable(), 'run', '--collector', `ws://${sim.hostAddress}:${port}`, '--agent-id', AGENT_ID,
-    '--token-file', tokenFile, '--accept-announce', '--remediate', 'on', '--udp-echo', String(GUEST_ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
-  const meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
-  try {
-    // `ip netns exec` execs the agent, so this PID is the agent's: the one the freezer must hold.
-    driver.adopt(agent.pid!);
-    const bootStart = hostNowMs();
-    let record = collector.agents.get(AGENT_ID);
-    for (let waited = 0; !record; waited += 100) {
-      if (waited > options.bootTimeoutMs || agent.exitCode !== null) throw new Error(`the simulated guest's agent did not connect (see ${path.join(logsDir, 'agent.log')})`);
-      await sleep(100);
-      record = collector.agents.get(AGENT_ID);
-    }
-    const bootToAgentMs = hostNowMs() - bootStart;
-    log(`agent ${AGENT_ID} connected ${(bootToAgentMs / 1000).toFixed(1)} s after start (namespace simulation)`);
-    const migrations = await runMigrations(campaignSettings(options, plan.startedAtMs), { driver, collector, agent: record, meter, where: () => driver.guestNetns }, journal, log);
-    const results = await campaignResults({
-      startedAtMs: plan.startedAtMs,
-      hypervisor: { driver: 'sim', qemu: null, destQemu: null },
-      guest: { kernel: `host kernel ${os.release()} (namespace simulation)`, memoryMiB: 0, bootToAgentMs: Math.round(bootToAgentMs) },
-      settings: options,
-      migrations,
-      collector,
-      store,
-      agent: record,
-    });
-    finishCampaign(options.outDir, results, options.failOnUnexpected, log);
-  } finally {
-    meter?.stop();
-    await driver.freezer.freeze(false).catch(() => undefined);
-    if (agent.exitCode === null) {
-      const exited = new Promise((resolve) => agent.once('exit', resolve));
-      agent.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-    }
-    rmSync(stateDir, { recursive: true, force: true });
-    await collector.stop();
-    store.close();
-  }
+  let agent: ChildProcess | null = null;
+  let meter: BlackoutMeter | null = null;
+  return {
+    driverName: 'sim',
+    collectorHost: sim.hostAddress,
+    collectorPort: 0,
+    async bringUp({ collector, fleetSecret, collectorPort, logsDir, log }) {
+      const tokenFile = path.join(logsDir, 'agent.token');
+      writeFileSync(tokenFile, `${agentKeyFor(fleetSecret, AGENT_ID)}\n`, { mode: 0o600 });
+      const agentLog = openSync(path.join(logsDir, 'agent.log'), 'a');
+      const child = spawn('ip', ['netns', 'exec', driver.guestNetns, guestAgentExecutable(), 'run', '--collector', `ws://${sim.hostAddress}:${collectorPort}`, '--agent-id', AGENT_ID,
+        '--token-file', tokenFile, '--accept-announce', '--remediate', 'on', '--udp-echo', String(GUEST_ECHO_PORT), '--state-dir', stateDir], { stdio: ['ignore', agentLog, agentLog] });
+      agent = child;
+      // `ip netns exec` execs the agent, so this PID is the agent's: the one the freezer must hold.
+      driver.adopt(child.pid!);
+      const bootStart = hostNowMs();
+      const record = await waitForAgentHello(collector, AGENT_ID, options.bootTimeoutMs, () => (child.exitCode !== null ? `the agent exited (${child.exitCode})` : null)).catch((error: Error) => {
+        throw new Error(`the simulated guest's agent did not connect: ${error.message} (see ${path.join(logsDir, 'agent.log')})`);
+      });
+      const bootToAgentMs = hostNowMs() - bootStart;
+      log(`agent ${AGENT_ID} connected ${(bootToAgentMs / 1000).toFixed(1)} s after start (namespace simulation)`);
+      meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: sim.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
+      return {
+        driver, agent: record, meter, where: () => driver.guestNetns, bootToAgentMs: Math.round(bootToAgentMs),
+        hypervisor: { driver: 'sim', qemu: null, destQemu: null },
+        guest: { kernel: `host kernel ${os.release()} (namespace simulation)`, memoryMiB: 0, bootToAgentMs: Math.round(bootToAgentMs) },
+      };
+    },
+    async tearDown() {
+      meter?.stop();
+      await driver.freezer.freeze(false).catch(() => undefined);
+      if (agent && agent.exitCode === null) {
+        const running = agent;
+        const exited = new Promise((resolve) => running.once('exit', resolve));
+        running.kill('SIGTERM');
+        await Promise.race([exited, sleep(5000)]);
+      }
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -4,20 +4,19 @@ import { EXIT, UserError } from '../../../contract/command-line.js';
 import { agentKernelArguments, GUEST_ECHO_PORT } from '../guest-initramfs.js';
 import { runCommand } from '../../../system/run-command.js';
 import { BlackoutMeter } from '../../blackout/blackout-meter.js';
-import { CampaignJournal } from '../../campaign/campaign-journal.js';
-import { campaignResults, finishCampaign, openCampaignCollector, runMigrations, waitForAgentHello } from '../../campaign/campaign-runner.js';
+import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../../campaign/campaign-runner.js';
+import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from '../../campaign/campaign-options.js';
+import type { GuestTarget } from '../../campaign/campaign-target.js';
 import { shellQuote, XL_METHODS, XlDriver } from '../../drivers/xl-driver.js';
 import { hostNowMs } from '../../host-clock.js';
 import { resolveQemuBinary } from '../../qemu/qemu-vm.js';
-import type { LabResults } from '../../report/lab-results.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, readPlanFromEnvironment, runInsideNamespace, type LabNetwork } from '../lab-network.js';
-import { campaignIdentity, campaignSettings, DEFAULT_LAB_OPTIONS, finishedAlready, type LabOptions } from '../qemu-lab.js';
 import { NestedXen, xenSerialLog } from './nested-xen.js';
 import { buildXenLabArtifacts, DOMU_INITRD_IN_DOM0, DOMU_KERNEL_IN_DOM0, type XenLabArtifacts } from './xen-artifacts.js';
 
 export type XenGuestType = 'pv' | 'pvh';
 
-export interface XenLabOptions extends LabOptions {
+export interface XenLabOptions extends CampaignOptions {
   guestType: XenGuestType;
   /** A domU kernel of one's own: a linux-image .deb or a bzImage; null for Debian's cloud kernel. */
   domuKernel: string | null;
@@ -30,10 +29,10 @@ export interface XenLabOptions extends LabOptions {
  * The Xen lab's campaign: each fault row once with `xl save`/`xl restore` and once with `xl migrate` to localhost, so
  * every kind of cycle is run twice, and the vif replug and the firewall flush each ride on one of each.
  */
-export const XEN_LAB_FAULTS: LabOptions['faultMatrix'] = [[], ['nic-replug'], ['guest-firewall-flush']];
+export const XEN_LAB_FAULTS: CampaignOptions['faultMatrix'] = [[], ['nic-replug'], ['guest-firewall-flush']];
 
 export const DEFAULT_XEN_LAB_OPTIONS: Omit<XenLabOptions, 'outDir'> = {
-  ...DEFAULT_LAB_OPTIONS,
+  ...DEFAULT_CAMPAIGN_OPTIONS,
   faultMatrix: XEN_LAB_FAULTS,
   methods: [...XL_METHODS],
   memoryMiB: 512,
@@ -63,15 +62,16 @@ interface InnerPlan {
   startedAtMs: number;
 }
 
-export function xenCampaignIdentity(options: XenLabOptions): Record<string, unknown> {
-  return { ...campaignIdentity(options, 'xl'), guestType: options.guestType, domuKernel: options.domuKernel };
+/** Beside the matrix, what makes a Xen campaign this one: a resumed run must have the same guest. */
+function xenIdentity(options: XenLabOptions): Record<string, unknown> {
+  return { guestType: options.guestType, domuKernel: options.domuKernel };
 }
 
 /**
  * `flinch lab --hypervisor xen`: builds (or takes from the cache) Xen, dom0 and the domU, then runs the campaign in a
  * child inside the lab namespace, where the nested Xen's QEMU, its tap and the collector live.
  */
-export async function runXenLab(options: XenLabOptions, log: (line: string) => void): Promise<void> {
+export async function runXenLab(options: XenLabOptions, log: (line: string) => void): Promise<CampaignOutcome | number> {
   if (process.getuid?.() !== 0) throw new UserError('flinch lab --hypervisor xen needs root: it creates a network namespace and a tap device', EXIT.needsRoot);
   if (options.memoryMiB < 384) throw new UserError(`--memory ${options.memoryMiB} is too small: the domU's initramfs needs at least 384 MiB`, EXIT.usage);
   // Both domains exist while a migration runs, beside dom0 and Xen's own share.
@@ -79,15 +79,15 @@ export async function runXenLab(options: XenLabOptions, log: (line: string) => v
     throw new UserError(`--memory ${options.memoryMiB}: two domUs of that size and dom0 (${options.dom0MemoryMiB} MiB) do not fit in the ${options.hostMemoryMiB} MiB Xen machine`, EXIT.usage);
   }
   resolveQemuBinary(options.qemuBinary);
-  if (finishedAlready(options, log, 'xl', xenCampaignIdentity(options))) return;
+  const done = completedCampaign(options, 'xl', xenIdentity(options));
+  if (done) return done;
   const startedAtMs = hostNowMs();
   mkdirSync(options.cacheDir, { recursive: true });
   const artifacts = await buildXenLabArtifacts(options.cacheDir, options.domuKernel, log);
   const network = labNetworkFor(`xen${process.pid}`);
   await createLabNetwork(network);
   try {
-    const code = await runInsideNamespace(network.netns, 'xen-lab-inner', INNER_PLAN_ENV, { options, network, artifacts, startedAtMs } satisfies InnerPlan);
-    if (code !== 0) process.exitCode = code;
+    return await runInsideNamespace(network.netns, 'xen-lab-inner', INNER_PLAN_ENV, { options, network, artifacts, startedAtMs } satisfies InnerPlan);
   } finally {
     await destroyLabNetwork(network);
   }
@@ -97,94 +97,94 @@ export function readXenInnerPlan(): InnerPlan {
   return readPlanFromEnvironment<InnerPlan>(INNER_PLAN_ENV, 'xen-lab-inner', 'flinch lab --hypervisor xen');
 }
 
-/** The part of the Xen lab that runs inside the namespace. */
-export async function runXenLabInside(plan: InnerPlan, log: (line: string) => void): Promise<LabResults> {
+/** The part of the Xen lab that runs inside the namespace: the campaign against the nested-Xen target. */
+export function runXenLabInside(plan: InnerPlan, log: (line: string) => void): Promise<CampaignOutcome> {
+  return runCampaign(plan.options, xenTarget(plan), plan.startedAtMs, log);
+}
+
+/** A real Xen under QEMU TCG: dom0 boots from the cached artifacts, the domU (real netfront) is moved by xl. */
+function xenTarget(plan: InnerPlan): GuestTarget {
   const { options, network, artifacts } = plan;
-  const logsDir = path.join(options.outDir, 'logs');
-  mkdirSync(logsDir, { recursive: true });
-  const journal = CampaignJournal.open(options.outDir, xenCampaignIdentity(options), log);
-  const { collector, store, fleetSecret } = await openCampaignCollector(options.outDir, journal, network.hostAddress, options.collectorPort, log);
-  const logDisk = path.join(logsDir, 'dom0-logs.ext4');
   let xen: NestedXen | null = null;
   let meter: BlackoutMeter | null = null;
-  try {
-    rmSync(logDisk, { force: true });
-    await runCommand('mkfs.ext4', ['-q', '-F', '-L', 'flinchlogs', logDisk, '256M']);
-    const bootStart = hostNowMs();
-    log(`booting Xen ${artifacts.xenVersion} and dom0 (${artifacts.dom0Kernel.release}) under QEMU TCG`);
-    xen = await NestedXen.boot(
-      {
-        qemuBinary: options.qemuBinary, runDir: logsDir, artifacts, logDisk, tap: network.taps[0], mac: HOST_MAC,
-        dom0Address: `${addressWithSuffix(network.hostAddress, DOM0_ADDRESS_SUFFIX)}/${network.prefixLength}`,
-        memoryMiB: options.hostMemoryMiB, dom0MemoryMiB: options.dom0MemoryMiB,
-      },
-      options.bootTimeoutMs,
-    );
-    const dom0 = xen;
-    log(`dom0 answers on its console after ${((hostNowMs() - bootStart) / 1000).toFixed(1)} s`);
-    const vifSpec = `mac=${DOMU_MAC},bridge=xenbr0`;
-    const kernelArguments = [
-      'console=hvc0', 'quiet',
-      ...agentKernelArguments({ network, collectorPort: options.collectorPort, agentId: AGENT_ID, fleetSecret, probes: options.guestProbes }),
-      'flinch.console=hvc0',
-      // A PV guest under Xen under TCG wakes up to ~300 ms late and its offset to the host wanders by tens of ms on
-      // its own; below this the agent treats both as the machine's jitter rather than as the start of an episode.
-      `flinch.timing-noise=${NESTED_TIMING_NOISE_MS}`,
-    ];
-    const config = [
-      `name = "${DOMAIN}"`,
-      `type = "${options.guestType}"`,
-      `kernel = "${DOMU_KERNEL_IN_DOM0}"`,
-      `ramdisk = "${DOMU_INITRD_IN_DOM0}"`,
-      `extra = "${kernelArguments.join(' ')}"`,
-      `memory = ${options.memoryMiB}`,
-      'vcpus = 1',
-      `vif = [ '${vifSpec}' ]`,
-      'on_crash = "preserve"',
-      // Under TCG's emulated SVM, Xen's RDTSCP intercept fails to decode and a PVH guest stalls (lab notes).
-      ...(options.guestType === 'pvh' ? ['tsc_mode = "native"'] : []),
-    ];
-    await dom0.check(`printf '%s\\n' ${config.map(shellQuote).join(' ')} > ${DOMU_CONFIG}`);
-    const driver = new XlDriver({
-      domain: DOMAIN, mode: 'save-restore', xl: 'xl', remoteShell: null, dom0Shell: dom0, domuConsoleRunner: '/flinch/domu-console.pl',
-      target: 'localhost', migrateTransport: '/flinch/migrate-transport.sh', saveFile: SAVE_FILE, vifSpec, timeoutMs: options.migrationTimeoutMs,
-    });
-    const domuStart = hostNowMs();
-    log(`creating the ${options.guestType.toUpperCase()} domU (${artifacts.domuKernel.packageName}, ${options.memoryMiB} MiB)`);
-    await driver.xl(['create', DOMU_CONFIG]);
-    const agent = await waitForAgentHello(collector, AGENT_ID, options.bootTimeoutMs, () => dom0.vm.exitReason()).catch((error: Error) => {
-      throw new Error(`${error.message}; the domU's console is in ${path.join(logsDir, 'dom0', 'xen', 'console')} after the run, Xen's in ${xenSerialLog(logsDir)}`);
-    });
-    const bootToAgentMs = hostNowMs() - domuStart;
-    log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after xl create`);
-    await driver.prepare();
-    meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
-    const migrations = await runMigrations(
-      campaignSettings(options, plan.startedAtMs),
-      { driver, collector, agent, meter, where: () => `domid ${driver.domid ?? '?'}` },
-      journal,
-      log,
-    );
-    const results = await campaignResults({
-      startedAtMs: plan.startedAtMs,
-      hypervisor: { driver: driver.name, qemu: dom0.vm.qmp.version ? `${dom0.vm.qmp.version.qemu.major}.${dom0.vm.qmp.version.qemu.minor}.${dom0.vm.qmp.version.qemu.micro}` : null, xen: artifacts.xenVersion, dom0Kernel: artifacts.dom0Kernel.packageName },
-      guest: { kernel: artifacts.domuKernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs), type: options.guestType },
-      settings: options,
-      migrations,
-      collector,
-      store,
-      agent,
-    });
-    await dom0.run(`xl destroy ${DOMAIN}`, 60_000).catch(() => undefined);
-    finishCampaign(options.outDir, results, options.failOnUnexpected, log);
-    return results;
-  } finally {
-    meter?.stop();
-    await xen?.shutdown().catch(() => undefined);
-    await collector.stop();
-    store.close();
-    await keepDom0Logs(logDisk, path.join(logsDir, 'dom0'), log);
-  }
+  let logsDir = '';
+  let log: (line: string) => void = () => undefined;
+  const logDisk = () => path.join(logsDir, 'dom0-logs.ext4');
+  return {
+    driverName: 'xl',
+    collectorHost: network.hostAddress,
+    collectorPort: options.collectorPort,
+    identity: xenIdentity(options),
+    async bringUp(context) {
+      const { collector, fleetSecret, collectorPort } = context;
+      ({ logsDir, log } = context);
+      rmSync(logDisk(), { force: true });
+      await runCommand('mkfs.ext4', ['-q', '-F', '-L', 'flinchlogs', logDisk(), '256M']);
+      const bootStart = hostNowMs();
+      log(`booting Xen ${artifacts.xenVersion} and dom0 (${artifacts.dom0Kernel.release}) under QEMU TCG`);
+      xen = await NestedXen.boot(
+        {
+          qemuBinary: options.qemuBinary, runDir: logsDir, artifacts, logDisk: logDisk(), tap: network.taps[0], mac: HOST_MAC,
+          dom0Address: `${addressWithSuffix(network.hostAddress, DOM0_ADDRESS_SUFFIX)}/${network.prefixLength}`,
+          memoryMiB: options.hostMemoryMiB, dom0MemoryMiB: options.dom0MemoryMiB,
+        },
+        options.bootTimeoutMs,
+      );
+      const dom0 = xen;
+      log(`dom0 answers on its console after ${((hostNowMs() - bootStart) / 1000).toFixed(1)} s`);
+      const vifSpec = `mac=${DOMU_MAC},bridge=xenbr0`;
+      const kernelArguments = [
+        'console=hvc0', 'quiet',
+        ...agentKernelArguments({ network, collectorPort, agentId: AGENT_ID, fleetSecret, probes: options.guestProbes }),
+        'flinch.console=hvc0',
+        // A PV guest under Xen under TCG wakes up to ~300 ms late and its offset to the host wanders by tens of ms on
+        // its own; below this the agent treats both as the machine's jitter rather than as the start of an episode.
+        `flinch.timing-noise=${NESTED_TIMING_NOISE_MS}`,
+      ];
+      const config = [
+        `name = "${DOMAIN}"`,
+        `type = "${options.guestType}"`,
+        `kernel = "${DOMU_KERNEL_IN_DOM0}"`,
+        `ramdisk = "${DOMU_INITRD_IN_DOM0}"`,
+        `extra = "${kernelArguments.join(' ')}"`,
+        `memory = ${options.memoryMiB}`,
+        'vcpus = 1',
+        `vif = [ '${vifSpec}' ]`,
+        'on_crash = "preserve"',
+        // Under TCG's emulated SVM, Xen's RDTSCP intercept fails to decode and a PVH guest stalls (lab notes).
+        ...(options.guestType === 'pvh' ? ['tsc_mode = "native"'] : []),
+      ];
+      await dom0.check(`printf '%s\\n' ${config.map(shellQuote).join(' ')} > ${DOMU_CONFIG}`);
+      const driver = new XlDriver({
+        domain: DOMAIN, mode: 'save-restore', xl: 'xl', remoteShell: null, dom0Shell: dom0, domuConsoleRunner: '/flinch/domu-console.pl',
+        target: 'localhost', migrateTransport: '/flinch/migrate-transport.sh', saveFile: SAVE_FILE, vifSpec, timeoutMs: options.migrationTimeoutMs,
+      });
+      const domuStart = hostNowMs();
+      log(`creating the ${options.guestType.toUpperCase()} domU (${artifacts.domuKernel.packageName}, ${options.memoryMiB} MiB)`);
+      await driver.xl(['create', DOMU_CONFIG]);
+      const agent = await waitForAgentHello(collector, AGENT_ID, options.bootTimeoutMs, () => dom0.vm.exitReason()).catch((error: Error) => {
+        throw new Error(`${error.message}; the domU's console is in ${path.join(logsDir, 'dom0', 'xen', 'console')} after the run, Xen's in ${xenSerialLog(logsDir)}`);
+      });
+      const bootToAgentMs = hostNowMs() - domuStart;
+      log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after xl create`);
+      await driver.prepare();
+      meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
+      const qemu = dom0.vm.qmp.version;
+      return {
+        driver, agent, meter, where: () => `domid ${driver.domid ?? '?'}`, bootToAgentMs: Math.round(bootToAgentMs),
+        hypervisor: { driver: driver.name, qemu: qemu ? `${qemu.qemu.major}.${qemu.qemu.minor}.${qemu.qemu.micro}` : null, xen: artifacts.xenVersion, dom0Kernel: artifacts.dom0Kernel.packageName },
+        guest: { kernel: artifacts.domuKernel.packageName, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs), type: options.guestType },
+        afterMigrations: async () => {
+          await dom0.run(`xl destroy ${DOMAIN}`, 60_000).catch(() => undefined);
+        },
+      };
+    },
+    async tearDown() {
+      meter?.stop();
+      await xen?.shutdown().catch(() => undefined);
+      if (logsDir) await keepDom0Logs(logDisk(), path.join(logsDir, 'dom0'), log);
+    },
+  };
 }
 
 /**

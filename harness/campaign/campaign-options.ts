@@ -1,0 +1,55 @@
+import { FAULTS, type FaultName, type MigrateOptions } from '../drivers/migration-driver.js';
+import type { ExpectedVerdict } from '../report/lab-results.js';
+
+/**
+ * A campaign's options, whatever its target: the matrix, the expectation, the measurements, and the guest the labs
+ * build (kernel, memory, QEMU) for the targets that build one.
+ */
+export interface CampaignOptions {
+  /** The campaign: each row of faults (none: []) runs this many migrations. */
+  faultMatrix: FaultName[][];
+  migrationsPerFault: number;
+  /** The driver's ways of moving the guest, each running the whole matrix (xl: save-restore, migrate); none for QEMU. */
+  methods?: readonly string[];
+  expect: ExpectedVerdict;
+  /** A migration worse than expected fails the run (campaigns: exit 5); the lab only reports. */
+  failOnUnexpected: boolean;
+  migrate: Omit<MigrateOptions, 'pausedForMs'>;
+  /** How long the long-pause fault keeps the guest stopped before migrating it. */
+  longPauseMs: number;
+  destQemuBinary?: string;
+  /** UDP blackout probe interval, 1–10 ms; 0 turns the meter off. */
+  blackoutIntervalMs: number;
+  outDir: string;
+  qemuBinary: string;
+  memoryMiB: number;
+  cacheDir: string;
+  /** How long after each migration the harness keeps listening before it measures and moves on. */
+  settleMs: number;
+  bootTimeoutMs: number;
+  migrationTimeoutMs: number;
+  collectorPort: number;
+  /** Probes the guest agent runs (default: all). */
+  guestProbes: string[] | null;
+  /** A time daemon in the guest (chronyd, served by the lab namespace), or none: then the agent steps the clock itself. */
+  guestTimeDaemon: 'chronyd' | null;
+}
+
+export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
+  faultMatrix: [[], ...FAULTS.map((fault) => [fault])],
+  migrationsPerFault: 1,
+  expect: 'disrupted',
+  failOnUnexpected: false,
+  migrate: {},
+  longPauseMs: 3000,
+  blackoutIntervalMs: 5,
+  qemuBinary: 'qemu-system-x86_64',
+  memoryMiB: 512,
+  cacheDir: '/var/cache/flinch',
+  settleMs: 3000,
+  bootTimeoutMs: 120_000,
+  migrationTimeoutMs: 120_000,
+  collectorPort: 7431,
+  guestProbes: null,
+  guestTimeDaemon: null,
+};

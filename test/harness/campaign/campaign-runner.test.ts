@@ -1,0 +1,85 @@
+// The one campaign runner against a target: its life cycle (bring-up once, tear-down once whatever happened), its
+// outcome (returned, never printed, no exit status set), and its journal (a complete campaign boots nothing). The
+// driver here is a stand-in that moves nothing: the real drivers are run by the e2e tests (qmp, libvirt, sim) and
+// test:xen; this test is of the runner alone. The agent is the real CollectorClient over the real campaign collector.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { agentKeyFor } from '../../../contract/frame-signing.js';
+import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from '../../../harness/campaign/campaign-options.js';
+import { completedCampaign, runCampaign, waitForAgentHello } from '../../../harness/campaign/campaign-runner.js';
+import type { GuestTarget } from '../../../harness/campaign/campaign-target.js';
+import type { MigrationDriver } from '../../../harness/drivers/migration-driver.js';
+import { hostNowMs } from '../../../harness/host-clock.js';
+import { inProcessAgent } from '../../helpers/collector-fixtures.js';
+
+const AGENT_ID = 'runner-guest';
+
+function standInDriver(migrations: number[]): MigrationDriver {
+  return {
+    name: 'stand-in',
+    faults: [],
+    prepare: async () => undefined,
+    migrate: async () => {
+      const startedAtMs = hostNowMs();
+      migrations.push(startedAtMs);
+      return { startedAtMs, completedAtMs: hostNowMs(), totalMs: 1, downtimeMs: null, setupMs: null, transferredBytes: null };
+    },
+    injectFault: async () => null,
+    cleanup: async () => undefined,
+  };
+}
+
+function options(outDir: string): CampaignOptions {
+  return { ...DEFAULT_CAMPAIGN_OPTIONS, outDir, faultMatrix: [[]], migrationsPerFault: 2, expect: 'transparent', failOnUnexpected: true, settleMs: 600, blackoutIntervalMs: 0, bootTimeoutMs: 10_000 };
+}
+
+function target(t: Test, calls: string[], migrations: number[], failBringUp = false): GuestTarget {
+  return {
+    driverName: 'stand-in',
+    collectorHost: '127.0.0.1',
+    collectorPort: 0,
+    async bringUp({ collector, fleetSecret, collectorPort }) {
+      calls.push('bringUp');
+      if (failBringUp) throw new Error('the guest did not boot');
+      inProcessAgent(t, `ws://127.0.0.1:${collectorPort}`, AGENT_ID, agentKeyFor(fleetSecret, AGENT_ID));
+      const agent = await waitForAgentHello(collector, AGENT_ID, 10_000);
+      return {
+        driver: standInDriver(migrations), agent, meter: null, where: () => 'here', bootToAgentMs: 1,
+        hypervisor: { driver: 'stand-in', qemu: null, destQemu: null }, guest: { kernel: 'none', memoryMiB: 0, bootToAgentMs: 1 },
+      };
+    },
+    async tearDown() {
+      calls.push('tearDown');
+    },
+  };
+}
+
+t.test('a campaign runs its migrations, writes its outputs and returns the outcome; a complete one boots nothing', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-runner-'));
+  const calls: string[] = [];
+  const migrations: number[] = [];
+  const exitCodeBefore = process.exitCode;
+  const outcome = await runCampaign(options(out), target(t, calls, migrations), hostNowMs(), () => undefined);
+  t.same(calls, ['bringUp', 'tearDown']);
+  t.equal(migrations.length, 2, 'the plan: one row, two migrations');
+  t.equal(outcome.results.migrations.length, 2);
+  t.equal(outcome.alreadyComplete, false);
+  t.equal(outcome.worseThanExpected, outcome.results.migrations.filter((m) => !m.passed).length);
+  t.same(Object.keys(outcome.written).sort(), ['html', 'json', 'junit', 'tap']);
+  t.same(JSON.parse(readFileSync(outcome.written.json!, 'utf8')).migrations.map((m: { driver: string }) => m.driver), ['stand-in', 'stand-in']);
+  t.equal(process.exitCode, exitCodeBefore, 'the runner leaves the exit status to the command line');
+
+  const again = completedCampaign(options(out), 'stand-in');
+  t.ok(again?.alreadyComplete, 'the journal holds both: nothing to run');
+  t.same(again!.results.migrations.map((m) => m.index), outcome.results.migrations.map((m) => m.index));
+  t.throws(() => completedCampaign({ ...options(out), migrationsPerFault: 3 }, 'stand-in'), /belongs to a different campaign/, 'another plan is another campaign');
+});
+
+t.test('a target that fails to come up is still torn down, and the error is the campaign\'s', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-runner-'));
+  const calls: string[] = [];
+  await t.rejects(runCampaign(options(out), target(t, calls, [], true), hostNowMs(), () => undefined), /the guest did not boot/);
+  t.same(calls, ['bringUp', 'tearDown']);
+});
