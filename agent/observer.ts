@@ -33,6 +33,25 @@ export class Observer {
     }
   }
 
+  /**
+   * Every probe's current state, read once with nothing kept running (`snapshot`): a probe that cannot start says
+   * why, as it would in start(), and the others are read.
+   */
+  static async snapshot(probes: readonly Probe[]): Promise<Record<string, unknown>> {
+    const states: Record<string, unknown> = {};
+    for (const probe of probes) {
+      try {
+        await probe.start(() => undefined);
+        states[probe.name] = await probe.snapshot();
+      } catch (error) {
+        states[probe.name] = error instanceof ProbeUnavailableError ? { unavailable: error.reason } : { failed: (error as Error).message };
+      } finally {
+        await probe.stop();
+      }
+    }
+    return states;
+  }
+
   async stop(): Promise<void> {
     await Promise.allSettled(this.running.map((probe) => probe.stop()));
     this.running.length = 0;

@@ -1,62 +1,37 @@
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { Observation } from '../contract/observation.js';
-import { ProbeUnavailableError, type Probe } from '../probes/probe.js';
-import { createProbes, DEFAULT_PROBE_SETTINGS, PROBES, type ProbeSettings } from '../probes/registry.js';
+import type { Probe } from '../probes/probe.js';
+import { Observer } from './observer.js';
+import { createProbes, DEFAULT_PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
 import { HostOffsetTracker } from '../probes/clock/host-offset.js';
 import { stampNow } from '../probes/clock/read-clocks.js';
 import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from './transport/collector-client.js';
-import { DEFAULT_SPOOL_MAX_BYTES, Spool } from './transport/spool.js';
+import { Spool } from './transport/spool.js';
 import { currentIdentity } from './transport/agent-identity.js';
 import { collectorFor } from './transport/shard.js';
 import { readSecretFile } from '../contract/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from '../contract/version.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
+import { createProgram, guarded, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
 import { AgentRuntime, REPORTS_FILE } from './runtime.js';
 import type { Publisher } from './publishers/publisher.js';
 import { formatOutputLine, reportLine, SNAPSHOT_SCHEMA_ID, type OutputLine } from '../contract/output-lines.js';
-import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, reportSummary } from './publishers/stdout-publishers.js';
+import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, reportSummary, statusLine } from './publishers/stdout-publishers.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
 import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from '../contract/report-schema.js';
 import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
+import { AGENT_SETTINGS, parseProbeList, settingOption, type AgentCommand } from './config/agent-settings.js';
 import { StateDirError } from './state/state-dir.js';
 
 
 const PROGRAM = 'flinch-agent';
-
-function parseCollectorUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidArgumentError('expected a URL such as ws://10.0.3.1:7431');
-  }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new InvalidArgumentError('the collector URL must start with ws:// or wss://');
-  return url.toString();
-}
-
-function collectUrls(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), parseCollectorUrl(value)];
-}
-
-function parseProbeList(value: string): string[] {
-  const names = value.split(',').map((name) => name.trim()).filter(Boolean);
-  const unknown = names.filter((name) => !(name in PROBES));
-  if (unknown.length > 0) throw new InvalidArgumentError(`unknown probe "${unknown[0]}" (known: ${Object.keys(PROBES).join(', ')})`);
-  return names;
-}
-
-function parseMode(value: string): RemediationMode {
-  if (value !== 'off' && value !== 'dry-run' && value !== 'on') throw new InvalidArgumentError('expected off, dry-run or on');
-  return value;
-}
 
 function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[] {
   try {
@@ -161,27 +136,11 @@ function withConfig<T extends AgentOptions>(options: T, command: Command): T {
   }
 }
 
-function addAgentOptions(command: Command): Command {
-  return command
-    .option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`)
-    .option('--probes <list>', 'comma-separated probes to run (default: all)', parseProbeList)
-    .option('--no-canaries', 'with --remediate on, do not install the canary table/chains that show a wholesale flush')
-    .option('--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', positiveInt, DEFAULT_PROBE_SETTINGS.legacyPollMs)
-    .option('--remediate <mode>', 'the safety net: off, dry-run (say what it would do) or on', parseMode, DEFAULT_SAFETY_NET_OPTIONS.mode)
-    .option('--udp-echo <port>', "answer a harness's blackout probes on this UDP port (off by default)", positiveInt)
-    .option('--state-dir <dir>', 'baseline and reports.jsonl', DEFAULT_STATE_DIR)
-    .option('--settle <ms>', 'an episode closes after this long without a new observation', positiveInt, DEFAULT_EPISODE_OPTIONS.settleMs)
-    .option(
-      '--timing-noise <ms>',
-      "late wake-ups and moves of the offset to the host below this are the machine's own jitter, whatever the agent learns of it (nested or emulated guests)",
-      nonNegativeInt,
-      0,
-    )
-    .option('--adopt-after <ms>', 'a change no migration explains is left alone, and becomes the baseline after lasting this long', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs)
-    .option('--clock-heal-ms <ms>', "after a migration, a guest clock this far from the host's is brought back (a time daemon asked to step, or CLOCK_REALTIME stepped)", positiveInt, DEFAULT_SAFETY_NET_OPTIONS.clockHealMs)
-    .option('--repair-window <ms>', 'damage first seen up to this long after migration evidence is the migration\'s, and is repaired', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs)
-    .option('--max-actions <n>', 'at most this many repair actions a minute', positiveInt, DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute)
-    .option('--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, positiveInt, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs);
+/** The settings `command` takes (agent-settings.ts), and --config; run adds its own with the same call. */
+function addAgentOptions(command: Command, which: AgentCommand): Command {
+  command.option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`);
+  for (const setting of AGENT_SETTINGS) if (setting.commands.includes(which)) command.addOption(settingOption(setting));
+  return command;
 }
 
 interface RunOptions extends AgentOptions {
@@ -290,6 +249,7 @@ export function buildAgentProgram(): Command {
       .command('watch')
       .description('print observations and episode reports as they happen, a line each; changes nothing in the guest')
       .option('--json', 'as JSON lines, each {"type": "observation"|"report", "schema": ..., <type>: ...}'),
+    'watch',
   ).action(
     guarded(PROGRAM, verbose, async (given: AgentOptions & { json?: boolean }, command: Command) => {
       const options = withConfig(given, command);
@@ -306,17 +266,7 @@ export function buildAgentProgram(): Command {
     .action(
       guarded(PROGRAM, verbose, async (options: { probes?: string[]; json?: boolean }) => {
         const probes = probesFor(options.probes, DEFAULT_PROBE_SETTINGS);
-        const result: Record<string, unknown> = {};
-        for (const probe of probes) {
-          try {
-            await probe.start(() => undefined);
-            result[probe.name] = await probe.snapshot();
-          } catch (error) {
-            result[probe.name] = error instanceof ProbeUnavailableError ? { unavailable: error.reason } : { failed: (error as Error).message };
-          } finally {
-            await probe.stop();
-          }
-        }
+        const result = await Observer.snapshot(probes);
         const snapshot: OutputLine = { type: 'snapshot', schema: SNAPSHOT_SCHEMA_ID, agentVersion: FLINCH_VERSION, hostname: os.hostname(), probes: result };
         process.stdout.write(options.json ? formatOutputLine(snapshot) : humanSnapshot(snapshot));
         process.exit(EXIT.ok);
@@ -341,29 +291,15 @@ export function buildAgentProgram(): Command {
           process.stdout.write(`no episodes recorded in ${options.stateDir}\n`);
           return;
         }
-        for (const r of values) {
-          const when = new Date(r.episode.openedAt.realtimeMs).toISOString();
-          const triggers = [...new Set(r.episode.triggers.map((x) => x.kind))].join(',');
-          const heal = r.remediation.timeToHealMs !== null ? ` in ${r.remediation.timeToHealMs.toFixed(0)} ms` : '';
-          process.stdout.write(`${printable(
-            `${when}  ${r.verdict.padEnd(11)} ${(r.episode.durationMs / 1000).toFixed(1).padStart(6)} s  ` +
-              `remediation ${r.remediation.outcome}${heal}  triggers ${triggers}${r.episode.migrationId ? `  migration ${r.episode.migrationId}` : ''}`,
-          )}\n`);
-        }
+        for (const r of values) process.stdout.write(`${printable(statusLine(r))}\n`);
       }),
     );
 
   addAgentOptions(
     program
       .command('run')
-      .description('the service: watch, judge and repair; stream to a collector if one is set, reconnecting and queueing while it is unreachable')
-      .option('--collector <url>', 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id (without one, reports stay in the state directory)', collectUrls)
-      .option('--agent-id <id>', 'stable identity of this agent', os.hostname())
-      .option('--token-file <file>', "this agent's signing key (mode 0600), from `flinch token`; without it frames are unsigned")
-      .option('--ca-file <file>', 'PEM certificates to trust for a wss:// collector, beside the system ones')
-      .option('--spool-max-bytes <n>', 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted', positiveInt, DEFAULT_SPOOL_MAX_BYTES)
-      .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431')
-      .option('--accept-announce', "take what the collector says, its signed migration announcements and the guest's offset to it, as migration evidence for the safety net (a harness's lab or campaign); off, only the guest's own kernel and clocks are"),
+      .description('the service: watch, judge and repair; stream to a collector if one is set, reconnecting and queueing while it is unreachable'),
+    'run',
   ).action(
     guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
       await runAgentService(withConfig(given, command), log);

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { IdentifierSchema } from '../../contract/report-schema.js';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
-import { PROBES } from '../../probes/registry.js';
+import { AGENT_SETTINGS, settingMismatch } from './agent-settings.js';
 
 /** Where the Debian package puts the config, and what its unit passes to --config. */
 export const DEFAULT_CONFIG_PATH = '/etc/flinch/agent.yaml';
@@ -12,43 +11,18 @@ export const DEFAULT_CONFIG_PATH = '/etc/flinch/agent.yaml';
 /** A config file larger than this is not a config file. */
 const MAX_CONFIG_BYTES = 64 * 1024;
 
-const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 });
-const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
-
 /**
- * The keys of agent.yaml are the long option names of `flinch-agent run`, so that one vocabulary serves the command
- * line, the file and the documentation. A flag given on the command line wins over the file.
+ * agent.yaml's schema, made from the settings the command line is made from (agent-settings.ts): the same keys (the
+ * flags' long names) and the same bounds. A flag given on the command line wins over the file.
  */
 export const AgentConfigSchema = Type.Object(
-  {
-    collector: Type.Optional(Type.Union([CollectorUrl, Type.Array(CollectorUrl, { minItems: 1, maxItems: 64, uniqueItems: true })])),
-    'agent-id': Type.Optional(IdentifierSchema),
-    'token-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
-    'ca-file': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
-    'spool-max-bytes': Type.Optional(Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 })),
-    metrics: Type.Optional(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', maxLength: 300 })),
-    probes: Type.Optional(Type.Array(Type.Union(Object.keys(PROBES).map((name) => Type.Literal(name))), { minItems: 1, uniqueItems: true })),
-    canaries: Type.Optional(Type.Boolean()),
-    'udp-echo': Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    'legacy-poll': Type.Optional(Milliseconds),
-    remediate: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')])),
-    'state-dir': Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
-    settle: Type.Optional(Milliseconds),
-    'timing-noise': Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
-    'adopt-after': Type.Optional(Milliseconds),
-    'max-actions': Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
-    'conflict-window': Type.Optional(Milliseconds),
-    'repair-window': Type.Optional(Milliseconds),
-    'clock-heal-ms': Type.Optional(Milliseconds),
-    'accept-announce': Type.Optional(Type.Boolean()),
-  },
+  Object.fromEntries(AGENT_SETTINGS.map((setting) => [setting.key, Type.Optional(setting.schema)])),
   { additionalProperties: false },
 );
 
-export type AgentConfig = Static<typeof AgentConfigSchema>;
-export type AgentConfigKey = keyof AgentConfig;
+export type AgentConfig = Record<string, unknown>;
 
-export const CONFIG_KEYS = Object.keys(AgentConfigSchema.properties) as AgentConfigKey[];
+export const CONFIG_KEYS = AGENT_SETTINGS.map((setting) => setting.key);
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -100,28 +74,8 @@ function describe(error: ErrorObject | undefined, document: Document, lines: Lin
   if (error.keyword === 'additionalProperties') {
     return `${where}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`;
   }
-  const expectation: Record<string, string> = {
-    type: `must be ${String((error.params as { type?: string }).type)}`,
-    pattern: patternHint(key),
-    anyOf: UNION_HINTS[key] ?? 'has the wrong type',
-    minimum: `must be at least ${String((error.params as { limit?: number }).limit)}`,
-    maximum: `must be at most ${String((error.params as { limit?: number }).limit)}`,
-    uniqueItems: 'lists a probe twice',
-  };
-  return `${where}: "${key}" ${expectation[error.keyword] ?? error.message ?? 'is invalid'}`;
-}
-
-const UNION_HINTS: Record<string, string> = {
-  probes: `entries must be probe names (${Object.keys(PROBES).join(', ')})`,
-  remediate: 'must be one of off, dry-run, on',
-  collector: 'must be a ws:// or wss:// URL, or a list of them (one collector per shard)',
-};
-
-function patternHint(key: string): string {
-  if (key === 'collector') return 'must be a ws:// or wss:// URL';
-  if (key === 'state-dir' || key === 'token-file' || key === 'ca-file') return 'must be an absolute path';
-  if (key === 'metrics') return 'must be HOST:PORT, e.g. 127.0.0.1:9431';
-  return 'may hold only letters, digits and . _ : @ -';
+  const setting = AGENT_SETTINGS.find((s) => s.key === key);
+  return `${where}: "${key}" ${setting ? settingMismatch(setting, error) : (error.message ?? 'is invalid')}`;
 }
 
 function lineOfKey(document: Document, lines: LineCounter, key: string): number | undefined {
@@ -133,7 +87,7 @@ function lineOfKey(document: Document, lines: LineCounter, key: string): number 
 }
 
 /** The commander attribute for a config key: `adopt-after` → `adoptAfter`. */
-export function optionAttribute(key: AgentConfigKey): string {
+export function optionAttribute(key: string): string {
   return key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 

@@ -28,6 +28,15 @@ export function reportSummary(report: Report): string {
   return `episode ${report.episode.id}: ${report.verdict} after ${(report.episode.durationMs / 1000).toFixed(1)} s (triggers ${triggers}; remediation ${report.remediation.outcome})`;
 }
 
+/** `status`: one recorded episode a line, oldest first. */
+export function statusLine(r: Report): string {
+  const when = new Date(r.episode.openedAt.realtimeMs).toISOString();
+  const triggers = [...new Set(r.episode.triggers.map((x) => x.kind))].join(',');
+  const heal = r.remediation.timeToHealMs !== null ? ` in ${r.remediation.timeToHealMs.toFixed(0)} ms` : '';
+  return `${when}  ${r.verdict.padEnd(11)} ${(r.episode.durationMs / 1000).toFixed(1).padStart(6)} s  ` +
+    `remediation ${r.remediation.outcome}${heal}  triggers ${triggers}${r.episode.migrationId ? `  migration ${r.episode.migrationId}` : ''}`;
+}
+
 function clockTime(realtimeMs: number): string {
   return new Date(realtimeMs).toISOString().slice(11, 23);
 }

@@ -111,7 +111,7 @@ t.test('a flush loop ends in conflict', async (t) => {
     await sleep(150);
   }
   const report = await agent.nextReport(mark, 30_000);
-  t.equal(report.remediation.outcome, 'conflict');
+  t.equal(report.remediation.outcome, 'conflict', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   t.equal(report.verdict, 'disrupted');
   const conflicts = report.remediation.actions.filter((a) => a.result === 'conflict');
   t.equal(conflicts.length, 1, 'reported once');

@@ -104,7 +104,7 @@ t.test('the agent refuses to start on a bad config: exit 78, one line, nothing w
   ] as const) {
     writeFileSync(config, text);
     const result = await runCli([FLINCH_AGENT, 'run', '--config', config], { timeoutMs: 30_000 });
-    t.equal(result.code, result.stderr);
+    t.equal(result.code, EXIT.config, result.stderr);
     t.match(result.stderr, message);
     t.equal(result.stderr.trim().split('\n').length, 1, 'one line');
     t.notOk(existsSync(stateDir), 'no state directory: the agent did not start half-configured');

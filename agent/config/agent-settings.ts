@@ -1,0 +1,149 @@
+import os from 'node:os';
+import path from 'node:path';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { Ajv, type ErrorObject } from 'ajv';
+import { InvalidArgumentError, Option } from 'commander';
+import { IdentifierSchema } from '../../contract/report-schema.js';
+import { DEFAULT_PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
+import { DEFAULT_EPISODE_OPTIONS } from '../episodes/episode-engine.js';
+import { DEFAULT_SAFETY_NET_OPTIONS } from '../remediation/safety-net.js';
+import { DEFAULT_SPOOL_MAX_BYTES } from '../transport/spool.js';
+import { DEFAULT_STATE_DIR } from '../state/state-dir.js';
+
+/**
+ * Every setting of the agent, declared once: its flag, its help, what it accepts (one TypeBox schema, bounds
+ * included) and its default. The command-line options and agent.yaml's schema are both made from this list, so a
+ * flag and its config key can never accept different values; agent.yaml's keys are the flags' long names.
+ */
+export interface AgentSetting {
+  /** The long option name: the key in agent.yaml. */
+  readonly key: string;
+  /** commander's flags: `--settle <ms>`, `--no-canaries`, `--accept-announce`. */
+  readonly flags: string;
+  readonly description: string;
+  readonly schema: TSchema;
+  /** How a flag's text becomes the value the schema checks (a number, a list); booleans take none. */
+  readonly fromText?: (text: string, previous: unknown) => unknown;
+  readonly defaultValue?: unknown;
+  /** The commands that take it: watch and run share the observing settings, run alone has the service's. */
+  readonly commands: readonly AgentCommand[];
+  /** What to say when a value does not fit the schema's pattern or union, in a config file or on the command line. */
+  readonly hint?: string;
+}
+
+export type AgentCommand = 'watch' | 'run';
+
+const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
+const AbsolutePath = Type.String({ pattern: '^/', maxLength: 4096 });
+const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 });
+const BOTH: readonly AgentCommand[] = ['watch', 'run'];
+const RUN: readonly AgentCommand[] = ['run'];
+
+const number = (text: string) => (text.trim() === '' ? Number.NaN : Number(text));
+/** A path on the command line is taken from where the command runs; in agent.yaml it must be absolute already. */
+const absolute = (text: string) => (text === '' ? text : path.resolve(text));
+
+function parseCollectorUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('expected a URL such as ws://10.0.3.1:7431');
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new InvalidArgumentError('the collector URL must start with ws:// or wss://');
+  return url.toString();
+}
+
+/** A comma-separated list of probe names, checked here so that the message can name the known ones. */
+export function parseProbeList(value: string): string[] {
+  const names = value.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = names.filter((name) => !(name in PROBES));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown probe "${unknown[0]}" (known: ${Object.keys(PROBES).join(', ')})`);
+  return names;
+}
+
+const ms = (key: string, flags: string, description: string, defaultValue: number, commands = BOTH): AgentSetting => ({
+  key, flags, description, schema: Milliseconds, fromText: number, defaultValue, commands,
+});
+
+export const AGENT_SETTINGS: readonly AgentSetting[] = [
+  {
+    key: 'collector', flags: '--collector <url>', commands: RUN,
+    description: 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id (without one, reports stay in the state directory)',
+    schema: Type.Union([CollectorUrl, Type.Array(CollectorUrl, { minItems: 1, maxItems: 64, uniqueItems: true })]),
+    fromText: (text, previous) => [...((previous as string[] | undefined) ?? []), parseCollectorUrl(text)],
+    hint: 'must be a ws:// or wss:// URL, or a list of them (one collector per shard)',
+  },
+  { key: 'agent-id', flags: '--agent-id <id>', commands: RUN, description: 'stable identity of this agent', schema: IdentifierSchema, fromText: (text) => text, defaultValue: os.hostname(), hint: 'may hold only letters, digits and . _ : @ -' },
+  { key: 'token-file', flags: '--token-file <file>', commands: RUN, description: "this agent's signing key (mode 0600), from `flinch token`; without it frames are unsigned", schema: AbsolutePath, fromText: absolute, hint: 'must be an absolute path' },
+  { key: 'ca-file', flags: '--ca-file <file>', commands: RUN, description: 'PEM certificates to trust for a wss:// collector, beside the system ones', schema: AbsolutePath, fromText: absolute, hint: 'must be an absolute path' },
+  {
+    key: 'spool-max-bytes', flags: '--spool-max-bytes <n>', commands: RUN,
+    description: 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted',
+    schema: Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 }), fromText: number, defaultValue: DEFAULT_SPOOL_MAX_BYTES,
+  },
+  {
+    key: 'metrics', flags: '--metrics <host:port>', commands: RUN, description: 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431',
+    schema: Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$', maxLength: 300 }), fromText: (text) => text, hint: 'must be HOST:PORT, e.g. 127.0.0.1:9431',
+  },
+  {
+    key: 'accept-announce', flags: '--accept-announce', commands: RUN, schema: Type.Boolean(),
+    description: "take what the collector says, its signed migration announcements and the guest's offset to it, as migration evidence for the safety net (a harness's lab or campaign); off, only the guest's own kernel and clocks are",
+  },
+  {
+    key: 'probes', flags: '--probes <list>', commands: BOTH, description: 'comma-separated probes to run (default: all)',
+    schema: Type.Array(Type.Union(Object.keys(PROBES).map((name) => Type.Literal(name))), { minItems: 1, uniqueItems: true }), fromText: parseProbeList,
+    hint: `entries must be probe names (${Object.keys(PROBES).join(', ')})`,
+  },
+  { key: 'canaries', flags: '--no-canaries', commands: BOTH, description: 'with --remediate on, do not install the canary table/chains that show a wholesale flush', schema: Type.Boolean() },
+  ms('legacy-poll', '--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', DEFAULT_PROBE_SETTINGS.legacyPollMs),
+  {
+    key: 'remediate', flags: '--remediate <mode>', commands: BOTH, description: 'the safety net: off, dry-run (say what it would do) or on',
+    schema: Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')]), fromText: (text) => text, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.mode,
+    hint: 'must be one of off, dry-run, on',
+  },
+  { key: 'udp-echo', flags: '--udp-echo <port>', commands: BOTH, description: "answer a harness's blackout probes on this UDP port (off by default)", schema: Type.Integer({ minimum: 1, maximum: 65535 }), fromText: number },
+  { key: 'state-dir', flags: '--state-dir <dir>', commands: BOTH, description: 'baseline and reports.jsonl', schema: AbsolutePath, fromText: absolute, defaultValue: DEFAULT_STATE_DIR, hint: 'must be an absolute path' },
+  ms('settle', '--settle <ms>', 'an episode closes after this long without a new observation', DEFAULT_EPISODE_OPTIONS.settleMs),
+  {
+    key: 'timing-noise', flags: '--timing-noise <ms>', commands: BOTH, schema: Type.Integer({ minimum: 0, maximum: 60_000 }), fromText: number, defaultValue: 0,
+    description: "late wake-ups and moves of the offset to the host below this are the machine's own jitter, whatever the agent learns of it (nested or emulated guests)",
+  },
+  ms('adopt-after', '--adopt-after <ms>', 'a change no migration explains is left alone, and becomes the baseline after lasting this long', DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs),
+  ms('clock-heal-ms', '--clock-heal-ms <ms>', "after a migration, a guest clock this far from the host's is brought back (a time daemon asked to step, or CLOCK_REALTIME stepped)", DEFAULT_SAFETY_NET_OPTIONS.clockHealMs),
+  ms('repair-window', '--repair-window <ms>', "damage first seen up to this long after migration evidence is the migration's, and is repaired", DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs),
+  { key: 'max-actions', flags: '--max-actions <n>', commands: BOTH, description: 'at most this many repair actions a minute', schema: Type.Integer({ minimum: 1, maximum: 10_000 }), fromText: number, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute },
+  ms('conflict-window', '--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs),
+];
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+
+/** What a value that does not fit `setting` is told: the bound it missed, or the setting's hint. */
+export function settingMismatch(setting: AgentSetting, error: ErrorObject | undefined): string {
+  const params = error?.params as { type?: string; limit?: number } | undefined;
+  switch (error?.keyword) {
+    case 'type': return `must be ${String(params?.type)}`;
+    case 'minimum': return `must be at least ${String(params?.limit)}`;
+    case 'maximum': return `must be at most ${String(params?.limit)}`;
+    case 'uniqueItems': return 'lists a probe twice';
+    case 'pattern': case 'anyOf': case 'const': return setting.hint ?? 'is not allowed';
+    default: return error?.message ?? 'is invalid';
+  }
+}
+
+/** The commander option for a setting: its text parsed, then checked against the same schema agent.yaml is. */
+export function settingOption(setting: AgentSetting): Option {
+  const option = new Option(setting.flags, setting.description);
+  if (setting.defaultValue !== undefined) option.default(setting.defaultValue);
+  const { fromText } = setting;
+  if (fromText) {
+    const validate = ajv.compile(setting.schema);
+    option.argParser((text: string, previous: unknown) => {
+      const value = fromText(text, previous === setting.defaultValue ? undefined : previous);
+      // With a union, Ajv lists each branch's failure before the union's own; the last error is the one to tell.
+      if (!validate(value)) throw new InvalidArgumentError(settingMismatch(setting, validate.errors?.at(-1)));
+      return value;
+    });
+  }
+  return option;
+}
