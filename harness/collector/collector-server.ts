@@ -15,6 +15,8 @@ import { hostNowMs } from '../host-clock.js';
 import type { Report } from '../../contract/report-schema.js';
 import { CollectorMetrics } from './collector-metrics.js';
 import { RateLimitedLog } from './rate-limited-log.js';
+import { CLOSE_POLICY_VIOLATION, CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER, closeReason, FrameBucket, MAX_PRE_HELLO_FRAME_BYTES, setMaxPayload } from './frame-limits.js';
+import { SPREAD_TICK_MS, SpreadSchedule } from './spread-schedule.js';
 import type { IncomingData, ReportStore } from './report-store.js';
 
 export interface ReceivedObservation {
@@ -74,64 +76,10 @@ export interface CollectorOptions {
   metrics?: CollectorMetrics;
 }
 
-const SPREAD_TICK_MS = 50;
-/**
- * Before its hello a connection may send frames of at most this size: a real hello is under 3 KB. Only after the hello
- * is authenticated does the connection get the protocol's full MAX_FRAME_BYTES, so that unauthenticated peers holding
- * partial frames pin kilobytes, not a megabyte each.
- */
-export const MAX_PRE_HELLO_FRAME_BYTES = 16 * 1024;
 export const DEFAULT_MAX_PENDING_PER_ADDRESS = 64;
 export const DEFAULT_MAX_CONNECTIONS = 20_000;
 
-/**
- * ws has one maxPayload per server and no public way to change it per connection; its receiver reads it from this
- * field on every frame (ws 8, pinned; test/harness/collector/trust-regressions.test.ts fails if that changes).
- */
-function setMaxPayload(socket: WebSocket, bytes: number): void {
-  const receiver = (socket as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
-  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot raise maxPayload after the hello');
-  receiver._maxPayload = bytes;
-}
 export const DEFAULT_SILENCE_LIMIT_MS = 120_000;
-
-/**
- * Visits every member of a changing collection once per interval, a slice per tick, resuming where the last slice
- * ended (a snapshot per round, so members added mid-round wait for the next one).
- */
-class SpreadSchedule {
-  private round: unknown[] = [];
-  private cursor = 0;
-  private perTick = 0;
-
-  constructor(private readonly intervalMs: number) {}
-
-  due<T>(members: Iterable<T>): T[] {
-    if (this.cursor >= this.round.length) {
-      this.round = [...members];
-      this.cursor = 0;
-      this.perTick = Math.max(1, Math.ceil((this.round.length * SPREAD_TICK_MS) / this.intervalMs));
-      // A small collection still waits for its interval: without this, three agents would be probed every tick.
-      if (this.round.length * SPREAD_TICK_MS < this.intervalMs) {
-        this.idleTicks = Math.round(this.intervalMs / SPREAD_TICK_MS) - this.round.length;
-      }
-    }
-    if (this.idleTicks > 0) {
-      this.idleTicks -= 1;
-      return [];
-    }
-    const slice = this.round.slice(this.cursor, this.cursor + this.perTick) as T[];
-    this.cursor += this.perTick;
-    return slice;
-  }
-
-  private idleTicks = 0;
-}
-
-/** RFC 6455 close codes: a policy violation for bad frames, "try again later" when busy. */
-const CLOSE_POLICY_VIOLATION = 1008;
-const CLOSE_TRY_AGAIN_LATER = 1013;
-const CLOSE_REPLACED = 4409;
 
 interface Connection {
   socket: WebSocket;
@@ -144,17 +92,8 @@ interface Connection {
   lastReply?: { id: number; t4: number };
   /** Date.now() of the last frame or pong from the peer. */
   lastHeardMs: number;
-  tokens: number;
-  tokensAt: number;
+  frames: FrameBucket;
   rejected: boolean;
-}
-
-/** RFC 6455 allows 123 bytes of close reason; ws throws past that. */
-const MAX_CLOSE_REASON_BYTES = 123;
-
-/** A close reason that cannot make ws throw: printable ASCII only (anything else shown as ?), cut to the byte limit. */
-export function closeReason(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_CLOSE_REASON_BYTES);
 }
 
 /** How old an announcement may be and still be given to an agent that reconnects: an agent's longest episode. */
@@ -170,7 +109,7 @@ export class CollectorServer extends EventEmitter<{
   observation: [AgentRecord, ReceivedObservation];
   offset: [AgentRecord, OffsetSample];
   hello: [AgentRecord];
-  report: [AgentRecord, Report];
+  report: [AgentRecord, Report, { receivedAtMs: number; seq: number }];
   rejected: [RejectReason, string];
   committed: [number];
 }> {
@@ -192,6 +131,11 @@ export class CollectorServer extends EventEmitter<{
     super();
     this.metrics = options.metrics ?? new CollectorMetrics();
     this.rateLog = new RateLimitedLog(options.log);
+    // A lab or campaign measures from what its one agent sent; a fleet collector keeps nothing but the store.
+    if (options.keepInMemory) {
+      this.on('observation', (agent, received) => agent.observations.push(received));
+      this.on('report', (agent, report, { receivedAtMs, seq }) => agent.reports.push({ receivedAtMs, seq, report }));
+    }
   }
 
   async start(): Promise<AddressInfo> {
@@ -297,7 +241,7 @@ export class CollectorServer extends EventEmitter<{
     this.addPending(address, 1);
     const connection: Connection = {
       socket, address, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, lastHeardMs: Date.now(),
-      tokens: 2 * (this.options.maxFramesPerSecond ?? 2000), tokensAt: Date.now(), rejected: false,
+      frames: new FrameBucket(this.options.maxFramesPerSecond ?? 2000), rejected: false,
     };
     this.connections.set(socket, connection);
     const helloTimer = setTimeout(() => this.reject(connection, socket, 'hello-timeout', `no hello within ${this.options.helloTimeoutMs ?? 5000} ms`), this.options.helloTimeoutMs ?? 5000);
@@ -325,7 +269,7 @@ export class CollectorServer extends EventEmitter<{
       if (connection.rejected) return;
       const receivedAtMs = hostNowMs();
       try {
-        this.spendToken(connection);
+        connection.frames.spend();
         if (isBinary) throw new ProtocolError('binary frames are not part of the protocol', 'binary');
         const message = this.authenticate(connection, (data as Buffer).toString('utf8'));
         if (message.type === 'hello') {
@@ -349,15 +293,6 @@ export class CollectorServer extends EventEmitter<{
     if (n > 0) this.pendingByAddress.set(address, n);
     else this.pendingByAddress.delete(address);
     this.metrics.connectionsPending.set(this.pending);
-  }
-
-  private spendToken(connection: Connection): void {
-    const rate = this.options.maxFramesPerSecond ?? 2000;
-    const now = Date.now();
-    connection.tokens = Math.min(2 * rate, connection.tokens + ((now - connection.tokensAt) / 1000) * rate);
-    connection.tokensAt = now;
-    if (connection.tokens < 1) throw new ProtocolError(`more than ${rate} frames a second`, 'rate-limit');
-    connection.tokens -= 1;
   }
 
   /** Checks the signature (when the collector authenticates) and the schema; the first frame must be a hello. */
@@ -456,7 +391,6 @@ export class CollectorServer extends EventEmitter<{
       this.metrics.observations.inc();
       if (message.observation.kind === 'safety-net') this.metrics.safetyNetAction((message.observation as { result?: unknown }).result);
       const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
-      if (this.options.keepInMemory) agent.observations.push(received);
       this.emit('observation', agent, received);
       this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, body: null, agent });
     } else {
@@ -491,8 +425,7 @@ export class CollectorServer extends EventEmitter<{
         this.pendingAcks.add(item.agent);
         if (item.report) {
           this.metrics.reports.inc({ verdict: item.report.verdict });
-          if (this.options.keepInMemory) item.agent.reports.push({ receivedAtMs: item.receivedAtMs, seq: item.seq, report: item.report });
-          this.emit('report', item.agent, item.report);
+          this.emit('report', item.agent, item.report, { receivedAtMs: item.receivedAtMs, seq: item.seq });
         }
       }
       this.emit('committed', batch.length);

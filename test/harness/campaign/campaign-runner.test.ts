@@ -12,7 +12,7 @@ import { completedCampaign, runCampaign, waitForAgentHello } from '../../../harn
 import type { GuestTarget } from '../../../harness/campaign/campaign-target.js';
 import type { MigrationDriver } from '../../../harness/drivers/migration-driver.js';
 import { hostNowMs } from '../../../harness/host-clock.js';
-import { inProcessAgent } from '../../helpers/collector-fixtures.js';
+import { inProcessAgent, sampleReport } from '../../helpers/collector-fixtures.js';
 
 const AGENT_ID = 'runner-guest';
 
@@ -43,7 +43,16 @@ function target(t: Test, calls: string[], migrations: number[], failBringUp = fa
     async bringUp({ collector, fleetSecret, collectorPort }) {
       calls.push('bringUp');
       if (failBringUp) throw new Error('the guest did not boot');
-      inProcessAgent(t, `ws://127.0.0.1:${collectorPort}`, AGENT_ID, agentKeyFor(fleetSecret, AGENT_ID));
+      // Answers each announced migration with a report of it, as a guest agent does once its episode closes.
+      let seq = 0;
+      const { client } = inProcessAgent(t, `ws://127.0.0.1:${collectorPort}`, AGENT_ID, agentKeyFor(fleetSecret, AGENT_ID), undefined, 10_000, {
+        onAnnounce: (phase, migrationId) => {
+          if (phase !== 'finished') return;
+          const report = sampleReport(AGENT_ID, (seq += 1), seq === 1 ? 'transparent' : 'noticed');
+          report.episode.migrationId = migrationId;
+          client.sendReport(report);
+        },
+      });
       const agent = await waitForAgentHello(collector, AGENT_ID, 10_000);
       return {
         driver: standInDriver(migrations), agent, meter: null, where: () => 'here', bootToAgentMs: 1,
@@ -66,7 +75,8 @@ t.test('a campaign runs its migrations, writes its outputs and returns the outco
   t.equal(migrations.length, 2, 'the plan: one row, two migrations');
   t.equal(outcome.results.migrations.length, 2);
   t.equal(outcome.alreadyComplete, false);
-  t.equal(outcome.worseThanExpected, outcome.results.migrations.filter((m) => !m.passed).length);
+  t.same(outcome.results.migrations.map((m) => [m.verdictSource, m.verdict, m.passed]), [['agent', 'transparent', true], ['agent', 'noticed', false]], "judged by the agent's reports");
+  t.equal(outcome.worseThanExpected, 1, 'noticed is worse than the transparent expected');
   t.same(Object.keys(outcome.written).sort(), ['html', 'json', 'junit', 'tap']);
   t.same(JSON.parse(readFileSync(outcome.written.json!, 'utf8')).migrations.map((m: { driver: string }) => m.driver), ['stand-in', 'stand-in']);
   t.equal(process.exitCode, exitCodeBefore, 'the runner leaves the exit status to the command line');

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { ListedKeyring, FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor, signCollectorFrame, signFrame, verifyCollectorFrame } from '../../../contract/frame-signing.js';
 import { jsonDepthExceeds } from '../../../contract/messages.js';
-import { closeReason, MAX_PRE_HELLO_FRAME_BYTES } from '../../../harness/collector/collector-server.js';
+import { closeReason, MAX_PRE_HELLO_FRAME_BYTES } from '../../../harness/collector/frame-limits.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 
 const GOOD_KEY = 'a'.repeat(64);
