@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { Observation } from '../contract/observation.js';
 import type { Probe } from '../probes/probe.js';
 import { Observer } from './observer.js';
-import { createProbes, DEFAULT_PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
+import { createProbes, DEFAULT_PROBE_SETTINGS, PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
 import { HostOffsetTracker } from '../probes/clock/host-offset.js';
 import { stampNow } from '../probes/clock/read-clocks.js';
 import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from './transport/collector-client.js';
@@ -26,7 +26,7 @@ import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
 import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from '../contract/report-schema.js';
-import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
+import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig, optionAttribute } from './config/agent-config.js';
 import { AGENT_SETTINGS, parseProbeList, settingOption, type AgentCommand } from './config/agent-settings.js';
 import { StateDirError } from './state/state-dir.js';
 
@@ -46,7 +46,6 @@ interface AgentOptions {
   udpEcho?: number;
   probes?: string[];
   canaries: boolean;
-  legacyPoll: number;
   remediate: RemediationMode;
   stateDir: string;
   settle: number;
@@ -78,8 +77,7 @@ async function startRuntime(options: AgentOptions, agentId: string, publishers: 
       agentVersion: FLINCH_VERSION,
       probes: options.probes,
       probeSettings: {
-        ...DEFAULT_PROBE_SETTINGS,
-        legacyPollMs: options.legacyPoll,
+        values: Object.fromEntries(PROBE_SETTINGS.map((setting) => [setting.key, (options as unknown as Record<string, unknown>)[optionAttribute(setting.key)]])),
         clock: { ...DEFAULT_PROBE_SETTINGS.clock, pauseThresholdMs: Math.max(DEFAULT_PROBE_SETTINGS.clock.pauseThresholdMs, options.timingNoise) },
       },
       episodes: {

@@ -28,7 +28,7 @@ function rssKiB(pid: number): number {
 const BARE_TIMERS = `
 setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.clock.intervalMs});
 setInterval(() => {}, 200);
-setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.legacyPollMs});
+setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']});
 `;
 
 function inNetns(netns: string, argv: string[]): ChildProcess {
@@ -126,7 +126,7 @@ try {
   console.log(`nft flush → observation, from the command's start: ${summary(await flushLatency(netns, 'nftables', nftExit))}`);
   console.log(`                          from the command's exit:  ${summary(nftExit)}`);
   const legacyExit: number[] = [];
-  console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.legacyPollMs} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
+  console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
 } finally {
   await deleteNetns(netns);
 }

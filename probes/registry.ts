@@ -1,28 +1,34 @@
+import { Type } from '@sinclair/typebox';
+import { numberFromText, type SettingDeclaration } from '../contract/setting.js';
 import type { Probe } from './probe.js';
 import { RtnetlinkLinkProbe } from './link/rtnetlink-link-probe.js';
 import { ClockProbe, DEFAULT_CLOCK_PROBE_OPTIONS, type ClockProbeOptions } from './clock/clock-probe.js';
 import { NftablesProbe } from './firewall/nftables-probe.js';
-import { IptablesProbe } from './firewall/iptables-probe.js';
+import { DEFAULT_IPTABLES_PROBE_OPTIONS, IptablesProbe } from './firewall/iptables-probe.js';
 import { AddressingProbe } from './addressing/addressing-probe.js';
 import { KmsgProbe } from './kmsg/kmsg-probe.js';
 import { XenProbe } from './xen/xen-probe.js';
 
-/** Settings a probe may read; each takes what concerns it. */
+/**
+ * What probes are created with: the values of their own declared settings, by key, and the clock probe's options
+ * (whose pause threshold the agent raises to its --timing-noise).
+ */
 export interface ProbeSettings {
-  /** iptables-legacy has no change events and is polled this often. */
-  legacyPollMs: number;
+  values: Readonly<Record<string, unknown>>;
   clock: ClockProbeOptions;
 }
-
-export const DEFAULT_PROBE_SETTINGS: ProbeSettings = {
-  legacyPollMs: 1000,
-  clock: DEFAULT_CLOCK_PROBE_OPTIONS,
-};
 
 interface ProbeEntry {
   create(settings: ProbeSettings): Probe;
   enabledByDefault: boolean;
+  /** The probe's own settings: the agent's command line and agent.yaml pick them up from here. */
+  settings?: readonly SettingDeclaration[];
 }
+
+const LEGACY_POLL: SettingDeclaration = {
+  key: 'legacy-poll', flags: '--legacy-poll <ms>', description: 'how often iptables-legacy, which has no change events, is read',
+  schema: Type.Integer({ minimum: 1, maximum: 86_400_000 }), fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs,
+};
 
 /**
  * Every probe flinch knows, by name (the node_exporter collector model). The agent core iterates this table and never
@@ -31,14 +37,23 @@ interface ProbeEntry {
 export const PROBES: Readonly<Record<string, ProbeEntry>> = {
   link: { create: () => new RtnetlinkLinkProbe(), enabledByDefault: true },
   addressing: { create: () => new AddressingProbe(), enabledByDefault: true },
-  nftables: { create: (s) => new NftablesProbe(), enabledByDefault: true },
+  nftables: { create: () => new NftablesProbe(), enabledByDefault: true },
   iptables: {
-    create: (s) => new IptablesProbe({ legacyPollMs: s.legacyPollMs }),
+    create: (s) => new IptablesProbe({ legacyPollMs: (s.values[LEGACY_POLL.key] as number | undefined) ?? DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs }),
     enabledByDefault: true,
+    settings: [LEGACY_POLL],
   },
   clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },
   kmsg: { create: () => new KmsgProbe(), enabledByDefault: true },
   xen: { create: () => new XenProbe(), enabledByDefault: true },
+};
+
+/** Every probe's own settings, each with its default: what a probe is created with when nothing else is said. */
+export const PROBE_SETTINGS: readonly SettingDeclaration[] = Object.values(PROBES).flatMap((entry) => entry.settings ?? []);
+
+export const DEFAULT_PROBE_SETTINGS: ProbeSettings = {
+  values: Object.fromEntries(PROBE_SETTINGS.map((setting) => [setting.key, setting.defaultValue])),
+  clock: DEFAULT_CLOCK_PROBE_OPTIONS,
 };
 
 export function defaultProbeNames(): string[] {

@@ -1,10 +1,11 @@
 import os from 'node:os';
 import path from 'node:path';
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import { InvalidArgumentError, Option } from 'commander';
 import { IdentifierSchema } from '../../contract/report-schema.js';
-import { DEFAULT_PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
+import { PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
+import { numberFromText, type SettingDeclaration } from '../../contract/setting.js';
 import { DEFAULT_EPISODE_OPTIONS } from '../episodes/episode-engine.js';
 import { DEFAULT_SAFETY_NET_OPTIONS } from '../remediation/safety-net.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../transport/spool.js';
@@ -15,20 +16,9 @@ import { DEFAULT_STATE_DIR } from '../state/state-dir.js';
  * included) and its default. The command-line options and agent.yaml's schema are both made from this list, so a
  * flag and its config key can never accept different values; agent.yaml's keys are the flags' long names.
  */
-export interface AgentSetting {
-  /** The long option name: the key in agent.yaml. */
-  readonly key: string;
-  /** commander's flags: `--settle <ms>`, `--no-canaries`, `--accept-announce`. */
-  readonly flags: string;
-  readonly description: string;
-  readonly schema: TSchema;
-  /** How a flag's text becomes the value the schema checks (a number, a list); booleans take none. */
-  readonly fromText?: (text: string, previous: unknown) => unknown;
-  readonly defaultValue?: unknown;
+export interface AgentSetting extends SettingDeclaration {
   /** The commands that take it: watch and run share the observing settings, run alone has the service's. */
   readonly commands: readonly AgentCommand[];
-  /** What to say when a value does not fit the schema's pattern or union, in a config file or on the command line. */
-  readonly hint?: string;
 }
 
 export type AgentCommand = 'watch' | 'run';
@@ -39,7 +29,7 @@ const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 
 const BOTH: readonly AgentCommand[] = ['watch', 'run'];
 const RUN: readonly AgentCommand[] = ['run'];
 
-const number = (text: string) => (text.trim() === '' ? Number.NaN : Number(text));
+const number = numberFromText;
 /** A path on the command line is taken from where the command runs; in agent.yaml it must be absolute already. */
 const absolute = (text: string) => (text === '' ? text : path.resolve(text));
 
@@ -96,7 +86,6 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
     hint: `entries must be probe names (${Object.keys(PROBES).join(', ')})`,
   },
   { key: 'canaries', flags: '--no-canaries', commands: BOTH, description: 'with --remediate on, do not install the canary table/chains that show a wholesale flush', schema: Type.Boolean() },
-  ms('legacy-poll', '--legacy-poll <ms>', 'how often iptables-legacy, which has no change events, is read', DEFAULT_PROBE_SETTINGS.legacyPollMs),
   {
     key: 'remediate', flags: '--remediate <mode>', commands: BOTH, description: 'the safety net: off, dry-run (say what it would do) or on',
     schema: Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')]), fromText: (text) => text, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.mode,
@@ -113,6 +102,8 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
   ms('clock-heal-ms', '--clock-heal-ms <ms>', "after a migration, a guest clock this far from the host's is brought back (a time daemon asked to step, or CLOCK_REALTIME stepped)", DEFAULT_SAFETY_NET_OPTIONS.clockHealMs),
   ms('repair-window', '--repair-window <ms>', "damage first seen up to this long after migration evidence is the migration's, and is repaired", DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs),
   { key: 'max-actions', flags: '--max-actions <n>', commands: BOTH, description: 'at most this many repair actions a minute', schema: Type.Integer({ minimum: 1, maximum: 10_000 }), fromText: number, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute },
+  // Each probe's own settings, declared with the probe (probes/registry.ts): watch and run both run probes.
+  ...PROBE_SETTINGS.map((setting) => ({ ...setting, commands: BOTH })),
   ms('conflict-window', '--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs),
 ];
 
