@@ -1,35 +1,18 @@
 import os from 'node:os';
-import path from 'node:path';
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { Observation } from '../contract/observation.js';
 import type { Probe } from '../probes/probe.js';
 import { Observer } from './observer.js';
-import { createProbes, DEFAULT_PROBE_SETTINGS, PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
-import { HostOffsetTracker } from '../probes/clock/host-offset.js';
-import { stampNow } from '../probes/clock/read-clocks.js';
-import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from './transport/collector-client.js';
-import { Spool } from './transport/spool.js';
-import { currentIdentity } from './transport/agent-identity.js';
-import { collectorFor } from './transport/shard.js';
-import { readSecretFile } from '../contract/frame-signing.js';
-import { AgentMetrics } from './metrics/agent-metrics.js';
-import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
+import { createProbes, DEFAULT_PROBE_SETTINGS, type ProbeSettings } from '../probes/registry.js';
 import { FLINCH_VERSION } from '../contract/version.js';
 import { createProgram, guarded, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
-import { AgentRuntime, REPORTS_FILE } from './runtime.js';
-import type { Publisher } from './publishers/publisher.js';
+import { REPORTS_FILE } from './runtime.js';
 import { formatOutputLine, reportLine, SNAPSHOT_SCHEMA_ID, type OutputLine } from '../contract/output-lines.js';
-import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, reportSummary, statusLine } from './publishers/stdout-publishers.js';
-import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
-import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
-import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
+import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, statusLine } from './publishers/stdout-publishers.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from '../contract/report-schema.js';
-import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig, optionAttribute } from './config/agent-config.js';
+import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
 import { AGENT_SETTINGS, parseProbeList, settingOption, type AgentCommand } from './config/agent-settings.js';
-import { StateDirError } from './state/state-dir.js';
-
+import { runAgentService, runUntilSignalled, type AgentOptions, type RunOptions } from './service.js';
 
 const PROGRAM = 'flinch-agent';
 
@@ -39,85 +22,6 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
   } catch (error) {
     throw new UserError((error as Error).message, EXIT.usage);
   }
-}
-
-interface AgentOptions {
-  config?: string;
-  udpEcho?: number;
-  probes?: string[];
-  canaries: boolean;
-  remediate: RemediationMode;
-  stateDir: string;
-  settle: number;
-  timingNoise: number;
-  adoptAfter: number;
-  conflictWindow: number;
-  repairWindow: number;
-  clockHealMs: number;
-  maxActions: number;
-}
-
-/** Runs the whole agent until SIGINT/SIGTERM, then exits. */
-async function runUntilSignalled(options: AgentOptions, agentId: string, publishers: readonly Publisher[], log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
-  try {
-    return await startRuntime(options, agentId, publishers, log, onStop);
-  } catch (error) {
-    // Nothing that was started may keep a failed agent alive (the collector connection, a probe's socket).
-    onStop?.();
-    if (error instanceof StateDirError) throw new UserError(error.message, EXIT.stateDir);
-    throw error;
-  }
-}
-
-async function startRuntime(options: AgentOptions, agentId: string, publishers: readonly Publisher[], log: (l: string) => void, onStop?: () => void): Promise<AgentRuntime> {
-  const runtime = new AgentRuntime(
-    {
-      agentId,
-      hostname: os.hostname(),
-      agentVersion: FLINCH_VERSION,
-      probes: options.probes,
-      probeSettings: {
-        values: Object.fromEntries(PROBE_SETTINGS.map((setting) => [setting.key, (options as unknown as Record<string, unknown>)[optionAttribute(setting.key)]])),
-        clock: { ...DEFAULT_PROBE_SETTINGS.clock, pauseThresholdMs: Math.max(DEFAULT_PROBE_SETTINGS.clock.pauseThresholdMs, options.timingNoise) },
-      },
-      episodes: {
-        ...DEFAULT_EPISODE_OPTIONS,
-        settleMs: options.settle,
-        pauseNoise: { ...DEFAULT_EPISODE_OPTIONS.pauseNoise, overrideMs: options.timingNoise },
-        offsetNoise: { ...DEFAULT_EPISODE_OPTIONS.offsetNoise, overrideMs: options.timingNoise },
-      },
-      verdict: DEFAULT_VERDICT_THRESHOLDS,
-      safetyNet: {
-        ...DEFAULT_SAFETY_NET_OPTIONS, mode: options.remediate, adoptAfterMs: options.adoptAfter, conflictWindowMs: options.conflictWindow,
-        repairWindowMs: options.repairWindow, maxActionsPerMinute: options.maxActions, canaries: options.canaries, clockHealMs: options.clockHealMs,
-      },
-      stateDir: options.stateDir,
-      collectorEvidence: (options as Partial<RunOptions>).acceptAnnounce === true,
-    },
-    publishers,
-    log,
-  );
-  try {
-    await runtime.start();
-  } catch (error) {
-    await runtime.stop().catch(() => undefined);
-    throw error;
-  }
-  const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch(async (error: Error) => {
-    await runtime.stop().catch(() => undefined);
-    throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, EXIT.usage);
-  });
-  void new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  }).then(async () => {
-    await runtime.stop();
-    await stopEcho?.();
-    onStop?.();
-    // Nothing must hold the exit: reports are on disk, and probes have closed their devices.
-    process.exit(process.exitCode ?? 0);
-  });
-  return runtime;
 }
 
 /**
@@ -139,104 +43,6 @@ function addAgentOptions(command: Command, which: AgentCommand): Command {
   command.option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`);
   for (const setting of AGENT_SETTINGS) if (setting.commands.includes(which)) command.addOption(settingOption(setting));
   return command;
-}
-
-interface RunOptions extends AgentOptions {
-  collector?: string[];
-  agentId: string;
-  tokenFile?: string;
-  caFile?: string;
-  spoolMaxBytes: number;
-  metrics?: string;
-  acceptAnnounce?: boolean;
-}
-
-function readOptionalFile(file: string | undefined, what: string): Buffer | undefined {
-  if (file === undefined) return undefined;
-  try {
-    return readFileSync(file);
-  } catch (error) {
-    throw new UserError(`${file}: cannot read the ${what}: ${(error as Error).message}`, EXIT.config);
-  }
-}
-
-async function runAgentService(options: RunOptions, log: (line: string) => void): Promise<void> {
-  const metrics = options.metrics === undefined ? null : new AgentMetrics();
-  if (metrics && options.metrics) {
-    const { address } = await metrics.listen(options.metrics).catch((error: Error) => {
-      throw new UserError(`--metrics ${options.metrics}: ${error.message}`, EXIT.config);
-    });
-    log(`metrics on http://${address.address}:${address.port}/metrics`);
-  }
-  const collectors = options.collector ?? [];
-  if (collectors.length === 0) {
-    const summary: Publisher = { name: 'log', report: (r) => log(reportSummary(r)) };
-    await runUntilSignalled(options, options.agentId, [...(metrics ? [metrics] : []), summary], log);
-    log(`running without a collector; reports go to ${path.join(options.stateDir, REPORTS_FILE)}`);
-    return;
-  }
-  let key: string | null = null;
-  if (options.tokenFile !== undefined) {
-    try {
-      key = readSecretFile(options.tokenFile, 'agent token');
-    } catch (error) {
-      throw new UserError((error as Error).message, EXIT.config);
-    }
-  }
-  if (options.acceptAnnounce && key === null) {
-    throw new UserError('--accept-announce needs --token-file: only a signed announcement may count as migration evidence', EXIT.usage);
-  }
-  const ca = readOptionalFile(options.caFile, 'CA bundle');
-  const url = collectorFor(options.agentId, collectors);
-  const spool = new Spool({ dir: path.join(options.stateDir, 'spool'), maxBytes: options.spoolMaxBytes, segmentBytes: Math.min(1024 * 1024, Math.max(4096, Math.floor(options.spoolMaxBytes / 8))), log });
-  const hostOffset = new HostOffsetTracker();
-  let runtime: AgentRuntime | null = null;
-  let xenDomid: number | null = null;
-  let feed: (o: Observation) => void = () => undefined;
-  const client: CollectorClient = new CollectorClient({
-    url,
-    identity: () => currentIdentity(options.agentId, xenDomid),
-    key,
-    ca,
-    spool,
-    minBackoffMs: 250,
-    maxBackoffMs: 10_000,
-    livenessTimeoutMs: DEFAULT_LIVENESS_TIMEOUT_MS,
-    log,
-    onTimeExchange: (exchange) => {
-      const observation = hostOffset.add(exchange);
-      if (observation) feed(observation);
-    },
-    // A signed announcement is migration evidence and opens a repair window, so it is honoured only when asked for.
-    onAnnounce: options.acceptAnnounce ? (phase, migrationId) => runtime?.announce(phase, migrationId) : undefined,
-    onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
-    onConnectionReplaced: (detail) => feed({ kind: 'connection', event: 'closed', detail: `collector connection replaced: ${detail}`, at: stampNow() }),
-    onAck: () => metrics?.spool(spool.unacked.length, spool.dropped),
-  });
-  runtime = await runUntilSignalled(
-    options,
-    options.agentId,
-    [
-      ...(metrics ? [metrics] : []),
-      {
-        name: 'collector',
-        observation: (o) => {
-          // The next hello names the domain the guest is in now.
-          if (o.kind === 'xen' && o.change === 'domid' && o.value !== null && /^\d+$/.test(o.value)) xenDomid = Number(o.value);
-          client.send(o);
-        },
-        report: (r) => client.sendReport(r),
-      },
-    ],
-    log,
-    () => client.close(),
-  );
-  // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
-  feed = (o) => runtime?.ingest(o);
-  // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
-  // probes saw meanwhile waits in the spool.
-  client.start();
-  log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }
 
 export function buildAgentProgram(): Command {

@@ -19,6 +19,7 @@ import { runInsideNamespace, readPlanFromEnvironment } from './lab-network.js';
 const PLAN_ENV = 'FLINCH_SIM_PLAN';
 const AGENT_ID = 'flinch-sim-guest';
 
+/** What the part inside the simulated host namespace needs, handed to it as JSON: the namespaces are made already. */
 interface SimPlan {
   options: CampaignOptions;
   sim: SimDriverOptions;
