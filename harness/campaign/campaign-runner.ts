@@ -7,6 +7,7 @@ import { EXIT, UserError } from '../../contract/command-line.js';
 import type { Report } from '../../contract/report-schema.js';
 import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
+import { MigrationAnnouncer } from '../collector/migration-announcer.js';
 import { ReportStore } from '../collector/report-store.js';
 import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
@@ -72,7 +73,7 @@ export async function runCampaign(options: CampaignOptions, target: GuestTarget,
   const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, target.collectorHost, target.collectorPort, log);
   try {
     const guest = await target.bringUp({ collector, fleetSecret, collectorPort: port, logsDir, log });
-    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { ...guest, collector }, journal, log);
+    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { ...guest, collector, announcer: new MigrationAnnouncer(collector) }, journal, log);
     await guest.afterMigrations?.();
     const results = await campaignResults({
       startedAtMs, hypervisor: guest.hypervisor, guest: guest.guest, settings: options, migrations, collector, store, agent: guest.agent,
@@ -227,7 +228,7 @@ export async function waitForAgentHello(collector: CollectorServer, agentId: str
 }
 
 /** A running guest and the collector its agent reports to: what each migration is run against. */
-type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where' | 'reconnectsAfterMigration'> & { collector: CollectorServer };
+type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where' | 'reconnectsAfterMigration'> & { collector: CollectorServer; announcer: MigrationAnnouncer };
 
 /** How long a guest may take to reconnect: its liveness timeout (45 s) is the worst case when no RST tells it. */
 const RECONNECT_TIMEOUT_MS = 90_000;
@@ -258,7 +259,7 @@ function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedV
 
 /** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
 async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget): Promise<MigrationResult> {
-  const { driver, collector, agent, meter } = target;
+  const { driver, announcer, agent, meter } = target;
   const options = settings;
   const from = target.where();
   const beforeWindow = { fromMs: hostNowMs() - options.settleMs, toMs: hostNowMs() };
@@ -268,14 +269,14 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     const record = await driver.injectFault(fault, 'before');
     if (record) faultRecords.push(record);
   }
-  collector.announce(agent.agentId, 'starting', migrationId);
+  announcer.announce(agent.agentId, 'starting', migrationId);
   const connectionsBefore = agent.connections;
   const timing = await driver.migrate({
     ...options.migrate,
     pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
     ...(item.method ? { method: item.method } : {}),
   });
-  collector.announce(agent.agentId, 'finished', migrationId);
+  announcer.announce(agent.agentId, 'finished', migrationId);
   for (const fault of item.faults) {
     const record = await driver.injectFault(fault, 'after');
     if (record) faultRecords.push(record);

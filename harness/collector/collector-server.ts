@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Observation } from '../../contract/observation.js';
 import {
   MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseJsonObject, validateAgentMessage,
-  type AgentMessage, type CollectorMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
+  type AgentMessage, type AnnounceMessage, type CollectorMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
 } from '../../contract/messages.js';
 import { signCollectorFrame, splitSignedFrame, verifyFrame } from '../../contract/frame-signing.js';
 import { ClockOffsetTracker, type OffsetSample } from '../../contract/clock-offset.js';
@@ -96,9 +96,6 @@ interface Connection {
   rejected: boolean;
 }
 
-/** How old an announcement may be and still be given to an agent that reconnects: an agent's longest episode. */
-const ANNOUNCEMENT_REPLAY_MS = 120_000;
-
 /**
  * Receives agents' observations and reports, stores reports exactly once, acknowledges what it stored, and measures
  * each agent's clock against the host. It trusts nothing it receives: every frame is size-limited, rate-limited,
@@ -113,7 +110,6 @@ export class CollectorServer extends EventEmitter<{
   rejected: [RejectReason, string];
   committed: [number];
 }> {
-  private readonly lastAnnouncement = new Map<string, { phase: 'starting' | 'finished'; migrationId: string; atMs: number }>();
   readonly agents = new Map<string, AgentRecord>();
   readonly metrics: CollectorMetrics;
   rejected = 0;
@@ -203,16 +199,11 @@ export class CollectorServer extends EventEmitter<{
     this.metrics.connectionsPending.set(0);
   }
 
-  /**
-   * Tells an agent that a migration starts or has finished (a harness does this). False if it is not connected now;
-   * the latest announcement is then given to it when it reconnects, since a guest frozen for a save/restore often
-   * loses its connection exactly across the migration being announced.
-   */
-  announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): boolean {
-    this.lastAnnouncement.set(agentId, { phase, migrationId, atMs: Date.now() });
+  /** Sends `message` to the agent's current connection, signed like every frame; false when it is not connected. */
+  tell(agentId: string, message: AnnounceMessage): boolean {
     const connection = this.current.get(agentId);
     if (!connection || connection.socket.readyState !== connection.socket.OPEN) return false;
-    this.send(connection, { type: 'announce', phase, migrationId });
+    this.send(connection, message);
     return true;
   }
 
@@ -350,10 +341,6 @@ export class CollectorServer extends EventEmitter<{
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
     this.send(connection, { type: 'ack', seq: record.appliedSeq });
-    const announcement = this.lastAnnouncement.get(hello.agentId);
-    if (announcement && Date.now() - announcement.atMs <= ANNOUNCEMENT_REPLAY_MS) {
-      this.send(connection, { type: 'announce', phase: announcement.phase, migrationId: announcement.migrationId });
-    }
     this.emit('hello', record);
   }
 

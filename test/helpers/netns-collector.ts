@@ -74,12 +74,14 @@ async function serve(port: number, agentId: string, key: string): Promise<void> 
   const { CollectorServer } = await import('../../harness/collector/collector-server.js');
   const { ReportStore } = await import('../../harness/collector/report-store.js');
   const { ListedKeyring } = await import('../../harness/collector/keyring.js');
+  const { MigrationAnnouncer } = await import('../../harness/collector/migration-announcer.js');
   const out = (message: unknown) => process.stdout.write(`${JSON.stringify(message)}\n`);
   const store = new ReportStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'flinch-netns-store-')), 'collector.sqlite'));
   const collector = new CollectorServer({
     host: '127.0.0.1', port, store, keyring: new ListedKeyring(new Map([[agentId, key]])), timeProbeIntervalMs: 1000,
     keepInMemory: false, log: (line) => out({ log: line }),
   });
+  const announcer = new MigrationAnnouncer(collector);
   collector.on('hello', (agent) => out({ hello: agent.agentId }));
   collector.on('report', (_agent, report) => out({ report }));
   collector.on('observation', (_agent, received) => {
@@ -89,7 +91,7 @@ async function serve(port: number, agentId: string, key: string): Promise<void> 
   out({ log: `listening on ${port}` });
   createInterface({ input: process.stdin }).on('line', (line) => {
     const { announce } = JSON.parse(line) as { announce: { agentId: string; phase: 'starting' | 'finished'; migrationId: string } };
-    collector.announce(announce.agentId, announce.phase, announce.migrationId);
+    announcer.announce(announce.agentId, announce.phase, announce.migrationId);
   });
   process.once('SIGTERM', () => void collector.stop().then(() => process.exit(0)));
 }

@@ -6,6 +6,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { ListedKeyring } from '../../../harness/collector/keyring.js';
 import { signFrame } from '../../../contract/frame-signing.js';
 import { freePort, helloFor, inProcessAgent, rawConnection, startCollector, until } from '../../helpers/collector-fixtures.js';
+import { MigrationAnnouncer } from '../../../harness/collector/migration-announcer.js';
 
 const KEY = 'e'.repeat(64);
 
@@ -45,7 +46,7 @@ t.test('the agent replaces a connection on which the collector has gone silent',
 
 t.test("an announcement made while the agent is away is given to it when it reconnects (a guest frozen by a save/restore loses its connection across exactly that migration)", async (t) => {
   const { collector, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['frozen', KEY]])) });
-  t.equal(collector.announce('frozen', 'finished', 'm-7'), false, 'not connected: not sent now');
+  t.equal(new MigrationAnnouncer(collector).announce('frozen', 'finished', 'm-7'), false, 'not connected: not sent now');
   const { ws, nonce, sendSigned } = await rawConnection(port);
   const received: Array<Record<string, unknown>> = [];
   // Collector frames after the challenge are "<mac> <json>", signed with the agent's key.

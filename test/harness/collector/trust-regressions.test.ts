@@ -14,6 +14,7 @@ import { agentKeyFor, signCollectorFrame, signFrame, verifyCollectorFrame } from
 import { jsonDepthExceeds } from '../../../contract/messages.js';
 import { closeReason, MAX_PRE_HELLO_FRAME_BYTES } from '../../../harness/collector/frame-limits.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
+import { MigrationAnnouncer } from '../../../harness/collector/migration-announcer.js';
 
 const GOOD_KEY = 'a'.repeat(64);
 const FLEET_SECRET = 's'.repeat(40);
@@ -98,7 +99,7 @@ t.test('every collector frame after the challenge is signed with the agent\'s ke
   c.ws.on('message', (data) => frames.push(data.toString()));
   c.sendSigned(GOOD_KEY, helloFor('good', c.nonce));
   await until('an ack', () => frames.length > 0);
-  collector.announce('good', 'starting', 'm-1');
+  new MigrationAnnouncer(collector).announce('good', 'starting', 'm-1');
   await until('the announcement', () => frames.length > 1);
   for (const frame of frames) {
     const mac = frame.slice(0, 64);
