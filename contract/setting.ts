@@ -1,4 +1,4 @@
-import type { TSchema } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 
 /**
  * A setting, declared once where it belongs (the agent core, or a probe for its own, as node_exporter's collectors
@@ -18,5 +18,8 @@ export interface SettingDeclaration {
   readonly hint?: string;
 }
 
-/** Milliseconds from a flag's text; the schema then bounds it. */
+/** A number from a flag's text; the schema then bounds it. */
 export const numberFromText = (text: string) => (text.trim() === '' ? Number.NaN : Number(text));
+
+/** A duration setting: at least 1 ms, at most a day. */
+export const MillisecondsSchema = Type.Integer({ minimum: 1, maximum: 86_400_000 });

@@ -1,5 +1,4 @@
-import { Type } from '@sinclair/typebox';
-import { numberFromText, type SettingDeclaration } from '../contract/setting.js';
+import { MillisecondsSchema, numberFromText, type SettingDeclaration } from '../contract/setting.js';
 import type { Probe } from './probe.js';
 import { RtnetlinkLinkProbe } from './link/rtnetlink-link-probe.js';
 import { ClockProbe, DEFAULT_CLOCK_PROBE_OPTIONS, type ClockProbeOptions } from './clock/clock-probe.js';
@@ -27,7 +26,7 @@ interface ProbeEntry {
 
 const LEGACY_POLL: SettingDeclaration = {
   key: 'legacy-poll', flags: '--legacy-poll <ms>', description: 'how often iptables-legacy, which has no change events, is read',
-  schema: Type.Integer({ minimum: 1, maximum: 86_400_000 }), fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs,
+  schema: MillisecondsSchema, fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs,
 };
 
 /**

@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { InvalidArgumentError, Option } from 'commander';
 import { IdentifierSchema } from '../../contract/report-schema.js';
 import { PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
-import { numberFromText, type SettingDeclaration } from '../../contract/setting.js';
+import { MillisecondsSchema, numberFromText, type SettingDeclaration } from '../../contract/setting.js';
 import { DEFAULT_EPISODE_OPTIONS } from '../episodes/episode-engine.js';
 import { DEFAULT_SAFETY_NET_OPTIONS } from '../remediation/safety-net.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from '../transport/spool.js';
@@ -23,13 +23,11 @@ export interface AgentSetting extends SettingDeclaration {
 
 export type AgentCommand = 'watch' | 'run';
 
-const Milliseconds = Type.Integer({ minimum: 1, maximum: 86_400_000 });
 const AbsolutePath = Type.String({ pattern: '^/', maxLength: 4096 });
 const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 });
 const BOTH: readonly AgentCommand[] = ['watch', 'run'];
 const RUN: readonly AgentCommand[] = ['run'];
 
-const number = numberFromText;
 /** A path on the command line is taken from where the command runs; in agent.yaml it must be absolute already. */
 const absolute = (text: string) => (text === '' ? text : path.resolve(text));
 
@@ -53,7 +51,7 @@ export function parseProbeList(value: string): string[] {
 }
 
 const ms = (key: string, flags: string, description: string, defaultValue: number, commands = BOTH): AgentSetting => ({
-  key, flags, description, schema: Milliseconds, fromText: number, defaultValue, commands,
+  key, flags, description, schema: MillisecondsSchema, fromText: numberFromText, defaultValue, commands,
 });
 
 export const AGENT_SETTINGS: readonly AgentSetting[] = [
@@ -70,7 +68,7 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
   {
     key: 'spool-max-bytes', flags: '--spool-max-bytes <n>', commands: RUN,
     description: 'on-disk bound of what waits for the collector; when full the oldest is dropped and counted',
-    schema: Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 }), fromText: number, defaultValue: DEFAULT_SPOOL_MAX_BYTES,
+    schema: Type.Integer({ minimum: 65_536, maximum: 68_719_476_736 }), fromText: numberFromText, defaultValue: DEFAULT_SPOOL_MAX_BYTES,
   },
   {
     key: 'metrics', flags: '--metrics <host:port>', commands: RUN, description: 'serve Prometheus metrics (GET /metrics) here, e.g. 127.0.0.1:9431',
@@ -91,17 +89,17 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
     schema: Type.Union([Type.Literal('off'), Type.Literal('dry-run'), Type.Literal('on')]), fromText: (text) => text, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.mode,
     hint: 'must be one of off, dry-run, on',
   },
-  { key: 'udp-echo', flags: '--udp-echo <port>', commands: BOTH, description: "answer a harness's blackout probes on this UDP port (off by default)", schema: Type.Integer({ minimum: 1, maximum: 65535 }), fromText: number },
+  { key: 'udp-echo', flags: '--udp-echo <port>', commands: BOTH, description: "answer a harness's blackout probes on this UDP port (off by default)", schema: Type.Integer({ minimum: 1, maximum: 65535 }), fromText: numberFromText },
   { key: 'state-dir', flags: '--state-dir <dir>', commands: BOTH, description: 'baseline and reports.jsonl', schema: AbsolutePath, fromText: absolute, defaultValue: DEFAULT_STATE_DIR, hint: 'must be an absolute path' },
   ms('settle', '--settle <ms>', 'an episode closes after this long without a new observation', DEFAULT_EPISODE_OPTIONS.settleMs),
   {
-    key: 'timing-noise', flags: '--timing-noise <ms>', commands: BOTH, schema: Type.Integer({ minimum: 0, maximum: 60_000 }), fromText: number, defaultValue: 0,
+    key: 'timing-noise', flags: '--timing-noise <ms>', commands: BOTH, schema: Type.Integer({ minimum: 0, maximum: 60_000 }), fromText: numberFromText, defaultValue: 0,
     description: "late wake-ups and moves of the offset to the host below this are the machine's own jitter, whatever the agent learns of it (nested or emulated guests)",
   },
   ms('adopt-after', '--adopt-after <ms>', 'a change no migration explains is left alone, and becomes the baseline after lasting this long', DEFAULT_SAFETY_NET_OPTIONS.adoptAfterMs),
   ms('clock-heal-ms', '--clock-heal-ms <ms>', "after a migration, a guest clock this far from the host's is brought back (a time daemon asked to step, or CLOCK_REALTIME stepped)", DEFAULT_SAFETY_NET_OPTIONS.clockHealMs),
   ms('repair-window', '--repair-window <ms>', "damage first seen up to this long after migration evidence is the migration's, and is repaired", DEFAULT_SAFETY_NET_OPTIONS.repairWindowMs),
-  { key: 'max-actions', flags: '--max-actions <n>', commands: BOTH, description: 'at most this many repair actions a minute', schema: Type.Integer({ minimum: 1, maximum: 10_000 }), fromText: number, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute },
+  { key: 'max-actions', flags: '--max-actions <n>', commands: BOTH, description: 'at most this many repair actions a minute', schema: Type.Integer({ minimum: 1, maximum: 10_000 }), fromText: numberFromText, defaultValue: DEFAULT_SAFETY_NET_OPTIONS.maxActionsPerMinute },
   // Each probe's own settings, declared with the probe (probes/registry.ts): watch and run both run probes.
   ...PROBE_SETTINGS.map((setting) => ({ ...setting, commands: BOTH })),
   ms('conflict-window', '--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs),

@@ -9,7 +9,7 @@ import { CollectorServer, type AgentRecord } from '../collector/collector-server
 import { FleetKeyring } from '../collector/keyring.js';
 import { MigrationAnnouncer } from '../collector/migration-announcer.js';
 import { ReportStore } from '../collector/report-store.js';
-import { faultLabel, type FaultName, type FaultRecord, type MigrateOptions } from '../drivers/migration-driver.js';
+import { faultLabel, type FaultRecord } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { SAMPLES_EACH_SIDE } from '../../contract/clock-offset.js';
 import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
@@ -73,7 +73,7 @@ export async function runCampaign(options: CampaignOptions, target: GuestTarget,
   const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, target.collectorHost, target.collectorPort, log);
   try {
     const guest = await target.bringUp({ collector, fleetSecret, collectorPort: port, logsDir, log });
-    const migrations = await runMigrations(campaignSettings(options, startedAtMs), { ...guest, collector, announcer: new MigrationAnnouncer(collector) }, journal, log);
+    const migrations = await runMigrations({ ...options, startedAtMs }, { ...guest, collector, announcer: new MigrationAnnouncer(collector) }, journal, log);
     await guest.afterMigrations?.();
     const results = await campaignResults({
       startedAtMs, hypervisor: guest.hypervisor, guest: guest.guest, settings: options, migrations, collector, store, agent: guest.agent,
@@ -84,13 +84,6 @@ export async function runCampaign(options: CampaignOptions, target: GuestTarget,
     await collector.stop();
     store.close();
   }
-}
-
-function campaignSettings(options: CampaignOptions, startedAtMs: number): CampaignSettings {
-  return {
-    outDir: options.outDir, faultMatrix: options.faultMatrix, migrationsPerFault: options.migrationsPerFault, methods: options.methods, expect: options.expect,
-    migrate: options.migrate, longPauseMs: options.longPauseMs, settleMs: options.settleMs, blackoutIntervalMs: options.blackoutIntervalMs, startedAtMs,
-  };
 }
 
 /**
@@ -234,19 +227,10 @@ type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where'
 const RECONNECT_TIMEOUT_MS = 90_000;
 
 /** The campaign's own settings, whatever the driver. */
-interface CampaignSettings {
-  outDir: string;
-  faultMatrix: FaultName[][];
-  migrationsPerFault: number;
-  /** The driver's ways of moving the guest to run the matrix with, each in turn (xl: save-restore, migrate). */
-  methods?: readonly string[];
-  expect: ExpectedVerdict;
-  migrate: Omit<MigrateOptions, 'pausedForMs' | 'method'>;
-  longPauseMs: number;
-  settleMs: number;
-  blackoutIntervalMs: number;
+/** What the migrations read of the campaign's options, and when the campaign started. */
+type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs'> & {
   startedAtMs: number;
-}
+};
 
 function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
   return {

@@ -376,7 +376,7 @@ export class CollectorServer extends EventEmitter<{
     agent.appliedSeq = message.seq;
     if (message.type === 'observation') {
       this.metrics.observations.inc();
-      if (message.observation.kind === 'safety-net') this.metrics.safetyNetAction((message.observation as { result?: unknown }).result);
+      if (message.observation.kind === 'safety-net') this.metrics.safetyNetAction(message.observation.result);
       const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
       this.emit('observation', agent, received);
       this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, body: null, agent });
