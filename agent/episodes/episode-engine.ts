@@ -76,7 +76,8 @@ export class EpisodeEngine {
   private settleTimer: unknown = null;
   /** The harness announced the open episode's migration as starting and not yet as finished. */
   private migrationUnderWay = false;
-  private readonly recent: Observation[] = [];
+  /** What came in while no episode was open, with the triggers it raised: the lookback of the next episode. */
+  private readonly recent: Array<{ observation: Observation; triggers: readonly EpisodeTrigger[] }> = [];
 
   constructor(
     private readonly onClose: (episode: Episode) => void,
@@ -109,7 +110,7 @@ export class EpisodeEngine {
     const triggers = this.detector.detect(observation);
     const opens = triggers.some(opensEpisode);
     if (!this.current && !opens) {
-      this.remember(observation);
+      this.remember(observation, triggers);
       return triggers;
     }
     const episode = this.current ?? this.start(triggers.find(opensEpisode)!.at, null);
@@ -167,7 +168,13 @@ export class EpisodeEngine {
       id: randomUUID(), migrationId, openedAt: at, closedAt: null, triggers: [], observations: [], observationsDropped: 0,
     };
     const since = this.clock.now().monotonicMs - this.options.lookbackMs;
-    for (const o of this.recent) if (o.at.monotonicMs >= since) this.add(episode, o);
+    // A trigger that opens nothing (an interface re-created) seen just before the announcement that does is part of
+    // the same migration: under load the harness's word can reach the agent after the netlink events it explains.
+    for (const { observation, triggers } of this.recent) {
+      if (observation.at.monotonicMs < since) continue;
+      episode.triggers.push(...triggers);
+      this.add(episode, observation);
+    }
     this.recent.length = 0;
     this.current = episode;
     this.onOpen(episode);
@@ -188,10 +195,10 @@ export class EpisodeEngine {
     else episode.observationsDropped += 1;
   }
 
-  private remember(observation: Observation): void {
-    this.recent.push(observation);
+  private remember(observation: Observation, triggers: readonly EpisodeTrigger[]): void {
+    this.recent.push({ observation, triggers });
     const since = this.clock.now().monotonicMs - this.options.lookbackMs;
-    while (this.recent.length > 0 && (this.recent[0]!.at.monotonicMs < since || this.recent.length > 500)) this.recent.shift();
+    while (this.recent.length > 0 && (this.recent[0]!.observation.at.monotonicMs < since || this.recent.length > 500)) this.recent.shift();
   }
 
   private armSettle(): void {

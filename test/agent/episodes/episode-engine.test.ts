@@ -79,7 +79,7 @@ t.test('a carrier counter that moved, an interface re-created, a canary lost: ea
   t.same(engine.ingest(link(stamp(), {}, { ifindex: 3, carrierChanges: 1 })).map((x) => x.kind), ['interface-recreated']);
   advance(200);
   t.same(engine.ingest(flushed()).map((x) => x.kind), ['canary-lost']);
-  advance(200);
+  advance(AFTER_WARM_UP.lookbackMs + 1);
   t.same(closed, [], 'an administrator does all of these: no episode');
   engine.announce('starting', 'm-1');
   engine.ingest(flushed());
@@ -89,6 +89,31 @@ t.test('a carrier counter that moved, an interface re-created, a canary lost: ea
   t.same(closed[0]!.triggers.map((x) => x.kind), ['harness-announce', 'canary-lost', 'carrier-counter', 'harness-announce'], 'inside a migration\'s episode they count');
   t.equal(judgeEpisode(closed[0]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'disrupted');
   t.equal(judgeEpisode(closed[0]!, 'healed', DEFAULT_VERDICT_THRESHOLDS).verdict, 'healed', 'healed when the safety net says so');
+});
+
+t.test("a re-creation seen just before the announcement that explains it is in the announced episode (its word came late)", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
+  engine.ingest(link(stamp(), { action: 'dump' }));
+  advance(AFTER_WARM_UP.lookbackMs + 500);
+  engine.ingest(link(stamp(), { action: 'del' }));
+  engine.ingest(link(stamp(), {}, { ifindex: 3 }));
+  advance(AFTER_WARM_UP.lookbackMs - 100);
+  engine.announce('starting', 'm-1');
+  engine.announce('finished', 'm-1');
+  advance(200);
+  t.same(closed[0]!.triggers.map((x) => x.kind), ['interface-recreated', 'harness-announce', 'harness-announce']);
+  t.equal(closed[0]!.observations.filter((o) => o.kind === 'link').length, 2, 'with the observations that raised it');
+
+  // Older than the lookback, it belongs to nobody's migration.
+  engine.ingest(link(stamp(), { action: 'del' }, { ifindex: 3 }));
+  engine.ingest(link(stamp(), {}, { ifindex: 4 }));
+  advance(AFTER_WARM_UP.lookbackMs + 1);
+  engine.announce('starting', 'm-2');
+  engine.announce('finished', 'm-2');
+  advance(200);
+  t.same(closed[1]!.triggers.map((x) => x.kind), ['harness-announce', 'harness-announce']);
 });
 
 t.test('a harness announcement names the episode; an endless one is closed at the cap', async (t) => {
