@@ -5,7 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import type { Report } from '../../contract/report-schema.js';
-import { CollectorServer, type AgentRecord } from '../collector/collector-server.js';
+import type { AgentRecord } from '../collector/agent-record.js';
+import { CollectorServer } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { MigrationAnnouncer } from '../collector/migration-announcer.js';
 import { ReportStore } from '../collector/report-store.js';
@@ -311,6 +312,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       ? [{ afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs), change: observation.change, path: observation.path, value: observation.value, previous: observation.previous }]
       : [],
   );
+  const clockConvergedMs = await waitForClockConvergence(agent, timing.startedAtMs);
   if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
   const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
   const verdict = report ? report.verdict : v0.verdict;
@@ -333,6 +335,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     clockLagUncertaintyMs: clockStep ? round(clockStep.uncertaintyMs, 2) : null,
     guestClockDriftPpm: clockStep ? Math.round(clockStep.driftPpm) : null,
     guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
+    ...(clockConvergedMs !== undefined ? { clockConvergedMs } : {}),
     blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
     linkEvents,
     ...(xenEvents.length ? { xenEvents } : {}),
@@ -357,6 +360,31 @@ const REPORT_GRACE_MS = 20_000;
 const GOOD_EXCHANGES_WAIT_MS = 10_000;
 /** How long before the safety net's clock record its step may have happened: `date` waits for a whole second. */
 const HEAL_LEAD_MS = 1500;
+
+/**
+ * The agent waits this long (its OWN_CLOCK_STEP_GRACE_MS) for the offset to the host to move back by its step before
+ * it says the clock did not converge; that record comes with its next offset exchange, a few seconds on.
+ */
+const CLOCK_CONVERGENCE_WAIT_MS = 135_000;
+
+/**
+ * Where the safety net stepped the guest clock back in this migration, how long (ms, between the two records reaching
+ * the collector) until the agent saw the offset to the host move back by the step: null if it said it did not.
+ * Convergence comes after the episode's report (chronyd steps on its next update), so the guest is kept up for it;
+ * undefined where no clock was stepped, or no record came.
+ */
+async function waitForClockConvergence(agent: AgentRecord, sinceMs: number): Promise<number | null | undefined> {
+  const record = (what: string, afterMs: number) =>
+    agent.observations.find(({ observation, receivedAtMs }) => receivedAtMs >= afterMs && observation.kind === 'safety-net' && observation.what === what);
+  const step = record('clock', sinceMs);
+  if (!step || step.observation.kind !== 'safety-net' || step.observation.result !== 'ok') return undefined;
+  for (const until = hostNowMs() + CLOCK_CONVERGENCE_WAIT_MS; hostNowMs() < until; await sleep(200)) {
+    const converged = record('clock-converged', step.receivedAtMs);
+    if (converged?.observation.kind !== 'safety-net') continue;
+    return converged.observation.result === 'ok' ? Math.round(converged.receivedAtMs - step.receivedAtMs) : null;
+  }
+  return undefined;
+}
 
 function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
   const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;

@@ -54,6 +54,12 @@ export const MigrationResultSchema = Type.Object({
   guestClockDriftPpm: Type.Optional(Ms),
   /** The same lag as the guest's agent saw it on its own (host-offset steps it reported). */
   guestSeenOffsetStepMs: Ms,
+  /**
+   * After the agent's safety net stepped the guest clock back: how long until the agent saw its offset to the host
+   * move back by the step (ms between the two records reaching the collector); null if the agent said it did not.
+   * Absent where no clock was stepped.
+   */
+  clockConvergedMs: Type.Optional(Ms),
   /** The blackout seen from outside: UDP echoes to the guest's opt-in responder; null without one. */
   blackout: Nullable(Type.Object({ sent: Type.Integer(), received: Type.Integer(), lost: Type.Integer(), longestGapMs: Type.Number(), intervalMs: Type.Number() })),
   linkEvents: Type.Array(SeenLinkEventSchema),

@@ -11,6 +11,7 @@ export function renderTap(results: LabResults): string {
     lines.push(`  verdict: ${m.verdict}`);
     lines.push(`  downtime_ms: ${m.downtimeMs ?? 'null'}`);
     lines.push(`  clock_lag_ms: ${m.clockLagMs ?? 'null'}`);
+    if (m.clockConvergedMs !== undefined) lines.push(`  clock_converged_ms: ${m.clockConvergedMs ?? 'null'}`);
     lines.push(`  blackout_ms: ${m.blackout?.longestGapMs ?? 'null'}`);
     if (m.error) lines.push(`  error: ${JSON.stringify(m.error)}`);
     if (m.reasons.length > 0) {

@@ -32,7 +32,11 @@ const results: LabResults = {
   hypervisor: { driver: 'qmp', qemu: '7.2.22', destQemu: null },
   guest: { kernel: 'linux-image-6.1.0-56-cloud-amd64', memoryMiB: 512, bootToAgentMs: 9000 },
   campaign: { faults: ['none', 'carrier-flap', 'long-pause'], migrationsPerFault: 1, expect: 'noticed', options: {} },
-  migrations: [migration(1, [], 'noticed', true), migration(2, ['carrier-flap'], 'disrupted', false), migration(3, ['long-pause'], 'unknown', false, 'migration failed: QEMU exited')],
+  migrations: [
+    migration(1, [], 'noticed', true),
+    { ...migration(2, ['carrier-flap'], 'disrupted', false), clockConvergedMs: 2750 },
+    { ...migration(3, ['long-pause'], 'unknown', false, 'migration failed: QEMU exited'), clockConvergedMs: null },
+  ],
 };
 
 t.test('JUnit: valid against the Jenkins JUnit XSD, one testcase per migration, failures and errors where due', async (t) => {
@@ -45,6 +49,8 @@ t.test('JUnit: valid against the Jenkins JUnit XSD, one testcase per migration, 
   t.match(xml, /<failure type="verdict" message="verdict disrupted is worse than expected noticed">/);
   t.match(xml, /<error type="migration" message="migration failed: QEMU exited">/);
   t.match(xml, /&amp; &lt;angle brackets&gt;/, 'text is escaped');
+  t.match(xml, /guest clock converged after the step: 2750 ms/);
+  t.match(xml, /guest clock converged after the step: no/);
   // The validator must be able to say no, or the check above proves nothing.
   writeFileSync(path.join(dir, 'broken.xml'), xml.replace('<testsuite name="flinch qmp campaign"', '<testsuite'));
   await t.rejects(runCommand('xmllint', ['--noout', '--schema', JUNIT_XSD, path.join(dir, 'broken.xml')]), 'a testsuite without a name is refused');
@@ -57,6 +63,7 @@ t.test('TAP: a plan, ok/not ok per migration, YAML details', async (t) => {
   t.match(tap, /^not ok 2 - migration 2 \(carrier-flap\): disrupted \(expected noticed or better\)$/m);
   t.match(tap, /^not ok 3 - migration 3 \(long-pause\)/m);
   t.match(tap, /^ {2}blackout_ms: 420$/m);
+  t.same(tap.match(/^ {2}clock_converged_ms: .*$/gm), ['  clock_converged_ms: 2750', '  clock_converged_ms: null'], 'only where the clock was stepped');
 });
 
 t.test('flinch report regenerates each output from results.json, and refuses what it cannot read', async (t) => {
