@@ -1,4 +1,5 @@
-import type { AgentRecord, CollectorServer } from '../collector/collector-server.js';
+import type { AgentRecord } from '../collector/agent-record.js';
+import type { CollectorServer } from '../collector/collector-server.js';
 import type { BlackoutMeter } from '../blackout/blackout-meter.js';
 import type { MigrationDriver } from '../drivers/migration-driver.js';
 import type { LabResults } from '../report/lab-results.js';

@@ -4,44 +4,24 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Observation } from '../../contract/observation.js';
 import {
-  MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseJsonObject, validateAgentMessage,
+  MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError,
   type AgentMessage, type AnnounceMessage, type CollectorMessage, type HelloMessage, type RejectReason, type TimeProbeMessage,
 } from '../../contract/messages.js';
-import { signCollectorFrame, splitSignedFrame, verifyFrame } from '../../contract/frame-signing.js';
+import { signCollectorFrame } from '../../contract/frame-signing.js';
 import { ClockOffsetTracker, type OffsetSample } from '../../contract/clock-offset.js';
 import { hostNowMs } from '../host-clock.js';
 import type { Report } from '../../contract/report-schema.js';
+import type { AgentRecord, ReceivedObservation } from './agent-record.js';
 import { CollectorMetrics } from './collector-metrics.js';
+import { authenticateFrame, type AgentKeyring, type ConnectionCredentials } from './frame-authenticator.js';
+import { HelloAdmission } from './hello-admission.js';
+import { IngestBatch } from './ingest-batch.js';
 import { RateLimitedLog } from './rate-limited-log.js';
 import { CLOSE_POLICY_VIOLATION, CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER, closeReason, FrameBucket, MAX_PRE_HELLO_FRAME_BYTES, setMaxPayload } from './frame-limits.js';
 import { SPREAD_TICK_MS, SpreadSchedule } from './spread-schedule.js';
-import type { IncomingData, ReportStore } from './report-store.js';
+import type { ReportStore } from './report-store.js';
 
-export interface ReceivedObservation {
-  /** Host time the collector received it: how the harness places it relative to a migration. */
-  receivedAtMs: number;
-  seq: number;
-  observation: Observation;
-}
-
-export interface AgentRecord {
-  agentId: string;
-  hello: HelloMessage;
-  connections: number;
-  /** Kept only with keepInMemory (the lab); a fleet collector stores reports and counts observations. */
-  observations: ReceivedObservation[];
-  reports: Array<{ receivedAtMs: number; seq: number; report: Report }>;
-  offsets: ClockOffsetTracker;
-  /** Highest seq applied: stored, or queued in the batch being committed. */
-  appliedSeq: number;
-}
-
-/** Who may speak as which agent: the agent's signing key, or null if the id is not known. */
-export interface AgentKeyring {
-  keyFor(agentId: string): string | null;
-}
 
 export interface CollectorOptions {
   host: string;
@@ -76,6 +56,7 @@ export interface CollectorOptions {
   metrics?: CollectorMetrics;
 }
 
+export const DEFAULT_MAX_PENDING = 1000;
 export const DEFAULT_MAX_PENDING_PER_ADDRESS = 64;
 export const DEFAULT_MAX_CONNECTIONS = 20_000;
 
@@ -85,9 +66,8 @@ interface Connection {
   socket: WebSocket;
   /** The peer's address, for the per-address limit on connections waiting for their hello. */
   address: string;
-  nonce: string;
+  credentials: ConnectionCredentials;
   agent: AgentRecord | null;
-  key: string | null;
   lastSeqHere: number;
   lastReply?: { id: number; t4: number };
   /** Date.now() of the last frame or pong from the peer. */
@@ -117,9 +97,9 @@ export class CollectorServer extends EventEmitter<{
   private wss: WebSocketServer | null = null;
   private probeId = 0;
   private readonly current = new Map<string, Connection>();
-  private pending = 0;
-  private batch: Array<IncomingData & { agent: AgentRecord }> = [];
-  private flushScheduled = false;
+  private readonly connections = new WeakMap<WebSocket, Connection>();
+  private readonly admission: HelloAdmission;
+  private readonly batch: IngestBatch;
   private readonly rateLog: RateLimitedLog;
   private timers: NodeJS.Timeout[] = [];
 
@@ -127,6 +107,22 @@ export class CollectorServer extends EventEmitter<{
     super();
     this.metrics = options.metrics ?? new CollectorMetrics();
     this.rateLog = new RateLimitedLog(options.log);
+    this.admission = new HelloAdmission(options.maxPending ?? DEFAULT_MAX_PENDING, options.maxPendingPerAddress ?? DEFAULT_MAX_PENDING_PER_ADDRESS, (n) => this.metrics.connectionsPending.set(n));
+    this.batch = new IngestBatch(options.store, this.metrics, this.rateLog, {
+      acknowledge: (agent) => {
+        const connection = this.current.get(agent.agentId);
+        if (connection && connection.socket.readyState === connection.socket.OPEN) this.send(connection, { type: 'ack', seq: agent.appliedSeq });
+      },
+      disconnect: (agent) => this.current.get(agent.agentId)?.socket.close(1011, 'store unavailable; re-send later'),
+      committed: (items) => {
+        for (const item of items) {
+          if (!item.report) continue;
+          this.metrics.reports.inc({ verdict: item.report.verdict });
+          this.emit('report', item.agent, item.report, { receivedAtMs: item.receivedAtMs, seq: item.seq });
+        }
+        this.emit('committed', items.length);
+      },
+    });
     // A lab or campaign measures from what its one agent sent; a fleet collector keeps nothing but the store.
     if (options.keepInMemory) {
       this.on('observation', (agent, received) => agent.observations.push(received));
@@ -181,7 +177,7 @@ export class CollectorServer extends EventEmitter<{
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    this.flush();
+    this.batch.flush();
     const wss = this.wss;
     const server = this.http;
     if (wss) {
@@ -211,27 +207,17 @@ export class CollectorServer extends EventEmitter<{
     return this.current.size;
   }
 
-  private readonly connections = new WeakMap<WebSocket, Connection>();
-
-  private readonly pendingByAddress = new Map<string, number>();
-
   private accept(socket: WebSocket, address: string): void {
     // First of all, before any refusal: a socket's 'error' with no listener would throw out of the server (a peer
     // refused as busy that sends an oversize frame anyway).
     socket.on('error', () => undefined);
-    if (this.pending >= (this.options.maxPending ?? 1000)) {
-      this.reject(null, socket, 'busy', `more than ${this.options.maxPending ?? 1000} connections waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
+    const refusal = this.admission.admit(address);
+    if (refusal !== null) {
+      this.reject(null, socket, 'busy', refusal, CLOSE_TRY_AGAIN_LATER);
       return;
     }
-    const perAddress = this.options.maxPendingPerAddress ?? DEFAULT_MAX_PENDING_PER_ADDRESS;
-    if ((this.pendingByAddress.get(address) ?? 0) >= perAddress) {
-      // One address cannot take every slot: the rest of the fleet keeps being served.
-      this.reject(null, socket, 'busy', `more than ${perAddress} connections from ${address} waiting for their hello`, CLOSE_TRY_AGAIN_LATER);
-      return;
-    }
-    this.addPending(address, 1);
     const connection: Connection = {
-      socket, address, nonce: randomBytes(16).toString('hex'), agent: null, key: null, lastSeqHere: 0, lastHeardMs: Date.now(),
+      socket, address, credentials: { nonce: randomBytes(16).toString('hex'), key: null, helloAccepted: false }, agent: null, lastSeqHere: 0, lastHeardMs: Date.now(),
       frames: new FrameBucket(this.options.maxFramesPerSecond ?? 2000), rejected: false,
     };
     this.connections.set(socket, connection);
@@ -242,7 +228,7 @@ export class CollectorServer extends EventEmitter<{
     socket.on('close', () => {
       clearTimeout(helloTimer);
       if (connection.agent === null) {
-        this.addPending(address, -1);
+        this.admission.release(address);
       } else if (this.current.get(connection.agent.agentId) === connection) {
         this.current.delete(connection.agent.agentId);
         this.metrics.agentsConnected.set(this.current.size);
@@ -262,7 +248,7 @@ export class CollectorServer extends EventEmitter<{
       try {
         connection.frames.spend();
         if (isBinary) throw new ProtocolError('binary frames are not part of the protocol', 'binary');
-        const message = this.authenticate(connection, (data as Buffer).toString('utf8'));
+        const message = authenticateFrame(this.options.keyring, connection.credentials, (data as Buffer).toString('utf8'));
         if (message.type === 'hello') {
           clearTimeout(helloTimer);
           this.welcome(connection, message);
@@ -275,42 +261,7 @@ export class CollectorServer extends EventEmitter<{
         else this.reject(connection, socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
       }
     });
-    socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.nonce }));
-  }
-
-  private addPending(address: string, delta: 1 | -1): void {
-    this.pending += delta;
-    const n = (this.pendingByAddress.get(address) ?? 0) + delta;
-    if (n > 0) this.pendingByAddress.set(address, n);
-    else this.pendingByAddress.delete(address);
-    this.metrics.connectionsPending.set(this.pending);
-  }
-
-  /** Checks the signature (when the collector authenticates) and the schema; the first frame must be a hello. */
-  private authenticate(connection: Connection, frame: string): AgentMessage {
-    let json = frame;
-    let mac: string | null = null;
-    if (this.options.keyring) ({ mac, json } = splitSignedFrame(frame));
-    const raw = parseJsonObject(json);
-    if (connection.agent === null) {
-      if (raw.type !== 'hello') throw new ProtocolError(`${raw.type.slice(0, 32)} before hello`, 'no-hello');
-      if (this.options.keyring) {
-        const agentId = typeof raw.agentId === 'string' ? raw.agentId.slice(0, 128) : '';
-        const key = this.options.keyring.keyFor(agentId);
-        if (key === null) throw new ProtocolError(`no key for agent ${JSON.stringify(agentId).slice(0, 60)}`, 'unknown-agent');
-        if (!verifyFrame(key, connection.nonce, json, mac!)) throw new ProtocolError(`bad signature on the hello of ${agentId}`, 'bad-signature');
-        connection.key = key;
-      }
-      const hello = validateAgentMessage(raw) as HelloMessage;
-      if (hello.nonce !== connection.nonce) throw new ProtocolError('hello answers another connection\'s challenge', 'bad-signature');
-      return hello;
-    }
-    if (connection.key !== null && !verifyFrame(connection.key, connection.nonce, json, mac!)) {
-      throw new ProtocolError(`bad signature on a ${raw.type.slice(0, 32)} frame`, 'bad-signature');
-    }
-    const message = validateAgentMessage(raw);
-    if (message.type === 'hello') throw new ProtocolError('a second hello on one connection', 'protocol');
-    return message;
+    socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.credentials.nonce }));
   }
 
   private welcome(connection: Connection, hello: HelloMessage): void {
@@ -336,7 +287,7 @@ export class CollectorServer extends EventEmitter<{
     if (previous && previous.socket !== connection.socket) previous.socket.close(CLOSE_REPLACED, 'replaced by a newer connection of this agent');
     connection.agent = record;
     this.current.set(hello.agentId, connection);
-    this.addPending(connection.address, -1);
+    this.admission.release(connection.address);
     setMaxPayload(connection.socket, MAX_FRAME_BYTES);
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
@@ -357,8 +308,7 @@ export class CollectorServer extends EventEmitter<{
     connection.lastSeqHere = message.seq;
     if (message.seq <= agent.appliedSeq) {
       this.metrics.duplicates.inc();
-      this.scheduleFlush();
-      this.pendingAcks.add(agent);
+      this.batch.acknowledgeLater(agent);
       return;
     }
     let body: string | null = null;
@@ -379,61 +329,9 @@ export class CollectorServer extends EventEmitter<{
       if (message.observation.kind === 'safety-net') this.metrics.safetyNetAction(message.observation.result);
       const received: ReceivedObservation = { receivedAtMs, seq: message.seq, observation: message.observation };
       this.emit('observation', agent, received);
-      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, body: null, agent });
+      this.batch.add({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: null, body: null, agent });
     } else {
-      this.batch.push({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: message.report, body, agent });
-    }
-    this.scheduleFlush();
-  }
-
-  private readonly pendingAcks = new Set<AgentRecord>();
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  /** Commits the batch in one transaction, then acknowledges: an ack never covers what is not on disk. */
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.batch;
-    this.batch = [];
-    if (batch.length > 0) {
-      try {
-        this.options.store.apply(batch);
-      } catch (error) {
-        this.storeFailed(batch, error as Error);
-        return;
-      }
-      const committedAt = hostNowMs();
-      for (const item of batch) {
-        this.metrics.ingestSeconds.observe((committedAt - item.receivedAtMs) / 1000);
-        this.pendingAcks.add(item.agent);
-        if (item.report) {
-          this.metrics.reports.inc({ verdict: item.report.verdict });
-          this.emit('report', item.agent, item.report, { receivedAtMs: item.receivedAtMs, seq: item.seq });
-        }
-      }
-      this.emit('committed', batch.length);
-    }
-    for (const agent of this.pendingAcks) {
-      const connection = this.current.get(agent.agentId);
-      if (connection && connection.socket.readyState === connection.socket.OPEN) this.send(connection, { type: 'ack', seq: agent.appliedSeq });
-    }
-    this.pendingAcks.clear();
-  }
-
-  /**
-   * Nothing in a failed batch is acknowledged. Its agents fall back to what the store holds and are disconnected, so
-   * they re-send after their backoff; the collector goes on serving.
-   */
-  private storeFailed(batch: Array<IncomingData & { agent: AgentRecord }>, error: Error): void {
-    this.rateLog.say('store', `store write failed, ${batch.length} messages not acknowledged: ${error.message}`);
-    this.pendingAcks.clear();
-    for (const agent of new Set(batch.map((item) => item.agent))) {
-      agent.appliedSeq = this.options.store.lastSeq(agent.agentId);
-      this.current.get(agent.agentId)?.socket.close(1011, 'store unavailable; re-send later');
+      this.batch.add({ agentId: agent.agentId, seq: message.seq, receivedAtMs, report: message.report, body, agent });
     }
   }
 
@@ -456,7 +354,8 @@ export class CollectorServer extends EventEmitter<{
   /** Everything after the challenge is signed with the agent's key, when the collector authenticates. */
   private send(connection: Connection, message: CollectorMessage): void {
     const json = JSON.stringify(message);
-    connection.socket.send(connection.key === null ? json : signCollectorFrame(connection.key, connection.nonce, json));
+    const { key, nonce } = connection.credentials;
+    connection.socket.send(key === null ? json : signCollectorFrame(key, nonce, json));
   }
 
   private reject(connection: Connection | null, socket: WebSocket, reason: RejectReason, detail: string, code = CLOSE_POLICY_VIOLATION): void {

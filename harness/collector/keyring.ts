@@ -1,5 +1,5 @@
 import { agentKeyFor, readAgentKeysFile, readSecretFile } from '../../contract/frame-signing.js';
-import type { AgentKeyring } from './collector-server.js';
+import type { AgentKeyring } from './frame-authenticator.js';
 
 /** Every agent's key is derived from one fleet secret that only collectors hold (see frame-signing.ts). */
 export class FleetKeyring implements AgentKeyring {

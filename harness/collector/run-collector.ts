@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { parseHostPort } from '../../contract/command-line.js';
-import { CollectorServer, type AgentKeyring } from './collector-server.js';
+import { CollectorServer } from './collector-server.js';
+import type { AgentKeyring } from './frame-authenticator.js';
 import { FleetKeyring, ListedKeyring } from './keyring.js';
 import { ReportStore, type RetentionPolicy } from './report-store.js';
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { FleetKeyring, ListedKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor, signFrame } from '../../../contract/frame-signing.js';
-import type { AgentKeyring } from '../../../harness/collector/collector-server.js';
+import type { AgentKeyring } from '../../../harness/collector/frame-authenticator.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
 
