@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { hostNowMs } from '../host-clock.js';
 import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
-import { runTimed, type TimedResult } from './timed-command.js';
+import type { TimedResult } from '../../system/timed-command.js';
+import { virshTimed } from '../../system/virsh.js';
 
 export interface LibvirtDriverOptions {
   /** libvirt connection URI of the source, e.g. qemu:///system. */
@@ -151,6 +152,6 @@ export class LibvirtDriver implements MigrationDriver {
   }
 
   virsh(args: string[], uri = this.here): Promise<TimedResult> {
-    return runTimed(this.options.virsh, ['-c', uri, ...args], this.options.timeoutMs, ({ code, lastLine }) => `virsh ${args[0]}: ${lastLine ?? `exit ${code}`}`);
+    return virshTimed(this.options.virsh, uri, args, this.options.timeoutMs);
   }
 }

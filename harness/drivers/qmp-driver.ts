@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../qemu/qemu-vm.js';
+import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../../system/qemu/qemu-vm.js';
 import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { GuestConsole } from '../lab/guest-console.js';

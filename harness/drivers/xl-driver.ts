@@ -2,29 +2,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
-import { runTimed, type TimedResult } from './timed-command.js';
-
-/** A shell in dom0 that is not a command to spawn (the nested Xen lab's serial console): output is stdout and stderr. */
-export interface Dom0Shell {
-  run(commandLine: string, timeoutMs: number): Promise<{ exitCode: number; output: string }>;
-}
+import type { TimedResult } from '../../system/timed-command.js';
+import { Dom0, type Dom0Options } from '../../system/xl.js';
 
 export const XL_METHODS = ['save-restore', 'migrate'] as const;
 export type XlMethod = (typeof XL_METHODS)[number];
 
-export interface XlDriverOptions {
+/** Where xl runs (Dom0Options: xl, remoteShell, dom0Shell, timeoutMs), and what it moves where. */
+export interface XlDriverOptions extends Dom0Options {
   /** The domain's name, as `xl list` shows it. */
   domain: string;
   /** `save-restore`: `xl save` then `xl restore`; `migrate`: `xl migrate` to `target`. A migration's `method` overrides it. */
   mode: XlMethod;
-  xl: string;
-  /**
-   * How to reach the Xen host's dom0: null runs xl here; otherwise a command that takes one shell command line as its
-   * last argument, e.g. ['ssh', '-o', 'BatchMode=yes', 'root@xenhost'].
-   */
-  remoteShell: string[] | null;
-  /** Instead of a command: a shell object (the nested Xen lab's dom0 console). */
-  dom0Shell?: Dom0Shell;
   /**
    * In dom0, a program that runs one command line in the domU's lab console (`PROGRAM DOMAIN TIMEOUT_S COMMAND`),
    * for the guest-side faults; null when the domU has none.
@@ -38,12 +27,6 @@ export interface XlDriverOptions {
   saveFile: string;
   /** The vif to plug back after a replug, as `xl network-attach` takes it (e.g. `mac=00:16:3e:00:00:01,bridge=xenbr0`). */
   vifSpec: string | null;
-  timeoutMs: number;
-}
-
-/** Quotes one word for a POSIX shell: a remote shell (ssh) runs a command line, not an argument vector. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
@@ -54,11 +37,12 @@ export function shellQuote(word: string): string {
 export class XlDriver implements MigrationDriver {
   readonly name = 'xl';
   readonly faults: readonly FaultName[];
-  readonly commands: string[][] = [];
+  private readonly dom0: Dom0;
   /** The domain's id as of the last prepare or migration: each restore and migration gives it a new one. */
   domid: string | null = null;
 
   constructor(private readonly options: XlDriverOptions) {
+    this.dom0 = new Dom0(options);
     this.faults = [
       ...(options.vifSpec ? (['nic-replug'] as const) : []),
       ...(options.domuConsoleRunner ? (['guest-firewall-flush', 'guest-clock-step'] as const) : []),
@@ -96,7 +80,7 @@ export class XlDriver implements MigrationDriver {
   async injectFault(fault: FaultName, phase: 'before' | 'after'): Promise<FaultRecord | null> {
     const guestFault = GUEST_CONSOLE_FAULTS[fault];
     if (guestFault && phase === 'after' && this.options.domuConsoleRunner) {
-      await this.run([this.options.domuConsoleRunner, this.options.domain, '30', guestFault.command], (failure) => `${fault} in ${this.options.domain}: ${failure}`);
+      await this.dom0.run([this.options.domuConsoleRunner, this.options.domain, '30', guestFault.command], (failure) => `${fault} in ${this.options.domain}: ${failure}`);
       return { fault, phase, atMs: hostNowMs(), detail: guestFault.detail };
     }
     if (fault !== 'nic-replug' || phase !== 'after' || !this.options.vifSpec) return null;
@@ -110,29 +94,13 @@ export class XlDriver implements MigrationDriver {
     // The domain belongs to whoever created it; the driver only moved it.
   }
 
-  /** Runs `xl ARGS` in dom0 (here, through the remote shell or dom0's console); a non-zero exit is a MigrationFailedError with xl's words. */
-  xl(args: string[]): Promise<TimedResult> {
-    return this.run([this.options.xl, ...args], (failure) => `xl ${args[0]} ${failure}`);
+  /** Every command run in dom0, as spawned. */
+  get commands(): readonly string[][] {
+    return this.dom0.commands;
   }
 
-  private async run(argv: string[], describe: (failure: string) => string): Promise<TimedResult> {
-    const timeoutMs = this.options.timeoutMs;
-    const shell = this.options.dom0Shell;
-    if (shell) {
-      const commandLine = `${argv.map(shellQuote).join(' ')} 2>&1`;
-      this.commands.push([commandLine]);
-      const started = performance.now();
-      const { exitCode, output } = await shell.run(commandLine, timeoutMs).catch((error: Error) => {
-        throw new MigrationFailedError(describe(error.message));
-      });
-      const ms = Math.round(performance.now() - started);
-      if (exitCode !== 0) throw new MigrationFailedError(describe(`exited ${exitCode}: ${output.trim().split('\n').slice(-1)[0] || 'no output'}`));
-      return { stdout: output, stderr: '', ms };
-    }
-    const [command, ...commandArgs] = this.options.remoteShell ? [...this.options.remoteShell, argv.map(shellQuote).join(' ')] : argv;
-    this.commands.push([command!, ...commandArgs]);
-    return runTimed(command!, commandArgs, timeoutMs, ({ code, signal, lastLine }) =>
-      describe(`${signal ? `killed after ${timeoutMs} ms` : `exited ${code}`}: ${lastLine ?? 'no output'}`),
-    );
+  /** Runs `xl ARGS` in dom0 (here, through the remote shell or dom0's console); a failure carries xl's words. */
+  xl(args: string[]): Promise<TimedResult> {
+    return this.dom0.xl(args);
   }
 }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { addNetns, deleteNetns, ip } from '../../system/ip.js';
-import { diesWithThisProcess } from '../child-lifetime.js';
+import { diesWithThisProcess } from '../../system/child-lifetime.js';
 
 /**
  * The lab's private network: a namespace holding a bridge (the host side, where the collector listens) and two tap

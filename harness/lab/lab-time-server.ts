@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, UserError } from '../../contract/command-line.js';
-import { diesWithThisProcess } from '../child-lifetime.js';
+import { diesWithThisProcess } from '../../system/child-lifetime.js';
 import { unpackedChrony } from './guest-initramfs.js';
 
 /**

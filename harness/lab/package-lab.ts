@@ -9,7 +9,7 @@ import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { hostNowMs } from '../host-clock.js';
-import { QemuVm, resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
+import { QemuVm, resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { GuestConsole } from './guest-console.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';

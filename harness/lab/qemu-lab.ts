@@ -7,7 +7,7 @@ import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
-import { resolveQemuBinary, serialLogPath } from '../qemu/qemu-vm.js';
+import { resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { agentKernelArguments, buildGuestImage, GUEST_ECHO_PORT } from './guest-initramfs.js';
 import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { diesWithThisProcess } from '../../harness/child-lifetime.js';
+import { diesWithThisProcess } from '../../system/child-lifetime.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 export interface CliResult {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { GuestConsole } from '../guest-console.js';
-import { QemuVm, qmpSocketPath, serialLogPath, type VmSpec } from '../../qemu/qemu-vm.js';
-import type { Dom0Shell } from '../../drivers/xl-driver.js';
+import { QemuVm, qmpSocketPath, serialLogPath, type VmSpec } from '../../../system/qemu/qemu-vm.js';
+import type { Dom0Shell } from '../../../system/xl.js';
 import type { XenLabArtifacts } from './xen-artifacts.js';
 
 export interface NestedXenSpec {

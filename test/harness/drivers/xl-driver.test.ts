@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { spawnSync } from 'node:child_process';
-import { XlDriver, shellQuote, type Dom0Shell, type XlDriverOptions } from '../../../harness/drivers/xl-driver.js';
+import { XlDriver, type XlDriverOptions } from '../../../harness/drivers/xl-driver.js';
+import { shellQuote, type Dom0Shell } from '../../../system/xl.js';
 import { tempDir } from '../../helpers/collector-fixtures.js';
 
 const FAKE_XL = path.join(projectRoot(), 'test', 'fixtures', 'fake-xl.sh');

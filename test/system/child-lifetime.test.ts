@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../../harness/project-paths.js';
 
 /** The built module (npm test builds first): the parent below is plain node, without tap's TypeScript loader. */
-const childLifetime = path.join(projectRoot(), 'dist', 'harness', 'child-lifetime.js');
+const childLifetime = path.join(projectRoot(), 'dist', 'system', 'child-lifetime.js');
 
 async function orphanAfterParentKilled(t: Test, bound: boolean): Promise<boolean> {
   // The parent starts `sleep 600`, bound or not, prints its pid, and waits to be killed.

@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { QmpClient, QmpCommandError, QmpProtocolError, QmpTimeoutError } from '../../../harness/qemu/qmp-client.js';
+import { QmpClient, QmpCommandError, QmpProtocolError, QmpTimeoutError } from '../../../system/qemu/qmp-client.js';
 
 type Handler = (
   command: { execute: string; id?: string; arguments?: unknown },

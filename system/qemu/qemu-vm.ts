@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findExecutable } from '../../system/run-command.js';
+import { findExecutable } from '../run-command.js';
 import { UserError } from '../../contract/command-line.js';
 import { QmpClient } from './qmp-client.js';
 import { diesWithThisProcess } from '../child-lifetime.js';

@@ -1,4 +1,4 @@
-import { findExecutable } from '../system/run-command.js';
+import { findExecutable } from './run-command.js';
 
 /**
  * The command line that runs `command` so that the kernel sends it `signal` when this process dies (util-linux

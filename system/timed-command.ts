@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { MigrationFailedError } from './qmp-driver.js';
+import { CommandError } from './run-command.js';
 
 export interface TimedResult {
   stdout: string;
@@ -9,7 +9,7 @@ export interface TimedResult {
 }
 
 /**
- * Runs a hypervisor tool (virsh, xl) with a time limit and its wall time measured. A failure is a MigrationFailedError
+ * Runs a hypervisor tool (virsh, xl) with a time limit and its wall time measured. A failure is a CommandError
  * worded by `describe` from the tool's last line of output, where these tools put the reason.
  */
 export function runTimed(
@@ -28,14 +28,14 @@ export function runTimed(
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.once('error', (error) => {
       clearTimeout(timer);
-      reject(new MigrationFailedError(`${command}: ${error.message}`));
+      reject(new CommandError(`${command}: ${error.message}`, command, args, null, ''));
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       const ms = Math.round(performance.now() - started);
       if (code === 0) return resolve({ stdout, stderr, ms });
       const lastLine = (stderr.trim() || stdout.trim()).split('\n').filter(Boolean).slice(-1)[0] ?? null;
-      reject(new MigrationFailedError(describe({ code, signal, lastLine })));
+      reject(new CommandError(describe({ code, signal, lastLine }), command, args, code, stderr));
     });
   });
 }
