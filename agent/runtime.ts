@@ -7,7 +7,8 @@ import { assertValidReport, REPORT_SCHEMA_ID, type Report } from '../contract/re
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { publishTo, type Publisher } from './publishers/publisher.js';
 import { StateDir } from './state/state-dir.js';
-import { isCollectorEvidence, isMigrationEvidence, ownStepToleranceMs, type EpisodeTrigger } from './episodes/triggers.js';
+import { isCollectorEvidence, isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
+import { OwnClockStep } from './episodes/own-clock-step.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
 import { clockCorrectionMs } from './remediation/clock-heal.js';
 
@@ -56,7 +57,7 @@ export class AgentRuntime {
    */
   private offsetMovedMs = 0;
   /** A clock step the safety net made, whose echo in the offset to the host is still to come. */
-  private ownStep: { byMs: number; untilMs: number; askedAtMs: number; movedMs: number } | null = null;
+  private ownStep: OwnClockStep | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -124,23 +125,13 @@ export class AgentRuntime {
   private markOwnStep(observation: ObservationOf<'host-offset'>): void {
     const own = this.ownStep;
     if (!own) return;
-    if (observation.at.monotonicMs > own.untilMs) {
-      this.ownStep = null;
-      this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs);
-      return;
-    }
-    // The offset comes back in one move after `date`; after chronyc makestep, in chronyd's step and then its slew of
-    // what its estimate missed. Moves the way of the heal, and no further than it, are the heal's.
-    const change = observation.changeMs!;
-    if (Math.sign(change) === Math.sign(own.byMs) && Math.abs(own.movedMs + change) <= Math.abs(own.byMs) + ownStepToleranceMs(own.byMs)) {
-      observation.cause = 'flinch-clock-heal';
-      own.movedMs += change;
-    }
-    if (Math.abs(own.movedMs - own.byMs) <= ownStepToleranceMs(own.byMs)) {
-      this.ownStep = null;
-      // The offset to the host moved back by the step: from asking to seeing it is how long the clock took to converge.
-      this.safetyNet.clockConverged(observation.at.monotonicMs - own.askedAtMs, null);
-    }
+    const { own: isOwn, state } = own.takeOffsetChange(observation.changeMs!, observation.at.monotonicMs);
+    if (isOwn) observation.cause = 'flinch-clock-heal';
+    if (state === 'pending') return;
+    this.ownStep = null;
+    // The offset to the host moved back by the step: from asking to seeing it is how long the clock took to converge.
+    if (state === 'converged') this.safetyNet.clockConverged(observation.at.monotonicMs - own.askedAtMs, null);
+    else this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs);
   }
 
   private noteOffsetChange(observation: ObservationOf<'host-offset'>): void {
@@ -160,9 +151,9 @@ export class AgentRuntime {
     this.offsetMovedMs = 0;
     const correction = clockCorrectionMs(episode, moved, this.options.safetyNet.clockHealMs);
     if (correction === null) return;
-    const until = monotonicMs() + OWN_CLOCK_STEP_GRACE_MS;
-    this.ownStep = { byMs: correction, untilMs: until, askedAtMs: monotonicMs(), movedMs: 0 };
-    this.engine.expectOwnClockStep(correction, until);
+    const now = monotonicMs();
+    this.ownStep = new OwnClockStep(correction, now, now + OWN_CLOCK_STEP_GRACE_MS);
+    this.engine.expectOwnClockStep(this.ownStep);
     await this.safetyNet.healClock(-correction, `after migration ${episode.migrationId ?? episode.id}`);
   }
 

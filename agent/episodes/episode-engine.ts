@@ -3,6 +3,7 @@ import type { ClockStamp, Observation } from '../../contract/observation.js';
 import { stampNow } from '../../probes/clock/read-clocks.js';
 import { DEFAULT_TRIGGER_THRESHOLDS, isMigrationEvidence, TriggerDetector, type EpisodeTrigger, type TriggerThresholds } from './triggers.js';
 import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, type NoiseFloorOptions } from './noise-floor.js';
+import type { OwnClockStep } from './own-clock-step.js';
 
 export interface EpisodeOptions {
   /** An episode closes after this long without a new observation (ms). */
@@ -93,8 +94,8 @@ export class EpisodeEngine {
   }
 
   /** The agent is about to step realtime by `byMs` itself: the clock's next move of that size, before then, is its own. */
-  expectOwnClockStep(byMs: number, untilMonotonicMs: number): void {
-    this.detector.expectOwnClockStep(byMs, untilMonotonicMs);
+  expectOwnClockStep(step: OwnClockStep): void {
+    this.detector.expectOwnClockStep(step);
   }
 
   /** The pause noise this engine has learnt. */

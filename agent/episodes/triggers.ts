@@ -1,6 +1,7 @@
 import type { ObservationOf, ClockStamp, Observation } from '../../contract/observation.js';
 import { readSlackMs } from '../../probes/clock/clock-probe.js';
 import { DEFAULT_OFFSET_NOISE, DEFAULT_PAUSE_NOISE, NoiseFloor, pauseMagnitudeMs } from './noise-floor.js';
+import type { OwnClockStep } from './own-clock-step.js';
 
 /** Why an episode opened. */
 export interface EpisodeTrigger {
@@ -44,20 +45,6 @@ const MIGRATION_EVIDENCE = new Set<EpisodeTrigger['kind']>([
   'notify-peers', 'igmp-resend', 'xen-domid', 'xen-suspend', 'boottime-jump', 'kmsg-suspend', 'host-offset-step', 'harness-announce',
 ]);
 
-/** How close a move must be to the step flinch made to be that step: the step's own error (date's start-up) and reads. */
-export function ownStepToleranceMs(byMs: number): number {
-  return 50 + Math.abs(byMs) * 0.02;
-}
-
-/**
- * Whether a clock move of `movedMs` is (part of) the step flinch asked for, `byMs`: the same direction, no larger than
- * it (within the tolerance), and at least half of it. `date` steps by exactly the amount; a time daemon asked to step
- * (chronyc makestep) steps by its own estimate, which a slew already under way has made smaller.
- */
-export function isOwnStep(movedMs: number, byMs: number): boolean {
-  return Math.sign(movedMs) === Math.sign(byMs) && Math.abs(movedMs) <= Math.abs(byMs) + ownStepToleranceMs(byMs) && Math.abs(movedMs) >= Math.abs(byMs) / 2;
-}
-
 export function isMigrationEvidence(trigger: Pick<EpisodeTrigger, 'kind'>): boolean {
   return MIGRATION_EVIDENCE.has(trigger.kind);
 }
@@ -91,10 +78,10 @@ export class TriggerDetector {
   ) {}
 
   /** A realtime step flinch is about to make itself (healing the clock): the next move of about that size is its own. */
-  private ownStep: { byMs: number; untilMs: number } | null = null;
+  private ownStep: OwnClockStep | null = null;
 
-  expectOwnClockStep(byMs: number, untilMonotonicMs: number): void {
-    this.ownStep = { byMs, untilMs: untilMonotonicMs };
+  expectOwnClockStep(step: OwnClockStep): void {
+    this.ownStep = step;
   }
 
   detect(o: Observation): EpisodeTrigger[] {
@@ -112,7 +99,7 @@ export class TriggerDetector {
         // resolution (/proc/uptime: 10 ms). A step moves realtime alone.
         const suspended = boottimeMove >= this.thresholds.boottimeJumpMs + slack;
         const realtimeMove = o.realtimeMinusMonotonicMs - previous.realtimeMinusMonotonicMs - (suspended ? boottimeMove : 0);
-        const own = this.ownStep !== null && at.monotonicMs <= this.ownStep.untilMs && isOwnStep(realtimeMove, this.ownStep.byMs);
+        const own = this.ownStep?.claimClockMove(realtimeMove, at.monotonicMs) ?? false;
         if (own) this.ownStep = null;
         else if (Math.abs(realtimeMove) >= (suspended ? this.thresholds.boottimeJumpMs : this.thresholds.realtimeStepMs) + slack) {
           triggers.push({ kind: 'clock-step', detail: `realtime moved ${realtimeMove.toFixed(1)} ms against ${suspended ? 'boottime' : 'monotonic'}`, magnitudeMs: Math.abs(realtimeMove), at });
