@@ -15,13 +15,14 @@ import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
 import { CAMPAIGN_DRIVERS } from './lab/campaign-drivers.js';
-import { readInnerPlan, runLabInside, runQemuLab } from './lab/qemu-lab.js';
-import { readSimPlan, runSimCampaignInside } from './lab/sim-lab.js';
+import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
+import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
 import { renderTable } from './report/terminal-table.js';
-import { readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
+import { PACKAGE_CHECK_INSIDE, readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
+import type { InsideStep } from './lab/lab-network.js';
 import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
-import { DEFAULT_XEN_LAB_OPTIONS, readXenInnerPlan, runXenLab, runXenLabInside, type XenLabOptions } from './lab/xen/xen-lab.js';
+import { DEFAULT_XEN_LAB_OPTIONS, runXenLab, runXenLabInside, XEN_LAB_INSIDE, type XenLabOptions } from './lab/xen/xen-lab.js';
 import { FLINCH_VERSION } from '../contract/version.js';
 
 const PROGRAM = 'flinch';
@@ -69,8 +70,8 @@ export function buildHarnessProgram(): Command {
     }
   };
   /** A hidden subcommand: the part of a command that the program re-runs itself for inside a network namespace. */
-  const innerCommand = (name: string, what: string, run: () => Promise<unknown>) =>
-    program.command(name, { hidden: true }).description(`internal: ${what}`).action(guarded(PROGRAM, verbose, async () => {
+  const innerCommand = (step: InsideStep, what: string, run: () => Promise<unknown>) =>
+    program.command(step.subcommand, { hidden: true }).description(`internal: ${what}`).action(guarded(PROGRAM, verbose, async () => {
       await run();
     }));
 
@@ -208,13 +209,13 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  innerCommand('lab-inner', 'the part of flinch lab that runs inside the lab network namespace', async () => {
-    const plan = readInnerPlan();
-    showCampaign(await runLabInside(plan, log), plan.options);
+  innerCommand(QEMU_LAB_INSIDE, 'the part of flinch lab that runs inside the lab network namespace', async () => {
+    const { outcome, options } = await runLabInside(log);
+    showCampaign(outcome, options);
   });
-  innerCommand('xen-lab-inner', 'the part of flinch lab --hypervisor xen that runs inside the lab network namespace', async () => {
-    const plan = readXenInnerPlan();
-    showCampaign(await runXenLabInside(plan, log), plan.options);
+  innerCommand(XEN_LAB_INSIDE, 'the part of flinch lab --hypervisor xen that runs inside the lab network namespace', async () => {
+    const { outcome, options } = await runXenLabInside(log);
+    showCampaign(outcome, options);
   });
   program
     .command('package-check')
@@ -332,11 +333,11 @@ export function buildHarnessProgram(): Command {
       }),
     );
 
-  innerCommand('sim-campaign-inner', 'the part of flinch campaign --driver sim that runs inside the simulated host namespace', async () => {
-    const plan = readSimPlan();
-    showCampaign(await runSimCampaignInside(plan, log), plan.options);
+  innerCommand(SIM_CAMPAIGN_INSIDE, 'the part of flinch campaign --driver sim that runs inside the simulated host namespace', async () => {
+    const { outcome, options } = await runSimCampaignInside(log);
+    showCampaign(outcome, options);
   });
 
-  innerCommand('package-check-inner', 'the part of flinch package-check that runs inside the lab network namespace', () => runPackageCheckInside(readPackageCheckPlan(), log));
+  innerCommand(PACKAGE_CHECK_INSIDE, 'the part of flinch package-check that runs inside the lab network namespace', () => runPackageCheckInside(readPackageCheckPlan(), log));
   return program;
 }

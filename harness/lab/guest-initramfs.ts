@@ -10,7 +10,7 @@ import { findExecutable, runCommand } from '../../system/run-command.js';
 import { UserError } from '../../contract/command-line.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
-import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
+import { fetchGuestKernel, modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 import type { LabNetwork } from './lab-network.js';
 
 /** Bump when the layout of the base image changes, so old caches are not reused. */
@@ -86,6 +86,12 @@ export interface GuestImage {
   /** Cache key of the base layer (kernel modules, tools, libraries) and of the agent layer. */
   baseKey: string;
   agentKey: string;
+}
+
+/** The lab guest as the QEMU and libvirt labs boot it: Debian's cloud kernel (fetched into the cache) and its image. */
+export async function labGuestImage(cacheDir: string, log: (line: string) => void): Promise<GuestImage> {
+  mkdirSync(cacheDir, { recursive: true });
+  return buildGuestImage(cacheDir, await fetchGuestKernel(cacheDir, log), log);
 }
 
 /**

@@ -50,11 +50,30 @@ export async function destroyLabNetwork(network: LabNetwork): Promise<void> {
   await deleteNetns(network.netns);
 }
 
+/** Makes the lab network, runs `work` with it, and removes it whatever happens. */
+export async function withLabNetwork<T>(network: LabNetwork, work: () => Promise<T>): Promise<T> {
+  await createLabNetwork(network);
+  try {
+    return await work();
+  } finally {
+    await destroyLabNetwork(network);
+  }
+}
+
+/** The part of a command that runs inside a namespace: a hidden subcommand the program re-runs itself as. */
+export interface InsideStep {
+  subcommand: string;
+  /** The environment variable its plan is handed over in, as JSON. */
+  planVariable: string;
+  /** The command it is part of, named when someone runs it by hand. */
+  parent: string;
+}
+
 /**
- * Re-runs this same program inside the namespace (Node cannot setns) as `subcommand`, with the plan as JSON in the
- * environment variable `planVariable`. Resolves to the child's exit code.
+ * Re-runs this same program inside the namespace (Node cannot setns) as the step's subcommand, with the plan as JSON
+ * in the step's environment variable. Resolves to the child's exit code.
  */
-export function runInsideNamespace(netns: string, subcommand: string, planVariable: string, plan: unknown): Promise<number> {
+export function runInsideNamespace(netns: string, { subcommand, planVariable }: InsideStep, plan: unknown): Promise<number> {
   const script = process.argv[1];
   if (!script) throw new Error('cannot tell which script is running');
   const child = spawn(...diesWithThisProcess('ip', ['netns', 'exec', netns, process.execPath, ...process.execArgv, script, subcommand], 'TERM'), {
@@ -75,8 +94,8 @@ export function runInsideNamespace(netns: string, subcommand: string, planVariab
   });
 }
 
-/** The plan a parent handed to `subcommand` through runInsideNamespace; refuses to run when there is none. */
-export function readPlanFromEnvironment<T>(planVariable: string, subcommand: string, parent: string): T {
+/** The plan a parent handed to the step through runInsideNamespace; refuses to run when there is none. */
+export function readPlanFromEnvironment<T>({ planVariable, subcommand, parent }: InsideStep): T {
   const text = process.env[planVariable];
   if (!text) throw new UserError(`${subcommand} is internal to ${parent} and is not run by hand`, EXIT.usage);
   return JSON.parse(text) as T;

@@ -9,8 +9,7 @@ import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
-import { fetchGuestKernel } from './debian-kernel.js';
-import { buildGuestImage } from './guest-initramfs.js';
+import { labGuestImage } from './guest-initramfs.js';
 
 export interface LibvirtLabOptions extends CampaignOptions {
   libvirtUri: string;
@@ -39,8 +38,8 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
   if (done) return done;
   const startedAtMs = hostNowMs();
   mkdirSync(options.outDir, { recursive: true });
-  const kernel = await fetchGuestKernel(options.cacheDir, log);
-  const image = await buildGuestImage(options.cacheDir, kernel, log);
+  const image = await labGuestImage(options.cacheDir, log);
+  const { kernel } = image;
   const hypervisor = /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null;
   return runCampaign(options, libvirtTarget(options, kernel, image.initrd, hypervisor), startedAtMs, log);
 }

@@ -12,7 +12,7 @@ import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
 import { GuestConsole } from './guest-console.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';
+import { labNetworkFor, readPlanFromEnvironment, runInsideNamespace, withLabNetwork, type InsideStep, type LabNetwork } from './lab-network.js';
 import { buildSystemdGuestDisk, debootstrapRootfs } from './systemd-guest.js';
 
 /**
@@ -49,7 +49,7 @@ export interface PackageCheckResults {
   checks: PackageCheck[];
 }
 
-const PLAN_ENV = 'FLINCH_PACKAGE_CHECK_PLAN';
+export const PACKAGE_CHECK_INSIDE: InsideStep = { subcommand: 'package-check-inner', planVariable: 'FLINCH_PACKAGE_CHECK_PLAN', parent: 'flinch package-check' };
 export const PACKAGE_CHECK_RESULTS = 'package-check.json';
 const GUEST_MAC = '52:54:00:f1:1c:02';
 const AGENT_ID = 'deb-install-check';
@@ -87,21 +87,18 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
     gateway: network.hostAddress,
     workDir: path.join(options.outDir, 'guest'),
   });
-  await createLabNetwork(network);
-  try {
+  return withLabNetwork(network, async () => {
     const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, disk: built.disk, initrd: built.initrd, enabledAfterInstall: built.enabledAfterInstall, fleetSecret };
-    const code = await runInsideNamespace(network.netns, 'package-check-inner', PLAN_ENV, plan);
+    const code = await runInsideNamespace(network.netns, PACKAGE_CHECK_INSIDE, plan);
     const resultsFile = path.join(options.outDir, PACKAGE_CHECK_RESULTS);
     if (!existsSync(resultsFile)) throw new Error(`the package check stopped inside the lab namespace (exit ${code}) before writing results`);
     if (code !== 0) process.exitCode = code;
     return JSON.parse(readFileSync(resultsFile, 'utf8')) as PackageCheckResults;
-  } finally {
-    await destroyLabNetwork(network);
-  }
+  });
 }
 
 export function readPackageCheckPlan(): InnerPlan {
-  return readPlanFromEnvironment<InnerPlan>(PLAN_ENV, 'package-check-inner', 'flinch package-check');
+  return readPlanFromEnvironment<InnerPlan>(PACKAGE_CHECK_INSIDE);
 }
 
 export async function runPackageCheckInside(plan: InnerPlan, log: (line: string) => void): Promise<void> {

@@ -1,30 +1,27 @@
-import { mkdirSync } from 'node:fs';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
-import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
+import { completedCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { QmpDriver } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
-import { fetchGuestKernel } from './debian-kernel.js';
-import { agentKernelArguments, buildGuestImage, GUEST_ECHO_PORT } from './guest-initramfs.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, runInsideNamespace, readPlanFromEnvironment, type LabNetwork } from './lab-network.js';
+import { agentKernelArguments, GUEST_ECHO_PORT, labGuestImage } from './guest-initramfs.js';
+import { labNetworkFor, runInsideNamespace, withLabNetwork, type InsideStep, type LabNetwork } from './lab-network.js';
+import { runCampaignInside, type CampaignPlan } from './campaign-inside.js';
 
 /** Everything the part of the lab that runs inside the namespace needs; passed to it as JSON. */
-interface InnerPlan {
-  options: CampaignOptions;
+interface InnerPlan extends CampaignPlan {
   network: LabNetwork;
   kernel: string;
   kernelPackage: string;
   initrd: string;
-  startedAtMs: number;
 }
 
 const LAB_AGENT_ID = 'flinch-lab-guest';
-/** The guest agent's blackout echo port (opt-in, the lab turns it on). */
-const INNER_PLAN_ENV = 'FLINCH_LAB_PLAN';
+/** The campaign's inner half, run inside the lab namespace. */
+export const QEMU_LAB_INSIDE: InsideStep = { subcommand: 'lab-inner', planVariable: 'FLINCH_LAB_PLAN', parent: 'flinch lab' };
 /** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
 const MIN_GUEST_MEMORY_MIB = 384;
 
@@ -46,29 +43,15 @@ export async function runQemuLab(options: CampaignOptions, log: (line: string) =
   const done = completedCampaign(options, 'qmp');
   if (done) return done;
   const startedAtMs = hostNowMs();
-  mkdirSync(options.cacheDir, { recursive: true });
-  const kernel = await fetchGuestKernel(options.cacheDir, log);
-  const image = await buildGuestImage(options.cacheDir, kernel, log);
+  const image = await labGuestImage(options.cacheDir, log);
+  const { kernel } = image;
   const network = labNetworkFor(String(process.pid));
-  await createLabNetwork(network);
-  try {
-    const plan: InnerPlan = {
-      options, network, kernel: kernel.vmlinuz, kernelPackage: kernel.packageName, initrd: image.initrd, startedAtMs,
-    };
-    return await runInsideNamespace(network.netns, 'lab-inner', INNER_PLAN_ENV, plan);
-  } finally {
-    await destroyLabNetwork(network);
-  }
-}
-
-export function readInnerPlan(): InnerPlan {
-  return readPlanFromEnvironment<InnerPlan>(INNER_PLAN_ENV, 'lab-inner', 'flinch lab');
+  const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, kernelPackage: kernel.packageName, initrd: image.initrd, startedAtMs };
+  return withLabNetwork(network, () => runInsideNamespace(network.netns, QEMU_LAB_INSIDE, plan));
 }
 
 /** The part of `flinch lab` that runs inside the lab namespace: the campaign against the QEMU target. */
-export function runLabInside(plan: InnerPlan, log: (line: string) => void): Promise<CampaignOutcome> {
-  return runCampaign(plan.options, qemuTarget(plan), plan.startedAtMs, log);
-}
+export const runLabInside = (log: (line: string) => void) => runCampaignInside(QEMU_LAB_INSIDE, qemuTarget, log);
 
 /** The lab's guest: the initramfs image under QEMU TCG, its NIC on the lab namespace's taps, migrated over QMP. */
 function qemuTarget(plan: InnerPlan): GuestTarget {

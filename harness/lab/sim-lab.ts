@@ -7,23 +7,22 @@ import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
-import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
+import { completedCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { guestAgentExecutable } from '../project-paths.js';
 import { GUEST_ECHO_PORT } from './guest-initramfs.js';
-import { runInsideNamespace, readPlanFromEnvironment } from './lab-network.js';
+import { runInsideNamespace, type InsideStep } from './lab-network.js';
+import { runCampaignInside, type CampaignPlan } from './campaign-inside.js';
 
-const PLAN_ENV = 'FLINCH_SIM_PLAN';
+export const SIM_CAMPAIGN_INSIDE: InsideStep = { subcommand: 'sim-campaign-inner', planVariable: 'FLINCH_SIM_PLAN', parent: 'flinch campaign --driver sim' };
 const AGENT_ID = 'flinch-sim-guest';
 
 /** What the part inside the simulated host namespace needs, handed to it as JSON: the namespaces are made already. */
-interface SimPlan {
-  options: CampaignOptions;
+interface SimPlan extends CampaignPlan {
   sim: SimDriverOptions;
-  startedAtMs: number;
 }
 
 /**
@@ -46,7 +45,7 @@ export async function runSimCampaign(options: CampaignOptions, log: (line: strin
   const driver = new SimDriver(sim);
   try {
     await driver.prepare();
-    return await runInsideNamespace(driver.hostNetns, 'sim-campaign-inner', PLAN_ENV, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
+    return await runInsideNamespace(driver.hostNetns, SIM_CAMPAIGN_INSIDE, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
   } finally {
     await driver.cleanup();
     await runCommand('umount', [freezerRoot]).catch(() => undefined);
@@ -59,13 +58,8 @@ export async function runSimCampaign(options: CampaignOptions, log: (line: strin
   }
 }
 
-export function readSimPlan(): SimPlan {
-  return readPlanFromEnvironment<SimPlan>(PLAN_ENV, 'sim-campaign-inner', 'flinch campaign --driver sim');
-}
-
-export function runSimCampaignInside(plan: SimPlan, log: (line: string) => void): Promise<CampaignOutcome> {
-  return runCampaign(plan.options, simTarget(plan), plan.startedAtMs, log);
-}
+/** The part of the sim campaign that runs in the simulated host namespace: the campaign against the frozen namespace. */
+export const runSimCampaignInside = (log: (line: string) => void) => runCampaignInside(SIM_CAMPAIGN_INSIDE, simTarget, log);
 
 /** The simulated guest: the single-executable agent in its namespace, frozen by the cgroup freezer to "migrate". */
 function simTarget(plan: SimPlan): GuestTarget {

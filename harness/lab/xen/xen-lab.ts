@@ -4,14 +4,15 @@ import { EXIT, UserError } from '../../../contract/command-line.js';
 import { agentKernelArguments, GUEST_ECHO_PORT } from '../guest-initramfs.js';
 import { runCommand } from '../../../system/run-command.js';
 import { BlackoutMeter } from '../../blackout/blackout-meter.js';
-import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../../campaign/campaign-runner.js';
+import { completedCampaign, waitForAgentHello, type CampaignOutcome } from '../../campaign/campaign-runner.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from '../../campaign/campaign-options.js';
 import type { GuestTarget } from '../../campaign/campaign-target.js';
 import { XL_METHODS, XlDriver } from '../../drivers/xl-driver.js';
 import { shellQuote } from '../../../system/xl.js';
 import { hostNowMs } from '../../host-clock.js';
 import { resolveQemuBinary } from '../../../system/qemu/qemu-vm.js';
-import { createLabNetwork, destroyLabNetwork, labNetworkFor, readPlanFromEnvironment, runInsideNamespace, type LabNetwork } from '../lab-network.js';
+import { labNetworkFor, runInsideNamespace, withLabNetwork, type InsideStep, type LabNetwork } from '../lab-network.js';
+import { runCampaignInside, type CampaignPlan } from '../campaign-inside.js';
 import { NestedXen, xenSerialLog } from './nested-xen.js';
 import { buildXenLabArtifacts, DOMU_INITRD_IN_DOM0, DOMU_KERNEL_IN_DOM0, type XenLabArtifacts } from './xen-artifacts.js';
 
@@ -53,14 +54,13 @@ const HOST_MAC = '52:54:00:f1:1c:0e';
 const DOM0_ADDRESS_SUFFIX = 2;
 const DOMU_CONFIG = '/run/flinch-domu.cfg';
 const SAVE_FILE = '/var/lib/xen/flinch-domu.save';
-const INNER_PLAN_ENV = 'FLINCH_XEN_LAB_PLAN';
+export const XEN_LAB_INSIDE: InsideStep = { subcommand: 'xen-lab-inner', planVariable: 'FLINCH_XEN_LAB_PLAN', parent: 'flinch lab --hypervisor xen' };
 const NESTED_TIMING_NOISE_MS = 500;
 
-interface InnerPlan {
+interface InnerPlan extends CampaignPlan {
   options: XenLabOptions;
   network: LabNetwork;
   artifacts: XenLabArtifacts;
-  startedAtMs: number;
 }
 
 /** Beside the matrix, what makes a Xen campaign this one: a resumed run must have the same guest. */
@@ -86,22 +86,11 @@ export async function runXenLab(options: XenLabOptions, log: (line: string) => v
   mkdirSync(options.cacheDir, { recursive: true });
   const artifacts = await buildXenLabArtifacts(options.cacheDir, options.domuKernel, log);
   const network = labNetworkFor(`xen${process.pid}`);
-  await createLabNetwork(network);
-  try {
-    return await runInsideNamespace(network.netns, 'xen-lab-inner', INNER_PLAN_ENV, { options, network, artifacts, startedAtMs } satisfies InnerPlan);
-  } finally {
-    await destroyLabNetwork(network);
-  }
-}
-
-export function readXenInnerPlan(): InnerPlan {
-  return readPlanFromEnvironment<InnerPlan>(INNER_PLAN_ENV, 'xen-lab-inner', 'flinch lab --hypervisor xen');
+  return withLabNetwork(network, () => runInsideNamespace(network.netns, XEN_LAB_INSIDE, { options, network, artifacts, startedAtMs } satisfies InnerPlan));
 }
 
 /** The part of the Xen lab that runs inside the namespace: the campaign against the nested-Xen target. */
-export function runXenLabInside(plan: InnerPlan, log: (line: string) => void): Promise<CampaignOutcome> {
-  return runCampaign(plan.options, xenTarget(plan), plan.startedAtMs, log);
-}
+export const runXenLabInside = (log: (line: string) => void) => runCampaignInside(XEN_LAB_INSIDE, xenTarget, log);
 
 /** A real Xen under QEMU TCG: dom0 boots from the cached artifacts, the domU (real netfront) is moved by xl. */
 function xenTarget(plan: InnerPlan): GuestTarget {

@@ -6,8 +6,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { LibvirtDriver, parseDomJobInfo } from '../../../harness/drivers/libvirt-driver.js';
-import { fetchGuestKernel } from '../../../harness/lab/debian-kernel.js';
-import { buildGuestImage } from '../../../harness/lab/guest-initramfs.js';
+import { labGuestImage } from '../../../harness/lab/guest-initramfs.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
@@ -25,8 +24,8 @@ t.test('domjobinfo is read into numbers', async (t) => {
 t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures read, the agent reconnects; a carrier flap', async (t) => {
   await ensureLibvirtd(t);
   const log = (line: string) => t.comment(line);
-  const kernel = await fetchGuestKernel('/var/cache/flinch', log);
-  const image = await buildGuestImage('/var/cache/flinch', kernel, log);
+  const image = await labGuestImage('/var/cache/flinch', log);
+  const { kernel } = image;
   const { collector, port } = await startCollector(t, { keyring: new FleetKeyring(SECRET), host: '127.0.0.1' });
   const dir = tempDir('flinch-libvirt-');
   const name = `flinch-test-${process.pid}`;
