@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Ajv, type ValidateFunction } from 'ajv';
-import { ObservationSchema, type Observation } from './observation.js';
+import type { ValidateFunction } from 'ajv';
+import { contractAjv } from './contract-ajv.js';
+import { ObservationRef, type Observation } from './observation.js';
 import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from './report-schema.js';
 
 /**
@@ -44,7 +45,7 @@ export const HelloSchema = Type.Object(
 );
 
 export const ObservationMessageSchema = Type.Object(
-  { type: Type.Literal('observation'), seq: Seq, observation: ObservationSchema },
+  { type: Type.Literal('observation'), seq: Seq, observation: ObservationRef },
   { additionalProperties: false },
 );
 
@@ -132,7 +133,6 @@ export class ProtocolError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true });
 const validators = new Map<string, ValidateFunction>();
 for (const [type, schema] of [
   ['hello', HelloSchema],
@@ -144,7 +144,7 @@ for (const [type, schema] of [
   ['time-probe', TimeProbeSchema],
   ['announce', AnnounceSchema],
 ] as Array<[string, TSchema]>) {
-  validators.set(type, ajv.compile(schema));
+  validators.set(type, contractAjv.compile(schema));
 }
 
 /** No message of the protocol nests deeper than this; a deeper one is refused before it is parsed. */

@@ -5,7 +5,7 @@
  */
 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { Ajv } from 'ajv';
+import { contractAjv } from './contract-ajv.js';
 
 /*
  * Each observation is a TypeBox schema, so that its TypeScript type and the JSON Schema the collector checks it against
@@ -295,14 +295,20 @@ export const OBSERVATION_KINDS = OBSERVATION_SCHEMAS.map((schema) => schema.prop
  * Any observation, checked in full: `kind` picks the one branch to check (Ajv's discriminator), so an error names
  * that branch's field rather than thirteen branches' worth of mismatches.
  */
+/** An absolute URI: a bare name would be resolved against the $id of the schema that refers to it. */
+export const OBSERVATION_SCHEMA_ID = 'urn:flinch:observation:v1';
+
 export const ObservationSchema = Type.Unsafe<Observation>({
+  $id: OBSERVATION_SCHEMA_ID,
   type: 'object',
   discriminator: { propertyName: 'kind' },
   oneOf: [...OBSERVATION_SCHEMAS],
 });
 
-const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true });
-const validate = ajv.compile<Observation>(ObservationSchema);
+/** Where a report or a message holds an observation: a reference to the union, compiled once (contract-ajv.ts). */
+export const ObservationRef = Type.Unsafe<Observation>({ $ref: OBSERVATION_SCHEMA_ID });
+
+const validate = contractAjv.compile<Observation>(ObservationSchema);
 
 /** Why a value is not an observation (the first violation, by JSON pointer), or null when it is one. */
 export function observationError(value: unknown): string | null {

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Ajv } from 'ajv';
-import { ObservationSchema } from './observation.js';
+import { contractAjv } from './contract-ajv.js';
+import { ObservationRef } from './observation.js';
 
 /**
  * `flinch.report/v1`: what the agent concludes about one episode. TypeBox gives the JSON Schema and the TypeScript
@@ -80,7 +80,7 @@ export const ReportSchema = Type.Object(
       timeToHealMs: Type.Union([Type.Number({ minimum: 0 }), Type.Null()]),
       actions: Type.Array(RemediationActionSchema, { maxItems: 1000 }),
     }),
-    observations: Type.Array(ObservationSchema, { maxItems: 2000 }),
+    observations: Type.Array(ObservationRef, { maxItems: 2000 }),
     observationsDropped: Type.Integer({ minimum: 0 }),
   },
   { additionalProperties: false, $id: REPORT_SCHEMA_ID },
@@ -91,8 +91,7 @@ export type Verdict = Static<typeof VerdictSchema>;
 export type Evidence = Static<typeof EvidenceSchema>;
 export type RemediationAction = Static<typeof RemediationActionSchema>;
 
-const ajv = new Ajv({ allErrors: false, strict: true, discriminator: true });
-const validate = ajv.compile<Report>(ReportSchema);
+const validate = contractAjv.compile<Report>(ReportSchema);
 
 export class ReportValidationError extends Error {
   constructor(message: string) {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Type } from '@sinclair/typebox';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { contractAjv } from '../../contract/contract-ajv.js';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
-import { AGENT_SETTINGS, settingMismatch } from './agent-settings.js';
+import { AGENT_SETTINGS, settingMismatch, tellingError } from './agent-settings.js';
 
 /** Where the Debian package puts the config, and what its unit passes to --config. */
 export const DEFAULT_CONFIG_PATH = '/etc/flinch/agent.yaml';
@@ -31,7 +32,7 @@ export class ConfigError extends Error {
   }
 }
 
-const validate = new Ajv({ allErrors: false, strict: true }).compile<AgentConfig>(AgentConfigSchema);
+const validate = contractAjv.compile<AgentConfig>(AgentConfigSchema);
 
 /**
  * Reads and validates a whole config file, or throws a ConfigError naming the file, the line and the key. Nothing is
@@ -62,8 +63,7 @@ export function parseAgentConfig(text: string, file = 'agent.yaml'): AgentConfig
   }
   const value: unknown = document.toJS() ?? {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${file}: expected a mapping of keys to values at the top level`);
-  // With a union, Ajv lists each branch's failure before the union's own; the last error is the one to tell.
-  if (!validate(value)) throw new ConfigError(describe(validate.errors?.at(-1), document, lines, file));
+  if (!validate(value)) throw new ConfigError(describe(tellingError(validate.errors), document, lines, file));
   return value;
 }
 

@@ -1,7 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { contractAjv } from '../../contract/contract-ajv.js';
 import { InvalidArgumentError, Option } from 'commander';
 import { IdentifierSchema } from '../../contract/report-schema.js';
 import { PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
@@ -105,16 +106,27 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
   ms('conflict-window', '--conflict-window <ms>', `a repair undone again within this long counts toward conflict (${DEFAULT_SAFETY_NET_OPTIONS.maxAttempts} strikes)`, DEFAULT_SAFETY_NET_OPTIONS.conflictWindowMs),
 ];
 
-const ajv = new Ajv({ allErrors: false, strict: true });
+/**
+ * Which of Ajv's errors to tell. With a union, Ajv lists each branch's failure before the union's own, and the last
+ * (the union's) is the one to tell, with the setting's hint; but a list that repeats an entry did pick its branch,
+ * and failed there on that alone: saying so says more than the hint.
+ */
+export function tellingError(errors: readonly ErrorObject[] | null | undefined): ErrorObject | undefined {
+  return errors?.find((error) => error.keyword === 'uniqueItems') ?? errors?.at(-1);
+}
 
 /** What a value that does not fit `setting` is told: the bound it missed, or the setting's hint. */
 export function settingMismatch(setting: AgentSetting, error: ErrorObject | undefined): string {
-  const params = error?.params as { type?: string; limit?: number } | undefined;
+  const params = error?.params as { type?: string; limit?: number; i?: number; j?: number } | undefined;
   switch (error?.keyword) {
     case 'type': return `must be ${String(params?.type)}`;
     case 'minimum': return `must be at least ${String(params?.limit)}`;
     case 'maximum': return `must be at most ${String(params?.limit)}`;
-    case 'uniqueItems': return 'lists a probe twice';
+    case 'uniqueItems': {
+      // Ajv's i and j are 0-based and in either order (it walks a list of strings from its end); people count from 1.
+      const [first, second] = [params?.i ?? 0, params?.j ?? 0].sort((x, y) => x - y);
+      return `lists the same entry twice (entries ${first! + 1} and ${second! + 1})`;
+    }
     case 'pattern': case 'anyOf': case 'const': return setting.hint ?? 'is not allowed';
     default: return error?.message ?? 'is invalid';
   }
@@ -126,11 +138,13 @@ export function settingOption(setting: AgentSetting): Option {
   if (setting.defaultValue !== undefined) option.default(setting.defaultValue);
   const { fromText } = setting;
   if (fromText) {
-    const validate = ajv.compile(setting.schema);
+    // Compiled when the flag is first given: the agent declares some forty options on each of its commands, and
+    // compiling all of them at every start cost more than a tenth of a second here (more in a TCG guest).
+    let validate: ValidateFunction | null = null;
     option.argParser((text: string, previous: unknown) => {
       const value = fromText(text, previous === setting.defaultValue ? undefined : previous);
-      // With a union, Ajv lists each branch's failure before the union's own; the last error is the one to tell.
-      if (!validate(value)) throw new InvalidArgumentError(settingMismatch(setting, validate.errors?.at(-1)));
+      validate ??= contractAjv.compile(setting.schema);
+      if (!validate(value)) throw new InvalidArgumentError(settingMismatch(setting, tellingError(validate.errors)));
       return value;
     });
   }
