@@ -5,13 +5,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import type { Observation } from '../contract/observation.js';
 import { DEFAULT_PROBE_SETTINGS, PROBE_SETTINGS } from '../probes/registry.js';
-import { HostOffsetTracker } from '../probes/clock/host-offset.js';
-import { stampNow } from '../probes/clock/read-clocks.js';
-import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from './transport/collector-client.js';
-import { Spool } from './transport/spool.js';
-import { currentIdentity } from './transport/agent-identity.js';
 import { collectorFor } from './transport/shard.js';
 import { readSecretFile } from '../contract/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
@@ -20,6 +14,7 @@ import { FLINCH_VERSION } from '../contract/version.js';
 import { EXIT, UserError } from '../contract/command-line.js';
 import { AgentRuntime, REPORTS_FILE } from './runtime.js';
 import type { Publisher } from './publishers/publisher.js';
+import { CollectorPublisher } from './publishers/collector-publisher.js';
 import { reportSummary } from './publishers/stdout-publishers.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
@@ -154,53 +149,11 @@ export async function runAgentService(options: RunOptions, log: (line: string) =
   }
   const ca = readOptionalFile(options.caFile, 'CA bundle');
   const url = collectorFor(options.agentId, collectors);
-  const spool = new Spool({ dir: path.join(options.stateDir, 'spool'), maxBytes: options.spoolMaxBytes, segmentBytes: Math.min(1024 * 1024, Math.max(4096, Math.floor(options.spoolMaxBytes / 8))), log });
-  const hostOffset = new HostOffsetTracker();
-  let runtime: AgentRuntime | null = null;
-  let xenDomid: number | null = null;
-  let feed: (o: Observation) => void = () => undefined;
-  const client: CollectorClient = new CollectorClient({
-    url,
-    identity: () => currentIdentity(options.agentId, xenDomid),
-    key,
-    ca,
-    spool,
-    minBackoffMs: 250,
-    maxBackoffMs: 10_000,
-    livenessTimeoutMs: DEFAULT_LIVENESS_TIMEOUT_MS,
-    log,
-    onTimeExchange: (exchange) => {
-      const observation = hostOffset.add(exchange);
-      if (observation) feed(observation);
-    },
-    // A signed announcement is migration evidence and opens a repair window, so it is honoured only when asked for.
-    onAnnounce: options.acceptAnnounce ? (phase, migrationId) => runtime?.announce(phase, migrationId) : undefined,
-    onConnectionLost: (detail) => feed({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
-    onConnectionReplaced: (detail) => feed({ kind: 'connection', event: 'closed', detail: `collector connection replaced: ${detail}`, at: stampNow() }),
-    onAck: () => metrics?.spool(spool.unacked.length, spool.dropped),
+  const collector = new CollectorPublisher({
+    url, agentId: options.agentId, key, ca, stateDir: options.stateDir, spoolMaxBytes: options.spoolMaxBytes,
+    acceptAnnounce: options.acceptAnnounce === true, metrics, log,
   });
-  runtime = await runUntilSignalled(
-    options,
-    options.agentId,
-    [
-      ...(metrics ? [metrics] : []),
-      {
-        name: 'collector',
-        observation: (o) => {
-          // The next hello names the domain the guest is in now.
-          if (o.kind === 'xen' && o.change === 'domid' && o.value !== null && /^\d+$/.test(o.value)) xenDomid = Number(o.value);
-          client.send(o);
-        },
-        report: (r) => client.sendReport(r),
-      },
-    ],
-    log,
-    () => client.close(),
-  );
-  // Observations the transport makes itself (host offset, connection loss) go through the same pipeline.
-  feed = (o) => runtime?.ingest(o);
-  // Connect only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
-  // probes saw meanwhile waits in the spool.
-  client.start();
+  const runtime = await runUntilSignalled(options, options.agentId, [...(metrics ? [metrics] : []), collector], log, () => collector.close());
+  collector.start(runtime);
   log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }
