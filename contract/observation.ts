@@ -295,18 +295,23 @@ export const OBSERVATION_KINDS = OBSERVATION_SCHEMAS.map((schema) => schema.prop
  * Any observation, checked in full: `kind` picks the one branch to check (Ajv's discriminator), so an error names
  * that branch's field rather than thirteen branches' worth of mismatches.
  */
-/** An absolute URI: a bare name would be resolved against the $id of the schema that refers to it. */
-export const OBSERVATION_SCHEMA_ID = 'urn:flinch:observation:v1';
+/** The observation's schema, by the name consumers see (the `schema` of a --json line). */
+export const OBSERVATION_SCHEMA_ID = 'flinch.observation/v1';
+/**
+ * The same schema as Ajv knows it: an absolute URI, because a bare name would be resolved against the $id of the
+ * schema that refers to it (flinch.report/v1's observations would be looked for under flinch.report/).
+ */
+const OBSERVATION_SCHEMA_URI = 'urn:flinch:observation:v1';
 
 export const ObservationSchema = Type.Unsafe<Observation>({
-  $id: OBSERVATION_SCHEMA_ID,
+  $id: OBSERVATION_SCHEMA_URI,
   type: 'object',
   discriminator: { propertyName: 'kind' },
   oneOf: [...OBSERVATION_SCHEMAS],
 });
 
 /** Where a report or a message holds an observation: a reference to the union, compiled once (contract-ajv.ts). */
-export const ObservationRef = Type.Unsafe<Observation>({ $ref: OBSERVATION_SCHEMA_ID });
+export const ObservationRef = Type.Unsafe<Observation>({ $ref: OBSERVATION_SCHEMA_URI });
 
 const validate = contractAjv.compile<Observation>(ObservationSchema);
 

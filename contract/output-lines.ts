@@ -1,4 +1,4 @@
-import type { Observation } from './observation.js';
+import { OBSERVATION_SCHEMA_ID, type Observation } from './observation.js';
 import { REPORT_SCHEMA_ID, type Report } from './report-schema.js';
 
 /**
@@ -7,7 +7,6 @@ import { REPORT_SCHEMA_ID, type Report } from './report-schema.js';
  * and can refuse a version it does not know. The payload sits under its type's name, as in the wire protocol's data
  * messages, so it is exactly the object the contract defines.
  */
-export const OBSERVATION_SCHEMA_ID = 'flinch.observation/v1';
 export const SNAPSHOT_SCHEMA_ID = 'flinch.snapshot/v1';
 
 export type OutputLine =
