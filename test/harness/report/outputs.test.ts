@@ -58,12 +58,29 @@ t.test('JUnit: valid against the Jenkins JUnit XSD, one testcase per migration, 
 
 t.test('TAP: a plan, ok/not ok per migration, YAML details', async (t) => {
   const tap = render(results, 'tap');
-  t.match(tap, /^TAP version 14\n1\.\.3\n/);
+  t.match(tap, /^TAP version 13\n1\.\.3\n/);
   t.match(tap, /^ok 1 - migration 1 \(none\): noticed$/m);
   t.match(tap, /^not ok 2 - migration 2 \(carrier-flap\): disrupted \(expected noticed or better\)$/m);
   t.match(tap, /^not ok 3 - migration 3 \(long-pause\)/m);
   t.match(tap, /^ {2}blackout_ms: 420$/m);
   t.same(tap.match(/^ {2}clock_converged_ms: .*$/gm), ['  clock_converged_ms: 2750', '  clock_converged_ms: null'], 'only where the clock was stepped');
+});
+
+t.test("TAP::Harness (Perl's prove, the oldest consumer) reads every test point and every YAML block", async (t) => {
+  const dir = tempDir('flinch-outputs-');
+  const written = writeAllOutputs(dir, { ...results, migrations: [...results.migrations, { ...results.migrations[0]!, index: 4, reasons: ['a v0 reason: with a colon'] }] });
+  // TAP::Parser itself, not prove's summary alone: the YAML blocks must come back as data, with nothing it could not parse.
+  const perl = `use TAP::Parser; use JSON::PP; my $p = TAP::Parser->new({ exec => ['cat', $ARGV[0]] }); my @yaml;
+    while (my $r = $p->next) { push @yaml, $r->data if $r->is_yaml }
+    print encode_json({ run => $p->tests_run, failed => [$p->failed], errors => [$p->parse_errors], yaml => \\@yaml });`;
+  const { stdout } = await runCommand('perl', ['-e', perl, written.tap!]);
+  const parsed = JSON.parse(stdout) as { run: number; failed: number[]; errors: string[]; yaml: Array<{ verdict: string; evidence?: Array<Record<string, string>> }> };
+  t.same(parsed.errors, [], 'no parse errors');
+  t.equal(parsed.run, 4);
+  t.same(parsed.failed, [2, 3]);
+  t.equal(parsed.yaml.length, 4, 'one YAML block per test point');
+  t.same(parsed.yaml[1]!.evidence, [{ severity: 'disrupted', detail: 'evidence with "quotes" & <angle brackets>' }]);
+  t.same(parsed.yaml[3]!.evidence, [{ detail: 'a v0 reason: with a colon' }]);
 });
 
 t.test('flinch report regenerates each output from results.json, and refuses what it cannot read', async (t) => {
