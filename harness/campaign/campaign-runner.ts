@@ -329,6 +329,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     downtimeMs: timing.downtimeMs,
     setupMs: timing.setupMs,
     transferredBytes: timing.transferredBytes,
+    ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
     clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
     baselineOffsetMs: clockStep ? round(clockStep.beforeMs, 2) : null,
     afterOffsetMs: clockStep ? round(clockStep.afterMs, 2) : null,

@@ -7,6 +7,11 @@ export interface MigrationTiming {
   downtimeMs: number | null;
   setupMs: number | null;
   transferredBytes: number | null;
+  /**
+   * When the guest's vCPUs stopped and ran again, in host realtime ms, as the hypervisor stamped the events (QMP: the
+   * source's STOP and the destination's RESUME); undefined where the driver has no such events.
+   */
+  pause?: { stoppedAtMs: number; resumedAtMs: number } | null;
 }
 
 /** How to migrate, where the hypervisor lets the caller choose. */

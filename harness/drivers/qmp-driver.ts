@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../../system/qemu/qemu-vm.js';
+import type { QmpEvent } from '../../system/qemu/qmp-client.js';
 import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { GuestConsole } from '../lab/guest-console.js';
@@ -32,6 +33,36 @@ export interface QmpDriverOptions {
   migrationPortBase: number;
   timeoutMs: number;
   pollMs: number;
+}
+
+/** After the destination reports running, how long its RESUME event may still take to arrive (it is queued first). */
+const PAUSE_EVENT_WAIT_MS = 2000;
+
+/**
+ * The true pause, from QEMU's own stamps: the source's STOP (the vCPUs stop for the last copy, or for a paused
+ * migration, the `stop` itself) to the destination's RESUME. QEMU stamps events with the host's realtime clock in
+ * microseconds; both QEMUs run on this host, so the two stamps share a clock. Its `downtime` stops counting earlier,
+ * before the destination has loaded the state and started.
+ */
+function watchPause(source: QemuVm, destination: QemuVm) {
+  let stoppedAtMs: number | null = null;
+  let resumedAtMs: number | null = null;
+  const onSource = (event: QmpEvent) => {
+    if (event.event === 'STOP') stoppedAtMs ??= event.timestampMs;
+  };
+  const onDestination = (event: QmpEvent) => {
+    if (event.event === 'RESUME') resumedAtMs = event.timestampMs;
+  };
+  source.qmp.on('event', onSource);
+  destination.qmp.on('event', onDestination);
+  return {
+    async settled(waitMs: number): Promise<{ stoppedAtMs: number; resumedAtMs: number } | null> {
+      for (const until = Date.now() + waitMs; resumedAtMs === null && Date.now() < until;) await sleep(20);
+      source.qmp.off('event', onSource);
+      destination.qmp.off('event', onDestination);
+      return stoppedAtMs !== null && resumedAtMs !== null && resumedAtMs >= stoppedAtMs ? { stoppedAtMs, resumedAtMs } : null;
+    },
+  };
 }
 
 export class MigrationFailedError extends Error {
@@ -83,6 +114,7 @@ export class QmpDriver implements MigrationDriver {
         }
       }
       await destination.qmp.execute('migrate-incoming', { uri });
+      const pause = watchPause(source, destination);
       const startedAtMs = hostNowMs();
       if (options.pausedForMs !== undefined) {
         await source.qmp.execute('stop');
@@ -95,12 +127,14 @@ export class QmpDriver implements MigrationDriver {
       // A guest migrated while stopped arrives stopped: continuing it ends the deterministic pause.
       if (options.pausedForMs !== undefined) await this.continueWhenMigrated(destination);
       await this.waitForRunning(destination);
+      const stoppedAndResumed = await pause.settled(PAUSE_EVENT_WAIT_MS);
       await source.stop();
       this.current = destination;
       this.generation = generation;
       return {
         startedAtMs,
         completedAtMs,
+        pause: stoppedAndResumed,
         totalMs: reply['total-time'] ?? null,
         downtimeMs: reply.downtime ?? null,
         setupMs: reply['setup-time'] ?? null,

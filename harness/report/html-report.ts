@@ -16,7 +16,7 @@ function chartJsSource(): string {
 const VERDICT_COLOURS: Record<string, string> = { transparent: '#2e7d32', noticed: '#f9a825', healed: '#1565c0', disrupted: '#c62828', unknown: '#757575' };
 
 /**
- * One self-contained HTML page: summary, three Chart.js charts (hypervisor downtime vs guest clock lag vs blackout
+ * One self-contained HTML page: summary, three Chart.js charts (hypervisor downtime vs true pause vs guest clock lag vs blackout
  * per migration; verdicts; guest-visible events per fault), and the table of migrations.
  */
 export function renderHtml(results: LabResults): string {
@@ -35,6 +35,7 @@ export function renderHtml(results: LabResults): string {
   const data = {
     labels,
     downtime: results.migrations.map((m) => m.downtimeMs),
+    pause: results.migrations.map((m) => m.pauseMs ?? null),
     clockLag: results.migrations.map((m) => m.clockLagMs),
     blackout: results.migrations.map((m) => m.blackout?.longestGapMs ?? null),
     verdicts: Object.keys(verdictCounts),
@@ -47,7 +48,7 @@ export function renderHtml(results: LabResults): string {
   const failed = results.migrations.filter((m) => !m.passed).length;
   const rows = results.migrations
     .map(
-      (m) => `<tr class="${m.passed ? 'pass' : 'fail'}"><td>${m.index}</td><td>${escapeHtml(faultsLabelOf(m))}</td><td>${m.totalMs ?? '-'}</td><td>${m.downtimeMs ?? '-'}</td>` +
+      (m) => `<tr class="${m.passed ? 'pass' : 'fail'}"><td>${m.index}</td><td>${escapeHtml(faultsLabelOf(m))}</td><td>${m.totalMs ?? '-'}</td><td>${m.downtimeMs ?? '-'}</td><td>${m.pauseMs ?? '-'}</td>` +
         `<td>${m.clockLagMs ?? '-'}</td><td>${m.blackout ? `${m.blackout.longestGapMs} (${m.blackout.lost} lost)` : '-'}</td><td>${m.linkEvents.length}</td>` +
         `<td><span class="verdict" style="background:${VERDICT_COLOURS[m.verdict] ?? '#757575'}">${escapeHtml(m.verdict)}</span></td>` +
         `<td>${escapeHtml(m.error ?? m.reasons.join('; '))}</td></tr>`,
@@ -74,12 +75,12 @@ export function renderHtml(results: LabResults): string {
 guest ${escapeHtml(results.guest.kernel)}; expected <b>${results.campaign.expect}</b> or better: ${results.migrations.length - failed} passed, ${failed} failed.
 Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(0)} s.</p>
 <div class="charts">
- <div><h2>Hypervisor downtime, guest clock lag and blackout per migration (ms)</h2><div class="chart"><canvas id="timings"></canvas></div></div>
+ <div><h2>Hypervisor downtime, true pause, guest clock lag and blackout per migration (ms)</h2><div class="chart"><canvas id="timings"></canvas></div></div>
  <div><h2>Verdicts</h2><div class="chart"><canvas id="verdicts"></canvas></div></div>
  <div><h2>Guest-visible events per fault (mean per migration)</h2><div class="chart"><canvas id="faults"></canvas></div></div>
 </div>
 <table>
-<thead><tr><th>#</th><th>faults</th><th>total ms</th><th>downtime ms</th><th>clock lag ms</th><th>blackout ms</th><th>link events</th><th>verdict</th><th>evidence</th></tr></thead>
+<thead><tr><th>#</th><th>faults</th><th>total ms</th><th>downtime ms</th><th>pause ms</th><th>clock lag ms</th><th>blackout ms</th><th>link events</th><th>verdict</th><th>evidence</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -91,6 +92,7 @@ new Chart(document.getElementById('timings'), {
   type: 'bar',
   data: { labels: data.labels, datasets: [
     { label: 'hypervisor downtime', data: data.downtime, backgroundColor: '#546e7a' },
+    { label: 'true pause (STOP to RESUME)', data: data.pause, backgroundColor: '#8e24aa' },
     { label: 'guest clock lag', data: data.clockLag, backgroundColor: '#f9a825' },
     { label: 'blackout (UDP echo)', data: data.blackout, backgroundColor: '#c62828' },
   ] },

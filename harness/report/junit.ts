@@ -48,7 +48,7 @@ function testcase(results: LabResults, m: MigrationResult): string {
 function summary(m: MigrationResult): string {
   return [
     `verdict: ${m.verdict} (${m.verdictSource})`,
-    `downtime: ${m.downtimeMs ?? '-'} ms, total: ${m.totalMs ?? '-'} ms, guest clock lag: ${m.clockLagMs ?? '-'} ms`,
+    `downtime: ${m.downtimeMs ?? '-'} ms, ${m.pauseMs !== undefined ? `true pause: ${m.pauseMs ?? '-'} ms, ` : ''}total: ${m.totalMs ?? '-'} ms, guest clock lag: ${m.clockLagMs ?? '-'} ms`,
     ...(m.clockConvergedMs !== undefined ? [`guest clock converged after the step: ${m.clockConvergedMs === null ? 'no' : `${m.clockConvergedMs} ms`}`] : []),
     `blackout: ${m.blackout ? `${m.blackout.longestGapMs} ms, ${m.blackout.lost}/${m.blackout.sent} lost` : 'not measured'}`,
     ...m.faultRecords.map((f) => `fault ${f.fault} (${f.phase}): ${f.detail}`),

@@ -43,6 +43,11 @@ export const MigrationResultSchema = Type.Object({
   downtimeMs: Ms,
   setupMs: Ms,
   transferredBytes: Ms,
+  /**
+   * The true pause: from the source's STOP event to the destination's RESUME, both stamped by QEMU with this host's
+   * realtime clock (µs). Null where the events did not come; absent for drivers that have none (libvirt, xl, sim).
+   */
+  pauseMs: Type.Optional(Ms),
   /** How far the guest's CLOCK_REALTIME fell behind the host across the migration; null if it could not be measured. */
   clockLagMs: Ms,
   /** The guest's offset against the host before and after, both carried along its drift to the moment it resumed. */

@@ -15,6 +15,7 @@ export function renderTap(results: LabResults): string {
     lines.push('  ---');
     lines.push(`  verdict: ${m.verdict}`);
     lines.push(`  downtime_ms: ${m.downtimeMs ?? 'null'}`);
+    if (m.pauseMs !== undefined) lines.push(`  pause_ms: ${m.pauseMs ?? 'null'}`);
     lines.push(`  clock_lag_ms: ${m.clockLagMs ?? 'null'}`);
     if (m.clockConvergedMs !== undefined) lines.push(`  clock_converged_ms: ${m.clockConvergedMs ?? 'null'}`);
     lines.push(`  blackout_ms: ${m.blackout?.longestGapMs ?? 'null'}`);

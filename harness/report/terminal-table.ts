@@ -17,20 +17,21 @@ export function summariseLinkEvents(events: readonly SeenLinkEvent[]): string {
 }
 
 export function renderTable(rows: readonly MigrationResult[]): string {
-  const header = ['#', 'driver', 'faults', 'total ms', 'downtime ms', 'guest clock lag ms', 'blackout ms', 'link events', 'verdict'];
+  const header = ['#', 'driver', 'faults', 'total ms', 'downtime ms', 'pause ms', 'guest clock lag ms', 'blackout ms', 'link events', 'verdict'];
   const body = rows.map((r) => [
     String(r.index),
     driverLabelOf(r),
     faultsLabelOf(r),
     formatMs(r.totalMs),
     formatMs(r.downtimeMs),
+    formatMs(r.pauseMs ?? null, 1),
     formatMs(r.clockLagMs, 1),
     r.blackout ? formatMs(r.blackout.longestGapMs, 1) : '-',
     summariseLinkEvents(r.linkEvents),
     `${r.verdictSource === 'v0' ? `${r.verdict} (v0)` : r.verdict}${r.error ? ' (migration failed)' : r.passed ? '' : ' ✗'}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  const numeric = new Set([0, 3, 4, 5, 6]);
+  const numeric = new Set([0, 3, 4, 5, 6, 7]);
   const line = (cells: string[]) =>
     cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');

@@ -48,6 +48,13 @@ t.test('a campaign over every qmp fault, destinations on another QEMU, all outpu
     t.notOk(m.error, `${m.faults.join('+') || 'none'}: migrated (${m.error ?? 'ok'})`);
     t.equal(m.verdictSource, 'agent', `${m.faults.join('+') || 'none'}: judged by the agent (${m.verdict}: ${m.reasons.slice(0, 3).join('; ')})`);
     t.ok(m.blackout && m.blackout.sent > 100 && m.blackout.longestGapMs > 0, `blackout measured: ${m.blackout?.longestGapMs} ms, ${m.blackout?.lost}/${m.blackout?.sent} lost`);
+    // QEMU's downtime stops counting before the destination has loaded the state and run: the pause is longer.
+    t.ok(typeof m.pauseMs === 'number' && m.pauseMs >= (m.downtimeMs ?? 0), `true pause ${m.pauseMs} ms ≥ QEMU's downtime ${m.downtimeMs} ms (guest clock lag ${m.clockLagMs} ± ${m.clockLagUncertaintyMs} ms)`);
+    // And it is what the guest's clock lost: the lag the time probes measure agrees with it within their own
+    // uncertainty (a stepped clock is the exception: its lag is the step's).
+    if (!m.faults.includes('guest-clock-step')) {
+      t.ok(Math.abs(m.clockLagMs! - m.pauseMs!) <= m.clockLagUncertaintyMs!, `guest clock lag ${m.clockLagMs} ms is the true pause ${m.pauseMs} ms within ±${m.clockLagUncertaintyMs} ms`);
+    }
   }
   const none = byFault.get('none')!;
   t.ok(none.verdict === 'transparent' || none.verdict === 'noticed', `a plain migration is at most noticed (${none.verdict})`);

@@ -127,7 +127,7 @@ t.test('the HTML report in headless Chromium: three charts drawn, the table, no 
     });
   });
   t.same(charts.map((c) => [c.id, c.type]), [['timings', 'bar'], ['verdicts', 'doughnut'], ['faults', 'bar']]);
-  t.equal(charts[0]!.datasets, 3, 'downtime, clock lag and blackout');
+  t.equal(charts[0]!.datasets, 4, 'downtime, true pause, clock lag and blackout');
   t.ok(charts.every((c) => c.width > 100 && c.height > 100), 'each chart has a drawing surface');
   t.equal(await page.locator('tbody tr').count(), 3);
   t.same(problems, [], 'no console errors or warnings');
