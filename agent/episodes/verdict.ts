@@ -85,7 +85,12 @@ export function judgeEpisode(episode: Episode, remediation: RemediationOutcome, 
       evidence.push({ severity, kind: trigger.kind, detail: trigger.detail, at: trigger.at });
     }
   }
+  // A pause or an offset move is kept in the episode either way, but is evidence only where it rose above this
+  // machine's own noise, that is where the detector raised a trigger on it: a 10 ms steal the host inflicts every
+  // few seconds would otherwise make every announced episode "noticed" (control migrations showed it).
+  const aboveNoise = new Set(episode.triggers.filter((x) => x.kind === 'pause' || x.kind === 'host-offset-step').map((x) => `${x.kind === 'pause' ? 'pause' : 'host-offset'} ${x.at.monotonicMs}`));
   for (const o of episode.observations) {
+    if ((o.kind === 'pause' || (o.kind === 'host-offset' && o.cause !== 'flinch-clock-heal')) && !aboveNoise.has(`${o.kind} ${o.at.monotonicMs}`)) continue;
     const e = evidenceOf(o, thresholds);
     if (e) evidence.push(e);
   }

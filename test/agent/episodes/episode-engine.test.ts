@@ -252,6 +252,26 @@ t.test("a clock read that was held up (a wide read spread) is not taken for a st
   t.same(closed.flatMap((e) => e.triggers.map((x) => x.kind)), ['clock-step'], 'an 8 ms step read tightly is one');
 });
 
+t.test("inside a migration's episode, a pause or an offset move within the machine's noise is not evidence (controls found it)", async (t) => {
+  const { clock, advance, stamp } = fakeClock();
+  const closed: Episode[] = [];
+  const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
+  engine.announce('starting', 'control-1');
+  engine.ingest({ kind: 'pause', lateByMs: 0, stealMs: 10, at: stamp() });
+  engine.ingest({ kind: 'host-offset', offsetMs: 1, rttMs: 1, changeMs: -15.4, at: stamp() });
+  engine.announce('finished', 'control-1');
+  advance(200);
+  t.equal(closed[0]!.observations.length, 2, 'both kept in the episode');
+  t.same(judgeEpisode(closed[0]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS), { verdict: 'transparent', evidence: [] }, 'but nothing the guest noticed');
+
+  engine.announce('starting', 'm-2');
+  engine.ingest({ kind: 'pause', lateByMs: 400, stealMs: 0, at: stamp() });
+  engine.ingest({ kind: 'host-offset', offsetMs: 80, rttMs: 1, changeMs: 400, at: stamp() });
+  engine.announce('finished', 'm-2');
+  advance(200);
+  t.match(judgeEpisode(closed[1]!, 'not-needed', DEFAULT_VERDICT_THRESHOLDS), { verdict: 'noticed', evidence: [{ kind: 'pause' }, { kind: 'clock-lag' }] }, 'above the floor they are');
+});
+
 t.test('a pause alone opens an episode only above the noise floor the engine learns from its own history', async (t) => {
   const { clock, advance, stamp } = fakeClock();
   const closed: Episode[] = [];
