@@ -18,6 +18,7 @@ import { CAMPAIGN_DRIVERS } from './lab/campaign-drivers.js';
 import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
 import { renderTable } from './report/terminal-table.js';
+import { controlLine } from './report/result-labels.js';
 import { PACKAGE_CHECK_INSIDE, readPackageCheckPlan, runPackageCheck, runPackageCheckInside } from './lab/package-lab.js';
 import type { InsideStep } from './lab/lab-network.js';
 import { projectRoot } from './project-paths.js';
@@ -29,6 +30,7 @@ const PROGRAM = 'flinch';
 
 interface CampaignCliOptions {
   migrations: number;
+  controls: number;
   faults: string;
   expect: ExpectedVerdict;
   out: string;
@@ -63,7 +65,8 @@ export function buildHarnessProgram(): Command {
       return;
     }
     if (result.alreadyComplete) log(`campaign already complete in ${options.outDir}: outputs regenerated, nothing run`);
-    process.stdout.write(`${renderTable(result.results.migrations)}\n${result.alreadyComplete ? '' : `\n${Object.values(result.written).join('\n')}\n`}`);
+    const controls = controlLine(result.results.migrations);
+    process.stdout.write(`${renderTable(result.results.migrations)}\n${controls ? `${controls}\n` : ''}${result.alreadyComplete ? '' : `\n${Object.values(result.written).join('\n')}\n`}`);
     if (result.worseThanExpected > 0 && options.failOnUnexpected) {
       log(`${result.worseThanExpected} of ${result.results.migrations.length} migrations were worse than expected (${options.expect})`);
       process.exitCode = EXIT.worseThanExpected;
@@ -79,6 +82,7 @@ export function buildHarnessProgram(): Command {
     command
       .option('--migrations <n>', 'migrations for each row of the fault matrix', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.migrationsPerFault)
       .option('--faults <matrix>', `comma-separated rows, each none or faults joined by + (${FAULTS.join(', ')})`, defaults.faults)
+      .option('--controls <n>', 'sham migrations spread among the real ones, announced and measured alike, nothing moved: their verdicts give the false-positive rate', nonNegativeInt, DEFAULT_CAMPAIGN_OPTIONS.controls)
       .option('--expect <verdict>', 'a migration whose verdict is worse fails (transparent < noticed < healed < disrupted)', parseExpectation, defaults.expect)
       .option('--out <dir>', 'results.json, junit.xml, results.tap, report.html, the journal and the logs', 'flinch-lab-results')
       .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
@@ -106,6 +110,7 @@ export function buildHarnessProgram(): Command {
       ...DEFAULT_CAMPAIGN_OPTIONS,
       faultMatrix,
       migrationsPerFault: o.migrations,
+      controls: o.controls,
       expect: o.expect,
       failOnUnexpected,
       migrate: { downtimeLimitMs: o.downtimeLimit, maxBandwidthBytesPerSecond: o.bandwidth, postcopy: o.postcopy },

@@ -7,6 +7,8 @@ import type { MigrationResult } from '../report/lab-results.js';
 /** One migration of a campaign: its place in the run, how the guest is moved, and the faults composed into it. */
 export interface PlannedMigration {
   index: number;
+  /** A sham migration: announced and measured like the others, but nothing moves (its verdict is a false positive or not). */
+  control?: true;
   /** For a driver with more than one way of moving a guest (xl: save-restore or migrate); absent otherwise. */
   method?: string;
   faults: FaultName[];
@@ -16,12 +18,19 @@ export interface PlannedMigration {
  * The matrix: every fault row, `migrationsPerFault` times, rows in the order given; with methods, the whole matrix once
  * per method, in the order given.
  */
-export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault: number, methods: readonly string[] = []): PlannedMigration[] {
-  const plan: PlannedMigration[] = [];
+export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault: number, methods: readonly string[] = [], controls = 0): PlannedMigration[] {
+  const real: Array<Omit<PlannedMigration, 'index'>> = [];
   for (const method of methods.length ? methods : [undefined]) {
     for (const faults of matrix) {
-      for (let i = 0; i < migrationsPerFault; i += 1) plan.push({ index: plan.length + 1, ...(method ? { method } : {}), faults: [...faults] });
+      for (let i = 0; i < migrationsPerFault; i += 1) real.push({ ...(method ? { method } : {}), faults: [...faults] });
     }
+  }
+  // Controls are spread evenly among the real migrations (control k before real migration ⌊k·R/(C+1)⌋, counted from 0), so that they
+  // see the same guest at the same age as its migrations do, not a fresh one at the start or a tired one at the end.
+  const plan: PlannedMigration[] = [];
+  for (let r = 0; r <= real.length; r += 1) {
+    for (let c = 1; c <= controls; c += 1) if (Math.floor((c * real.length) / (controls + 1)) === r) plan.push({ index: plan.length + 1, control: true, faults: [] });
+    if (r < real.length) plan.push({ index: plan.length + 1, ...real[r]! });
   }
   return plan;
 }

@@ -9,6 +9,11 @@ export interface CampaignOptions {
   /** The campaign: each row of faults (none: []) runs this many migrations. */
   faultMatrix: FaultName[][];
   migrationsPerFault: number;
+  /**
+   * Sham migrations spread among the real ones (`--controls`): announced and measured exactly like a migration, but
+   * nothing moves. Any verdict worse than transparent on one is a false positive.
+   */
+  controls: number;
   /** The driver's ways of moving the guest, each running the whole matrix (xl: save-restore, migrate); none for QEMU. */
   methods?: readonly string[];
   expect: ExpectedVerdict;
@@ -38,6 +43,7 @@ export interface CampaignOptions {
 export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
   faultMatrix: [[], ...FAULTS.map((fault) => [fault])],
   migrationsPerFault: 1,
+  controls: 0,
   expect: 'disrupted',
   failOnUnexpected: false,
   migrate: {},

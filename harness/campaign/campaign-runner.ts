@@ -10,7 +10,7 @@ import { CollectorServer } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { MigrationAnnouncer } from '../collector/migration-announcer.js';
 import { ReportStore } from '../collector/report-store.js';
-import { faultLabel, type FaultRecord } from '../drivers/migration-driver.js';
+import { faultLabel, type FaultRecord, type MigrationTiming } from '../drivers/migration-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { SAMPLES_EACH_SIDE } from '../../contract/clock-offset.js';
 import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
@@ -40,7 +40,8 @@ function outcomeOf(results: LabResults, written: Record<string, string>, already
 /** What identifies a campaign in its journal: a resumed run must be the same campaign against the same target. */
 export function campaignIdentity(options: CampaignOptions, driverName: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    driver: driverName, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault, expect: options.expect,
+    driver: driverName, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault,
+    ...(options.controls > 0 ? { controls: options.controls } : {}), expect: options.expect,
     migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...extra,
   };
 }
@@ -56,7 +57,7 @@ export function completedCampaign(options: CampaignOptions, driverName: string, 
   } catch (error) {
     throw new UserError((error as Error).message, EXIT.usage);
   }
-  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault, options.methods);
+  const planned = planCampaign(options.faultMatrix, options.migrationsPerFault, options.methods, options.controls);
   if (journal.done.size < planned.length || !existsSync(path.join(options.outDir, 'results.json'))) return null;
   const results = readLabResults(options.outDir);
   return outcomeOf(results, writeAllOutputs(options.outDir, results), true);
@@ -98,7 +99,7 @@ async function runMigrations(settings: CampaignSettings, target: MigrationTarget
   // A baseline needs a few clean time exchanges before the first migration.
   await sleep(settings.settleMs);
   if (target.meter && !target.meter.answering) log('the guest does not answer blackout probes; blackout will not be measured');
-  const planned = planCampaign(settings.faultMatrix, settings.migrationsPerFault, settings.methods);
+  const planned = planCampaign(settings.faultMatrix, settings.migrationsPerFault, settings.methods, settings.controls);
   const bar = new SingleBar(
     { format: 'migrations |{bar}| {value}/{total}  {label}', stream: process.stderr, noTTYOutput: true, notTTYSchedule: 5000, hideCursor: true },
     Presets.shades_classic,
@@ -112,15 +113,16 @@ async function runMigrations(settings: CampaignSettings, target: MigrationTarget
         migrations.push(done);
         continue;
       }
-      bar.update({ label: `#${item.index} ${item.method ? `${item.method} ` : ''}${faultLabel(item.faults)}` });
-      const result = await runOneMigration(item, settings, target).catch((error: Error): MigrationResult => ({
+      bar.update({ label: `#${item.index} ${itemLabel(item)}` });
+      const lastReal = [...migrations].reverse().find((m) => !m.control && m.totalMs !== null);
+      const result = await runOneMigration(item, settings, target, lastReal?.totalMs ?? DEFAULT_CONTROL_MS).catch((error: Error): MigrationResult => ({
         ...emptyResult(item, target.driver.name, settings.expect),
         error: error.message,
       }));
       journal.record(result);
       migrations.push(result);
-      bar.increment(1, { label: `#${item.index} ${faultLabel(item.faults)}: ${result.error ? 'migration failed' : result.verdict}` });
-      if (result.error) log(`migration ${item.index} (${faultLabel(item.faults)}) failed: ${result.error}`);
+      bar.increment(1, { label: `#${item.index} ${itemLabel(item)}: ${result.error ? 'migration failed' : result.verdict}` });
+      if (result.error) log(`migration ${item.index} (${itemLabel(item)}) failed: ${result.error}`);
     }
   } finally {
     bar.stop();
@@ -128,12 +130,17 @@ async function runMigrations(settings: CampaignSettings, target: MigrationTarget
   return migrations;
 }
 
+function itemLabel(item: PlannedMigration): string {
+  return item.control ? 'control' : `${item.method ? `${item.method} ` : ''}${faultLabel(item.faults)}`;
+}
+
 /** The campaign block of results.json. */
-function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
+function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
   return {
     ...(settings.methods?.length ? { methods: [...settings.methods] } : {}),
     faults: settings.faultMatrix.map(faultLabel),
     migrationsPerFault: settings.migrationsPerFault,
+    ...(settings.controls > 0 ? { controls: settings.controls } : {}),
     expect: settings.expect,
     options: Object.fromEntries(Object.entries(settings.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>,
   };
@@ -229,13 +236,13 @@ const RECONNECT_TIMEOUT_MS = 90_000;
 
 /** The campaign's own settings, whatever the driver. */
 /** What the migrations read of the campaign's options, and when the campaign started. */
-type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs'> & {
+type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs'> & {
   startedAtMs: number;
 };
 
 function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedVerdict): MigrationResult {
   return {
-    index: item.index, driver, ...(item.method ? { method: item.method } : {}), faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
+    index: item.index, driver, ...(item.method ? { method: item.method } : {}), ...(item.control ? { control: true as const } : {}), faults: item.faults, faultRecords: [], from: '', to: '', startedAt: new Date(hostNowMs()).toISOString(),
     totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null, clockLagMs: null, baselineOffsetMs: null, afterOffsetMs: null, clockLagUncertaintyMs: null, guestClockDriftPpm: null,
     guestSeenOffsetStepMs: null, blackout: null, linkEvents: [], observationsAfter: 0, timeRepliesAfter: 0, verdict: 'unknown',
     verdictSource: 'v0', reasons: [], expected, passed: false, episode: null,
@@ -243,7 +250,17 @@ function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedV
 }
 
 /** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
-async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget): Promise<MigrationResult> {
+/** How long a control lasts when no real migration has run yet to take the length from. */
+const DEFAULT_CONTROL_MS = 2000;
+
+/** A control's "migration": as long as a real one, and nothing moves. */
+async function shamMigration(durationMs: number): Promise<MigrationTiming> {
+  const startedAtMs = hostNowMs();
+  await sleep(durationMs);
+  return { startedAtMs, completedAtMs: hostNowMs(), totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null };
+}
+
+async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget, controlMs: number): Promise<MigrationResult> {
   const { driver, announcer, agent, meter } = target;
   const options = settings;
   const from = target.where();
@@ -256,11 +273,13 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   }
   announcer.announce(agent.agentId, 'starting', migrationId);
   const connectionsBefore = agent.connections;
-  const timing = await driver.migrate({
-    ...options.migrate,
-    pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
-    ...(item.method ? { method: item.method } : {}),
-  });
+  const timing = item.control
+    ? await shamMigration(controlMs)
+    : await driver.migrate({
+      ...options.migrate,
+      pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
+      ...(item.method ? { method: item.method } : {}),
+    });
   announcer.announce(agent.agentId, 'finished', migrationId);
   for (const fault of item.faults) {
     const record = await driver.injectFault(fault, 'after');
@@ -269,7 +288,8 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   // Measuring starts when the migration and its after-faults are done: an xl network-detach/attach in a nested Xen
   // takes seconds, and a window that closed before the fault did would miss everything it caused.
   let resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
-  if (target.reconnectsAfterMigration) {
+  // Nothing moved for a control, so nothing reconnects.
+  if (target.reconnectsAfterMigration && !item.control) {
     const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
     while (agent.connections === connectionsBefore && Date.now() < deadline) await sleep(100);
     resumedAtMs = Math.max(resumedAtMs, hostNowMs());
@@ -284,9 +304,16 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const afterTo = healedAt === null ? hostNowMs() : healedAt - HEAL_LEAD_MS;
   const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs, toMs: afterTo }, timing.completedAtMs, { acceptSlow: healedAt !== null });
   const windowEnd = resumedAtMs + options.settleMs;
-  const inWindow = agent.observations.filter((o) => o.receivedAtMs >= timing.startedAtMs && o.receivedAtMs <= windowEnd);
+  const clockLagMs = clockStep?.lagMs ?? null;
+  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+  // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
+  // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
+  const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
+  // So can xenstore and link events: a guest frozen by a save/restore sends them over the connection that replaces
+  // the stalled one, which on a slow host comes after the settle window.
+  const untilReport = agent.observations.filter(({ receivedAtMs }) => receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs));
   const linkEvents: SeenLinkEvent[] = [];
-  for (const { observation, receivedAtMs } of inWindow) {
+  for (const { observation, receivedAtMs } of untilReport) {
     if (observation.kind !== 'link' || observation.action === 'dump') continue;
     linkEvents.push({
       afterCompletionMs: Math.round(receivedAtMs - timing.completedAtMs),
@@ -298,14 +325,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       carrierChanges: observation.link.carrierChanges,
     });
   }
-  const clockLagMs = clockStep?.lagMs ?? null;
   const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
-  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
-  // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
-  // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
-  const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
-  // So can xenstore events: a guest frozen by a save/restore sends them over the connection that replaces the stalled one.
-  const untilReport = agent.observations.filter(({ receivedAtMs }) => receivedAtMs >= timing.startedAtMs && receivedAtMs <= Math.max(windowEnd, reportArrivedAtMs));
   const offsetSteps = untilReport.flatMap(({ observation }) => (observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : []));
   const xenEvents = untilReport.flatMap(({ observation, receivedAtMs }) =>
     observation.kind === 'xen'
@@ -320,6 +340,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     index: item.index,
     driver: driver.name,
     ...(item.method ? { method: item.method } : {}),
+    ...(item.control ? { control: true as const } : {}),
     faults: item.faults,
     faultRecords,
     from,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { LabResults } from './lab-results.js';
-import { faultsLabelOf } from './result-labels.js';
+import { controlLine, faultsLabelOf } from './result-labels.js';
 
 const escapeHtml = (text: string) => text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c]!);
 
@@ -46,6 +46,7 @@ export function renderHtml(results: LabResults): string {
     faultEvidence: [...perFault.values()].map((v) => +(v.evidence / v.migrations).toFixed(1)),
   };
   const failed = results.migrations.filter((m) => !m.passed).length;
+  const controls = controlLine(results.migrations);
   const rows = results.migrations
     .map(
       (m) => `<tr class="${m.passed ? 'pass' : 'fail'}"><td>${m.index}</td><td>${escapeHtml(faultsLabelOf(m))}</td><td>${m.totalMs ?? '-'}</td><td>${m.downtimeMs ?? '-'}</td><td>${m.pauseMs ?? '-'}</td>` +
@@ -73,7 +74,7 @@ export function renderHtml(results: LabResults): string {
 <h1>Did the guest notice its migrations?</h1>
 <p id="summary">${results.migrations.length} migrations with <b>${escapeHtml(results.hypervisor.driver)}</b> (${escapeHtml(results.hypervisor.xen ? `Xen ${results.hypervisor.xen} nested in QEMU ${results.hypervisor.qemu ?? ''}` : results.hypervisor.qemu ?? '')}),
 guest ${escapeHtml(results.guest.kernel)}; expected <b>${results.campaign.expect}</b> or better: ${results.migrations.length - failed} passed, ${failed} failed.
-Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(0)} s.</p>
+Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(0)} s.${controls ? `<br><span id="controls">Controls (sham migrations, nothing moved): ${escapeHtml(controls)}.</span>` : ''}</p>
 <div class="charts">
  <div><h2>Hypervisor downtime, true pause, guest clock lag and blackout per migration (ms)</h2><div class="chart"><canvas id="timings"></canvas></div></div>
  <div><h2>Verdicts</h2><div class="chart"><canvas id="verdicts"></canvas></div></div>

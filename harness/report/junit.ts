@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { LabResults, MigrationResult } from './lab-results.js';
-import { faultsLabelOf } from './result-labels.js';
+import { controlLine, faultsLabelOf } from './result-labels.js';
 
 const escapeXml = (text: string) =>
   text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
@@ -16,12 +16,14 @@ export function renderJunit(results: LabResults): string {
   const errors = results.migrations.filter((m) => m.error).length;
   const name = `flinch ${results.hypervisor.driver} campaign`;
   const cases = results.migrations.map((m) => testcase(results, m)).join('\n');
+  const controls = controlLine(results.migrations);
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<testsuites name="flinch" tests="${results.migrations.length}" failures="${failures}" errors="${errors}" time="${seconds(results.wallTimeMs)}">`,
     `  <testsuite name="${escapeXml(name)}" tests="${results.migrations.length}" failures="${failures}" errors="${errors}" skipped="0" time="${seconds(results.wallTimeMs)}" timestamp="${escapeXml(results.startedAt.replace(/\.\d+Z$/, ''))}" hostname="${escapeXml(os.hostname())}">`,
     '    <properties>',
     `      <property name="expect" value="${results.campaign.expect}"/>`,
+    ...(controls ? [`      <property name="controls" value="${escapeXml(controls)}"/>`] : []),
     `      <property name="qemu" value="${escapeXml(results.hypervisor.qemu ?? 'unknown')}"/>`,
     `      <property name="guest-kernel" value="${escapeXml(results.guest.kernel)}"/>`,
     '    </properties>',

@@ -33,6 +33,8 @@ export const MigrationResultSchema = Type.Object({
   driver: Type.String(),
   /** How the driver moved the guest, where it has more than one way (xl: save-restore, migrate). */
   method: Type.Optional(Type.String()),
+  /** A control: announced and measured like a migration, but nothing moved. A verdict worse than transparent is a false positive. */
+  control: Type.Optional(Type.Literal(true)),
   /** The faults composed into this migration ([] for a plain one), and what each did when. */
   faults: Type.Array(Type.String()),
   faultRecords: Type.Array(Type.Object({ fault: Type.String(), phase: Type.String(), atMs: Type.Number(), detail: Type.String() })),
@@ -120,6 +122,8 @@ export const LabResultsSchema = Type.Object({
     methods: Type.Optional(Type.Array(Type.String())),
     faults: Type.Array(Type.String()),
     migrationsPerFault: Type.Integer(),
+    /** Sham migrations spread among the real ones (--controls). */
+    controls: Type.Optional(Type.Integer({ minimum: 1 })),
     expect: Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v))]),
     options: Type.Record(Type.String(), Type.Union([Type.Number(), Type.Boolean(), Type.String()])),
   }),

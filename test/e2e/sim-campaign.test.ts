@@ -10,12 +10,25 @@ import { runCommand } from '../../system/run-command.js';
 
 t.test('a sim campaign over its faults, judged by the agent, with the blackout measured and nothing left behind', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-campaign-'));
-  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none,carrier-flap,nic-replug,long-pause,guest-firewall-flush', '--expect', 'disrupted', '--long-pause', '1000', '--out', out], { timeoutMs: 300_000 });
+  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none,carrier-flap,nic-replug,long-pause,guest-firewall-flush', '--controls', '2', '--expect', 'disrupted', '--long-pause', '1000', '--out', out], { timeoutMs: 300_000 });
   t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
   const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
   t.equal(results.hypervisor.driver, 'sim');
-  const byFault = new Map(results.migrations.map((m) => [m.faults.join('+') || 'none', m]));
-  for (const m of results.migrations) {
+  const controls = results.migrations.filter((m) => m.control);
+  const real = results.migrations.filter((m) => !m.control);
+  t.equal(results.campaign.controls, 2);
+  t.same(results.migrations.map((m) => (m.control ? 'control' : m.faults.join('+') || 'none')), ['none', 'control', 'carrier-flap', 'nic-replug', 'control', 'long-pause', 'guest-firewall-flush'], 'controls spread among the migrations');
+  for (const c of controls) {
+    t.notOk(c.error, c.error ?? 'control ran');
+    t.equal(c.verdictSource, 'agent', `the agent judged the control too: ${c.verdict} (${c.reasons.slice(0, 3).join('; ')})`);
+    t.equal(c.downtimeMs, null, 'nothing was frozen');
+    t.equal(c.faultRecords.length, 0);
+  }
+  const falsePositives = controls.filter((c) => c.verdict !== 'transparent').length;
+  t.match(run.stdout, new RegExp(`false positives: ${falsePositives} of 2 controls`), 'the false-positive rate is printed beside the table');
+  t.match(readFileSync(path.join(out, 'report.html'), 'utf8'), /id="controls">Controls \(sham migrations, nothing moved\): false positives: \d of 2 controls/);
+  const byFault = new Map(real.map((m) => [m.faults.join('+') || 'none', m]));
+  for (const m of real) {
     t.notOk(m.error, m.error ?? `${m.faults.join('+') || 'none'}: ${m.verdict}`);
     t.equal(m.verdictSource, 'agent');
     t.ok(m.blackout && m.blackout.longestGapMs >= m.downtimeMs! - 20, `blackout ${m.blackout?.longestGapMs} ms covers the ${m.downtimeMs} ms freeze`);

@@ -16,6 +16,19 @@ t.test('the fault matrix: rows, composition with +, none, and clear errors', asy
   t.same(planCampaign(parseFaultMatrix('none,carrier-flap'), 2).map((p) => [p.index, p.faults.join('+') || 'none']), [[1, 'none'], [2, 'none'], [3, 'carrier-flap'], [4, 'carrier-flap']]);
 });
 
+t.test('controls are spread evenly among the real migrations, numbered with them', async (t) => {
+  const label = (p: ReturnType<typeof planCampaign>[number]) => (p.control ? 'control' : p.faults.join('+') || 'none');
+  const matrix = parseFaultMatrix('none,carrier-flap,link-down');
+  t.same(planCampaign(matrix, 2, [], 2).map(label), ['none', 'none', 'control', 'carrier-flap', 'carrier-flap', 'control', 'link-down', 'link-down']);
+  t.same(planCampaign(matrix, 2, [], 2).map((p) => p.index), [1, 2, 3, 4, 5, 6, 7, 8]);
+  t.same(planCampaign(matrix, 1, [], 1).map(label), ['none', 'control', 'carrier-flap', 'link-down']);
+  t.same(planCampaign(matrix, 1, [], 0).map(label), ['none', 'carrier-flap', 'link-down'], 'none asked, none planned');
+  const many = planCampaign(matrix, 2, [], 20);
+  t.equal(many.filter((p) => p.control).length, 20, 'more controls than migrations: all of them, still spread');
+  t.same(many.slice(0, 4).map(label), ['control', 'control', 'control', 'none']);
+  t.same(planCampaign(parseFaultMatrix('none'), 1, ['save-restore', 'migrate'], 1).map((p) => p.control ? 'control' : p.method), ['save-restore', 'control', 'migrate'], 'across methods too');
+});
+
 t.test('an interrupted campaign resumes where it stopped; a torn last line is run again', async (t) => {
   const dir = tempDir('flinch-journal-');
   const first = CampaignJournal.open(dir, identity, () => undefined);
