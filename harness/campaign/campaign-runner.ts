@@ -280,11 +280,13 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
       ...(item.method ? { method: item.method } : {}),
     });
-  announcer.announce(agent.agentId, 'finished', migrationId);
   for (const fault of item.faults) {
     const record = await driver.injectFault(fault, 'after');
     if (record) faultRecords.push(record);
   }
+  // Finished once its after-faults are in too: the agent keeps a migration's episode open while it is under way,
+  // and an xl network-detach or a command through the nested consoles can take longer than its settle window.
+  announcer.announce(agent.agentId, 'finished', migrationId);
   // Measuring starts when the migration and its after-faults are done: an xl network-detach/attach in a nested Xen
   // takes seconds, and a window that closed before the fault did would miss everything it caused.
   let resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));

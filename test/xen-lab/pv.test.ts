@@ -35,7 +35,9 @@ t.test('PV domU: the whole Xen lab (save/restore and migrate, plain, with a vif 
       } else if (m.faults.includes('nic-replug')) {
         t.ok(m.episode?.disrupted.includes('interface-removed'), 'xl network-detach removed eth0');
         const vif = (m.xenEvents ?? []).filter((e) => e.change === 'vif-state').map((e) => e.value);
-        t.ok(vif.includes('6') && vif.at(-1) === '4', `the vif's xenstore state went Closed and back to Connected (${vif.join(' → ')})`);
+        // The probe reads a node when its watch fires, so a quick detach can be seen as Closed (6) or, once the
+        // backend has already removed the node, as gone (null); either way the vif went, and came back Connected.
+        t.ok((vif.includes('6') || vif.includes(null)) && vif.at(-1) === '4', `the vif's xenstore state went Closed or away, and back to Connected (${vif.map(String).join(' → ')})`);
         t.equal(m.verdict, 'healed', 'the address and routes were put back on the new interface');
       } else {
         t.ok(m.episode?.disrupted.includes('firewall-flushed'), 'the flush inside the domU was seen');
