@@ -250,6 +250,15 @@ function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedV
 }
 
 /** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
+/** When the collector last heard of the safety net stepping the guest clock, or of the step converging; null if never. */
+function lastClockRecordAtMs(agent: AgentRecord): number | null {
+  for (let i = agent.observations.length - 1; i >= 0; i -= 1) {
+    const { observation, receivedAtMs } = agent.observations[i]!;
+    if (observation.kind === 'safety-net' && (observation.what === 'clock' || observation.what === 'clock-converged')) return receivedAtMs;
+  }
+  return null;
+}
+
 /** How long a control lasts when no real migration has run yet to take the length from. */
 const DEFAULT_CONTROL_MS = 2000;
 
@@ -264,7 +273,12 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const { driver, announcer, agent, meter } = target;
   const options = settings;
   const from = target.where();
-  const beforeWindow = { fromMs: hostNowMs() - options.settleMs, toMs: hostNowMs() };
+  // The baseline is the guest's clock as it is now. Where the safety net stepped it back after the previous migration,
+  // the exchanges before the step are another clock: wait until a settle window of them lies after it, and read the
+  // baseline from those alone (a baseline straddling the heal made the next migration's lag the heal's 5 s).
+  const lastStep = lastClockRecordAtMs(agent);
+  if (lastStep !== null) await sleep(Math.max(0, lastStep + options.settleMs - hostNowMs()));
+  const beforeWindow = { fromMs: Math.max(hostNowMs() - options.settleMs, lastStep ?? -Infinity), toMs: hostNowMs() };
   const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
   const faultRecords: FaultRecord[] = [];
   for (const fault of item.faults) {

