@@ -18,7 +18,7 @@ t.test('a 2-migration lab run', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-e2e-'));
   const run = await runCli([FLINCH, 'lab', '--faults', 'none', '--migrations', '2', '--out', out], { timeoutMs: 900_000 });
   t.equal(run.code, 0, `flinch lab exits 0; stderr: ${run.stderr.slice(-500)}`);
-  t.match(run.stdout, /#\s+driver\s+faults\s+total ms\s+downtime ms\s+guest clock lag ms\s+blackout ms\s+link events\s+verdict/, 'prints the table');
+  t.match(run.stdout, /#\s+driver\s+faults\s+total ms\s+downtime ms\s+pause ms\s+guest clock lag ms\s+blackout ms\s+link events\s+verdict/, 'prints the table');
 
   const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
   t.equal(results.schema, 'flinch.results/v1');
