@@ -234,7 +234,6 @@ type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where'
 /** How long a guest may take to reconnect: its liveness timeout (45 s) is the worst case when no RST tells it. */
 const RECONNECT_TIMEOUT_MS = 90_000;
 
-/** The campaign's own settings, whatever the driver. */
 /** What the migrations read of the campaign's options, and when the campaign started. */
 type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs'> & {
   startedAtMs: number;
@@ -249,7 +248,6 @@ function emptyResult(item: PlannedMigration, driver: string, expected: ExpectedV
   };
 }
 
-/** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
 /** When the collector last heard of the safety net stepping the guest clock, or of the step converging; null if never. */
 function lastClockRecordAtMs(agent: AgentRecord): number | null {
   for (let i = agent.observations.length - 1; i >= 0; i -= 1) {
@@ -269,6 +267,7 @@ async function shamMigration(durationMs: number): Promise<MigrationTiming> {
   return { startedAtMs, completedAtMs: hostNowMs(), totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null };
 }
 
+/** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
 async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget, controlMs: number): Promise<MigrationResult> {
   const { driver, announcer, agent, meter } = target;
   const options = settings;
