@@ -5,6 +5,8 @@ const MAGIC = 0x464c424b; // "FLBK"
 const PROBE_BYTES = 16;
 /** Past this many probes the oldest are forgotten: hours of history at 5 ms. */
 const MAX_PROBES = 2_000_000;
+/** How far before a window the echo before its resume gap is looked for. */
+const GAP_LOOKBACK_MS = 60_000;
 
 export interface BlackoutFigures {
   sent: number;
@@ -57,10 +59,34 @@ export class BlackoutMeter {
 
   /** What the probes sent in [fromMs, toMs] saw. Call it a little after toMs, so that late echoes are in. */
   window(fromMs: number, toMs: number): BlackoutFigures {
+    const { sent, received, gap } = this.scan(fromMs, toMs);
+    return { sent, received, lost: sent - received, longestGapMs: Math.round((gap.toMs - gap.fromMs) * 10) / 10 };
+  }
+
+  /**
+   * The gap around `atMs` (a RESUME): from the last echo that came back before it to the first after it; null without
+   * echoes on both sides. The echo before may be older than fromMs: a fault before the migration silences the guest. The longest gap of a window need not be this one.
+   */
+  gapAround(atMs: number, fromMs: number, toMs: number): { fromMs: number; toMs: number } | null {
+    let before = -Infinity;
+    let after = Infinity;
+    for (let i = 0; i < this.sentAt.length; i += 1) {
+      const sent = this.sentAt[i]!;
+      if (sent < fromMs - GAP_LOOKBACK_MS) continue;
+      if (sent > toMs) break;
+      const echo = this.receivedAt.get(this.firstSeq + i);
+      if (echo === undefined) continue;
+      if (echo <= atMs) before = Math.max(before, echo);
+      else after = Math.min(after, echo);
+    }
+    return Number.isFinite(before) && Number.isFinite(after) ? { fromMs: before, toMs: after } : null;
+  }
+
+  private scan(fromMs: number, toMs: number): { sent: number; received: number; gap: { fromMs: number; toMs: number } } {
     let sent = 0;
     let received = 0;
     let previous = fromMs;
-    let longestGapMs = 0;
+    let gap = { fromMs, toMs: fromMs };
     for (let i = 0; i < this.sentAt.length; i += 1) {
       const at = this.sentAt[i]!;
       if (at < fromMs) continue;
@@ -69,11 +95,12 @@ export class BlackoutMeter {
       const echo = this.receivedAt.get(this.firstSeq + i);
       if (echo === undefined) continue;
       received += 1;
-      longestGapMs = Math.max(longestGapMs, echo - previous);
+      if (echo - previous > gap.toMs - gap.fromMs) gap = { fromMs: previous, toMs: echo };
       previous = Math.max(previous, echo);
     }
-    longestGapMs = Math.max(longestGapMs, Math.min(toMs, hostNowMs()) - previous);
-    return { sent, received, lost: sent - received, longestGapMs: Math.round(longestGapMs * 10) / 10 };
+    const end = Math.min(toMs, hostNowMs());
+    if (end - previous > gap.toMs - gap.fromMs) gap = { fromMs: previous, toMs: end };
+    return { sent, received, gap };
   }
 
   /** True once at least one echo came back: the guest's responder is up. */

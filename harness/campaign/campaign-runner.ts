@@ -11,6 +11,9 @@ import { FleetKeyring } from '../collector/keyring.js';
 import { MigrationAnnouncer } from '../collector/migration-announcer.js';
 import { ReportStore } from '../collector/report-store.js';
 import { faultLabel, type FaultRecord, type MigrationTiming } from '../drivers/migration-driver.js';
+import { networkSeenIn } from '../blackout/network-witness.js';
+import type { OutsideView } from '../blackout/outside-view.js';
+import { outsideVerdict } from '../verdict/outside-verdict.js';
 import { hostNowMs } from '../host-clock.js';
 import { SAMPLES_EACH_SIDE } from '../../contract/clock-offset.js';
 import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
@@ -229,7 +232,7 @@ export async function waitForAgentHello(collector: CollectorServer, agentId: str
 }
 
 /** A running guest and the collector its agent reports to: what each migration is run against. */
-type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'where' | 'reconnectsAfterMigration'> & { collector: CollectorServer; announcer: MigrationAnnouncer };
+type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'witness' | 'outside' | 'where' | 'reconnectsAfterMigration'> & { collector: CollectorServer; announcer: MigrationAnnouncer };
 
 /** How long a guest may take to reconnect: its liveness timeout (45 s) is the worst case when no RST tells it. */
 const RECONNECT_TIMEOUT_MS = 90_000;
@@ -350,6 +353,11 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const clockConvergedMs = await waitForClockConvergence(agent, timing.startedAtMs);
   if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
   const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
+  const { witness, outside } = target;
+  // The kernel answers ICMP whatever the guest's userspace is doing; the agent's UDP echo waits for its event loop.
+  const gapProbes = outside?.answering ? { probes: 'icmp' as const, meter: outside } : meter?.answering ? { probes: 'udp-echo' as const, meter } : null;
+  const gap = gapProbes && timing.pause ? gapProbes.meter.gapAround(timing.pause.resumedAtMs, blackoutWindowStart, windowEnd) : null;
+  const resumeGap = gap && gapProbes ? { probes: gapProbes.probes, ...gap } : null;
   const verdict = report ? report.verdict : v0.verdict;
   return {
     index: item.index,
@@ -374,6 +382,8 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     guestSeenOffsetStepMs: offsetSteps.length ? round(offsetSteps.reduce((a, b) => a + b, 0), 2) : null,
     ...(clockConvergedMs !== undefined ? { clockConvergedMs } : {}),
     blackout: meter?.answering ? { ...meter.window(blackoutWindowStart, windowEnd), intervalMs: options.blackoutIntervalMs } : null,
+    ...(witness ? { network: networkSeenIn(witness.network, { mac: witness.mac, fromPort: from }, timing, Math.max(windowEnd, reportArrivedAtMs), resumeGap) } : {}),
+    ...(outside?.answering ? { outside: outsideSeen(outside, timing, blackoutWindowStart, windowEnd) } : {}),
     linkEvents,
     ...(xenEvents.length ? { xenEvents } : {}),
     observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
@@ -385,6 +395,16 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     passed: meetsExpectation(verdict, options.expect),
     episode: report ? summariseReport(report) : null,
   };
+}
+
+/** How long after the resume the outside view starts reading the guest's offset again: its first replies queue. */
+const OUTSIDE_AFTER_RESUME_MS = 100;
+
+function outsideSeen(outside: OutsideView, timing: MigrationTiming, fromMs: number, toMs: number): NonNullable<MigrationResult['outside']> {
+  const resumedAtMs = timing.pause?.resumedAtMs ?? timing.completedAtMs;
+  const figures = outside.window(fromMs, toMs, { beforeMs: fromMs, resumedAtMs, afterMs: resumedAtMs + OUTSIDE_AFTER_RESUME_MS });
+  const answeredAfter = figures.resumeGapMs !== null;
+  return { intervalMs: outside.intervalMs, ...figures, ...outsideVerdict(figures, answeredAfter) };
 }
 
 /**

@@ -1,6 +1,8 @@
 import type { AgentRecord } from '../collector/agent-record.js';
 import type { CollectorServer } from '../collector/collector-server.js';
 import type { BlackoutMeter } from '../blackout/blackout-meter.js';
+import type { NetworkWitness } from '../blackout/network-witness.js';
+import type { OutsideView } from '../blackout/outside-view.js';
 import type { MigrationDriver } from '../drivers/migration-driver.js';
 import type { LabResults } from '../report/lab-results.js';
 
@@ -39,6 +41,10 @@ export interface RunningGuest {
   driver: MigrationDriver;
   agent: AgentRecord;
   meter: BlackoutMeter | null;
+  /** The lab's bridge, watched for the guest's announcements and its MAC's moves; absent where the lab has none. */
+  witness?: { network: NetworkWitness; mac: string };
+  /** ICMP timestamp probes answered by the guest's kernel: the outside view; absent where the lab has none. */
+  outside?: OutsideView;
   /** Where the guest is now (a tap, a host, a domid): shown as a migration's from and to. */
   where: () => string;
   /**

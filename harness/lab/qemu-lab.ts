@@ -1,6 +1,8 @@
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
+import { NetworkWitness } from '../blackout/network-witness.js';
+import { OutsideView } from '../blackout/outside-view.js';
 import { completedCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
@@ -20,6 +22,7 @@ interface InnerPlan extends CampaignPlan {
 }
 
 const LAB_AGENT_ID = 'flinch-lab-guest';
+const GUEST_MAC = '52:54:00:f1:1c:01';
 /** The campaign's inner half, run inside the lab namespace. */
 export const QEMU_LAB_INSIDE: InsideStep = { subcommand: 'lab-inner', planVariable: 'FLINCH_LAB_PLAN', parent: 'flinch lab' };
 /** Below 384 MiB the guest cannot unpack its initramfs (lab notes: 256 MiB fails). */
@@ -59,6 +62,8 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
   let driver: QmpDriver | null = null;
   let timeServer: LabTimeServer | null = null;
   let meter: BlackoutMeter | null = null;
+  let witness: NetworkWitness | null = null;
+  let outside: OutsideView | null = null;
   const stopSignals = () => void driver?.cleanup();
   return {
     driverName: 'qmp',
@@ -72,7 +77,7 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
           kernel: plan.kernel,
           initrd: plan.initrd,
           memoryMiB: options.memoryMiB,
-          mac: '52:54:00:f1:1c:01',
+          mac: GUEST_MAC,
           append: [
             'console=ttyS0', 'panic=-1', 'quiet',
             ...agentKernelArguments({ network, collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes, timeDaemon: options.guestTimeDaemon }),
@@ -102,15 +107,22 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       });
       const bootToAgentMs = hostNowMs() - bootStart;
       log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
+      witness = await NetworkWitness.start(network.taps);
+      if (options.blackoutIntervalMs > 0) {
+        outside = new OutsideView(network.guestAddress, options.blackoutIntervalMs);
+        await outside.start();
+      }
       meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
       return {
-        driver: qmp, agent, meter, where: () => qmp.vm.spec.tap, bootToAgentMs: Math.round(bootToAgentMs),
+        driver: qmp, agent, meter, witness: { network: witness, mac: GUEST_MAC }, ...(outside ? { outside } : {}), where: () => qmp.vm.spec.tap, bootToAgentMs: Math.round(bootToAgentMs),
         hypervisor: { driver: qmp.name, qemu: qemuVersion(qmp), destQemu: options.destQemuBinary ?? null },
         guest: { kernel: plan.kernelPackage, memoryMiB: options.memoryMiB, bootToAgentMs: Math.round(bootToAgentMs) },
       };
     },
     async tearDown() {
       meter?.stop();
+      await witness?.stop();
+      await outside?.stop();
       timeServer?.stop();
       process.off('SIGINT', stopSignals);
       process.off('SIGTERM', stopSignals);

@@ -15,9 +15,38 @@ function chartJsSource(): string {
 
 const VERDICT_COLOURS: Record<string, string> = { transparent: '#2e7d32', noticed: '#f9a825', healed: '#1565c0', disrupted: '#c62828', unknown: '#757575' };
 
+/** The stretches of the blackout around the resume, bottom to top of each stacked bar. */
+const SPLIT_PARTS = [
+  { key: 'beforePauseMs', label: 'before the pause', colour: '#90a4ae' },
+  { key: 'pauseMs', label: 'pause (STOP to RESUME)', colour: '#8e24aa' },
+  { key: 'untilAnnouncementMs', label: 'resumed, not yet announced', colour: '#f9a825' },
+  { key: 'untilBridgeMs', label: 'announced, bridge not yet moved', colour: '#1565c0' },
+  { key: 'restMs', label: 'the rest (guest recovering)', colour: '#c62828' },
+] as const;
+
+type Migration = LabResults['migrations'][number];
+
+function announcementsCell(m: Migration): string {
+  const n = m.network;
+  if (!n) return '-';
+  const counts = `${n.counts.rarp} RARP, ${n.counts.gratuitousArp} GARP, ${n.counts.unsolicitedNa} NA`;
+  const first = n.firstAnnouncementMs === null ? 'none' : `first +${n.firstAnnouncementMs} ms`;
+  const bridge = n.bridgeLearntMs === null ? 'bridge did not move' : `bridge → ${n.bridgeLearntPort} +${n.bridgeLearntMs} ms`;
+  return escapeHtml(`${counts}; ${first}; ${bridge}`);
+}
+
+function outsideCell(m: Migration): string {
+  const o = m.outside;
+  if (!o) return '-';
+  const lag = o.clockLagMs === null ? 'lag -' : `lag ${o.clockLagMs} ±${o.clockLagUncertaintyMs} ms`;
+  return `<span class="verdict" style="background:${VERDICT_COLOURS[o.verdict] ?? '#757575'}">${escapeHtml(o.verdict)}</span> ` +
+    escapeHtml(`${lag}, gap ${o.resumeGapMs ?? '-'} ms`);
+}
+
 /**
- * One self-contained HTML page: summary, three Chart.js charts (hypervisor downtime vs true pause vs guest clock lag vs blackout
- * per migration; verdicts; guest-visible events per fault), and the table of migrations.
+ * One self-contained HTML page: summary, Chart.js charts (hypervisor downtime vs true pause vs guest clock lag vs blackout
+ * per migration; verdicts; guest-visible events per fault; the blackout around the resume split, stacked), and the
+ * table of migrations with, where the lab watched its bridge, the announcements and the outside view.
  */
 export function renderHtml(results: LabResults): string {
   const labels = results.migrations.map((m) => `#${m.index} ${m.method ? `${m.method} ` : ""}${faultsLabelOf(m)}`);
@@ -38,6 +67,8 @@ export function renderHtml(results: LabResults): string {
     pause: results.migrations.map((m) => m.pauseMs ?? null),
     clockLag: results.migrations.map((m) => m.clockLagMs),
     blackout: results.migrations.map((m) => m.blackout?.longestGapMs ?? null),
+    outsideLag: results.migrations.map((m) => m.outside?.clockLagMs ?? null),
+    split: SPLIT_PARTS.map(({ key, label, colour }) => ({ label, colour, data: results.migrations.map((m) => m.network?.blackoutSplit?.[key] ?? null) })),
     verdicts: Object.keys(verdictCounts),
     verdictCounts: Object.values(verdictCounts),
     verdictColours: Object.keys(verdictCounts).map((v) => VERDICT_COLOURS[v] ?? '#757575'),
@@ -45,12 +76,15 @@ export function renderHtml(results: LabResults): string {
     faultLinkEvents: [...perFault.values()].map((v) => +(v.linkEvents / v.migrations).toFixed(1)),
     faultEvidence: [...perFault.values()].map((v) => +(v.evidence / v.migrations).toFixed(1)),
   };
+  const hasSplit = results.migrations.some((m) => m.network?.blackoutSplit);
+  const hasOutside = results.migrations.some((m) => m.outside);
   const failed = results.migrations.filter((m) => !m.passed).length;
   const controls = controlLine(results.migrations);
   const rows = results.migrations
     .map(
       (m) => `<tr class="${m.passed ? 'pass' : 'fail'}"><td>${m.index}</td><td>${escapeHtml(faultsLabelOf(m))}</td><td>${m.totalMs ?? '-'}</td><td>${m.downtimeMs ?? '-'}</td><td>${m.pauseMs ?? '-'}</td>` +
         `<td>${m.clockLagMs ?? '-'}</td><td>${m.blackout ? `${m.blackout.longestGapMs} (${m.blackout.lost} lost)` : '-'}</td><td>${m.linkEvents.length}</td>` +
+        (hasOutside ? `<td>${announcementsCell(m)}</td><td>${outsideCell(m)}</td>` : '') +
         `<td><span class="verdict" style="background:${VERDICT_COLOURS[m.verdict] ?? '#757575'}">${escapeHtml(m.verdict)}</span></td>` +
         `<td>${escapeHtml(m.error ?? m.reasons.join('; '))}</td></tr>`,
     )
@@ -79,9 +113,9 @@ Started ${escapeHtml(results.startedAt)}, ${(results.wallTimeMs / 1000).toFixed(
  <div><h2>Hypervisor downtime, true pause, guest clock lag and blackout per migration (ms)</h2><div class="chart"><canvas id="timings"></canvas></div></div>
  <div><h2>Verdicts</h2><div class="chart"><canvas id="verdicts"></canvas></div></div>
  <div><h2>Guest-visible events per fault (mean per migration)</h2><div class="chart"><canvas id="faults"></canvas></div></div>
-</div>
+${hasSplit ? ' <div><h2>Where the blackout around the resume comes from (ms)</h2><div class="chart"><canvas id="split"></canvas></div></div>\n' : ''}</div>
 <table>
-<thead><tr><th>#</th><th>faults</th><th>total ms</th><th>downtime ms</th><th>pause ms</th><th>clock lag ms</th><th>blackout ms</th><th>link events</th><th>verdict</th><th>evidence</th></tr></thead>
+<thead><tr><th>#</th><th>faults</th><th>total ms</th><th>downtime ms</th><th>pause ms</th><th>clock lag ms</th><th>blackout ms</th><th>link events</th>${hasOutside ? '<th>announcements</th><th>outside view (ICMP)</th>' : ''}<th>verdict</th><th>evidence</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -96,8 +130,14 @@ new Chart(document.getElementById('timings'), {
     { label: 'true pause (STOP to RESUME)', data: data.pause, backgroundColor: '#8e24aa' },
     { label: 'guest clock lag', data: data.clockLag, backgroundColor: '#f9a825' },
     { label: 'blackout (UDP echo)', data: data.blackout, backgroundColor: '#c62828' },
+    ...(data.outsideLag.some((x) => x !== null) ? [{ label: 'guest clock lag, outside (ICMP)', data: data.outsideLag, backgroundColor: '#6d4c41' }] : []),
   ] },
   options: { maintainAspectRatio: false, animation: false, scales: { y: { title: { display: true, text: 'ms' } } } },
+});
+if (document.getElementById('split')) new Chart(document.getElementById('split'), {
+  type: 'bar',
+  data: { labels: data.labels, datasets: data.split.map((p) => ({ label: p.label, data: p.data, backgroundColor: p.colour })) },
+  options: { maintainAspectRatio: false, animation: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: 'ms' } } } },
 });
 new Chart(document.getElementById('verdicts'), {
   type: 'doughnut',

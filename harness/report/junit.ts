@@ -53,6 +53,8 @@ function summary(m: MigrationResult): string {
     `downtime: ${m.downtimeMs ?? '-'} ms, ${m.pauseMs !== undefined ? `true pause: ${m.pauseMs ?? '-'} ms, ` : ''}total: ${m.totalMs ?? '-'} ms, guest clock lag: ${m.clockLagMs ?? '-'} ms`,
     ...(m.clockConvergedMs !== undefined ? [`guest clock converged after the step: ${m.clockConvergedMs === null ? 'no' : `${m.clockConvergedMs} ms`}`] : []),
     `blackout: ${m.blackout ? `${m.blackout.longestGapMs} ms, ${m.blackout.lost}/${m.blackout.sent} lost` : 'not measured'}`,
+    ...(m.network ? [`network: ${m.network.counts.rarp} RARP, ${m.network.counts.gratuitousArp} gratuitous ARP, ${m.network.counts.unsolicitedNa} unsolicited NA; first ${m.network.firstAnnouncementMs ?? '-'} ms after ${m.network.reference}, bridge moved ${m.network.bridgeLearntMs ?? '-'} ms after`] : []),
+    ...(m.outside ? [`outside view (ICMP): ${m.outside.verdict}, clock lag ${m.outside.clockLagMs ?? '-'} ms, gap around the resume ${m.outside.resumeGapMs ?? '-'} ms`, ...m.outside.evidence.map((e) => `outside evidence: ${e}`)] : []),
     ...m.faultRecords.map((f) => `fault ${f.fault} (${f.phase}): ${f.detail}`),
     ...m.reasons.map((r) => `evidence: ${r}`),
   ].join('\n');

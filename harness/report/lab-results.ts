@@ -14,7 +14,53 @@ const Nullable = <T extends import('@sinclair/typebox').TSchema>(schema: T) => T
 const Ms = Nullable(Type.Number());
 
 /** One link message the guest reported inside a migration's window. */
-export const SeenLinkEventSchema = Type.Object({
+export const AnnouncementSeenSchema = Type.Object({
+  afterResumeMs: Type.Number(),
+  kind: Type.Union([Type.Literal('rarp'), Type.Literal('gratuitous-arp'), Type.Literal('unsolicited-na')]),
+  /** The tap it came in on: which QEMU sent it. */
+  port: Type.String(),
+  announced: Type.String(),
+});
+
+const OutsideSeenSchema = Type.Object({
+  intervalMs: Type.Number(),
+  sent: Type.Integer(),
+  received: Type.Integer(),
+  longestGapMs: Type.Number(),
+  resumeGapMs: Ms,
+  clockLagMs: Ms,
+  clockLagUncertaintyMs: Ms,
+  verdict: Type.Union([Type.Literal('transparent'), Type.Literal('noticed'), Type.Literal('disrupted')]),
+  evidence: Type.Array(Type.String()),
+});
+
+const NetworkSeenSchema = Type.Object({
+  /** What the times are after: the destination's RESUME, or the hypervisor's completion where no RESUME came. */
+  reference: Type.Union([Type.Literal('resume'), Type.Literal('completion')]),
+  /** The first announcements (at most 20 are kept); counts has them all. */
+  announcements: Type.Array(AnnouncementSeenSchema),
+  counts: Type.Object({ rarp: Type.Integer(), gratuitousArp: Type.Integer(), unsolicitedNa: Type.Integer() }),
+  firstAnnouncementMs: Ms,
+  /** When the bridge's forwarding database put the guest's MAC on another port; null if it never moved. */
+  bridgeLearntMs: Ms,
+  bridgeLearntPort: Nullable(Type.String()),
+  /**
+   * The replies' gap around RESUME (the last reply before it to the first after it), in ms after RESUME: the
+   * migration's own blackout. The longest gap of the UDP echo (the blackout column) is often another, later one, where
+   * the agent, busy with the migration's episode, answered its echoes late.
+   */
+  resumeGap: Nullable(Type.Object({
+    /** Which replies: ICMP timestamps (the guest's kernel answers) where the lab sends them, else the agent's UDP echo. */
+    probes: Type.Union([Type.Literal('icmp'), Type.Literal('udp-echo')]),
+    fromMs: Type.Number(),
+    toMs: Type.Number(),
+  })),
+  blackoutSplit: Nullable(Type.Object({
+    beforePauseMs: Type.Number(), pauseMs: Type.Number(), untilAnnouncementMs: Type.Number(), untilBridgeMs: Type.Number(), restMs: Type.Number(),
+  })),
+});
+
+const SeenLinkEventSchema = Type.Object({
   /** ms after the hypervisor reported the migration complete (negative: during it). */
   afterCompletionMs: Type.Number(),
   action: Type.Union([Type.Literal('new'), Type.Literal('del')]),
@@ -70,6 +116,17 @@ export const MigrationResultSchema = Type.Object({
   /** The blackout seen from outside: UDP echoes to the guest's opt-in responder; null without one. */
   blackout: Nullable(Type.Object({ sent: Type.Integer(), received: Type.Integer(), lost: Type.Integer(), longestGapMs: Type.Number(), intervalMs: Type.Number() })),
   linkEvents: Type.Array(SeenLinkEventSchema),
+  /**
+   * What the lab's network saw (QEMU lab): the announcements that came in from the guest's taps and when the bridge
+   * moved its MAC, in ms after the destination's RESUME (after completion where there was no RESUME); and the gap
+   * around RESUME split into the stretches that add up to it. Absent where the lab has no bridge of its own to watch.
+   */
+  network: Type.Optional(NetworkSeenSchema),
+  /**
+   * The outside view (QEMU lab): what ICMP timestamp requests, answered by the guest's kernel, say with nothing of
+   * flinch's in the guest: blackout, the gap around RESUME, the clock lag (±1 ms stamps), and a verdict from them.
+   */
+  outside: Type.Optional(OutsideSeenSchema),
   /** What the guest's xenstore probe reported inside the window (Xen guests): its domid, vif states, suspend requests. */
   xenEvents: Type.Optional(
     Type.Array(Type.Object({ afterCompletionMs: Type.Number(), change: Type.String(), path: Type.String(), value: Nullable(Type.String()), previous: Nullable(Type.String()) })),

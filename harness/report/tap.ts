@@ -19,6 +19,11 @@ export function renderTap(results: LabResults): string {
     lines.push(`  clock_lag_ms: ${m.clockLagMs ?? 'null'}`);
     if (m.clockConvergedMs !== undefined) lines.push(`  clock_converged_ms: ${m.clockConvergedMs ?? 'null'}`);
     lines.push(`  blackout_ms: ${m.blackout?.longestGapMs ?? 'null'}`);
+    if (m.network) {
+      lines.push(`  first_announcement_ms: ${m.network.firstAnnouncementMs ?? 'null'}`, `  bridge_learnt_ms: ${m.network.bridgeLearntMs ?? 'null'}`);
+      lines.push(`  announcements: { rarp: ${m.network.counts.rarp}, gratuitous_arp: ${m.network.counts.gratuitousArp}, unsolicited_na: ${m.network.counts.unsolicitedNa} }`);
+    }
+    if (m.outside) lines.push(`  outside_verdict: ${m.outside.verdict}`, `  outside_clock_lag_ms: ${m.outside.clockLagMs ?? 'null'}`, `  outside_resume_gap_ms: ${m.outside.resumeGapMs ?? 'null'}`);
     if (m.error) lines.push(`  error: ${JSON.stringify(m.error)}`);
     if (m.reasons.length > 0) {
       lines.push('  evidence:');

@@ -41,6 +41,29 @@ t.test('a 2-migration lab run', async (t) => {
       t.ok(m.episode?.triggers.includes('harness-announce') && m.episode.triggers.includes('notify-peers'), `triggers: ${m.episode?.triggers}`);
       t.same(m.episode?.disrupted, [], 'nothing lost');
       t.ok(m.guestSeenOffsetStepMs !== null && m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
+      t.test("the lab's bridge: announcements after RESUME, on the destination's tap, and the bridge following", async (t) => {
+        const n = m.network!;
+        t.equal(n.reference, 'resume', 'timed from the RESUME event');
+        const rarps = n.announcements.filter((a) => a.kind === 'rarp');
+        t.ok(n.counts.rarp >= 1 && rarps.length >= 1, `QEMU's RARPs were captured (${n.counts.rarp})`);
+        t.ok(rarps[0]!.afterResumeMs >= 0, `the first RARP follows RESUME (+${rarps[0]!.afterResumeMs} ms)`);
+        t.ok(n.announcements.every((a) => a.port === m.to), `all came in on ${m.to}`);
+        t.equal(n.bridgeLearntPort, m.to, 'the bridge moved the MAC to the destination tap');
+        t.ok(n.bridgeLearntMs !== null && n.bridgeLearntMs >= 0, `after RESUME (+${n.bridgeLearntMs} ms)`);
+        const split = n.blackoutSplit!;
+        const gap = n.resumeGap!;
+        t.equal(gap.probes, 'icmp', 'the gap is read from the replies of the guest kernel');
+        const sum = split.beforePauseMs + split.pauseMs + split.untilAnnouncementMs + split.untilBridgeMs + split.restMs;
+        t.ok(Math.abs(sum - (gap.toMs - gap.fromMs)) < 0.5, `the split (${JSON.stringify(split)}) adds up to the gap (${(gap.toMs - gap.fromMs).toFixed(1)} ms)`);
+        t.ok(Math.abs(split.pauseMs - m.pauseMs!) < 0.2, 'the whole pause lies in the gap');
+      });
+      t.test('the outside view (ICMP timestamps, answered by the guest kernel)', async (t) => {
+        const o = m.outside!;
+        t.ok(o.received > 0 && o.clockLagMs !== null, `lag ${o.clockLagMs} ±${o.clockLagUncertaintyMs} ms from ${o.received} replies`);
+        const error = Math.abs(o.clockLagMs! - m.pauseMs!);
+        t.ok(error <= 2 * o.clockLagUncertaintyMs!, `it is the true pause (${m.pauseMs} ms) to within ${error.toFixed(1)} ms`);
+        t.equal(o.verdict, 'noticed', 'a lag of a whole pause is seen from outside too');
+      });
     });
   }
   t.test('the reports crossed the fleet channel: signed, acknowledged, stored exactly once across the migrations', async (t) => {
