@@ -23,6 +23,11 @@ export interface CampaignOptions {
   /** How long the long-pause fault keeps the guest stopped before migrating it. */
   longPauseMs: number;
   destQemuBinary?: string;
+  /**
+   * No agent in the guest (QEMU guest only): measured from outside alone (ICMP timestamps, the lab bridge), and each
+   * verdict is the outside view's.
+   */
+  agentless: boolean;
   /** UDP blackout probe interval, 1–10 ms; 0 turns the meter off. */
   blackoutIntervalMs: number;
   outDir: string;
@@ -48,6 +53,7 @@ export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
   failOnUnexpected: false,
   migrate: {},
   longPauseMs: 3000,
+  agentless: false,
   blackoutIntervalMs: 5,
   qemuBinary: 'qemu-system-x86_64',
   memoryMiB: 512,

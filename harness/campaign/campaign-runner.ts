@@ -45,7 +45,7 @@ export function campaignIdentity(options: CampaignOptions, driverName: string, e
   return {
     driver: driverName, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault,
     ...(options.controls > 0 ? { controls: options.controls } : {}), expect: options.expect,
-    migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...extra,
+    migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...(options.agentless ? { agentless: true } : {}), ...extra,
   };
 }
 
@@ -118,7 +118,10 @@ async function runMigrations(settings: CampaignSettings, target: MigrationTarget
       }
       bar.update({ label: `#${item.index} ${itemLabel(item)}` });
       const lastReal = [...migrations].reverse().find((m) => !m.control && m.totalMs !== null);
-      const result = await runOneMigration(item, settings, target, lastReal?.totalMs ?? DEFAULT_CONTROL_MS).catch((error: Error): MigrationResult => ({
+      const controlMs = lastReal?.totalMs ?? DEFAULT_CONTROL_MS;
+      const { agent } = target;
+      const run = agent ? runOneMigration(item, settings, { ...target, agent }, controlMs) : runAgentlessMigration(item, settings, target, controlMs);
+      const result = await run.catch((error: Error): MigrationResult => ({
         ...emptyResult(item, target.driver.name, settings.expect),
         error: error.message,
       }));
@@ -169,7 +172,7 @@ async function campaignResults(run: {
   migrations: MigrationResult[];
   collector: CollectorServer;
   store: ReportStore;
-  agent: AgentRecord;
+  agent: AgentRecord | null;
 }): Promise<LabResults> {
   return {
     schema: LAB_RESULTS_SCHEMA,
@@ -179,8 +182,14 @@ async function campaignResults(run: {
     guest: run.guest,
     campaign: campaignSummary(run.settings),
     migrations: run.migrations,
-    channel: await channelSummary(run.collector, run.store, run.agent),
+    ...(run.agent ? { channel: await channelSummary(run.collector, run.store, run.agent) } : {}),
   };
+}
+
+/** The migration's moments after its start, for the timeline. */
+function timelineOf(timing: MigrationTiming): NonNullable<MigrationResult['timeline']> {
+  const after = (atMs: number) => round(atMs - timing.startedAtMs, 3);
+  return { completedMs: after(timing.completedAtMs), ...(timing.pause ? { stoppedMs: after(timing.pause.stoppedAtMs), resumedMs: after(timing.pause.resumedAtMs) } : {}) };
 }
 
 function round(value: number, digits: number): number {
@@ -270,8 +279,72 @@ async function shamMigration(durationMs: number): Promise<MigrationTiming> {
   return { startedAtMs, completedAtMs: hostNowMs(), totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null };
 }
 
+/** A migration's faults, each half around the migration (or the control's sham), as the driver recorded them. */
+async function migrateWithFaults(item: PlannedMigration, settings: CampaignSettings, driver: MigrationTarget['driver'], controlMs: number, between: { beforeMigrating?: () => void; afterFaults?: () => void } = {}) {
+  const faultRecords: FaultRecord[] = [];
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'before');
+    if (record) faultRecords.push(record);
+  }
+  between.beforeMigrating?.();
+  const timing = item.control
+    ? await shamMigration(controlMs)
+    : await driver.migrate({
+      ...settings.migrate,
+      pausedForMs: item.faults.includes('long-pause') ? settings.longPauseMs : undefined,
+      ...(item.method ? { method: item.method } : {}),
+    });
+  for (const fault of item.faults) {
+    const record = await driver.injectFault(fault, 'after');
+    if (record) faultRecords.push(record);
+  }
+  between.afterFaults?.();
+  return { timing, faultRecords };
+}
+
+/**
+ * One migration of a guest with no agent, seen from outside only: the ICMP timestamp replies its kernel sends, and the
+ * lab bridge. Its verdict is the outside view's, and says so (verdictSource "outside").
+ */
+async function runAgentlessMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget, controlMs: number): Promise<MigrationResult> {
+  const { driver, outside, witness } = target;
+  if (!outside) throw new Error('an agentless migration needs the outside view (ICMP timestamps)');
+  const from = target.where();
+  const { timing, faultRecords } = await migrateWithFaults(item, settings, driver, controlMs);
+  const resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
+  const windowEnd = resumedAtMs + settings.settleMs;
+  await sleep(Math.max(0, windowEnd - hostNowMs()) + OUTSIDE_LATE_REPLY_MS);
+  const windowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
+  const seen = outsideSeen(outside, timing, windowStart, windowEnd);
+  const gap = timing.pause ? outside.gapAround(timing.pause.resumedAtMs, windowStart, windowEnd) : null;
+  return {
+    ...emptyResult(item, driver.name, settings.expect),
+    faultRecords,
+    from,
+    to: target.where(),
+    startedAt: new Date(timing.startedAtMs).toISOString(),
+    totalMs: timing.totalMs,
+    downtimeMs: timing.downtimeMs,
+    setupMs: timing.setupMs,
+    transferredBytes: timing.transferredBytes,
+    ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
+    timeline: timelineOf(timing),
+    clockLagMs: seen.clockLagMs,
+    clockLagUncertaintyMs: seen.clockLagUncertaintyMs,
+    ...(witness ? { network: networkSeenIn(witness.network, { mac: witness.mac, fromPort: from }, timing, windowEnd, gap ? { probes: 'icmp', ...gap } : null) } : {}),
+    outside: seen,
+    verdict: seen.verdict,
+    verdictSource: 'outside',
+    reasons: seen.evidence,
+    passed: meetsExpectation(seen.verdict, settings.expect),
+  };
+}
+
+/** How long after its window the outside view waits for replies still on their way. */
+const OUTSIDE_LATE_REPLY_MS = 200;
+
 /** One migration of the campaign: its faults' before parts, the announced migration, their after parts, the measurements. */
-async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget, controlMs: number): Promise<MigrationResult> {
+async function runOneMigration(item: PlannedMigration, settings: CampaignSettings, target: MigrationTarget & { agent: AgentRecord }, controlMs: number): Promise<MigrationResult> {
   const { driver, announcer, agent, meter } = target;
   const options = settings;
   const from = target.where();
@@ -282,27 +355,13 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   if (lastStep !== null) await sleep(Math.max(0, lastStep + options.settleMs - hostNowMs()));
   const beforeWindow = { fromMs: Math.max(hostNowMs() - options.settleMs, lastStep ?? -Infinity), toMs: hostNowMs() };
   const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
-  const faultRecords: FaultRecord[] = [];
-  for (const fault of item.faults) {
-    const record = await driver.injectFault(fault, 'before');
-    if (record) faultRecords.push(record);
-  }
-  announcer.announce(agent.agentId, 'starting', migrationId);
   const connectionsBefore = agent.connections;
-  const timing = item.control
-    ? await shamMigration(controlMs)
-    : await driver.migrate({
-      ...options.migrate,
-      pausedForMs: item.faults.includes('long-pause') ? options.longPauseMs : undefined,
-      ...(item.method ? { method: item.method } : {}),
-    });
-  for (const fault of item.faults) {
-    const record = await driver.injectFault(fault, 'after');
-    if (record) faultRecords.push(record);
-  }
-  // Finished once its after-faults are in too: the agent keeps a migration's episode open while it is under way,
-  // and an xl network-detach or a command through the nested consoles can take longer than its settle window.
-  announcer.announce(agent.agentId, 'finished', migrationId);
+  const { timing, faultRecords } = await migrateWithFaults(item, settings, driver, controlMs, {
+    beforeMigrating: () => announcer.announce(agent.agentId, 'starting', migrationId),
+    // Finished once its after-faults are in too: the agent keeps a migration's episode open while it is under way,
+    // and an xl network-detach or a command through the nested consoles can take longer than its settle window.
+    afterFaults: () => announcer.announce(agent.agentId, 'finished', migrationId),
+  });
   // Measuring starts when the migration and its after-faults are done: an xl network-detach/attach in a nested Xen
   // takes seconds, and a window that closed before the fault did would miss everything it caused.
   let resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
@@ -374,6 +433,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     setupMs: timing.setupMs,
     transferredBytes: timing.transferredBytes,
     ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
+    timeline: timelineOf(timing),
     clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
     baselineOffsetMs: clockStep ? round(clockStep.beforeMs, 2) : null,
     afterOffsetMs: clockStep ? round(clockStep.afterMs, 2) : null,

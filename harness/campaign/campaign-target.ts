@@ -39,7 +39,8 @@ export interface TargetContext {
 /** A guest that is up, its agent connected: what the runner migrates and measures. */
 export interface RunningGuest {
   driver: MigrationDriver;
-  agent: AgentRecord;
+  /** The guest's agent, hello said; null for a guest run without one (--agentless), measured from outside only. */
+  agent: AgentRecord | null;
   meter: BlackoutMeter | null;
   /** The lab's bridge, watched for the guest's announcements and its MAC's moves; absent where the lab has none. */
   witness?: { network: NetworkWitness; mac: string };

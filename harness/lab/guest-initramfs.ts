@@ -37,11 +37,14 @@ export function agentKernelArguments(guest: {
   network: LabNetwork; collectorPort: number; agentId: string; fleetSecret: string; probes?: readonly string[] | null;
   /** Run chronyd in the guest, with the lab namespace's side of the link as its NTP server. */
   timeDaemon?: 'chronyd' | null;
+  /** Boot with no agent at all (flinch.agent=off): the guest is measured from outside only. */
+  agentless?: boolean;
 }): string[] {
   const { network } = guest;
+  const address = [`flinch.ip=${network.guestAddress}/${network.prefixLength}`, `flinch.gw=${network.hostAddress}`];
+  if (guest.agentless) return [...address, 'flinch.agent=off', ...(guest.timeDaemon === 'chronyd' ? [`flinch.ntp=${network.hostAddress}`] : [])];
   return [
-    `flinch.ip=${network.guestAddress}/${network.prefixLength}`,
-    `flinch.gw=${network.hostAddress}`,
+    ...address,
     `flinch.collector=ws://${network.hostAddress}:${guest.collectorPort}`,
     `flinch.id=${guest.agentId}`,
     `flinch.token=${agentKeyFor(guest.fleetSecret, guest.agentId)}`,

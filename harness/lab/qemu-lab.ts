@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { LabTimeServer } from './lab-time-server.js';
 import { BlackoutMeter } from '../blackout/blackout-meter.js';
@@ -43,6 +44,9 @@ export async function runQemuLab(options: CampaignOptions, log: (line: string) =
   }
   resolveQemuBinary(options.qemuBinary);
   if (options.destQemuBinary) resolveQemuBinary(options.destQemuBinary);
+  if (options.agentless && options.blackoutIntervalMs === 0) {
+    throw new UserError('--agentless measures with ICMP probes: --blackout-interval 0 would leave nothing to measure', EXIT.usage);
+  }
   const done = completedCampaign(options, 'qmp');
   if (done) return done;
   const startedAtMs = hostNowMs();
@@ -80,7 +84,7 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
           mac: GUEST_MAC,
           append: [
             'console=ttyS0', 'panic=-1', 'quiet',
-            ...agentKernelArguments({ network, collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes, timeDaemon: options.guestTimeDaemon }),
+            ...agentKernelArguments({ network, collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes, timeDaemon: options.guestTimeDaemon, agentless: options.agentless }),
           ].join(' '),
         },
         destQemuBinary: options.destQemuBinary,
@@ -102,17 +106,20 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       log(`booting the guest (TCG, ${options.memoryMiB} MiB)`);
       // The QEMU is started only now, so that a kernel panic (-no-reboot ends QEMU) fails at once, not at the timeout.
       await qmp.prepare();
-      const agent = await waitForAgentHello(collector, LAB_AGENT_ID, options.bootTimeoutMs, () => qmp.vm.exitReason()).catch((error: Error) => {
-        throw new Error(`${error.message}; the guest console is in ${serialLogPath({ runDir: logsDir, name: 'guest-0' })}`);
-      });
-      const bootToAgentMs = hostNowMs() - bootStart;
-      log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
-      witness = await NetworkWitness.start(network.taps);
+      const consoleLog = serialLogPath({ runDir: logsDir, name: 'guest-0' });
       if (options.blackoutIntervalMs > 0) {
         outside = new OutsideView(network.guestAddress, options.blackoutIntervalMs);
         await outside.start();
       }
-      meter = options.blackoutIntervalMs > 0 ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
+      const agent = options.agentless
+        ? await waitForOutsideAnswer(outside!, options.bootTimeoutMs, () => qmp.vm.exitReason(), consoleLog)
+        : await waitForAgentHello(collector, LAB_AGENT_ID, options.bootTimeoutMs, () => qmp.vm.exitReason()).catch((error: Error) => {
+          throw new Error(`${error.message}; the guest console is in ${consoleLog}`);
+        });
+      const bootToAgentMs = hostNowMs() - bootStart;
+      log(agent ? `agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot` : `the guest (no agent) answered ICMP ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
+      witness = await NetworkWitness.start(network.taps);
+      meter = options.blackoutIntervalMs > 0 && !options.agentless ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;
       return {
         driver: qmp, agent, meter, witness: { network: witness, mac: GUEST_MAC }, ...(outside ? { outside } : {}), where: () => qmp.vm.spec.tap, bootToAgentMs: Math.round(bootToAgentMs),
         hypervisor: { driver: qmp.name, qemu: qemuVersion(qmp), destQemu: options.destQemuBinary ?? null },
@@ -129,6 +136,16 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       await driver?.cleanup().catch(() => undefined);
     },
   };
+}
+
+/** An agentless guest is up once its kernel answers the outside view's ICMP timestamps. */
+async function waitForOutsideAnswer(outside: OutsideView, timeoutMs: number, gone: () => string | null, consoleLog: string): Promise<null> {
+  for (const deadline = Date.now() + timeoutMs; !outside.answering; await sleep(100)) {
+    const why = gone();
+    if (why) throw new Error(`the guest is gone before it answered ICMP: ${why}; the guest console is in ${consoleLog}`);
+    if (Date.now() > deadline) throw new Error(`the guest did not answer ICMP within ${timeoutMs / 1000} s; the guest console is in ${consoleLog}`);
+  }
+  return null;
 }
 
 function qemuVersion(driver: QmpDriver): string | null {

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { LabResults } from './lab-results.js';
 import { controlLine, faultsLabelOf } from './result-labels.js';
+import { migrationTimeline, type TimelineItem } from './migration-timeline.js';
 
 const escapeHtml = (text: string) => text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c]!);
 
@@ -25,6 +26,13 @@ const SPLIT_PARTS = [
 ] as const;
 
 type Migration = LabResults['migrations'][number];
+
+/** The evidence, collapsed: a count one can open. */
+function evidenceCell(m: Migration): string {
+  if (m.error) return escapeHtml(m.error);
+  if (m.reasons.length === 0) return '';
+  return `<details><summary>${m.reasons.length} evidence item${m.reasons.length === 1 ? '' : 's'}</summary><ul>${m.reasons.map((r) => `<li>${escapeHtml(r)}</li>`).join('')}</ul></details>`;
+}
 
 function announcementsCell(m: Migration): string {
   const n = m.network;
@@ -68,6 +76,7 @@ export function renderHtml(results: LabResults): string {
     clockLag: results.migrations.map((m) => m.clockLagMs),
     blackout: results.migrations.map((m) => m.blackout?.longestGapMs ?? null),
     outsideLag: results.migrations.map((m) => m.outside?.clockLagMs ?? null),
+    timelines: [] as Array<{ index: number; items: TimelineItem[] }>,
     split: SPLIT_PARTS.map(({ key, label, colour }) => ({ label, colour, data: results.migrations.map((m) => m.network?.blackoutSplit?.[key] ?? null) })),
     verdicts: Object.keys(verdictCounts),
     verdictCounts: Object.values(verdictCounts),
@@ -86,8 +95,13 @@ export function renderHtml(results: LabResults): string {
         `<td>${m.clockLagMs ?? '-'}</td><td>${m.blackout ? `${m.blackout.longestGapMs} (${m.blackout.lost} lost)` : '-'}</td><td>${m.linkEvents.length}</td>` +
         (hasOutside ? `<td>${announcementsCell(m)}</td><td>${outsideCell(m)}</td>` : '') +
         `<td><span class="verdict" style="background:${VERDICT_COLOURS[m.verdict] ?? '#757575'}">${escapeHtml(m.verdict)}</span></td>` +
-        `<td>${escapeHtml(m.error ?? m.reasons.join('; '))}</td></tr>`,
+        `<td>${evidenceCell(m)}</td></tr>`,
     )
+    .join('\n');
+  data.timelines = results.migrations.map((m) => ({ index: m.index, items: migrationTimeline(m) }));
+  const timelineSections = results.migrations
+    .map((m) => `<section class="migration"><h3>#${m.index} ${escapeHtml(faultsLabelOf(m))}: <span class="verdict" style="background:${VERDICT_COLOURS[m.verdict] ?? '#757575'}">${escapeHtml(m.verdict)}</span></h3>` +
+      `<div class="timeline"><canvas id="timeline-${m.index}"></canvas></div>${evidenceCell(m)}</section>`)
     .join('\n');
   return `<!DOCTYPE html>
 <html lang="en">
@@ -102,6 +116,9 @@ export function renderHtml(results: LabResults): string {
  th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
  tr.fail td:first-child { border-left: 4px solid #c62828; }
  .verdict { color: white; border-radius: 3px; padding: 1px 6px; }
+ .timeline { position: relative; height: 170px; }
+ section.migration { margin-top: 1.5em; }
+ details summary { cursor: pointer; color: #555; }
 </style>
 </head>
 <body>
@@ -120,9 +137,13 @@ ${hasSplit ? ' <div><h2>Where the blackout around the resume comes from (ms)</h2
 ${rows}
 </tbody>
 </table>
+<h2>Timeline per migration</h2>
+<p>ms after the migration's start; hover a mark for its details. Phases and the pause are QEMU's, announcements and the
+bridge's move the lab bridge's, guest events as the collector received them from the agent.</p>
+${timelineSections}
 <script>${chartJsSource()}</script>
 <script>
-const data = ${JSON.stringify(data)};
+const data = ${JSON.stringify(data).replace(/</g, '\\u003c')};
 new Chart(document.getElementById('timings'), {
   type: 'bar',
   data: { labels: data.labels, datasets: [
@@ -139,6 +160,26 @@ if (document.getElementById('split')) new Chart(document.getElementById('split')
   data: { labels: data.labels, datasets: data.split.map((p) => ({ label: p.label, data: p.data, backgroundColor: p.colour })) },
   options: { maintainAspectRatio: false, animation: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: 'ms' } } } },
 });
+const TRACK_COLOURS = { migration: '#546e7a', network: '#1565c0', faults: '#c62828', guest: '#f9a825' };
+const NAME_COLOURS = { 'stop-and-copy (paused)': '#8e24aa', 'no reply (icmp)': '#e57373', 'no reply (udp-echo)': '#e57373', rarp: '#00897b', 'gratuitous-arp': '#43a047', 'unsolicited-na': '#7cb342', 'bridge moved': '#283593' };
+for (const { index, items } of data.timelines) {
+  const ends = items.map((i) => i.endMs ?? i.startMs);
+  const from = Math.min(0, ...items.map((i) => i.startMs));
+  const to = Math.max(...ends, from + 1);
+  const mark = (to - from) / 250;
+  const points = items.map((i) => ({ x: [i.startMs, i.endMs ?? i.startMs + mark], y: i.track, name: i.name, detail: i.detail }));
+  new Chart(document.getElementById('timeline-' + index), {
+    type: 'bar',
+    data: { labels: ['migration', 'network', 'faults', 'guest'].filter((t) => items.some((i) => i.track === t)), datasets: [{
+      data: points, backgroundColor: items.map((i) => NAME_COLOURS[i.name] ?? TRACK_COLOURS[i.track]), barPercentage: 0.9, categoryPercentage: 0.9,
+    }] },
+    options: {
+      indexAxis: 'y', maintainAspectRatio: false, animation: false, plugins: { legend: { display: false },
+        tooltip: { callbacks: { title: (c) => c[0].raw.name, label: (c) => c.raw.detail + ' (' + c.raw.x[0].toFixed(1) + ' ms)' } } },
+      scales: { x: { type: 'linear', min: from, max: to, title: { display: true, text: "ms after the migration's start" } } },
+    },
+  });
+}
 new Chart(document.getElementById('verdicts'), {
   type: 'doughnut',
   data: { labels: data.verdicts, datasets: [{ data: data.verdictCounts, backgroundColor: data.verdictColours }] },

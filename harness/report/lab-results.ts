@@ -96,6 +96,11 @@ export const MigrationResultSchema = Type.Object({
    * realtime clock (µs). Null where the events did not come; absent for drivers that have none (libvirt, xl, sim).
    */
   pauseMs: Type.Optional(Ms),
+  /**
+   * Where the migration's moments lie on its own time axis, in ms after startedAt: completion, and the pause's STOP
+   * and RESUME where the driver has them. The timeline and the trace export are drawn from these.
+   */
+  timeline: Type.Optional(Type.Object({ completedMs: Type.Number(), stoppedMs: Type.Optional(Type.Number()), resumedMs: Type.Optional(Type.Number()) })),
   /** How far the guest's CLOCK_REALTIME fell behind the host across the migration; null if it could not be measured. */
   clockLagMs: Ms,
   /** The guest's offset against the host before and after, both carried along its drift to the moment it resumed. */
@@ -136,7 +141,8 @@ export const MigrationResultSchema = Type.Object({
   timeRepliesAfter: Type.Integer(),
   /** The agent's verdict on the episode the migration caused, or v0's when no report came. */
   verdict: ResultVerdictSchema,
-  verdictSource: Type.Union([Type.Literal('agent'), Type.Literal('v0')]),
+  /** Who judged: the agent's episode report, v0 where no report came, or the outside view for an agentless guest. */
+  verdictSource: Type.Union([Type.Literal('agent'), Type.Literal('v0'), Type.Literal('outside')]),
   reasons: Type.Array(Type.String()),
   /** Whether the verdict is as good as the campaign's --expect, or better. */
   expected: Type.Union([...VERDICT_ORDER.map((v) => Type.Literal(v))]),

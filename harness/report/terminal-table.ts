@@ -28,7 +28,7 @@ export function renderTable(rows: readonly MigrationResult[]): string {
     formatMs(r.clockLagMs, 1),
     r.blackout ? formatMs(r.blackout.longestGapMs, 1) : '-',
     summariseLinkEvents(r.linkEvents),
-    `${r.verdictSource === 'v0' ? `${r.verdict} (v0)` : r.verdict}${r.error ? ' (migration failed)' : r.passed ? '' : ' ✗'}`,
+    `${r.verdictSource === 'agent' ? r.verdict : `${r.verdict} (${r.verdictSource})`}${r.error ? ' (migration failed)' : r.passed ? '' : ' ✗'}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const numeric = new Set([0, 3, 4, 5, 6, 7]);

@@ -82,3 +82,24 @@ t.test('a 2-migration lab run', async (t) => {
     }
   });
 });
+
+t.test('an agentless lab run: the same guest with no agent, measured from outside only', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-e2e-agentless-'));
+  const run = await runCli([FLINCH, 'lab', '--agentless', '--faults', 'none', '--migrations', '1', '--controls', '1', '--out', out], { timeoutMs: 900_000 });
+  t.equal(run.code, 0, `flinch lab --agentless exits 0; stderr: ${run.stderr.slice(-500)}`);
+  t.match(run.stderr, /the guest \(no agent\) answered ICMP/, 'it waited for the kernel, not for an agent');
+  t.match(readFileSync(path.join(out, 'logs', 'guest-0.serial.log'), 'utf8'), /no agent \(flinch\.agent=off\)/, 'the guest ran no agent');
+  t.match(run.stdout, /noticed \(outside\)/, "the table marks the outside view's verdict");
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  t.equal(results.channel, undefined, 'no reporting channel: nothing reported');
+  const [real, control] = [results.migrations.find((m) => !m.control)!, results.migrations.find((m) => m.control)!];
+  t.equal(real.verdictSource, 'outside');
+  t.equal(real.verdict, 'noticed', `the clock came back behind: ${real.reasons.join('; ')}`);
+  t.same(real.linkEvents, [], 'no agent, no link events');
+  const error = Math.abs(real.outside!.clockLagMs! - real.pauseMs!);
+  t.ok(error <= 2 * real.outside!.clockLagUncertaintyMs!, `outside lag ${real.outside!.clockLagMs} ms is the true pause ${real.pauseMs} ms to within ${error.toFixed(1)} ms`);
+  t.equal(real.clockLagMs, real.outside!.clockLagMs, "the lag column is the outside view's");
+  t.ok(real.network!.counts.rarp >= 1 && real.network!.bridgeLearntPort === real.to, 'announcements and the bridge move are measured as with the agent');
+  t.equal(control.verdictSource, 'outside');
+  t.equal(control.verdict, 'transparent', `the control: ${control.reasons.join('; ') || 'no evidence'}`);
+});

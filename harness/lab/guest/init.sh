@@ -25,6 +25,8 @@ for arg in $(cat /proc/cmdline); do
     flinch.echo=*) ECHO="--udp-echo ${arg#*=}" ;;
     flinch.timing-noise=*) NOISE="--timing-noise ${arg#*=}" ;;
     flinch.ntp=*) NTP_SERVER=${arg#*=} ;;
+    # An unmodified guest, measured from outside only (flinch lab --agentless): everything but the agent runs.
+    flinch.agent=off) NO_AGENT=1 ;;
     # Where the lab shell listens: ttyS1 under QEMU; a Xen domU has only its console, hvc0, reached from dom0.
     flinch.console=*) LAB_CONSOLE=/dev/${arg#*=} ;;
   esac
@@ -80,6 +82,11 @@ if [ -e "$LAB_CONSOLE" ]; then
       sleep 1
     done
   ) &
+fi
+
+if [ -n "$NO_AGENT" ]; then
+  say "no agent (flinch.agent=off)"
+  while true; do sleep 3600; done
 fi
 
 say "starting agent"

@@ -77,7 +77,7 @@ t.test('a campaign runs its migrations, writes its outputs and returns the outco
   t.equal(outcome.alreadyComplete, false);
   t.same(outcome.results.migrations.map((m) => [m.verdictSource, m.verdict, m.passed]), [['agent', 'transparent', true], ['agent', 'noticed', false]], "judged by the agent's reports");
   t.equal(outcome.worseThanExpected, 1, 'noticed is worse than the transparent expected');
-  t.same(Object.keys(outcome.written).sort(), ['html', 'json', 'junit', 'tap']);
+  t.same(Object.keys(outcome.written).sort(), ['html', 'json', 'junit', 'tap', 'traces']);
   t.same(JSON.parse(readFileSync(outcome.written.json!, 'utf8')).migrations.map((m: { driver: string }) => m.driver), ['stand-in', 'stand-in']);
   t.equal(process.exitCode, exitCodeBefore, 'the runner leaves the exit status to the command line');
 

@@ -15,3 +15,16 @@ t.test('--guest-time-daemon: chronyd only, and only for the QEMU guest', async (
     t.match(run.stderr, message, args.join(' '));
   }
 });
+
+t.test('--agentless: only for the QEMU guest, and only with the ICMP probes on', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['lab', '--hypervisor', 'xen', '--agentless'], /^flinch: --agentless is for the QEMU lab \(--hypervisor qemu\)/m],
+    [['campaign', '--driver', 'libvirt', '--agentless'], /^flinch: --agentless is for the qmp driver's guest, not libvirt's$/m],
+    [['lab', '--agentless', '--blackout-interval', '0'], /^flinch: --agentless measures with ICMP probes: --blackout-interval 0 would leave nothing to measure$/m],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runCli([FLINCH, ...args, '--out', t.testdirName], { timeoutMs: 30_000 });
+    t.equal(run.code, 2, args.join(' '));
+    t.match(run.stderr, message, args.join(' '));
+  }
+});

@@ -126,7 +126,9 @@ t.test('the HTML report in headless Chromium: three charts drawn, the table, no 
       return { id: canvas.id, type: chart?.config.type ?? null, datasets: chart?.data.datasets.length ?? 0, width: canvas.width, height: canvas.height };
     });
   });
-  t.same(charts.map((c) => [c.id, c.type]), [['timings', 'bar'], ['verdicts', 'doughnut'], ['faults', 'bar']]);
+  t.same(charts.filter((c) => !c.id.startsWith('timeline-')).map((c) => [c.id, c.type]), [['timings', 'bar'], ['verdicts', 'doughnut'], ['faults', 'bar']]);
+  t.same(charts.filter((c) => c.id.startsWith('timeline-')).map((c) => c.id), ['timeline-1', 'timeline-2', 'timeline-3'], 'a timeline per migration');
+  t.equal(await page.locator('details').count(), 4, 'the evidence is collapsed, in the table and under each timeline');
   t.equal(charts[0]!.datasets, 4, 'downtime, true pause, clock lag and blackout');
   t.ok(charts.every((c) => c.width > 100 && c.height > 100), 'each chart has a drawing surface');
   t.equal(await page.locator('tbody tr').count(), 3);
