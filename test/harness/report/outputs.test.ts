@@ -17,7 +17,7 @@ const JUNIT_XSD = path.join(path.dirname(createRequire(import.meta.url).resolve(
 
 function migration(index: number, faults: string[], verdict: MigrationResult['verdict'], passed: boolean, error?: string): MigrationResult {
   return {
-    index, driver: 'qmp', faults, faultRecords: faults.map((fault) => ({ fault, phase: 'after', atMs: 1, detail: `${fault} & <done>` })),
+    index, driver: 'qmp', faults, faultRecords: faults.map((fault) => ({ fault, phase: 'after', atMs: Date.parse('2026-11-22T07:00:00.000Z') + 2200, detail: `${fault} & <done>` })),
     from: 'tap0', to: 'tap1', startedAt: '2026-11-22T07:00:00.000Z', totalMs: 2100, downtimeMs: 80, setupMs: 1, transferredBytes: 1000,
     clockLagMs: 85.5, baselineOffsetMs: 0, afterOffsetMs: -85.5, guestSeenOffsetStepMs: -85, blackout: { sent: 1000, received: 950, lost: 50, longestGapMs: 420, intervalMs: 5 },
     linkEvents: [], observationsAfter: 3, timeRepliesAfter: 3, verdict, verdictSource: 'agent', reasons: [`${verdict}: evidence with "quotes" & <angle brackets>`],
@@ -137,4 +137,46 @@ t.test('the HTML report in headless Chromium: three charts drawn, the table, no 
   mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
   t.pass(`screenshot: ${path.join(artifacts, 'report.png')}`);
+});
+
+t.test('the timeline and the trace export of real lab runs (a plain migration, a control, a nic-replug, a link-down)', async (t) => {
+  // results.json of a real QEMU lab run: flinch lab --faults none,nic-replug,link-down --controls 1.
+  const real = JSON.parse(readFileSync(path.join(projectRoot(), 'test', 'fixtures', 'lab-results-bridge.json'), 'utf8')) as LabResults;
+  const dir = tempDir('flinch-timeline-');
+  const written = writeAllOutputs(dir, real);
+  const trace = JSON.parse(readFileSync(path.join(written.traces!, 'migration-1.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; ts?: number; dur?: number; cat?: string }> };
+  const pause = trace.traceEvents.find((e) => e.name === 'stop-and-copy (paused)')!;
+  t.equal(pause.ph, 'X', 'the pause is a complete event');
+  t.ok(Math.abs(pause.dur! / 1000 - real.migrations[0]!.pauseMs!) < 0.01, `as long as the true pause (${pause.dur} µs)`);
+  const rarp = trace.traceEvents.find((e) => e.name === 'rarp')!;
+  t.ok(rarp.ph === 'i' && rarp.ts! >= pause.ts! + pause.dur! - 1, 'the first RARP is an instant after the pause ends');
+  t.ok(trace.traceEvents.some((e) => e.ph === 'M' && e.name === 'thread_name'), 'tracks are named for Perfetto');
+  const all = JSON.parse(render(real, 'trace')) as { traceEvents: Array<{ pid: number }> };
+  t.same([...new Set(all.traceEvents.map((e) => e.pid))], [1, 2, 3, 4], '--format trace: every migration, each its own process');
+
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(`file://${written.html}`);
+  const timeline = await page.evaluate(() => {
+    const chartGlobal = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { labels: string[]; datasets: Array<{ data: Array<{ name: string }> }> }; scales: { x: { min: number; max: number } } } | undefined } }).Chart;
+    const chart = chartGlobal.getChart(document.getElementById('timeline-4') as HTMLCanvasElement)!;
+    return { tracks: chart.data.labels, names: chart.data.datasets[0]!.data.map((d) => d.name), min: chart.scales.x.min, max: chart.scales.x.max };
+  });
+  t.same(timeline.tracks, ['migration', 'network', 'faults', 'guest'], 'the link-down migration has all four tracks');
+  t.ok(timeline.names.includes('link-down (before)') && timeline.names.includes('gratuitous-arp') && timeline.names.includes('bridge moved'), timeline.names.join(', '));
+  t.ok(timeline.min < 0 && timeline.max > 2000, `the axis runs from the before-fault (${timeline.min.toFixed(0)} ms) to after the resume (${timeline.max.toFixed(0)} ms)`);
+  t.ok(await page.locator('#split').count(), 'the blackout split chart is there');
+  t.match(await page.locator('tbody tr').nth(0).innerText(), /5 RARP, 5 GARP, 5 NA/, 'the announcements column');
+  t.match(await page.locator('tbody tr').nth(0).innerText(), /noticed lag [\d.]+ ±[\d.]+ ms/, 'the outside view column');
+  t.same(problems, [], 'no console errors or warnings');
+  const artifacts = path.join(projectRoot(), 'test-artifacts');
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, 'report-timeline.png'), fullPage: true });
+  t.pass(`screenshot: ${path.join(artifacts, 'report-timeline.png')}`);
 });
