@@ -107,16 +107,21 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       // The QEMU is started only now, so that a kernel panic (-no-reboot ends QEMU) fails at once, not at the timeout.
       await qmp.prepare();
       const consoleLog = serialLogPath({ runDir: logsDir, name: 'guest-0' });
-      if (options.blackoutIntervalMs > 0) {
+      const startOutside = async () => {
+        if (options.blackoutIntervalMs === 0) return;
         outside = new OutsideView(network.guestAddress, options.blackoutIntervalMs);
         await outside.start();
-      }
+      };
+      // An agentless guest is up when its kernel answers. With an agent, the probes start once it has said hello: 200
+      // requests a second through its boot left the agent seeing no offset step after the migrations (lab, 2026-12-01).
+      if (options.agentless) await startOutside();
       const agent = options.agentless
         ? await waitForOutsideAnswer(outside!, options.bootTimeoutMs, () => qmp.vm.exitReason(), consoleLog)
         : await waitForAgentHello(collector, LAB_AGENT_ID, options.bootTimeoutMs, () => qmp.vm.exitReason()).catch((error: Error) => {
           throw new Error(`${error.message}; the guest console is in ${consoleLog}`);
         });
       const bootToAgentMs = hostNowMs() - bootStart;
+      if (!options.agentless) await startOutside();
       log(agent ? `agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot` : `the guest (no agent) answered ICMP ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
       witness = await NetworkWitness.start(network.taps);
       meter = options.blackoutIntervalMs > 0 && !options.agentless ? new BlackoutMeter({ host: network.guestAddress, port: GUEST_ECHO_PORT }, options.blackoutIntervalMs) : null;

