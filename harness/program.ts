@@ -47,6 +47,7 @@ interface CampaignCliOptions {
   guestProbes?: string[];
   guestTimeDaemon?: 'chronyd';
   agentless?: boolean;
+  outsideView?: boolean;
 }
 
 function parseExpectation(value: string): ExpectedVerdict {
@@ -96,6 +97,7 @@ export function buildHarnessProgram(): Command {
       .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.memoryMiB)
       .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
       .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
+      .option('--outside-view', 'QEMU guest: beside the agent, also probe it with ICMP timestamps, as --agentless does (costs a TCG guest enough to blur the agent\'s clock lag)')
       .option('--agentless', 'QEMU guest: boot it with no agent and measure from outside only (ICMP timestamps, the lab bridge); verdicts are the outside view\'s')
       .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
       .addOption(new Option('--guest-time-daemon <name>', 'run a time daemon in the QEMU guest, served by the lab namespace (default: none, so the agent steps the clock itself)').choices(['chronyd']));
@@ -127,6 +129,7 @@ export function buildHarnessProgram(): Command {
       guestProbes: o.guestProbes ?? null,
       guestTimeDaemon: o.guestTimeDaemon ?? null,
       agentless: o.agentless ?? false,
+      outsideView: o.outsideView ?? false,
     };
   };
 
@@ -153,7 +156,7 @@ export function buildHarnessProgram(): Command {
       }
       if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, EXIT.usage);
       if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', EXIT.usage);
-      if (o.agentless) throw new UserError('--agentless is for the QEMU lab (--hypervisor qemu): the Xen lab has no outside view yet', EXIT.usage);
+      if (o.agentless || o.outsideView) throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the QEMU lab (--hypervisor qemu): the Xen lab has no outside view yet`, EXIT.usage);
       if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, EXIT.usage);
       const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
       const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
@@ -188,7 +191,7 @@ export function buildHarnessProgram(): Command {
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
-      if (o.agentless && o.driver !== 'qmp') throw new UserError(`--agentless is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
+      if ((o.agentless || o.outsideView) && o.driver !== 'qmp') throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       const driver = Object.hasOwn(CAMPAIGN_DRIVERS, o.driver) ? CAMPAIGN_DRIVERS[o.driver]! : null;
       if (!driver) {
         throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);

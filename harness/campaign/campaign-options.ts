@@ -28,6 +28,12 @@ export interface CampaignOptions {
    * verdict is the outside view's.
    */
   agentless: boolean;
+  /**
+   * Beside the agent, also probe the guest with ICMP timestamps (the outside view); always on when agentless. Off by
+   * default: 200 requests a second cost a TCG guest enough that the agent's own time exchanges after a migration
+   * were too slow to read its clock lag (a nic-replug in CI, a plain migration in a lab run).
+   */
+  outsideView: boolean;
   /** UDP blackout probe interval, 1–10 ms; 0 turns the meter off. */
   blackoutIntervalMs: number;
   outDir: string;
@@ -54,6 +60,7 @@ export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
   migrate: {},
   longPauseMs: 3000,
   agentless: false,
+  outsideView: false,
   blackoutIntervalMs: 5,
   qemuBinary: 'qemu-system-x86_64',
   memoryMiB: 512,

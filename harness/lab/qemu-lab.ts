@@ -108,7 +108,7 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       await qmp.prepare();
       const consoleLog = serialLogPath({ runDir: logsDir, name: 'guest-0' });
       const startOutside = async () => {
-        if (options.blackoutIntervalMs === 0) return;
+        if (options.blackoutIntervalMs === 0 || !(options.agentless || options.outsideView)) return;
         outside = new OutsideView(network.guestAddress, options.blackoutIntervalMs);
         await outside.start();
       };

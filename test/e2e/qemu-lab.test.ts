@@ -6,7 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
-import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { agentStallMs, FLINCH, runCli } from '../helpers/run-cli.js';
+
+/** A stall of the agent this long keeps its time exchanges from being quick enough to read a lag from. */
+const STARVED_MS = 1000;
 
 /**
  * How far the agent's clock lag may stray from QEMU's downtime figure: a sanity bound, not a measurement (a loaded
@@ -40,7 +43,8 @@ t.test('a 2-migration lab run', async (t) => {
       t.equal(m.verdict, 'noticed', 'announce events and a lag, nothing lost: noticed');
       t.ok(m.episode?.triggers.includes('harness-announce') && m.episode.triggers.includes('notify-peers'), `triggers: ${m.episode?.triggers}`);
       t.same(m.episode?.disrupted, [], 'nothing lost');
-      t.ok(m.guestSeenOffsetStepMs !== null && m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
+      if (m.guestSeenOffsetStepMs === null) t.ok(agentStallMs(m.reasons) >= STARVED_MS, `no offset step from the agent, which was starved ${agentStallMs(m.reasons)} ms after the migration`);
+      else t.ok(m.guestSeenOffsetStepMs < 0, `the agent itself saw its offset step by ${m.guestSeenOffsetStepMs} ms`);
       t.test("the lab's bridge: announcements after RESUME, on the destination's tap, and the bridge following", async (t) => {
         const n = m.network!;
         t.equal(n.reference, 'resume', 'timed from the RESUME event');
@@ -52,18 +56,12 @@ t.test('a 2-migration lab run', async (t) => {
         t.ok(n.bridgeLearntMs !== null && n.bridgeLearntMs >= 0, `after RESUME (+${n.bridgeLearntMs} ms)`);
         const split = n.blackoutSplit!;
         const gap = n.resumeGap!;
-        t.equal(gap.probes, 'icmp', 'the gap is read from the replies of the guest kernel');
+        t.equal(gap.probes, 'udp-echo', "without --outside-view the gap is the agent's UDP echo's");
         const sum = split.beforePauseMs + split.pauseMs + split.untilAnnouncementMs + split.untilBridgeMs + split.restMs;
         t.ok(Math.abs(sum - (gap.toMs - gap.fromMs)) < 0.5, `the split (${JSON.stringify(split)}) adds up to the gap (${(gap.toMs - gap.fromMs).toFixed(1)} ms)`);
         t.ok(Math.abs(split.pauseMs - m.pauseMs!) < 0.2, 'the whole pause lies in the gap');
       });
-      t.test('the outside view (ICMP timestamps, answered by the guest kernel)', async (t) => {
-        const o = m.outside!;
-        t.ok(o.received > 0 && o.clockLagMs !== null, `lag ${o.clockLagMs} ±${o.clockLagUncertaintyMs} ms from ${o.received} replies`);
-        const error = Math.abs(o.clockLagMs! - m.pauseMs!);
-        t.ok(error <= 2 * o.clockLagUncertaintyMs!, `it is the true pause (${m.pauseMs} ms) to within ${error.toFixed(1)} ms`);
-        t.equal(o.verdict, 'noticed', 'a lag of a whole pause is seen from outside too');
-      });
+      t.equal(m.outside, undefined, 'no ICMP probes beside the agent unless asked (--outside-view)');
     });
   }
   t.test('the reports crossed the fleet channel: signed, acknowledged, stored exactly once across the migrations', async (t) => {
@@ -100,6 +98,9 @@ t.test('an agentless lab run: the same guest with no agent, measured from outsid
   t.ok(error <= 2 * real.outside!.clockLagUncertaintyMs!, `outside lag ${real.outside!.clockLagMs} ms is the true pause ${real.pauseMs} ms to within ${error.toFixed(1)} ms`);
   t.equal(real.clockLagMs, real.outside!.clockLagMs, "the lag column is the outside view's");
   t.ok(real.network!.counts.rarp >= 1 && real.network!.bridgeLearntPort === real.to, 'announcements and the bridge move are measured as with the agent');
+  const split = real.network!.blackoutSplit!;
+  t.equal(real.network!.resumeGap!.probes, 'icmp', "the gap around the resume is read from the guest kernel's replies");
+  t.ok(Math.abs(split.pauseMs - real.pauseMs!) < 0.2 && split.restMs >= 0, `the split holds the whole pause: ${JSON.stringify(split)}`);
   t.equal(control.verdictSource, 'outside');
   t.equal(control.verdict, 'transparent', `the control: ${control.reasons.join('; ') || 'no evidence'}`);
 });
