@@ -97,7 +97,7 @@ export function buildHarnessProgram(): Command {
       .option('--memory <MiB>', 'guest memory (at least 384)', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.memoryMiB)
       .option('--cache <dir>', 'where the guest kernel and images are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
       .option('--settle <ms>', 'how long to keep listening after each migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
-      .option('--outside-view', 'QEMU guest: beside the agent, also probe it with ICMP timestamps, as --agentless does (costs a TCG guest enough to blur the agent\'s clock lag)')
+      .option('--outside-view', 'QEMU guest: beside the agent, also probe it with ICMP timestamps, as --agentless does (200 requests a second: on a TCG guest the agent\'s clock lag is then sometimes lost)')
       .option('--agentless', 'QEMU guest: boot it with no agent and measure from outside only (ICMP timestamps, the lab bridge); verdicts are the outside view\'s')
       .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
       .addOption(new Option('--guest-time-daemon <name>', 'run a time daemon in the QEMU guest, served by the lab namespace (default: none, so the agent steps the clock itself)').choices(['chronyd']));

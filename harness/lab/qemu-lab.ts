@@ -112,8 +112,8 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
         outside = new OutsideView(network.guestAddress, options.blackoutIntervalMs);
         await outside.start();
       };
-      // An agentless guest is up when its kernel answers. With an agent, the probes start once it has said hello: 200
-      // requests a second through its boot left the agent seeing no offset step after the migrations (lab, 2026-12-01).
+      // An agentless guest is up when its kernel answers; beside an agent (--outside-view) the probes wait for its hello,
+      // so that its boot and first baseline run as they do without them.
       if (options.agentless) await startOutside();
       const agent = options.agentless
         ? await waitForOutsideAnswer(outside!, options.bootTimeoutMs, () => qmp.vm.exitReason(), consoleLog)
