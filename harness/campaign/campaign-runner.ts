@@ -299,7 +299,30 @@ async function migrateWithFaults(item: PlannedMigration, settings: CampaignSetti
     if (record) faultRecords.push(record);
   }
   between.afterFaults?.();
-  return { timing, faultRecords };
+  return {
+    timing,
+    faultRecords,
+    // Where a measured window starts (the first fault, or the migration), and when the migration and its after-faults
+    // were all done.
+    firstActionAtMs: Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs)),
+    doneAtMs: Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs)),
+  };
+}
+
+/** The part of a migration's result the hypervisor and the faults give, whoever judges it. */
+function migratedFigures(timing: MigrationTiming, faultRecords: FaultRecord[], from: string, to: string) {
+  return {
+    faultRecords,
+    from,
+    to,
+    startedAt: new Date(timing.startedAtMs).toISOString(),
+    totalMs: timing.totalMs,
+    downtimeMs: timing.downtimeMs,
+    setupMs: timing.setupMs,
+    transferredBytes: timing.transferredBytes,
+    ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
+    timeline: timelineOf(timing),
+  };
 }
 
 /**
@@ -310,25 +333,14 @@ async function runAgentlessMigration(item: PlannedMigration, settings: CampaignS
   const { driver, outside, witness } = target;
   if (!outside) throw new Error('an agentless migration needs the outside view (ICMP timestamps)');
   const from = target.where();
-  const { timing, faultRecords } = await migrateWithFaults(item, settings, driver, controlMs);
-  const resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
-  const windowEnd = resumedAtMs + settings.settleMs;
+  const { timing, faultRecords, firstActionAtMs: windowStart, doneAtMs } = await migrateWithFaults(item, settings, driver, controlMs);
+  const windowEnd = doneAtMs + settings.settleMs;
   await sleep(Math.max(0, windowEnd - hostNowMs()) + OUTSIDE_LATE_REPLY_MS);
-  const windowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
   const seen = outsideSeen(outside, timing, windowStart, windowEnd);
   const gap = timing.pause ? outside.gapAround(timing.pause.resumedAtMs, windowStart, windowEnd) : null;
   return {
     ...emptyResult(item, driver.name, settings.expect),
-    faultRecords,
-    from,
-    to: target.where(),
-    startedAt: new Date(timing.startedAtMs).toISOString(),
-    totalMs: timing.totalMs,
-    downtimeMs: timing.downtimeMs,
-    setupMs: timing.setupMs,
-    transferredBytes: timing.transferredBytes,
-    ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
-    timeline: timelineOf(timing),
+    ...migratedFigures(timing, faultRecords, from, target.where()),
     clockLagMs: seen.clockLagMs,
     clockLagUncertaintyMs: seen.clockLagUncertaintyMs,
     ...(witness ? { network: networkSeenIn(witness.network, { mac: witness.mac, fromPort: from }, timing, windowEnd, gap ? { probes: 'icmp', ...gap } : null) } : {}),
@@ -356,7 +368,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const beforeWindow = { fromMs: Math.max(hostNowMs() - options.settleMs, lastStep ?? -Infinity), toMs: hostNowMs() };
   const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
   const connectionsBefore = agent.connections;
-  const { timing, faultRecords } = await migrateWithFaults(item, settings, driver, controlMs, {
+  const { timing, faultRecords, firstActionAtMs: blackoutWindowStart, doneAtMs } = await migrateWithFaults(item, settings, driver, controlMs, {
     beforeMigrating: () => announcer.announce(agent.agentId, 'starting', migrationId),
     // Finished once its after-faults are in too: the agent keeps a migration's episode open while it is under way,
     // and an xl network-detach or a command through the nested consoles can take longer than its settle window.
@@ -364,7 +376,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   });
   // Measuring starts when the migration and its after-faults are done: an xl network-detach/attach in a nested Xen
   // takes seconds, and a window that closed before the fault did would miss everything it caused.
-  let resumedAtMs = Math.max(timing.completedAtMs, ...faultRecords.filter((f) => f.phase === 'after').map((f) => f.atMs));
+  let resumedAtMs = doneAtMs;
   // Nothing moved for a control, so nothing reconnects.
   if (target.reconnectsAfterMigration && !item.control) {
     const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
@@ -411,7 +423,6 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   );
   const clockConvergedMs = await waitForClockConvergence(agent, timing.startedAtMs);
   if (report) appendFileSync(path.join(options.outDir, 'reports.jsonl'), `${JSON.stringify(report)}\n`);
-  const blackoutWindowStart = Math.min(timing.startedAtMs, ...faultRecords.map((f) => f.atMs));
   const { witness, outside } = target;
   // The kernel answers ICMP whatever the guest's userspace is doing; the agent's UDP echo waits for its event loop.
   const gapProbes = outside?.answering ? { probes: 'icmp' as const, meter: outside } : meter?.answering ? { probes: 'udp-echo' as const, meter } : null;
@@ -424,16 +435,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     ...(item.method ? { method: item.method } : {}),
     ...(item.control ? { control: true as const } : {}),
     faults: item.faults,
-    faultRecords,
-    from,
-    to: target.where(),
-    startedAt: new Date(timing.startedAtMs).toISOString(),
-    totalMs: timing.totalMs,
-    downtimeMs: timing.downtimeMs,
-    setupMs: timing.setupMs,
-    transferredBytes: timing.transferredBytes,
-    ...(timing.pause !== undefined ? { pauseMs: timing.pause ? round(timing.pause.resumedAtMs - timing.pause.stoppedAtMs, 3) : null } : {}),
-    timeline: timelineOf(timing),
+    ...migratedFigures(timing, faultRecords, from, target.where()),
     clockLagMs: clockLagMs === null ? null : round(clockLagMs, 2),
     baselineOffsetMs: clockStep ? round(clockStep.beforeMs, 2) : null,
     afterOffsetMs: clockStep ? round(clockStep.afterMs, 2) : null,
