@@ -1,12 +1,11 @@
 import dgram from 'node:dgram';
 import { hostNowMs } from '../host-clock.js';
+import { gapAround, longestGap, type Reply } from './reply-gaps.js';
 
 const MAGIC = 0x464c424b; // "FLBK"
 const PROBE_BYTES = 16;
 /** Past this many probes the oldest are forgotten: hours of history at 5 ms. */
 const MAX_PROBES = 2_000_000;
-/** How far before a window the echo before its resume gap is looked for. */
-const GAP_LOOKBACK_MS = 60_000;
 
 export interface BlackoutFigures {
   sent: number;
@@ -59,48 +58,22 @@ export class BlackoutMeter {
 
   /** What the probes sent in [fromMs, toMs] saw. Call it a little after toMs, so that late echoes are in. */
   window(fromMs: number, toMs: number): BlackoutFigures {
-    const { sent, received, gap } = this.scan(fromMs, toMs);
+    const sent = this.sentAt.filter((at) => at >= fromMs && at <= toMs).length;
+    const { gap, received } = longestGap(this.replies(), fromMs, toMs);
     return { sent, received, lost: sent - received, longestGapMs: Math.round((gap.toMs - gap.fromMs) * 10) / 10 };
   }
 
-  /**
-   * The gap around `atMs` (a RESUME): from the last echo that came back before it to the first after it; null without
-   * echoes on both sides. The echo before may be older than fromMs: a fault before the migration silences the guest. The longest gap of a window need not be this one.
-   */
+  /** The gap around `atMs` (a RESUME): the last echo before it to the first after it; null without both. */
   gapAround(atMs: number, fromMs: number, toMs: number): { fromMs: number; toMs: number } | null {
-    let before = -Infinity;
-    let after = Infinity;
-    for (let i = 0; i < this.sentAt.length; i += 1) {
-      const sent = this.sentAt[i]!;
-      if (sent < fromMs - GAP_LOOKBACK_MS) continue;
-      if (sent > toMs) break;
-      const echo = this.receivedAt.get(this.firstSeq + i);
-      if (echo === undefined) continue;
-      if (echo <= atMs) before = Math.max(before, echo);
-      else after = Math.min(after, echo);
-    }
-    return Number.isFinite(before) && Number.isFinite(after) ? { fromMs: before, toMs: after } : null;
+    return gapAround(this.replies(), atMs, fromMs, toMs);
   }
 
-  private scan(fromMs: number, toMs: number): { sent: number; received: number; gap: { fromMs: number; toMs: number } } {
-    let sent = 0;
-    let received = 0;
-    let previous = fromMs;
-    let gap = { fromMs, toMs: fromMs };
+  /** The probes that came back, in the order sent. */
+  private *replies(): Iterable<Reply> {
     for (let i = 0; i < this.sentAt.length; i += 1) {
-      const at = this.sentAt[i]!;
-      if (at < fromMs) continue;
-      if (at > toMs) break;
-      sent += 1;
-      const echo = this.receivedAt.get(this.firstSeq + i);
-      if (echo === undefined) continue;
-      received += 1;
-      if (echo - previous > gap.toMs - gap.fromMs) gap = { fromMs: previous, toMs: echo };
-      previous = Math.max(previous, echo);
+      const receivedAtMs = this.receivedAt.get(this.firstSeq + i);
+      if (receivedAtMs !== undefined) yield { sentAtMs: this.sentAt[i]!, receivedAtMs };
     }
-    const end = Math.min(toMs, hostNowMs());
-    if (end - previous > gap.toMs - gap.fromMs) gap = { fromMs: previous, toMs: end };
-    return { sent, received, gap };
   }
 
   /** True once at least one echo came back: the guest's responder is up. */

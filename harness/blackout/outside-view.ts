@@ -1,6 +1,7 @@
 import type { LineMonitor } from '../../system/line-monitor.js';
 import { sendTimestampRequests, type TimestampReply } from '../../system/hping3.js';
 import { hostNowMs } from '../host-clock.js';
+import { gapAround, longestGap } from './reply-gaps.js';
 
 const DAY_MS = 86_400_000;
 /** Past this many replies the oldest are forgotten: hours of history at 5 ms. */
@@ -41,9 +42,6 @@ export function sampleOf(reply: TimestampReply, readAtMs: number): Sample {
   const rttMs = Math.max(0, Math.min(reply.rttMs, readAtMs - sentAtMs));
   return { sentAtMs, receivedAtMs: sentAtMs + rttMs, offsetMs: peerAtMs - (sentAtMs + rttMs / 2), rttMs };
 }
-
-/** How far before a window the reply before its resume gap is looked for: a fault can silence the guest that long. */
-const GAP_LOOKBACK_MS = 60_000;
 
 /** The guest's offset from the quick replies among `samples`: their median, and how far it can be off. */
 function offsetOf(samples: readonly Sample[]): { offsetMs: number; uncertaintyMs: number } | null {
@@ -103,24 +101,17 @@ export class OutsideView {
    * `afterMs` (its end, once settled). Call it a little after toMs, so that late replies are in.
    */
   window(fromMs: number, toMs: number, marks: { beforeMs: number; resumedAtMs: number; afterMs: number }): OutsideFigures {
-    const inWindow = this.samples.filter((s) => s.sentAtMs >= fromMs && s.sentAtMs <= toMs);
     const sent = Math.max(0, Math.round((toMs - fromMs) / this.intervalMs));
-    let longestGapMs = 0;
-    let previous = fromMs;
-    for (const s of inWindow) {
-      longestGapMs = Math.max(longestGapMs, s.receivedAtMs - previous);
-      previous = Math.max(previous, s.receivedAtMs);
-    }
+    const { gap, received } = longestGap(this.samples, fromMs, toMs);
     const resumeGap = this.gapAround(marks.resumedAtMs, fromMs, toMs);
-    longestGapMs = Math.max(longestGapMs, Math.min(toMs, hostNowMs()) - previous);
     const offsetBefore = offsetOf(this.samples.filter((s) => s.sentAtMs < marks.beforeMs).slice(-OFFSET_SAMPLES));
     const offsetAfter = offsetOf(this.samples.filter((s) => s.sentAtMs >= marks.afterMs).slice(0, OFFSET_SAMPLES));
     const lag = offsetBefore && offsetAfter ? offsetBefore.offsetMs - offsetAfter.offsetMs : null;
     const round = (x: number) => Math.round(x * 10) / 10;
     return {
       sent,
-      received: inWindow.length,
-      longestGapMs: round(longestGapMs),
+      received,
+      longestGapMs: round(gap.toMs - gap.fromMs),
       resumeGapMs: resumeGap ? round(resumeGap.toMs - resumeGap.fromMs) : null,
       clockLagMs: lag === null ? null : round(lag),
       clockLagUncertaintyMs: offsetBefore && offsetAfter ? round(offsetBefore.uncertaintyMs + offsetAfter.uncertaintyMs) : null,
@@ -132,14 +123,7 @@ export class OutsideView {
    * both sides. The reply before may be older than fromMs: a fault before the migration silences the guest.
    */
   gapAround(atMs: number, fromMs: number, toMs: number): { fromMs: number; toMs: number } | null {
-    let before = -Infinity;
-    let after = Infinity;
-    for (const s of this.samples) {
-      if (s.sentAtMs < fromMs - GAP_LOOKBACK_MS || s.sentAtMs > toMs) continue;
-      if (s.receivedAtMs <= atMs) before = Math.max(before, s.receivedAtMs);
-      else after = Math.min(after, s.receivedAtMs);
-    }
-    return Number.isFinite(before) && Number.isFinite(after) ? { fromMs: before, toMs: after } : null;
+    return gapAround(this.samples, atMs, fromMs, toMs);
   }
 
   async stop(): Promise<void> {
