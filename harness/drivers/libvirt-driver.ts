@@ -3,7 +3,8 @@ import { hostNowMs } from '../host-clock.js';
 import type { FaultName, FaultRecord, MigrateOptions, MigrationDriver, MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
 import type { TimedResult } from '../../system/timed-command.js';
-import { virshTimed } from '../../system/virsh.js';
+import type { LineMonitor } from '../../system/line-monitor.js';
+import { pauseFromLifecycle, virshTimed, watchLifecycleEvents, type LifecycleEvent } from '../../system/virsh.js';
 
 export interface LibvirtDriverOptions {
   /** libvirt connection URI of the source, e.g. qemu:///system. */
@@ -60,6 +61,13 @@ export function parseDomJobInfo(text: string): DomainJobInfo {
   };
 }
 
+/** Past this many lifecycle events the oldest are forgotten; a campaign sees a few per migration. */
+const MAX_LIFECYCLE_EVENTS = 10_000;
+/** How long after a migration its Resumed/Started event may still be on its way from libvirtd to virsh. */
+const LIFECYCLE_WAIT_MS = 2000;
+/** How long `virsh event` is given to connect and register before the first migration. */
+const EVENT_REGISTRATION_MS = 1000;
+
 /**
  * libvirt as a migration driver, through `virsh`: save/restore, or a live migration to another libvirtd. The job's
  * own figures come from `virsh domjobinfo --completed`. For save/restore, libvirt's "Total downtime" is the save's
@@ -69,6 +77,8 @@ export class LibvirtDriver implements MigrationDriver {
   readonly name = 'libvirt';
   readonly faults: readonly FaultName[] = ['carrier-flap', 'link-down', 'long-pause'];
   lastJob: DomainJobInfo | null = null;
+  private readonly lifecycle: LifecycleEvent[] = [];
+  private watchers: LineMonitor[] = [];
   /** Where the domain runs now: live migrations go back and forth between the two libvirtds. */
   private here: string;
   private there: string | null;
@@ -85,6 +95,16 @@ export class LibvirtDriver implements MigrationDriver {
   async prepare(): Promise<void> {
     const state = (await this.virsh(['domstate', this.options.domain])).stdout.trim();
     if (state !== 'running') throw new MigrationFailedError(`libvirt domain ${this.options.domain} is ${state}, not running`);
+    // Every libvirtd the domain can run on: the pause is its stop on one and its run again on the same or the other.
+    for (const uri of [this.options.uri, this.options.destinationUri].filter((u): u is string => u !== null)) {
+      this.watchers.push(watchLifecycleEvents(this.options.virsh, uri, (event) => {
+        this.lifecycle.push(event);
+        if (this.lifecycle.length > MAX_LIFECYCLE_EVENTS) this.lifecycle.shift();
+      }));
+    }
+    await Promise.all(this.watchers.map((w) => w.ready));
+    // virsh registers for events only after it has connected, and says nothing when it has.
+    await sleep(EVENT_REGISTRATION_MS);
   }
 
   async migrate(options: MigrateOptions = {}): Promise<MigrationTiming> {
@@ -117,9 +137,13 @@ export class LibvirtDriver implements MigrationDriver {
       totalMs = migrate.ms;
     }
     if (options.pausedForMs !== undefined && this.options.mode === 'migrate') await this.virsh(['resume', this.options.domain]);
+    const completedAtMs = hostNowMs();
+    let pause = pauseFromLifecycle(this.lifecycle, this.options.domain, startedAtMs);
+    for (const until = hostNowMs() + LIFECYCLE_WAIT_MS; !pause && this.watchers.length > 0 && hostNowMs() < until; pause = pauseFromLifecycle(this.lifecycle, this.options.domain, startedAtMs)) await sleep(20);
     return {
       startedAtMs,
-      completedAtMs: hostNowMs(),
+      completedAtMs,
+      ...(this.watchers.length > 0 ? { pause } : {}),
       totalMs,
       downtimeMs: this.lastJob?.downtimeMs ?? null,
       setupMs: this.lastJob?.setupMs ?? null,
@@ -148,7 +172,9 @@ export class LibvirtDriver implements MigrationDriver {
   }
 
   async cleanup(): Promise<void> {
-    // The domain belongs to whoever defined it; the driver only moved it.
+    // The domain belongs to whoever defined it; the driver only moved it, and watched it.
+    await Promise.all(this.watchers.map((w) => w.stop()));
+    this.watchers = [];
   }
 
   virsh(args: string[], uri = this.here): Promise<TimedResult> {

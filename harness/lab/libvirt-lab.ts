@@ -49,6 +49,7 @@ function libvirtTarget(options: LibvirtLabOptions, kernel: { vmlinuz: string; pa
   const domain = `flinch-lab-${process.pid}`;
   let current = () => options.libvirtUri;
   let defined = false;
+  let stopDriver: () => Promise<void> = async () => undefined;
   return {
     driverName: 'libvirt',
     collectorHost: '127.0.0.1',
@@ -84,6 +85,7 @@ function libvirtTarget(options: LibvirtLabOptions, kernel: { vmlinuz: string; pa
         destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac: MAC, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
       });
       current = () => driver.currentUri;
+      stopDriver = () => driver.cleanup();
       await driver.prepare();
       return {
         driver, agent, meter: null, where: () => driver.currentUri, reconnectsAfterMigration: true, bootToAgentMs: Math.round(bootToAgentMs),
@@ -92,6 +94,7 @@ function libvirtTarget(options: LibvirtLabOptions, kernel: { vmlinuz: string; pa
       };
     },
     async tearDown() {
+      await stopDriver();
       if (defined) {
         for (const uri of new Set([current(), options.libvirtUri])) {
           virsh(uri, 'destroy', domain);

@@ -53,8 +53,14 @@ t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures rea
   const agent = await until('the guest agent', () => collector.agents.get('lv-guest'), 120_000);
 
   const driver = new LibvirtDriver({ uri: URI, domain: name, mode: 'save-restore', saveFile: path.join(dir, 'guest.save'), destinationUri: null, migrateUri: null, mac: MAC, virsh: 'virsh', timeoutMs: 120_000 });
+  t.teardown(() => driver.cleanup());
   await driver.prepare();
   const timing = await driver.migrate();
+  const pause = timing.pause!;
+  t.ok(pause, "libvirt's lifecycle events bound a pause");
+  const pauseMs = pause.resumedAtMs - pause.stoppedAtMs;
+  t.ok(pause.stoppedAtMs >= timing.startedAtMs && pause.resumedAtMs <= timing.completedAtMs + 1000, 'inside the migration');
+  t.ok(pauseMs >= timing.downtimeMs! && pauseMs <= timing.totalMs! + 50, `the guest was stopped ${pauseMs} ms: more than libvirt's downtime, at most save + restore`);
   t.equal(driver.lastJob?.operation, 'Save', 'domjobinfo --completed describes the save');
   t.ok(timing.downtimeMs !== null && timing.downtimeMs > 0, `libvirt's downtime: ${timing.downtimeMs} ms`);
   t.ok(timing.totalMs! > timing.downtimeMs!, `save + restore took ${timing.totalMs} ms: the guest was stopped far longer than libvirt's figure`);
