@@ -14,7 +14,8 @@ import { ReportStore } from './collector/report-store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
-import { CAMPAIGN_DRIVERS } from './lab/campaign-drivers.js';
+import { enrollment, writeEnrollment, writeSeedImage } from './enroll.js';
+import { CAMPAIGN_DRIVERS, existingGuestFrom } from './lab/campaign-drivers.js';
 import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
 import { renderTable } from './report/terminal-table.js';
@@ -186,18 +187,28 @@ export function buildHarnessProgram(): Command {
       .option('--driver <name>', `how to migrate: ${Object.entries(CAMPAIGN_DRIVERS).map(([name, d]) => `${name} (${d.summary})`).join('; ')}`, 'qmp')
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
       .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
-      .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)'),
+      .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)')
+      .option('--domain <name>', 'your own running libvirt domain, with the agent in it (its key from flinch token): migrated, never started, destroyed or redefined')
+      .option('--agent-id <id>', "with --domain: the agent to wait for (default: the one whose hello lists one of the domain's MACs)")
+      .option('--fleet-secret <file>', "with --domain: the secret (0600) the guest agent's key was derived from")
+      .option('--collector-listen <host:port>', "with --domain: where the campaign's collector listens, as the guest's agent was told")
+      .option('--agent-timeout <s>', "with --domain: how long to wait for the guest agent's hello, seconds", positiveInt, 120)
+      .option('--leave-on <uri>', 'with --domain and --libvirt-dest: the libvirtd to leave the domain on (default: --libvirt-uri, where it was found)'),
     { faults: 'none', expect: 'noticed' },
   ).action(
-    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string }) => {
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & {
+      driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string; domain?: string; agentId?: string; fleetSecret?: string; collectorListen?: string; leaveOn?: string; agentTimeout: number;
+    }, command: Command) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       if ((o.agentless || o.outsideView) && o.driver !== 'qmp') throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       const driver = Object.hasOwn(CAMPAIGN_DRIVERS, o.driver) ? CAMPAIGN_DRIVERS[o.driver]! : null;
       if (!driver) {
         throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
       }
-      const options = labOptionsFrom(o, true);
-      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null }, log), options);
+      const existing = existingGuestFrom(o);
+      if (!existing && command.getOptionValueSource('agentTimeout') === 'cli') throw new UserError('--agent-timeout is for your own guest: give it with --domain NAME', EXIT.usage);
+      const options = { ...labOptionsFrom(o, true), ...(existing ? { bootTimeoutMs: o.agentTimeout * 1000 } : {}) };
+      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null, existing }, log), options);
     }),
   );
 
@@ -298,6 +309,31 @@ export function buildHarnessProgram(): Command {
         });
         await stop();
         log('stopped');
+      }),
+    );
+
+  program
+    .command('enroll')
+    .description("everything one guest needs to report to your collector: its key, an agent.yaml, and a cloud-init NoCloud seed that installs the agent")
+    .requiredOption('--agent-id <id>', 'the agent id the guest will run with')
+    .requiredOption('--fleet-secret <file>', 'the fleet secret (0600) the collectors use')
+    .option('--collector <url>', 'where the guest reaches a collector (ws:// or wss://); repeat it to shard', (url: string, previous: string[] = []) => [...previous, url])
+    .option('--remediate <mode>', 'the safety net in the guest: off, dry-run or on', 'dry-run')
+    .option('--out <dir>', 'write token (0600), agent.yaml, user-data and meta-data here, instead of printing the user-data')
+    .option('--seed-image <file>', 'also write a NoCloud seed image (ISO 9660, label cidata) to boot a cloud image with')
+    .option('--deb <file>', 'put this flinch-agent .deb on the seed: the first boot installs it and starts the agent')
+    .action(
+      guarded(PROGRAM, verbose, async (o: { agentId: string; fleetSecret: string; collector?: string[]; remediate: string; out?: string; seedImage?: string; deb?: string }) => {
+        if (o.remediate !== 'off' && o.remediate !== 'dry-run' && o.remediate !== 'on') throw new UserError(`--remediate ${o.remediate}: choose off, dry-run or on`, EXIT.usage);
+        if (o.deb !== undefined && o.seedImage === undefined) throw new UserError('--deb goes on the seed: give --seed-image FILE too', EXIT.usage);
+        if (o.deb !== undefined && !existsSync(o.deb)) throw new UserError(`--deb ${o.deb}: no such file (npm run build makes build/deb/flinch-agent_*.deb)`, EXIT.usage);
+        const enrolled = enrollment({ agentId: o.agentId, fleetSecretFile: o.fleetSecret, collectors: o.collector ?? [], remediate: o.remediate });
+        if (o.out !== undefined) for (const file of writeEnrollment(o.out, enrolled, false)) log(`wrote ${file}`);
+        if (o.seedImage !== undefined) {
+          await writeSeedImage(o.seedImage, enrolled, o.deb ?? null);
+          log(`wrote ${o.seedImage}: attach it to the guest as a CD-ROM or disk; cloud-init's NoCloud reads it at first boot`);
+        }
+        if (o.out === undefined && o.seedImage === undefined) process.stdout.write(enrolled.userData(false));
       }),
     );
 

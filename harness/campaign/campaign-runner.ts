@@ -75,7 +75,7 @@ export async function runCampaign(options: CampaignOptions, target: GuestTarget,
   const logsDir = path.join(options.outDir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const journal = CampaignJournal.open(options.outDir, campaignIdentity(options, target.driverName, target.identity), log);
-  const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, target.collectorHost, target.collectorPort, log);
+  const { collector, store, fleetSecret, port } = await openCampaignCollector(options.outDir, journal, target, log);
   try {
     const guest = await target.bringUp({ collector, fleetSecret, collectorPort: port, logsDir, log });
     const migrations = await runMigrations({ ...options, startedAtMs }, { ...guest, collector, announcer: new MigrationAnnouncer(collector) }, journal, log);
@@ -85,7 +85,7 @@ export async function runCampaign(options: CampaignOptions, target: GuestTarget,
     });
     return outcomeOf(results, writeAllOutputs(options.outDir, results), false);
   } finally {
-    await target.tearDown().catch((error: Error) => log(`tearing down the ${target.driverName} target: ${error.message}`));
+    await target.tearDown(log).catch((error: Error) => log(`tearing down the ${target.driverName} target: ${error.message}`));
     await collector.stop();
     store.close();
   }
@@ -209,11 +209,12 @@ interface CampaignCollector {
  * A campaign's reports go through the fleet channel: signed frames, acks, and a store that keeps each report once. A
  * resumed campaign keeps its store (the new guest's agent starts a new stream in it); a new one starts empty.
  */
-async function openCampaignCollector(outDir: string, journal: CampaignJournal, host: string, port: number, log: (line: string) => void): Promise<CampaignCollector> {
+async function openCampaignCollector(outDir: string, journal: CampaignJournal, target: Pick<GuestTarget, 'collectorHost' | 'collectorPort' | 'fleetSecret'>, log: (line: string) => void): Promise<CampaignCollector> {
+  const { collectorHost: host, collectorPort: port } = target;
   const storeFile = path.join(outDir, 'collector.sqlite');
   if (journal.done.size === 0) for (const suffix of ['', '-wal', '-shm']) rmSync(`${storeFile}${suffix}`, { force: true });
   const store = new ReportStore(storeFile);
-  const fleetSecret = randomBytes(32).toString('hex');
+  const fleetSecret = target.fleetSecret ?? randomBytes(32).toString('hex');
   const collector = new CollectorServer({ host, port, store, keyring: new FleetKeyring(fleetSecret), keepInMemory: true, timeProbeIntervalMs: 200, log: (l) => log(`collector: ${l}`) });
   try {
     const started = await collector.start();

@@ -17,12 +17,14 @@ export interface GuestTarget {
   /** Where the campaign's collector listens, as the guest reaches it; port 0 picks a free one. */
   readonly collectorHost: string;
   readonly collectorPort: number;
+  /** The fleet secret the guest's agent key was derived from, where the guest was given one; otherwise a fresh one. */
+  readonly fleetSecret?: string;
   /** What else makes this campaign this one (a resumed run must match): the Xen guest's type and kernel. */
   readonly identity?: Record<string, unknown>;
   /** Boots the guest (or attaches to it) and resolves once its agent has said hello to `context.collector`. */
   bringUp(context: TargetContext): Promise<RunningGuest>;
   /** Called exactly once, after the campaign or a failed bring-up, whatever happened. */
-  tearDown(): Promise<void>;
+  tearDown(log: (line: string) => void): Promise<void>;
 }
 
 export interface TargetContext {

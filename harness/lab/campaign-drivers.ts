@@ -1,6 +1,9 @@
+import { EXIT, parseHostPort, UserError } from '../../contract/command-line.js';
+import { IDENTIFIER_PATTERN } from '../../contract/report-schema.js';
 import type { CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import { runLibvirtCampaign } from './libvirt-lab.js';
+import { runLibvirtDomainCampaign } from './libvirt-domain.js';
 import { runQemuLab } from './qemu-lab.js';
 import { runSimCampaign } from './sim-lab.js';
 
@@ -9,6 +12,8 @@ export interface TargetSettings {
   libvirtUri: string;
   libvirtDest: string | null;
   libvirtMigrateUri: string | null;
+  /** The user's own guest (--domain), instead of one the lab builds; with what it needs to find its agent. */
+  existing: { domain: string; agentId: string | null; fleetSecretFile: string; collectorHost: string; collectorPort: number; leaveOn: string | null } | null;
 }
 
 /**
@@ -20,8 +25,45 @@ export interface TargetSettings {
 export const CAMPAIGN_DRIVERS: Record<string, { summary: string; run(options: CampaignOptions, settings: TargetSettings, log: (line: string) => void): Promise<CampaignOutcome | number> }> = {
   qmp: { summary: 'two QEMU processes, migrated over QMP', run: (options, _, log) => runQemuLab(options, log) },
   libvirt: {
-    summary: 'a libvirt domain: virsh save/restore, or virsh migrate --live with --libvirt-dest',
-    run: (options, settings, log) => runLibvirtCampaign({ ...options, libvirtUri: settings.libvirtUri, destinationUri: settings.libvirtDest, migrateUri: settings.libvirtMigrateUri }, log),
+    summary: 'a libvirt domain (the lab\'s, or yours with --domain): virsh save/restore, or virsh migrate --live with --libvirt-dest',
+    run: (options, settings, log) => {
+      const where = { libvirtUri: settings.libvirtUri, destinationUri: settings.libvirtDest, migrateUri: settings.libvirtMigrateUri };
+      return settings.existing ? runLibvirtDomainCampaign({ ...options, ...where, ...settings.existing }, log) : runLibvirtCampaign({ ...options, ...where }, log);
+    },
   },
   sim: { summary: 'a network-namespace simulation, frozen by a cgroup', run: (options, _, log) => runSimCampaign(options, log) },
 };
+
+/** The command line's options for a user's own guest (`--domain` and what goes with it). */
+export interface ExistingGuestFlags {
+  driver: string;
+  domain?: string;
+  agentId?: string;
+  fleetSecret?: string;
+  collectorListen?: string;
+  leaveOn?: string;
+  libvirtDest?: string;
+}
+
+/** The existing-guest settings, or null without --domain; a one-line usage error (exit 2) for what does not fit. */
+export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existing'] {
+  if (o.domain === undefined) {
+    const stray = (['agentId', 'fleetSecret', 'collectorListen', 'leaveOn'] as const).find((k) => o[k] !== undefined);
+    if (stray) throw new UserError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for your own guest: give it with --domain NAME`, EXIT.usage);
+    return null;
+  }
+  if (o.driver !== 'libvirt') throw new UserError(`--domain is for --driver libvirt, not ${o.driver}`, EXIT.usage);
+  if (!/^[^\s/][^/]{0,199}$/.test(o.domain) || /[\u0000-\u001f\u007f]/.test(o.domain)) throw new UserError('--domain: a libvirt domain name (no slash, no control characters, at most 200 characters)', EXIT.usage);
+  if (o.fleetSecret === undefined) throw new UserError("--domain needs --fleet-secret FILE: the secret the guest agent's key was derived from (flinch token)", EXIT.usage);
+  if (o.collectorListen === undefined) throw new UserError("--domain needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
+  if (o.leaveOn !== undefined && o.libvirtDest === undefined) throw new UserError('--leave-on is for live migrations: give --libvirt-dest too', EXIT.usage);
+  if (o.agentId !== undefined && !new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
+  let listen: { host: string; port: number };
+  try {
+    listen = parseHostPort(o.collectorListen);
+  } catch (error) {
+    throw new UserError(`--collector-listen: ${(error as Error).message}`, EXIT.usage);
+  }
+  if (listen.port === 0) throw new UserError('--collector-listen: give the port the guest was told, not 0', EXIT.usage);
+  return { domain: o.domain, agentId: o.agentId ?? null, fleetSecretFile: o.fleetSecret, collectorHost: listen.host, collectorPort: listen.port, leaveOn: o.leaveOn ?? null };
+}

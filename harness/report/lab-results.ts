@@ -180,6 +180,9 @@ export const LabResultsSchema = Type.Object({
     bootToAgentMs: Type.Number(),
     /** A Xen domU's type: pv or pvh. */
     type: Type.Optional(Type.String()),
+    /** The user's own libvirt domain a campaign ran against (--domain), and the hostname its agent gave. */
+    domain: Type.Optional(Type.String()),
+    hostname: Type.Optional(Type.String()),
   }),
   campaign: Type.Object({
     methods: Type.Optional(Type.Array(Type.String())),

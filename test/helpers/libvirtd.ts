@@ -61,3 +61,24 @@ export async function startSecondLibvirtd(t: Test): Promise<string> {
   await until('the second libvirtd answering', () => spawnSync('virsh', ['-c', uri, 'version']).status === 0, 30_000);
   return uri;
 }
+
+/**
+ * A domain as the tests write it themselves, not as flinch does: the lab guest's kernel and initramfs booted by a QEMU
+ * TCG domain with user-mode networking (the guest reaches this host's loopback as 10.0.2.2).
+ */
+export function testDomainXml(d: { name: string; vmlinuz: string; initrd: string; cmdline: string; serialLog: string; mac: string }): string {
+  return `<domain type='qemu'>
+  <name>${d.name}</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${d.vmlinuz}</kernel><initrd>${d.initrd}</initrd>
+  <cmdline>console=ttyS0 panic=-1 quiet flinch.ip=10.0.2.15/24 flinch.gw=10.0.2.2 ${d.cmdline}</cmdline></os>
+  <cpu mode='custom' match='exact'><model>qemu64</model></cpu>
+  <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'><source path='${d.serialLog}'/></serial>
+    <interface type='user'><mac address='${d.mac}'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+`;
+}

@@ -10,7 +10,7 @@ import { labGuestImage } from '../../../harness/lab/guest-initramfs.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
-import { ensureLibvirtd, LIBVIRT_URI as URI, virsh } from '../../helpers/libvirtd.js';
+import { ensureLibvirtd, LIBVIRT_URI as URI, testDomainXml, virsh } from '../../helpers/libvirtd.js';
 
 const SECRET = 'libvirt-test-fleet-secret-0123456789abcdef';
 const MAC = '52:54:00:f1:1c:09';
@@ -30,20 +30,10 @@ t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures rea
   const dir = tempDir('flinch-libvirt-');
   const name = `flinch-test-${process.pid}`;
   const xml = path.join(dir, 'domain.xml');
-  writeFileSync(xml, `<domain type='qemu'>
-  <name>${name}</name>
-  <memory unit='MiB'>512</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${kernel.vmlinuz}</kernel><initrd>${image.initrd}</initrd>
-  <cmdline>console=ttyS0 panic=-1 quiet flinch.ip=10.0.2.15/24 flinch.gw=10.0.2.2 flinch.collector=ws://10.0.2.2:${port} flinch.id=lv-guest flinch.token=${agentKeyFor(SECRET, 'lv-guest')} flinch.remediate=dry-run</cmdline></os>
-  <cpu mode='custom' match='exact'><model>qemu64</model></cpu>
-  <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
-  <devices>
-    <serial type='file'><source path='${path.join(dir, 'serial.log')}'/></serial>
-    <interface type='user'><mac address='${MAC}'/><model type='virtio'/></interface>
-  </devices>
-</domain>
-`);
+  writeFileSync(xml, testDomainXml({
+    name, vmlinuz: kernel.vmlinuz, initrd: image.initrd, serialLog: path.join(dir, 'serial.log'), mac: MAC,
+    cmdline: `flinch.collector=ws://10.0.2.2:${port} flinch.id=lv-guest flinch.token=${agentKeyFor(SECRET, 'lv-guest')} flinch.remediate=dry-run`,
+  }));
   t.equal(virsh('define', xml).status, 0, 'defined');
   t.teardown(() => {
     virsh('destroy', name);

@@ -1,0 +1,167 @@
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { EXIT, UserError } from '../../contract/command-line.js';
+import { readSecretFile } from '../../contract/frame-signing.js';
+import { findExecutable } from '../../system/run-command.js';
+import { virsh } from '../../system/virsh.js';
+import type { AgentRecord } from '../collector/agent-record.js';
+import type { CollectorServer } from '../collector/collector-server.js';
+import { completedCampaign, runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.js';
+import type { CampaignOptions } from '../campaign/campaign-options.js';
+import type { GuestTarget } from '../campaign/campaign-target.js';
+import { LibvirtDriver } from '../drivers/libvirt-driver.js';
+import { hostNowMs } from '../host-clock.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface LibvirtDomainOptions extends CampaignOptions {
+  /** The user's domain, by name; flinch never defines, starts, destroys or undefines it. */
+  domain: string;
+  libvirtUri: string;
+  /** A second libvirtd to live-migrate to and back; without one, each migration is a virsh save + restore. */
+  destinationUri: string | null;
+  migrateUri: string | null;
+  /** Where the domain is left after the campaign: its libvirtd's URI (default: where it was found). */
+  leaveOn: string | null;
+  /** The agent to wait for; null: the one whose hello lists one of the domain's MACs. */
+  agentId: string | null;
+  /** The fleet secret the guest's agent key was derived from (`flinch token`). */
+  fleetSecretFile: string;
+  /** Where the campaign's collector listens: the address the guest's agent was given. */
+  collectorHost: string;
+  collectorPort: number;
+}
+
+/** One interface of `virsh -q domiflist`: "vnet0  bridge  virbr0  virtio  52:54:00:12:34:56" ("-" for none). */
+export interface DomainInterface {
+  type: string;
+  source: string;
+  mac: string;
+}
+
+export function parseDomIfList(text: string): DomainInterface[] {
+  return text.split('\n').map((line) => line.trim().split(/\s+/)).filter((f) => f.length >= 5 && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(f[4]!))
+    .map((f) => ({ type: f[1]!, source: f[2]!, mac: f[4]!.toLowerCase() }));
+}
+
+/** virsh's own words for why a domain cannot be used, as one line with what to do. */
+function domainState(uri: string, domain: string): string {
+  const state = virsh(uri, 'domstate', domain);
+  if (state.status !== 0) {
+    const why = state.stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? `exit ${state.status}`;
+    throw new UserError(`libvirt domain ${domain} at ${uri}: ${why.replace(/^error: /, '')} (virsh -c ${uri} list --all shows the domains there)`, EXIT.usage);
+  }
+  return state.stdout.trim();
+}
+
+/**
+ * `flinch campaign --driver libvirt --domain NAME`: a domain the user defined and runs, with the agent already in its
+ * image, reporting to the collector this campaign opens at `--collector-listen` with keys from `--fleet-secret`.
+ * flinch only migrates it (save/restore, or live to `--libvirt-dest` and back) and leaves it running where it was
+ * found, or on `--leave-on`.
+ */
+export async function runLibvirtDomainCampaign(options: LibvirtDomainOptions, log: (line: string) => void): Promise<CampaignOutcome> {
+  if (!findExecutable('virsh')) throw new UserError('virsh not found; install libvirt-clients', EXIT.missingTool);
+  const version = virsh(options.libvirtUri, 'version');
+  if (version.status !== 0) {
+    throw new UserError(`libvirt at ${options.libvirtUri} does not answer (${version.stderr.trim().split('\n')[0]})`, EXIT.missingTool);
+  }
+  for (const leave of [options.leaveOn].filter((u): u is string => u !== null)) {
+    if (leave !== options.libvirtUri && leave !== options.destinationUri) throw new UserError(`--leave-on ${leave}: choose --libvirt-uri or --libvirt-dest`, EXIT.usage);
+  }
+  let fleetSecret: string;
+  try {
+    fleetSecret = readSecretFile(options.fleetSecretFile, 'fleet secret');
+  } catch (error) {
+    throw new UserError(`--fleet-secret: ${(error as Error).message}`, EXIT.usage);
+  }
+  const state = domainState(options.libvirtUri, options.domain);
+  if (state !== 'running') throw new UserError(`libvirt domain ${options.domain} is ${state}, not running: flinch migrates a running domain and never starts one (virsh start ${options.domain})`, EXIT.usage);
+  const interfaces = parseDomIfList(virsh(options.libvirtUri, '-q', 'domiflist', options.domain).stdout);
+  const done = completedCampaign(options, 'libvirt', domainIdentity(options));
+  if (done) return done;
+  mkdirSync(options.outDir, { recursive: true });
+  const hypervisor = /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null;
+  const memoryKiB = Number(/Max memory:\s+(\d+) KiB/.exec(virsh(options.libvirtUri, 'dominfo', options.domain).stdout)?.[1] ?? 0);
+  return runCampaign(options, libvirtDomainTarget(options, fleetSecret, interfaces, hypervisor, memoryKiB / 1024), hostNowMs(), log);
+}
+
+/** What makes a campaign on a user's domain this one: a resumed run must be on the same domain of the same libvirtd. */
+function domainIdentity(options: LibvirtDomainOptions): Record<string, unknown> {
+  return { domain: options.domain, libvirtUri: options.libvirtUri };
+}
+
+/** The agent whose hello names it (by id, or by one of the domain's MACs); waits for one to connect. */
+async function findAgent(collector: CollectorServer, collectorPort: number, options: LibvirtDomainOptions, macs: readonly string[]): Promise<AgentRecord> {
+  const deadline = Date.now() + options.bootTimeoutMs;
+  for (;;) {
+    const agents = [...collector.agents.values()];
+    const agent = options.agentId !== null ? agents.find((a) => a.agentId === options.agentId) : agents.find((a) => a.hello.macs.some((m) => macs.includes(m)));
+    if (agent) return agent;
+    if (Date.now() > deadline) {
+      const who = options.agentId !== null ? `agent ${options.agentId}` : `an agent with one of the domain's MACs (${macs.join(', ') || 'none'})`;
+      throw new UserError(
+        `${who} did not say hello to ws://${options.collectorHost}:${collectorPort} within ${options.bootTimeoutMs / 1000} s` +
+          ` (${agents.length === 0 ? 'no agent connected' : `connected: ${agents.map((a) => a.agentId).join(', ')}`}); its agent needs this collector's address and its key from flinch token --fleet-secret`,
+        EXIT.failed,
+      );
+    }
+    await sleep(200);
+  }
+}
+
+function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number): GuestTarget {
+  let driver: LibvirtDriver | null = null;
+  const saveFile = path.join(options.outDir, 'guest.save');
+  return {
+    driverName: 'libvirt',
+    collectorHost: options.collectorHost,
+    collectorPort: options.collectorPort,
+    fleetSecret,
+    identity: domainIdentity(options),
+    async bringUp({ collector, collectorPort, log }) {
+      const waitStart = hostNowMs();
+      log(`waiting for the agent in libvirt domain ${options.domain} (${options.agentId ?? `MAC ${interfaces.map((i) => i.mac).join(', ')}`})`);
+      const agent = await findAgent(collector, collectorPort, options, interfaces.map((i) => i.mac));
+      const toAgentMs = Math.round(hostNowMs() - waitStart);
+      log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
+      const mac = interfaces.find((i) => agent.hello.macs.includes(i.mac))?.mac ?? interfaces[0]?.mac ?? '';
+      driver = new LibvirtDriver({
+        uri: options.libvirtUri, domain: options.domain, mode: options.destinationUri ? 'migrate' : 'save-restore', saveFile,
+        destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
+      });
+      await driver.prepare();
+      return {
+        driver, agent, meter: null, where: () => driver!.currentUri,
+        // User-mode networking (SLIRP) keeps its connections in the QEMU process: a restore or a move resets them.
+        reconnectsAfterMigration: interfaces.some((i) => i.type === 'user'),
+        bootToAgentMs: toAgentMs,
+        hypervisor: { driver: 'libvirt', qemu: hypervisor, destQemu: null },
+        guest: { kernel: 'the domain\'s own (not reported by the agent)', memoryMiB, bootToAgentMs: toAgentMs, domain: options.domain, hostname: agent.hello.hostname },
+      };
+    },
+    async tearDown(log) {
+      if (!driver) return;
+      try {
+        const leaveOn = options.leaveOn ?? options.libvirtUri;
+        // A live migration goes back and forth: one more puts the domain on the other libvirtd.
+        if (options.destinationUri && driver.currentUri !== leaveOn) await driver.migrate();
+      } finally {
+        await driver.cleanup();
+        // A save whose restore failed leaves the user's domain only in the save file: restore it, or keep the file.
+        if (existsSync(saveFile) && domainStateOrNull(options.libvirtUri, options.domain) !== 'running') {
+          const restored = virsh(options.libvirtUri, 'restore', saveFile);
+          if (restored.status !== 0) {
+            log(`libvirt domain ${options.domain} is not running and its saved state is kept in ${saveFile}: virsh -c ${options.libvirtUri} restore ${saveFile}`);
+            return;
+          }
+        }
+        rmSync(saveFile, { force: true });
+      }
+    },
+  };
+}
+
+function domainStateOrNull(uri: string, domain: string): string | null {
+  const state = virsh(uri, 'domstate', domain);
+  return state.status === 0 ? state.stdout.trim() : null;
+}

@@ -1,0 +1,84 @@
+// `flinch campaign --driver libvirt --domain NAME` against a domain flinch did not define: this test writes the
+// domain's XML and starts it itself, as a user would, on a real libvirtd (started here by hand when none runs), with
+// the lab guest's kernel and initramfs and the agent's key from `flinch token`. flinch must find the agent by the
+// domain's MAC, migrate it, and leave it running where it was; and refuse, in one line, what it cannot use.
+import t from 'tap';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { labGuestImage } from '../../harness/lab/guest-initramfs.js';
+import type { LabResults } from '../../harness/report/lab-results.js';
+import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { ensureLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
+
+const MAC = '52:54:00:f1:1c:0b';
+const AGENT_ID = 'users-own-guest';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+t.test('a campaign against your own libvirt domain', async (t) => {
+  await ensureLibvirtd(t);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-own-domain-'));
+  const secret = path.join(dir, 'fleet.secret');
+  writeFileSync(secret, 'a-users-fleet-secret-0123456789abcdef0123456789\n');
+  chmodSync(secret, 0o600);
+  const token = await runCli([FLINCH, 'token', '--fleet-secret', secret, '--agent-id', AGENT_ID]);
+  t.equal(token.code, 0, 'flinch token gives the guest its key');
+  const port = await freePort();
+  const image = await labGuestImage('/var/cache/flinch', (line) => t.comment(line));
+  const name = `users-domain-${process.pid}`;
+  const xml = path.join(dir, 'domain.xml');
+  writeFileSync(xml, testDomainXml({
+    name, vmlinuz: image.kernel.vmlinuz, initrd: image.initrd, serialLog: path.join(dir, 'serial.log'), mac: MAC,
+    cmdline: `flinch.collector=ws://10.0.2.2:${port} flinch.id=${AGENT_ID} flinch.token=${token.stdout.trim()} flinch.remediate=on`,
+  }));
+  t.equal(virsh('define', xml).status, 0, 'the test defines the domain');
+  t.teardown(() => {
+    virsh('destroy', name);
+    virsh('undefine', name);
+  });
+  const own = ['--driver', 'libvirt', '--fleet-secret', secret, '--collector-listen', `127.0.0.1:${port}`];
+
+  const unknown = await runCli([FLINCH, 'campaign', ...own, '--domain', 'no-such-domain', '--out', path.join(dir, 'unknown')]);
+  t.equal(unknown.code, 2, 'an unknown domain: exit 2');
+  t.match(unknown.stderr, /^flinch: libvirt domain no-such-domain at qemu:\/\/\/system: failed to get domain 'no-such-domain' \(virsh .* list --all shows the domains there\)\n$/, unknown.stderr);
+
+  const off = await runCli([FLINCH, 'campaign', ...own, '--domain', name, '--out', path.join(dir, 'off')]);
+  t.equal(off.code, 2, 'a domain that is shut off: exit 2');
+  t.match(off.stderr, /^flinch: libvirt domain users-domain-\d+ is shut off, not running: flinch migrates a running domain and never starts one/, off.stderr);
+  t.equal(virsh('domstate', name).stdout.trim(), 'shut off', 'and flinch did not start it');
+
+  t.equal(virsh('start', name).status, 0, 'the user starts it');
+  const out = path.join(dir, 'campaign');
+  // No --agent-id: the agent is the one whose hello lists the domain's MAC.
+  const run = await runCli([FLINCH, 'campaign', ...own, '--domain', name, '--faults', 'none', '--migrations', '2', '--expect', 'disrupted', '--out', out], { timeoutMs: 900_000 });
+  t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
+  t.match(run.stderr, new RegExp(`agent ${AGENT_ID} on \\S+ connected`), 'found by its MAC');
+  const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
+  t.equal(results.guest.domain, name, "results name the user's domain");
+  t.equal(results.guest.memoryMiB, 512, "its memory, as libvirt has it");
+  t.equal(results.migrations.length, 2);
+  for (const m of results.migrations) {
+    t.notOk(m.error, m.error ?? `migration ${m.index} done`);
+    t.ok(typeof m.pauseMs === 'number' && m.pauseMs > m.downtimeMs!, `the pause from libvirt's events: ${m.pauseMs} ms (save's downtime ${m.downtimeMs} ms)`);
+    t.equal(m.verdictSource, 'agent', `judged by the agent in the user's guest: ${m.verdict}`);
+  }
+  t.equal(virsh('domstate', name).stdout.trim(), 'running', 'left running');
+  t.equal(virsh('dominfo', name).status, 0, 'still defined: flinch neither destroyed nor undefined it');
+  t.notOk(existsSync(path.join(out, 'guest.save')), 'its save file is gone');
+
+  const silent = await runCli([FLINCH, 'campaign', ...own, '--domain', name, '--agent-id', 'nobody-here', '--agent-timeout', '3', '--out', path.join(dir, 'silent')]);
+  t.equal(silent.code, 1, 'an agent that never says hello: exit 1');
+  t.match(silent.stderr, /agent nobody-here did not say hello to ws:\/\/127\.0\.0\.1:\d+ within 3 s/, silent.stderr.trim().split('\n').slice(-1)[0] ?? '');
+  t.equal(virsh('domstate', name).stdout.trim(), 'running', 'and the domain is untouched, still running');
+});
