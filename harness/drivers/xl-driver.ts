@@ -4,6 +4,7 @@ import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOpt
 import { MigrationFailedError } from './qmp-driver.js';
 import type { TimedResult } from '../../system/timed-command.js';
 import { Dom0, type Dom0Options } from '../../system/xl.js';
+import { ReleaseDomainWatch } from '../../system/xenstore-watch.js';
 
 export const XL_METHODS = ['save-restore', 'migrate'] as const;
 export type XlMethod = (typeof XL_METHODS)[number];
@@ -27,6 +28,13 @@ export interface XlDriverOptions extends Dom0Options {
   saveFile: string;
   /** The vif to plug back after a replug, as `xl network-attach` takes it (e.g. `mac=00:16:3e:00:00:01,bridge=xenbr0`). */
   vifSpec: string | null;
+  /**
+   * dom0's `xenstore-watch` (xenstore-utils), to stamp the guest's suspend for the pause; null: no pause. A dom0
+   * without it or without bash still migrates, with the pause left null.
+   */
+  xenstoreWatch?: string | null;
+  /** Where in dom0 the watch keeps its stamps during a migration. */
+  watchFile?: string;
 }
 
 /**
@@ -64,17 +72,31 @@ export class XlDriver implements MigrationDriver {
     }
     const method = options.method ?? this.options.mode;
     if (!(XL_METHODS as readonly string[]).includes(method)) throw new MigrationFailedError(`xl driver: no method "${method}" (known: ${XL_METHODS.join(', ')})`);
-    const startedAtMs = hostNowMs();
-    if (method === 'save-restore') {
-      const save = await this.xl(['save', this.options.domain, this.options.saveFile]);
-      const restore = await this.xl(['restore', this.options.saveFile]);
+    const watch = this.options.xenstoreWatch ? await ReleaseDomainWatch.start(this.dom0, this.options.xenstoreWatch, this.options.watchFile ?? '/tmp/flinch-release-watch') : null;
+    try {
+      const startedAtMs = hostNowMs();
+      let totalMs: number;
+      let downtimeMs: number | null = null;
+      if (method === 'save-restore') {
+        const save = await this.xl(['save', this.options.domain, this.options.saveFile]);
+        const restore = await this.xl(['restore', this.options.saveFile]);
+        totalMs = downtimeMs = save.ms + restore.ms;
+      } else {
+        const transport = this.options.migrateTransport ? ['-s', this.options.migrateTransport] : [];
+        totalMs = (await this.xl(['migrate', ...transport, this.options.domain, this.options.target])).ms;
+      }
+      // xl unpauses the domain as the last step of a restore or a migration's receiving side and then returns: its
+      // return is when the guest ran again at the latest (xl gives no event for the unpause itself).
+      const completedAtMs = hostNowMs();
+      const released = watch ? (await watch.stop()).releasedAtMs : null;
       await this.readDomid();
-      return { startedAtMs, completedAtMs: hostNowMs(), totalMs: save.ms + restore.ms, downtimeMs: save.ms + restore.ms, setupMs: null, transferredBytes: null };
+      return {
+        startedAtMs, completedAtMs, totalMs, downtimeMs, setupMs: null, transferredBytes: null,
+        ...(this.options.xenstoreWatch ? { pause: released !== null && released < completedAtMs ? { stoppedAtMs: released, resumedAtMs: completedAtMs } : null } : {}),
+      };
+    } finally {
+      await watch?.stop();
     }
-    const transport = this.options.migrateTransport ? ['-s', this.options.migrateTransport] : [];
-    const migrate = await this.xl(['migrate', ...transport, this.options.domain, this.options.target]);
-    await this.readDomid();
-    return { startedAtMs, completedAtMs: hostNowMs(), totalMs: migrate.ms, downtimeMs: null, setupMs: null, transferredBytes: null };
   }
 
   async injectFault(fault: FaultName, phase: 'before' | 'after'): Promise<FaultRecord | null> {

@@ -30,6 +30,8 @@ t.test('PV domU: the whole Xen lab (save/restore and migrate, plain, with a vif 
     t.test(`#${m.index} xl ${m.method} ${m.faults.join('+') || 'none'} (${m.from} → ${m.to})`, async (t) => {
       const report = reports.find((r) => r.episode.id === m.episode?.id);
       assertCycleFlagged(t, m, report);
+      // From the guest's suspend, as xenstored fired @releaseDomain in dom0, to xl's return (an upper bound).
+      t.ok(typeof m.pauseMs === 'number' && m.pauseMs > 0 && m.pauseMs < m.totalMs!, `the pause: ${m.pauseMs} ms of xl's ${m.totalMs} ms`);
       if (m.faults.length === 0) {
         t.equal(m.verdict, 'noticed', 'suspended and announced, nothing lost: noticed');
       } else if (m.faults.includes('nic-replug')) {

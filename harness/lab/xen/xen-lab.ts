@@ -148,6 +148,7 @@ function xenTarget(plan: InnerPlan): GuestTarget {
       const driver = new XlDriver({
         domain: DOMAIN, mode: 'save-restore', xl: 'xl', remoteShell: null, dom0Shell: dom0, domuConsoleRunner: '/flinch/domu-console.pl',
         target: 'localhost', migrateTransport: '/flinch/migrate-transport.sh', saveFile: SAVE_FILE, vifSpec, timeoutMs: options.migrationTimeoutMs,
+        xenstoreWatch: 'xenstore-watch', watchFile: '/tmp/flinch-release-watch',
       });
       const domuStart = hostNowMs();
       log(`creating the ${options.guestType.toUpperCase()} domU (${artifacts.domuKernel.packageName}, ${options.memoryMiB} MiB)`);

@@ -1,7 +1,7 @@
 // The xl driver's command construction, timing and failures, against a fake xl on PATH (declared as such in
 // test/fixtures/fake-xl.sh: there is no Xen here; the nested Xen lab is where the real xl runs).
 import t, { type Test } from 'tap';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { spawnSync } from 'node:child_process';
@@ -31,6 +31,29 @@ t.test('save/restore: xl save then xl restore, timed; the downtime is their sum'
   t.equal(xl.domid, '3', 'the domid is read again after the restore');
   t.ok(timing.totalMs! >= 300, `save + restore took ${timing.totalMs} ms`);
   t.equal(timing.downtimeMs, timing.totalMs);
+});
+
+const FAKE_XENSTORE_WATCH = path.join(projectRoot(), 'test', 'fixtures', 'fake-xenstore-watch.sh');
+
+t.test("the pause: the guest's suspend as xenstored announced it (@releaseDomain, stamped in dom0) to xl's return", async (t) => {
+  for (const mode of ['save-restore', 'migrate'] as const) {
+    const watchFile = path.join(tempDir('flinch-xl-'), 'release-watch');
+    const { xl } = driver(t, { mode, migrateTransport: null, xenstoreWatch: FAKE_XENSTORE_WATCH, watchFile });
+    const timing = await xl.migrate();
+    const pause = timing.pause!;
+    t.ok(pause, `${mode}: a pause`);
+    // The fake suspends 100 ms into its save or migrate, and the first event (at registration) is not the suspend.
+    t.ok(pause.stoppedAtMs >= timing.startedAtMs + 80 && pause.stoppedAtMs < timing.completedAtMs, `${mode}: stopped ${Math.round(pause.stoppedAtMs - timing.startedAtMs)} ms into it`);
+    t.equal(pause.resumedAtMs, timing.completedAtMs, `${mode}: running again at the latest when xl returned`);
+    t.notOk(existsSync(watchFile), `${mode}: dom0's stamp file is removed`);
+    const left = spawnSync('pgrep', ['-f', FAKE_XENSTORE_WATCH], { encoding: 'utf8' }).stdout.trim();
+    t.equal(left, '', `${mode}: the watch and its stamping loop are ended (process group)`);
+  }
+  const none = driver(t, { xenstoreWatch: '/nonexistent/xenstore-watch', watchFile: path.join(tempDir('flinch-xl-'), 'w') }).xl;
+  const timing = await none.migrate();
+  t.equal(timing.pause, null, 'no xenstore-watch in dom0: the migration is made, its pause is unknown');
+  t.equal(driver(t).xl.constructor.name, 'XlDriver');
+  t.equal((await driver(t).xl.migrate()).pause, undefined, 'no watch asked for: no pause at all, as before');
 });
 
 t.test('migrate to localhost through a transport command', async (t) => {
