@@ -2,14 +2,12 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { DEFAULT_CONFIG_PATH, parseAgentConfig } from '../agent/config/agent-config.js';
+import { AGENT_CONFIG_PATH, AGENT_TOKEN_PATH, parseCollectorUrl } from '../contract/agent-files.js';
 import { EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { IDENTIFIER_PATTERN } from '../contract/report-schema.js';
 import { buildSeedImage } from '../system/genisoimage.js';
 
-/** Where the guest keeps its key: the path agent.yaml's token-file names (the .deb's commented default). */
-export const GUEST_TOKEN_PATH = '/etc/flinch/token';
 /** The name the .deb has on the seed image, where the guest's first boot installs it from. */
 const SEED_DEB_NAME = 'flinch-agent.deb';
 /** cloud-init reads YAML 1.1 (PyYAML), where a bare on, off, yes or no is a boolean: 1.1 output quotes them. */
@@ -40,28 +38,30 @@ export function enrollment(options: EnrollOptions): Enrollment {
   } catch (error) {
     throw new UserError(`--fleet-secret: ${(error as Error).message}`, EXIT.usage);
   }
+  for (const collector of options.collectors) {
+    try {
+      parseCollectorUrl(collector);
+    } catch (error) {
+      throw new UserError(`--collector ${collector}: ${(error as Error).message}`, EXIT.usage);
+    }
+  }
+  if (new Set(options.collectors).size !== options.collectors.length || options.collectors.length > 64) throw new UserError('--collector: at most 64, each once', EXIT.usage);
   const token = agentKeyFor(secret, options.agentId);
   const settings: Record<string, unknown> = {
     'agent-id': options.agentId,
     ...(options.collectors.length > 0 ? { collector: options.collectors.length === 1 ? options.collectors[0] : options.collectors } : {}),
-    'token-file': GUEST_TOKEN_PATH,
+    'token-file': AGENT_TOKEN_PATH,
     remediate: options.remediate,
     'state-dir': '/var/lib/flinch',
   };
   const agentYaml = `# Written by flinch enroll for agent ${options.agentId}; keys as in flinch-agent run --help.\n${stringify(settings, YAML_1_1)}`;
-  // The agent's own schema is the judge: what enroll writes is a config the agent starts with.
-  try {
-    parseAgentConfig(agentYaml, 'agent.yaml');
-  } catch (error) {
-    throw new UserError(`--collector: ${(error as Error).message.replace(/^agent\.yaml:\d+: /, '')}`, EXIT.usage);
-  }
   return {
     token,
     agentYaml,
     userData: (withDeb) => `#cloud-config\n${stringify({
       write_files: [
-        { path: GUEST_TOKEN_PATH, owner: 'root:root', permissions: '0600', content: `${token}\n` },
-        { path: DEFAULT_CONFIG_PATH, owner: 'root:root', permissions: '0644', content: agentYaml },
+        { path: AGENT_TOKEN_PATH, owner: 'root:root', permissions: '0600', content: `${token}\n` },
+        { path: AGENT_CONFIG_PATH, owner: 'root:root', permissions: '0644', content: agentYaml },
       ],
       ...(withDeb ? {
         runcmd: [

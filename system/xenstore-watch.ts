@@ -1,4 +1,3 @@
-import { hostNowMs } from '../harness/host-clock.js';
 import type { Dom0 } from './xl.js';
 
 /**
@@ -45,9 +44,10 @@ export class ReleaseDomainWatch {
 
   /**
    * Starts the watch in dom0; null when it cannot run there (no xenstore-watch, no bash), so that a host without them
-   * still migrates, only without this stamp. `file` is where dom0 keeps the stamps until `stop`.
+   * still migrates, only without this stamp. `file` is where dom0 keeps the stamps until `stop`; `hostNowMs` is the
+   * host's realtime clock in ms, which dom0's stamps are put on.
    */
-  static async start(dom0: Dom0, executable: string, file: string): Promise<ReleaseDomainWatch | null> {
+  static async start(dom0: Dom0, executable: string, file: string, hostNowMs: () => number): Promise<ReleaseDomainWatch | null> {
     const started = await dom0.run(['bash', '-c', START_SCRIPT, 'flinch-release-watch', file, executable], (failure) => `xenstore-watch ${failure}`).catch(() => null);
     const m = started && /flinch-watch (\d+) (\d+\.\d+)/.exec(started.stdout);
     if (!m) return null;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { AGENT_CONFIG_PATH } from '../../contract/agent-files.js';
 import { Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
 import { contractAjv } from '../../contract/contract-ajv.js';
@@ -6,7 +7,7 @@ import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml
 import { AGENT_SETTINGS, settingMismatch, tellingError } from './agent-settings.js';
 
 /** Where the Debian package puts the config, and what its unit passes to --config. */
-export const DEFAULT_CONFIG_PATH = '/etc/flinch/agent.yaml';
+export const DEFAULT_CONFIG_PATH = AGENT_CONFIG_PATH;
 
 
 /** A config file larger than this is not a config file. */

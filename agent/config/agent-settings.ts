@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { contractAjv } from '../../contract/contract-ajv.js';
 import { InvalidArgumentError, Option } from 'commander';
+import { CollectorUrlSchema, parseCollectorUrl } from '../../contract/agent-files.js';
 import { IdentifierSchema } from '../../contract/report-schema.js';
 import { PROBE_SETTINGS, PROBES } from '../../probes/registry.js';
 import { MillisecondsSchema, numberFromText, type SettingDeclaration } from '../../contract/setting.js';
@@ -25,22 +26,18 @@ export interface AgentSetting extends SettingDeclaration {
 export type AgentCommand = 'watch' | 'run';
 
 const AbsolutePath = Type.String({ pattern: '^/', maxLength: 4096 });
-const CollectorUrl = Type.String({ pattern: '^wss?://[^\\s]+$', maxLength: 2048 });
 const BOTH: readonly AgentCommand[] = ['watch', 'run'];
 const RUN: readonly AgentCommand[] = ['run'];
 
 /** A path on the command line is taken from where the command runs; in agent.yaml it must be absolute already. */
 const absolute = (text: string) => (text === '' ? text : path.resolve(text));
 
-function parseCollectorUrl(value: string): string {
-  let url: URL;
+function collectorUrlArgument(value: string): string {
   try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidArgumentError('expected a URL such as ws://10.0.3.1:7431');
+    return parseCollectorUrl(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
   }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new InvalidArgumentError('the collector URL must start with ws:// or wss://');
-  return url.toString();
 }
 
 /** A comma-separated list of probe names, checked here so that the message can name the known ones. */
@@ -59,8 +56,8 @@ export const AGENT_SETTINGS: readonly AgentSetting[] = [
   {
     key: 'collector', flags: '--collector <url>', commands: RUN,
     description: 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id (without one, reports stay in the state directory)',
-    schema: Type.Union([CollectorUrl, Type.Array(CollectorUrl, { minItems: 1, maxItems: 64, uniqueItems: true })]),
-    fromText: (text, previous) => [...((previous as string[] | undefined) ?? []), parseCollectorUrl(text)],
+    schema: Type.Union([CollectorUrlSchema, Type.Array(CollectorUrlSchema, { minItems: 1, maxItems: 64, uniqueItems: true })]),
+    fromText: (text, previous) => [...((previous as string[] | undefined) ?? []), collectorUrlArgument(text)],
     hint: 'must be a ws:// or wss:// URL, or a list of them (one collector per shard)',
   },
   { key: 'agent-id', flags: '--agent-id <id>', commands: RUN, description: 'stable identity of this agent', schema: IdentifierSchema, fromText: (text) => text, defaultValue: os.hostname(), hint: 'may hold only letters, digits and . _ : @ -' },

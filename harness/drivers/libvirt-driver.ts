@@ -24,6 +24,8 @@ export interface LibvirtDriverOptions {
   mac: string;
   virsh: string;
   timeoutMs: number;
+  /** A live migration moves the domain's definition too (--persistent --undefinesource); false for a transient domain. */
+  persistent?: boolean;
 }
 
 /** The figures of `virsh domjobinfo --completed` that flinch reads; null where libvirt did not give one. */
@@ -126,7 +128,9 @@ export class LibvirtDriver implements MigrationDriver {
       const destination = this.there;
       if (!destination) throw new MigrationFailedError('libvirt migrate needs a destination URI');
       if (options.downtimeLimitMs !== undefined) await this.virsh(['migrate-setmaxdowntime', this.options.domain, String(options.downtimeLimitMs)]);
-      const flags = ['--live', '--persistent', '--undefinesource', '--verbose'];
+      // The definition moves with a persistent domain (and a transient one stays transient): migrated back, it is
+      // defined where it was, once.
+      const flags = ['--live', ...(this.options.persistent === false ? [] : ['--persistent', '--undefinesource']), '--verbose'];
       if (this.options.migrateUri) flags.push('--migrateuri', this.options.migrateUri);
       if (options.postcopy) flags.push('--postcopy', '--postcopy-after-precopy');
       if (options.maxBandwidthBytesPerSecond !== undefined) flags.push('--bandwidth', String(Math.max(1, Math.round(options.maxBandwidthBytesPerSecond / 1024 ** 2))));

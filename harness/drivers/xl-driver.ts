@@ -72,7 +72,7 @@ export class XlDriver implements MigrationDriver {
     }
     const method = options.method ?? this.options.mode;
     if (!(XL_METHODS as readonly string[]).includes(method)) throw new MigrationFailedError(`xl driver: no method "${method}" (known: ${XL_METHODS.join(', ')})`);
-    const watch = this.options.xenstoreWatch ? await ReleaseDomainWatch.start(this.dom0, this.options.xenstoreWatch, this.options.watchFile ?? '/tmp/flinch-release-watch') : null;
+    const watch = this.options.xenstoreWatch ? await ReleaseDomainWatch.start(this.dom0, this.options.xenstoreWatch, this.options.watchFile ?? '/tmp/flinch-release-watch', hostNowMs) : null;
     try {
       const startedAtMs = hostNowMs();
       let totalMs: number;

@@ -81,8 +81,10 @@ export async function runLibvirtDomainCampaign(options: LibvirtDomainOptions, lo
   if (done) return done;
   mkdirSync(options.outDir, { recursive: true });
   const hypervisor = /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null;
-  const memoryKiB = Number(/Max memory:\s+(\d+) KiB/.exec(virsh(options.libvirtUri, 'dominfo', options.domain).stdout)?.[1] ?? 0);
-  return runCampaign(options, libvirtDomainTarget(options, fleetSecret, interfaces, hypervisor, memoryKiB / 1024), hostNowMs(), log);
+  const info = virsh(options.libvirtUri, 'dominfo', options.domain).stdout;
+  const memoryMiB = Number(/Max memory:\s+(\d+) KiB/.exec(info)?.[1] ?? 0) / 1024;
+  const persistent = !/^Persistent:\s+no$/m.test(info);
+  return runCampaign(options, libvirtDomainTarget(options, fleetSecret, interfaces, hypervisor, memoryMiB, persistent), hostNowMs(), log);
 }
 
 /** What makes a campaign on a user's domain this one: a resumed run must be on the same domain of the same libvirtd. */
@@ -109,7 +111,7 @@ async function findAgent(collector: CollectorServer, collectorPort: number, opti
   }
 }
 
-function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number): GuestTarget {
+function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number, persistent: boolean): GuestTarget {
   let driver: LibvirtDriver | null = null;
   const saveFile = path.join(options.outDir, 'guest.save');
   return {
@@ -127,7 +129,7 @@ function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string,
       const mac = interfaces.find((i) => agent.hello.macs.includes(i.mac))?.mac ?? interfaces[0]?.mac ?? '';
       driver = new LibvirtDriver({
         uri: options.libvirtUri, domain: options.domain, mode: options.destinationUri ? 'migrate' : 'save-restore', saveFile,
-        destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
+        destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs, persistent,
       });
       await driver.prepare();
       return {

@@ -2,7 +2,8 @@
 // domain's XML and starts it itself, as a user would, on a real libvirtd (started here by hand when none runs), with
 // the lab guest's kernel and initramfs and the agent's key from `flinch token`. flinch must find the agent by the
 // domain's MAC, migrate it, and leave it running where it was; and refuse, in one line, what it cannot use.
-import t from 'tap';
+import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { labGuestImage } from '../../harness/lab/guest-initramfs.js';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
-import { ensureLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
+import { ensureLibvirtd, startSecondLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
 
 const MAC = '52:54:00:f1:1c:0b';
 const AGENT_ID = 'users-own-guest';
@@ -26,9 +27,12 @@ function freePort(): Promise<number> {
   });
 }
 
-t.test('a campaign against your own libvirt domain', async (t) => {
-  await ensureLibvirtd(t);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-own-domain-'));
+/**
+ * What a user has before flinch runs: a fleet secret, the guest's key from `flinch token`, and the domain's XML with
+ * the agent told where the collector will be. Written here, not by flinch; defined by the caller.
+ */
+async function usersDomain(t: Test, name: string) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `flinch-${name}-`));
   const secret = path.join(dir, 'fleet.secret');
   writeFileSync(secret, 'a-users-fleet-secret-0123456789abcdef0123456789\n');
   chmodSync(secret, 0o600);
@@ -36,12 +40,18 @@ t.test('a campaign against your own libvirt domain', async (t) => {
   t.equal(token.code, 0, 'flinch token gives the guest its key');
   const port = await freePort();
   const image = await labGuestImage('/var/cache/flinch', (line) => t.comment(line));
-  const name = `users-domain-${process.pid}`;
   const xml = path.join(dir, 'domain.xml');
   writeFileSync(xml, testDomainXml({
     name, vmlinuz: image.kernel.vmlinuz, initrd: image.initrd, serialLog: path.join(dir, 'serial.log'), mac: MAC,
     cmdline: `flinch.collector=ws://10.0.2.2:${port} flinch.id=${AGENT_ID} flinch.token=${token.stdout.trim()} flinch.remediate=on`,
   }));
+  return { dir, secret, port, xml };
+}
+
+t.test('a campaign against your own libvirt domain', async (t) => {
+  await ensureLibvirtd(t);
+  const name = `users-domain-${process.pid}`;
+  const { dir, secret, port, xml } = await usersDomain(t, name);
   t.equal(virsh('define', xml).status, 0, 'the test defines the domain');
   t.teardown(() => {
     virsh('destroy', name);
@@ -81,4 +91,34 @@ t.test('a campaign against your own libvirt domain', async (t) => {
   t.equal(silent.code, 1, 'an agent that never says hello: exit 1');
   t.match(silent.stderr, /agent nobody-here did not say hello to ws:\/\/127\.0\.0\.1:\d+ within 3 s/, silent.stderr.trim().split('\n').slice(-1)[0] ?? '');
   t.equal(virsh('domstate', name).stdout.trim(), 'running', 'and the domain is untouched, still running');
+});
+
+t.test('your own domain, live to a second libvirtd: back where it was found, or on --leave-on', async (t) => {
+  await ensureLibvirtd(t);
+  const second = await startSecondLibvirtd(t);
+  const virshThere = (...args: string[]) => spawnSync('virsh', ['-c', second, ...args], { encoding: 'utf8' });
+  const name = `users-live-${process.pid}`;
+  const { dir, secret, port, xml } = await usersDomain(t, name);
+  t.equal(virsh('define', xml).status, 0, 'defined (persistent) on the first libvirtd');
+  t.teardown(() => {
+    for (const run of [virsh, virshThere]) {
+      run('destroy', name);
+      run('undefine', name);
+    }
+  });
+  t.equal(virsh('start', name).status, 0, 'started there');
+  const live = [FLINCH, 'campaign', '--driver', 'libvirt', '--domain', name, '--fleet-secret', secret, '--collector-listen', `127.0.0.1:${port}`,
+    '--libvirt-dest', second, '--libvirt-migrate-uri', 'tcp://127.0.0.1:49300', '--faults', 'none', '--migrations', '1', '--expect', 'disrupted'];
+  const there = await runCli([...live, '--agent-id', AGENT_ID, '--out', path.join(dir, 'back')], { timeoutMs: 900_000 });
+  t.equal(there.code, 0, there.stderr.split('\n').slice(-4).join('\n'));
+  const results = JSON.parse(readFileSync(path.join(dir, 'back', 'results.json'), 'utf8')) as LabResults;
+  t.equal(results.migrations[0]?.to, second, 'one live migration, to the second libvirtd');
+  t.equal(virsh('domstate', name).stdout.trim(), 'running', 'and migrated back: running on the first again');
+  t.match(virsh('dominfo', name).stdout, /Persistent:\s+yes/, 'defined there once more, as it was');
+  t.not(virshThere('dominfo', name).status, 0, 'nothing left on the second');
+
+  const stay = await runCli([...live, '--leave-on', second, '--out', path.join(dir, 'stay')], { timeoutMs: 900_000 });
+  t.equal(stay.code, 0, stay.stderr.split('\n').slice(-4).join('\n'));
+  t.equal(virshThere('domstate', name).stdout.trim(), 'running', '--leave-on: left running on the second libvirtd');
+  t.not(virsh('dominfo', name).status, 0, 'and gone from the first, definition and all');
 });

@@ -70,7 +70,8 @@ t.test('bad input: one line, exit 2, nothing written', async (t) => {
   const out = path.join(dir, 'never');
   const cases: Array<[string[], RegExp]> = [
     [['--agent-id', 'a b'], /--agent-id may hold only/],
-    [['--agent-id', 'x', '--collector', 'http://c:1'], /--collector: "collector" must be a ws:\/\/ or wss:\/\/ URL/],
+    [['--agent-id', 'x', '--collector', 'http://c:1'], /--collector http:\/\/c:1: the collector URL must start with ws:\/\/ or wss:\/\//],
+    [['--agent-id', 'x', '--collector', 'ws://c:1', '--collector', 'ws://c:1'], /--collector: at most 64, each once/],
     [['--agent-id', 'x', '--remediate', 'yes'], /--remediate yes: choose off, dry-run or on/],
     [['--agent-id', 'x', '--deb', '/etc/hostname'], /--deb goes on the seed: give --seed-image FILE too/],
     [['--agent-id', 'x', '--seed-image', path.join(dir, 's.iso'), '--deb', '/nonexistent.deb'], /--deb \/nonexistent\.deb: no such file/],
