@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { FLINCH_VERSION } from './version.js';
+import { IDENTIFIER_PATTERN } from './report-schema.js';
 
 /**
  * Both executables end the same way on failure: one line that says what failed and what to do, the stack only with
@@ -109,4 +110,15 @@ export function parseHostPort(value: string): { host: string; port: number } {
   const port = Number(match?.[3]);
   if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`"${value}" is not HOST:PORT (e.g. 127.0.0.1:9431)`);
   return { host: match[1] ?? match[2]!, port };
+}
+
+/** The long flag a commander attribute comes from: `leaveOn` → `--leave-on`, for messages that name it. */
+export function flagOf(attribute: string): string {
+  return `--${attribute.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** An agent id given on a command line, as the wire and the store accept them; a usage error (exit 2) otherwise. */
+export function agentIdArgument(id: string): string {
+  if (!new RegExp(IDENTIFIER_PATTERN).test(id)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
+  return id;
 }

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { AGENT_CONFIG_PATH, AGENT_TOKEN_PATH, parseCollectorUrl } from '../contract/agent-files.js';
-import { EXIT, UserError } from '../contract/command-line.js';
-import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
-import { IDENTIFIER_PATTERN } from '../contract/report-schema.js';
+import { agentIdArgument, EXIT, UserError } from '../contract/command-line.js';
+import { agentKeyFor } from '../contract/frame-signing.js';
+import { fleetSecretArgument } from './collector/keyring.js';
 import { buildSeedImage } from '../system/genisoimage.js';
 
 /** The name the .deb has on the seed image, where the guest's first boot installs it from. */
@@ -31,13 +31,8 @@ export interface Enrollment {
 
 /** Everything one guest needs to report to the fleet, from the fleet secret; a usage error (exit 2) for bad input. */
 export function enrollment(options: EnrollOptions): Enrollment {
-  if (!new RegExp(IDENTIFIER_PATTERN).test(options.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
-  let secret: string;
-  try {
-    secret = readSecretFile(options.fleetSecretFile, 'fleet secret');
-  } catch (error) {
-    throw new UserError(`--fleet-secret: ${(error as Error).message}`, EXIT.usage);
-  }
+  agentIdArgument(options.agentId);
+  const secret = fleetSecretArgument(options.fleetSecretFile);
   for (const collector of options.collectors) {
     try {
       parseCollectorUrl(collector);

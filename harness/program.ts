@@ -1,4 +1,3 @@
-import { IDENTIFIER_PATTERN } from '../contract/report-schema.js';
 import { DEFAULT_RETENTION } from './collector/report-store.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
 import path from 'node:path';
@@ -7,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { createProgram, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
+import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
@@ -150,7 +149,7 @@ export function buildHarnessProgram(): Command {
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { hypervisor: string; guest: string; domuKernel?: string; xlMethods: string }, command: Command) => {
       if (o.hypervisor === 'qemu') {
         for (const xenOnly of ['guest', 'domuKernel', 'xlMethods']) {
-          if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`--${xenOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --hypervisor xen`, EXIT.usage);
+          if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`${flagOf(xenOnly)} is for --hypervisor xen`, EXIT.usage);
         }
         const options = labOptionsFrom(o, false);
         return showCampaign(await runQemuLab(options, log), options);
@@ -164,7 +163,7 @@ export function buildHarnessProgram(): Command {
       if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, EXIT.usage);
       const base = labOptionsFrom(o, false);
       for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
-        if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`--${qemuOnly.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is a QEMU migration option; xl has none`, EXIT.usage);
+        if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`${flagOf(qemuOnly)} is a QEMU migration option; xl has none`, EXIT.usage);
       }
       const options: XenLabOptions = {
         ...DEFAULT_XEN_LAB_OPTIONS,
@@ -344,7 +343,7 @@ export function buildHarnessProgram(): Command {
     .requiredOption('--agent-id <id>', 'the agent id the guest runs with')
     .action(
       guarded(PROGRAM, verbose, async (o: { fleetSecret: string; agentId: string }) => {
-        if (!new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
+        agentIdArgument(o.agentId);
         let secret: string;
         try {
           secret = readSecretFile(o.fleetSecret, 'fleet secret');

@@ -23,13 +23,6 @@ export function parseStampedWatchLine(line: string): { atS: number; path: string
   return m ? { atS: Number(m[1]), path: m[2]! } : null;
 }
 
-export interface ReleaseWatchResult {
-  /** dom0's stamp of the first @releaseDomain after the watch's own registration event, in host realtime ms; null if none. */
-  releasedAtMs: number | null;
-  /** How far that host time may be off: half the round trip of the command that read dom0's clock. */
-  clockUncertaintyMs: number;
-}
-
 export class ReleaseDomainWatch {
   private constructor(
     private readonly dom0: Dom0,
@@ -37,9 +30,8 @@ export class ReleaseDomainWatch {
     private readonly pgid: string,
     /** dom0's realtime when the watch was registered: events stamped before it are not this migration's. */
     private readonly registeredAtDom0Ms: number,
-    /** dom0's realtime minus the host's, ms. */
+    /** dom0's realtime minus the host's, ms: read mid-way through one console round trip, so off by up to half of it. */
     private readonly dom0AheadMs: number,
-    private readonly clockUncertaintyMs: number,
   ) {}
 
   /**
@@ -57,23 +49,26 @@ export class ReleaseDomainWatch {
     const after = hostNowMs();
     const reading = clock && /flinch-clock (\d+\.\d+)/.exec(clock.stdout);
     if (!reading) return null;
-    return new ReleaseDomainWatch(dom0, file, m[1]!, Number(m[2]) * 1000, Number(reading[1]) * 1000 - (before + after) / 2, (after - before) / 2);
+    return new ReleaseDomainWatch(dom0, file, m[1]!, Number(m[2]) * 1000, Number(reading[1]) * 1000 - (before + after) / 2);
   }
 
-  private stopped: Promise<ReleaseWatchResult> | null = null;
+  private stopped: Promise<number | null> | null = null;
 
-  /** Ends the watch and reads what it saw; a second call gives the first one's answer. */
-  stop(): Promise<ReleaseWatchResult> {
+  /**
+   * Ends the watch; resolves to dom0's stamp of the first @releaseDomain after the watch registered, in host realtime
+   * ms, or null if none came. A second call gives the first one's answer.
+   */
+  stop(): Promise<number | null> {
     this.stopped ??= this.readAndEnd();
     return this.stopped;
   }
 
-  private async readAndEnd(): Promise<ReleaseWatchResult> {
+  private async readAndEnd(): Promise<number | null> {
     const read = await this.dom0.run(['bash', '-c', STOP_SCRIPT, 'flinch-release-watch', this.file, this.pgid], (failure) => `xenstore-watch ${failure}`).catch(() => null);
     const events = (read?.stdout ?? '').split('\n').map(parseStampedWatchLine).filter((e) => e?.path === '@releaseDomain');
     // xenstored fires every watch once when it is registered, before the start script says it is; the first one
     // after that is the suspend (the migration starts only once the watch is up).
     const released = events.find((e) => e!.atS * 1000 > this.registeredAtDom0Ms);
-    return { releasedAtMs: released ? released.atS * 1000 - this.dom0AheadMs : null, clockUncertaintyMs: Math.round(this.clockUncertaintyMs * 10) / 10 };
+    return released ? released.atS * 1000 - this.dom0AheadMs : null;
   }
 }

@@ -1,4 +1,5 @@
 import { agentKeyFor, readAgentKeysFile, readSecretFile } from '../../contract/frame-signing.js';
+import { EXIT, UserError } from '../../contract/command-line.js';
 import type { AgentKeyring } from './frame-authenticator.js';
 
 /** Every agent's key is derived from one fleet secret that only collectors hold (see frame-signing.ts). */
@@ -33,5 +34,14 @@ export class ListedKeyring implements AgentKeyring {
 
   keyFor(agentId: string): string | null {
     return this.keys.get(agentId) ?? null;
+  }
+}
+
+/** The fleet secret a command's --fleet-secret names; a usage error (exit 2) saying what is wrong with the file. */
+export function fleetSecretArgument(file: string): string {
+  try {
+    return readSecretFile(file, 'fleet secret');
+  } catch (error) {
+    throw new UserError(`--fleet-secret: ${(error as Error).message}`, EXIT.usage);
   }
 }

@@ -65,7 +65,7 @@ export function parseDomJobInfo(text: string): DomainJobInfo {
 
 /** Past this many lifecycle events the oldest are forgotten; a campaign sees a few per migration. */
 const MAX_LIFECYCLE_EVENTS = 10_000;
-/** How long after a migration its Resumed/Started event may still be on its way from libvirtd to virsh. */
+/** How long after a migration its Resumed event may still be on its way from libvirtd to virsh. */
 const LIFECYCLE_WAIT_MS = 2000;
 /** How long `virsh event` is given to connect and register before the first migration. */
 const EVENT_REGISTRATION_MS = 1000;
@@ -142,8 +142,13 @@ export class LibvirtDriver implements MigrationDriver {
     }
     if (options.pausedForMs !== undefined && this.options.mode === 'migrate') await this.virsh(['resume', this.options.domain]);
     const completedAtMs = hostNowMs();
-    let pause = pauseFromLifecycle(this.lifecycle, this.options.domain, startedAtMs);
-    for (const until = hostNowMs() + LIFECYCLE_WAIT_MS; !pause && this.watchers.length > 0 && hostNowMs() < until; pause = pauseFromLifecycle(this.lifecycle, this.options.domain, startedAtMs)) await sleep(20);
+    const pauseSoFar = () => pauseFromLifecycle(this.lifecycle, this.options.domain, startedAtMs);
+    let pause = pauseSoFar();
+    const waitUntilMs = completedAtMs + LIFECYCLE_WAIT_MS;
+    while (!pause && this.watchers.length > 0 && hostNowMs() < waitUntilMs) {
+      await sleep(20);
+      pause = pauseSoFar();
+    }
     return {
       startedAtMs,
       completedAtMs,

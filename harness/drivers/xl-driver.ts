@@ -88,7 +88,7 @@ export class XlDriver implements MigrationDriver {
       // xl unpauses the domain as the last step of a restore or a migration's receiving side and then returns: its
       // return is when the guest ran again at the latest (xl gives no event for the unpause itself).
       const completedAtMs = hostNowMs();
-      const released = watch ? (await watch.stop()).releasedAtMs : null;
+      const released = watch ? await watch.stop() : null;
       await this.readDomid();
       return {
         startedAtMs, completedAtMs, totalMs, downtimeMs, setupMs: null, transferredBytes: null,

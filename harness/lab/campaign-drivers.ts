@@ -1,5 +1,4 @@
-import { EXIT, parseHostPort, UserError } from '../../contract/command-line.js';
-import { IDENTIFIER_PATTERN } from '../../contract/report-schema.js';
+import { agentIdArgument, EXIT, flagOf, parseHostPort, UserError } from '../../contract/command-line.js';
 import type { CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import { runLibvirtCampaign } from './libvirt-lab.js';
@@ -49,7 +48,7 @@ export interface ExistingGuestFlags {
 export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existing'] {
   if (o.domain === undefined) {
     const stray = (['agentId', 'fleetSecret', 'collectorListen', 'leaveOn'] as const).find((k) => o[k] !== undefined);
-    if (stray) throw new UserError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for your own guest: give it with --domain NAME`, EXIT.usage);
+    if (stray) throw new UserError(`${flagOf(stray)} is for your own guest: give it with --domain NAME`, EXIT.usage);
     return null;
   }
   if (o.driver !== 'libvirt') throw new UserError(`--domain is for --driver libvirt, not ${o.driver}`, EXIT.usage);
@@ -57,7 +56,7 @@ export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existi
   if (o.fleetSecret === undefined) throw new UserError("--domain needs --fleet-secret FILE: the secret the guest agent's key was derived from (flinch token)", EXIT.usage);
   if (o.collectorListen === undefined) throw new UserError("--domain needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
   if (o.leaveOn !== undefined && o.libvirtDest === undefined) throw new UserError('--leave-on is for live migrations: give --libvirt-dest too', EXIT.usage);
-  if (o.agentId !== undefined && !new RegExp(IDENTIFIER_PATTERN).test(o.agentId)) throw new UserError('--agent-id may hold only letters, digits and . _ : @ - (1..128)', EXIT.usage);
+  if (o.agentId !== undefined) agentIdArgument(o.agentId);
   let listen: { host: string; port: number };
   try {
     listen = parseHostPort(o.collectorListen);

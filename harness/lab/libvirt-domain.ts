@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
-import { readSecretFile } from '../../contract/frame-signing.js';
 import { findExecutable } from '../../system/run-command.js';
 import { virsh } from '../../system/virsh.js';
 import type { AgentRecord } from '../collector/agent-record.js';
 import type { CollectorServer } from '../collector/collector-server.js';
+import { fleetSecretArgument } from '../collector/keyring.js';
 import { completedCampaign, runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
@@ -43,14 +43,11 @@ export function parseDomIfList(text: string): DomainInterface[] {
     .map((f) => ({ type: f[1]!, source: f[2]!, mac: f[4]!.toLowerCase() }));
 }
 
-/** virsh's own words for why a domain cannot be used, as one line with what to do. */
-function domainState(uri: string, domain: string): string {
-  const state = virsh(uri, 'domstate', domain);
-  if (state.status !== 0) {
-    const why = state.stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? `exit ${state.status}`;
-    throw new UserError(`libvirt domain ${domain} at ${uri}: ${why.replace(/^error: /, '')} (virsh -c ${uri} list --all shows the domains there)`, EXIT.usage);
-  }
-  return state.stdout.trim();
+/** `virsh domstate`: the domain's state ("running", "shut off", ...), or virsh's last line of why it has none. */
+function domainState(uri: string, domain: string): { state: string } | { why: string } {
+  const read = virsh(uri, 'domstate', domain);
+  if (read.status === 0) return { state: read.stdout.trim() };
+  return { why: (read.stderr.trim().split('\n').filter(Boolean).slice(-1)[0] ?? `exit ${read.status}`).replace(/^error: /, '') };
 }
 
 /**
@@ -68,13 +65,10 @@ export async function runLibvirtDomainCampaign(options: LibvirtDomainOptions, lo
   for (const leave of [options.leaveOn].filter((u): u is string => u !== null)) {
     if (leave !== options.libvirtUri && leave !== options.destinationUri) throw new UserError(`--leave-on ${leave}: choose --libvirt-uri or --libvirt-dest`, EXIT.usage);
   }
-  let fleetSecret: string;
-  try {
-    fleetSecret = readSecretFile(options.fleetSecretFile, 'fleet secret');
-  } catch (error) {
-    throw new UserError(`--fleet-secret: ${(error as Error).message}`, EXIT.usage);
-  }
-  const state = domainState(options.libvirtUri, options.domain);
+  const fleetSecret = fleetSecretArgument(options.fleetSecretFile);
+  const found = domainState(options.libvirtUri, options.domain);
+  if ('why' in found) throw new UserError(`libvirt domain ${options.domain} at ${options.libvirtUri}: ${found.why} (virsh -c ${options.libvirtUri} list --all shows the domains there)`, EXIT.usage);
+  const { state } = found;
   if (state !== 'running') throw new UserError(`libvirt domain ${options.domain} is ${state}, not running: flinch migrates a running domain and never starts one (virsh start ${options.domain})`, EXIT.usage);
   const interfaces = parseDomIfList(virsh(options.libvirtUri, '-q', 'domiflist', options.domain).stdout);
   const done = completedCampaign(options, 'libvirt', domainIdentity(options));
@@ -150,20 +144,14 @@ function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string,
       } finally {
         await driver.cleanup();
         // A save whose restore failed leaves the user's domain only in the save file: restore it, or keep the file.
-        if (existsSync(saveFile) && domainStateOrNull(options.libvirtUri, options.domain) !== 'running') {
-          const restored = virsh(options.libvirtUri, 'restore', saveFile);
-          if (restored.status !== 0) {
-            log(`libvirt domain ${options.domain} is not running and its saved state is kept in ${saveFile}: virsh -c ${options.libvirtUri} restore ${saveFile}`);
-            return;
-          }
+        const now = existsSync(saveFile) ? domainState(options.libvirtUri, options.domain) : null;
+        const lost = now !== null && !('state' in now && now.state === 'running');
+        if (lost && virsh(options.libvirtUri, 'restore', saveFile).status !== 0) {
+          log(`libvirt domain ${options.domain} is not running and its saved state is kept in ${saveFile}: virsh -c ${options.libvirtUri} restore ${saveFile}`);
+        } else {
+          rmSync(saveFile, { force: true });
         }
-        rmSync(saveFile, { force: true });
       }
     },
   };
-}
-
-function domainStateOrNull(uri: string, domain: string): string | null {
-  const state = virsh(uri, 'domstate', domain);
-  return state.status === 0 ? state.stdout.trim() : null;
 }
