@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
+import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
@@ -14,7 +14,7 @@ import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
 import { enrollment, writeEnrollment, writeSeedImage } from './enroll.js';
-import { CAMPAIGN_DRIVERS, existingGuestFrom } from './lab/campaign-drivers.js';
+import { CAMPAIGN_DRIVERS, existingGuestFrom, guestCollectorListen } from './lab/campaign-drivers.js';
 import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
 import { renderTable } from './report/terminal-table.js';
@@ -25,6 +25,9 @@ import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
 import { DEFAULT_XEN_LAB_OPTIONS, runXenLab, runXenLabInside, XEN_LAB_INSIDE, type XenLabOptions } from './lab/xen/xen-lab.js';
 import { FLINCH_VERSION } from '../contract/version.js';
+import { describeUpgrade, QemuUpgradeDriver, shellLine } from './upgrade/qemu-upgrade.js';
+import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
+import { fleetSecretArgument } from './collector/keyring.js';
 
 const PROGRAM = 'flinch';
 
@@ -212,6 +215,55 @@ export function buildHarnessProgram(): Command {
   );
 
   program
+    .command('qemu-upgrade')
+    .description("move a running QEMU's guest to another QEMU binary on this host by a live migration, and leave the new process running it")
+    .requiredOption('--qmp <socket>', "the running QEMU's QMP socket (-qmp unix:PATH,server=on)")
+    .requiredOption('--to <binary>', 'the QEMU system emulator to move the guest to')
+    .option('--dry-run', 'print what would move and the new command line; change nothing')
+    .option('--out <dir>', 'upgrade.json, the new QEMU\'s start-up log (and its pid file, if the old one had none); with an agent, the campaign outputs', 'flinch-upgrade')
+    .option('--timeout <s>', 'how long the migration may take', positiveInt, 300)
+    .option('--agent-id <id>', "the guest's agent to wait for (default: the one whose hello lists the NIC's MAC)")
+    .option('--fleet-secret <file>', "measure with the guest's agent: the secret (0600) its key was derived from")
+    .option('--collector-listen <host:port>', "with --fleet-secret: where the collector listens, as the guest's agent was told")
+    .option('--agent-timeout <s>', "how long to wait for the guest agent's hello, seconds", positiveInt, 120)
+    .option('--settle <ms>', 'with an agent: how long to keep listening after the migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
+    .action(
+      guarded(PROGRAM, verbose, async (o: {
+        qmp: string; to: string; dryRun?: boolean; out: string; timeout: number; agentId?: string; fleetSecret?: string; collectorListen?: string; agentTimeout: number; settle: number;
+      }, command: Command) => {
+        const withAgent = upgradeAgentFrom(o, command);
+        const outDir = path.resolve(o.out);
+        const driver = new QemuUpgradeDriver({ qmpSocket: o.qmp, newBinary: o.to, workDir: outDir, timeoutMs: o.timeout * 1000 });
+        try {
+          await driver.prepare();
+          if (o.dryRun) {
+            const plan = driver.plan!;
+            const lines = [
+              `would move QEMU ${driver.running!.version} (PID ${driver.running!.pid}) to ${driver.commandLine()[0]}, machine ${plan.machineType}`,
+              ...plan.moves.map((m) => `would move ${m.what}: ${m.from} -> ${m.to}`),
+              shellLine(driver.commandLine()),
+            ];
+            process.stdout.write(`${lines.map(printable).join('\n')}\n`);
+            return;
+          }
+          if (withAgent) {
+            const options = {
+              ...DEFAULT_CAMPAIGN_OPTIONS, outDir, settleMs: o.settle, bootTimeoutMs: o.agentTimeout * 1000, migrationTimeoutMs: o.timeout * 1000, failOnUnexpected: true, expect: 'noticed' as const,
+              ...withAgent,
+            };
+            showCampaign(await runUpgradeCampaign(options, driver, log), options);
+            if (!driver.outcome) throw new UserError(`the upgrade failed; see ${path.join(outDir, 'results.json')}`, EXIT.failed);
+          } else {
+            await driver.migrate();
+          }
+          process.stdout.write(describeUpgrade(driver.outcome!));
+        } finally {
+          await driver.cleanup();
+        }
+      }),
+    );
+
+  program
     .command('report')
     .description('regenerate an output from the results.json in DIR')
     .argument('<dir>', 'a folder written by flinch lab or flinch campaign')
@@ -388,4 +440,17 @@ export function buildHarnessProgram(): Command {
 
   innerCommand(PACKAGE_CHECK_INSIDE, 'the part of flinch package-check that runs inside the lab network namespace', () => runPackageCheckInside(readPackageCheckPlan(), log));
   return program;
+}
+
+/** The agent settings of `flinch qemu-upgrade`, or null to measure from QEMU alone; a usage error for what does not fit. */
+function upgradeAgentFrom(o: { fleetSecret?: string; collectorListen?: string; agentId?: string }, command: Command) {
+  if (o.fleetSecret === undefined) {
+    const stray = (['collectorListen', 'agentId', 'agentTimeout', 'settle'] as const).find((k) => command.getOptionValueSource(k) === 'cli');
+    if (stray) throw new UserError(`${flagOf(stray)} is for measuring with the guest's agent: give --fleet-secret FILE too`, EXIT.usage);
+    return null;
+  }
+  if (o.collectorListen === undefined) throw new UserError("--fleet-secret needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
+  if (o.agentId !== undefined) agentIdArgument(o.agentId);
+  const listen = guestCollectorListen(o.collectorListen);
+  return { fleetSecret: fleetSecretArgument(o.fleetSecret), collectorHost: listen.host, collectorPort: listen.port, agentId: o.agentId ?? null };
 }

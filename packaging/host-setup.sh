@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # results.tap as the oldest TAP consumer does; tcpdump and hping3 watch the lab bridge and measure agentless guests;
 # genisoimage writes flinch enroll's cloud-init seed images (and its isoinfo reads them back in the tests).
 PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd binutils procps iputils-arping ndisc6 tcpdump hping3 genisoimage
-  lintian debootstrap e2fsprogs libxml2-utils chromium libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu perl)
+  qemu-utils lintian debootstrap e2fsprogs libxml2-utils chromium libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu perl)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

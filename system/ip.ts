@@ -13,6 +13,8 @@ export interface IpLink {
   mtu: number;
   operstate: string;
   address?: string;
+  /** The bridge (or bond) the interface is enslaved to. */
+  master?: string;
 }
 
 /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../../system/qemu/qemu-vm.js';
-import type { QmpEvent } from '../../system/qemu/qmp-client.js';
+import type { QmpClient, QmpEvent } from '../../system/qemu/qmp-client.js';
 import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { GuestConsole } from '../lab/guest-console.js';
@@ -44,7 +44,7 @@ const PAUSE_EVENT_WAIT_MS = 2000;
  * microseconds; both QEMUs run on this host, so the two stamps share a clock. Its `downtime` stops counting earlier,
  * before the destination has loaded the state and started.
  */
-function watchPause(source: QemuVm, destination: QemuVm) {
+export function watchPause(source: QmpClient, destination: QmpClient) {
   let stoppedAtMs: number | null = null;
   let resumedAtMs: number | null = null;
   const onSource = (event: QmpEvent) => {
@@ -53,13 +53,13 @@ function watchPause(source: QemuVm, destination: QemuVm) {
   const onDestination = (event: QmpEvent) => {
     if (event.event === 'RESUME') resumedAtMs = event.timestampMs;
   };
-  source.qmp.on('event', onSource);
-  destination.qmp.on('event', onDestination);
+  source.on('event', onSource);
+  destination.on('event', onDestination);
   return {
     async settled(waitMs: number): Promise<{ stoppedAtMs: number; resumedAtMs: number } | null> {
       for (const until = Date.now() + waitMs; resumedAtMs === null && Date.now() < until;) await sleep(20);
-      source.qmp.off('event', onSource);
-      destination.qmp.off('event', onDestination);
+      source.off('event', onSource);
+      destination.off('event', onDestination);
       return stoppedAtMs !== null && resumedAtMs !== null && resumedAtMs >= stoppedAtMs ? { stoppedAtMs, resumedAtMs } : null;
     },
   };
@@ -114,7 +114,7 @@ export class QmpDriver implements MigrationDriver {
         }
       }
       await destination.qmp.execute('migrate-incoming', { uri });
-      const pause = watchPause(source, destination);
+      const pause = watchPause(source.qmp, destination.qmp);
       const startedAtMs = hostNowMs();
       if (options.pausedForMs !== undefined) {
         await source.qmp.execute('stop');
@@ -122,11 +122,11 @@ export class QmpDriver implements MigrationDriver {
       }
       await source.qmp.execute('migrate', { uri });
       if (options.postcopy) await this.startPostcopy(source);
-      const reply = await this.waitForCompletion(source);
+      const reply = await waitForMigration(source.qmp, this.options.timeoutMs, this.options.pollMs);
       const completedAtMs = hostNowMs();
       // A guest migrated while stopped arrives stopped: continuing it ends the deterministic pause.
       if (options.pausedForMs !== undefined) await this.continueWhenMigrated(destination);
-      await this.waitForRunning(destination);
+      await waitUntilRunning(destination.qmp, this.options.timeoutMs, this.options.pollMs);
       const stoppedAndResumed = await pause.settled(PAUSE_EVENT_WAIT_MS);
       await source.stop();
       this.current = destination;
@@ -242,31 +242,31 @@ export class QmpDriver implements MigrationDriver {
     }
     throw new MigrationFailedError('the destination never arrived paused, so it could not be continued');
   }
+}
 
-  /**
-   * Polls `query-migrate`. QEMU 7.2 can answer `completed` with total-time 0 for a moment before it fills in the
-   * figures (lab notes), so a completed reply without a total time is asked again.
-   */
-  private async waitForCompletion(source: QemuVm): Promise<QueryMigrateReply> {
-    const deadline = Date.now() + this.options.timeoutMs;
-    while (Date.now() < deadline) {
-      const reply = await source.qmp.execute<QueryMigrateReply>('query-migrate');
-      if (reply.status === 'completed' && (reply['total-time'] ?? 0) > 0) return reply;
-      if (reply.status === 'failed' || reply.status === 'cancelled') {
-        throw new MigrationFailedError(`migration ${reply.status}: ${reply['error-desc'] ?? 'QEMU gave no reason'}`);
-      }
-      await sleep(this.options.pollMs);
+/**
+ * Polls `query-migrate` until the migration is over. QEMU 7.2 can answer `completed` with total-time 0 for a moment
+ * before it fills in the figures (lab notes), so a completed reply without a total time is asked again.
+ */
+export async function waitForMigration(source: QmpClient, timeoutMs: number, pollMs: number): Promise<QueryMigrateReply> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const reply = await source.execute<QueryMigrateReply>('query-migrate');
+    if (reply.status === 'completed' && (reply['total-time'] ?? 0) > 0) return reply;
+    if (reply.status === 'failed' || reply.status === 'cancelled') {
+      throw new MigrationFailedError(`migration ${reply.status}: ${reply['error-desc'] ?? 'QEMU gave no reason'}`);
     }
-    throw new MigrationFailedError(`migration did not complete within ${this.options.timeoutMs} ms`);
+    await sleep(pollMs);
   }
+  throw new MigrationFailedError(`migration did not complete within ${timeoutMs} ms`);
+}
 
-  private async waitForRunning(destination: QemuVm): Promise<void> {
-    const deadline = Date.now() + this.options.timeoutMs;
-    while (Date.now() < deadline) {
-      const status = await destination.qmp.execute<{ status?: string }>('query-status');
-      if (status.status === 'running') return;
-      await sleep(this.options.pollMs);
-    }
-    throw new MigrationFailedError(`destination did not start running within ${this.options.timeoutMs} ms`);
+export async function waitUntilRunning(destination: QmpClient, timeoutMs: number, pollMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const status = await destination.execute<{ status?: string }>('query-status');
+    if (status.status === 'running') return;
+    await sleep(pollMs);
   }
+  throw new MigrationFailedError(`destination did not start running within ${timeoutMs} ms`);
 }

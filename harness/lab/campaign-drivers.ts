@@ -57,12 +57,18 @@ export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existi
   if (o.collectorListen === undefined) throw new UserError("--domain needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
   if (o.leaveOn !== undefined && o.libvirtDest === undefined) throw new UserError('--leave-on is for live migrations: give --libvirt-dest too', EXIT.usage);
   if (o.agentId !== undefined) agentIdArgument(o.agentId);
+  const listen = guestCollectorListen(o.collectorListen);
+  return { domain: o.domain, agentId: o.agentId ?? null, fleetSecretFile: o.fleetSecret, collectorHost: listen.host, collectorPort: listen.port, leaveOn: o.leaveOn ?? null };
+}
+
+/** --collector-listen for a guest flinch did not boot: the address its agent was given, so never port 0. */
+export function guestCollectorListen(value: string): { host: string; port: number } {
   let listen: { host: string; port: number };
   try {
-    listen = parseHostPort(o.collectorListen);
+    listen = parseHostPort(value);
   } catch (error) {
     throw new UserError(`--collector-listen: ${(error as Error).message}`, EXIT.usage);
   }
   if (listen.port === 0) throw new UserError('--collector-listen: give the port the guest was told, not 0', EXIT.usage);
-  return { domain: o.domain, agentId: o.agentId ?? null, fleetSecretFile: o.fleetSecret, collectorHost: listen.host, collectorPort: listen.port, leaveOn: o.leaveOn ?? null };
+  return listen;
 }

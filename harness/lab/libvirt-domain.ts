@@ -3,15 +3,13 @@ import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { findExecutable } from '../../system/run-command.js';
 import { virsh } from '../../system/virsh.js';
-import type { AgentRecord } from '../collector/agent-record.js';
-import type { CollectorServer } from '../collector/collector-server.js';
+import { findExistingAgent } from './existing-agent.js';
 import { fleetSecretArgument } from '../collector/keyring.js';
 import { completedCampaign, runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LibvirtDomainOptions extends CampaignOptions {
   /** The user's domain, by name; flinch never defines, starts, destroys or undefines it. */
@@ -86,25 +84,6 @@ function domainIdentity(options: LibvirtDomainOptions): Record<string, unknown> 
   return { domain: options.domain, libvirtUri: options.libvirtUri };
 }
 
-/** The agent whose hello names it (by id, or by one of the domain's MACs); waits for one to connect. */
-async function findAgent(collector: CollectorServer, collectorPort: number, options: LibvirtDomainOptions, macs: readonly string[]): Promise<AgentRecord> {
-  const deadline = Date.now() + options.bootTimeoutMs;
-  for (;;) {
-    const agents = [...collector.agents.values()];
-    const agent = options.agentId !== null ? agents.find((a) => a.agentId === options.agentId) : agents.find((a) => a.hello.macs.some((m) => macs.includes(m)));
-    if (agent) return agent;
-    if (Date.now() > deadline) {
-      const who = options.agentId !== null ? `agent ${options.agentId}` : `an agent with one of the domain's MACs (${macs.join(', ') || 'none'})`;
-      throw new UserError(
-        `${who} did not say hello to ws://${options.collectorHost}:${collectorPort} within ${options.bootTimeoutMs / 1000} s` +
-          ` (${agents.length === 0 ? 'no agent connected' : `connected: ${agents.map((a) => a.agentId).join(', ')}`}); its agent needs this collector's address and its key from flinch token --fleet-secret`,
-        EXIT.failed,
-      );
-    }
-    await sleep(200);
-  }
-}
-
 function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number, persistent: boolean): GuestTarget {
   let driver: LibvirtDriver | null = null;
   const saveFile = path.join(options.outDir, 'guest.save');
@@ -117,7 +96,7 @@ function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string,
     async bringUp({ collector, collectorPort, log }) {
       const waitStart = hostNowMs();
       log(`waiting for the agent in libvirt domain ${options.domain} (${options.agentId ?? `MAC ${interfaces.map((i) => i.mac).join(', ')}`})`);
-      const agent = await findAgent(collector, collectorPort, options, interfaces.map((i) => i.mac));
+      const agent = await findExistingAgent(collector, { ...options, collectorPort, timeoutMs: options.bootTimeoutMs }, interfaces.map((i) => i.mac));
       const toAgentMs = Math.round(hostNowMs() - waitStart);
       log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
       const mac = interfaces.find((i) => agent.hello.macs.includes(i.mac))?.mac ?? interfaces[0]?.mac ?? '';
