@@ -99,7 +99,7 @@ export class QemuUpgradeDriver implements MigrationDriver {
       throw new UserError(`cannot upgrade QEMU PID ${running.pid} in place: ${plan.refusals.join('; ')}`, EXIT.usage);
     }
     this.plan = plan;
-    this.pidfileForNew = plan.pidfile ? freshPath(plan.pidfile) : path.join(path.resolve(this.options.workDir), 'qemu.pid');
+    this.pidfileForNew = plan.pidfile ? freshPath(plan.pidfile, plan.oldPidfile) : path.join(path.resolve(this.options.workDir), 'qemu.pid');
   }
 
   /** The new process's full command line, as `--dry-run` prints it. */
@@ -115,6 +115,7 @@ export class QemuUpgradeDriver implements MigrationDriver {
     const createdTaps: string[] = [];
     let newPid: number | null = null;
     let destination: QmpClient | null = null;
+    let switched = false;
     const migrationDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-upgrade-'));
     try {
       for (const tap of plan.taps) {
@@ -131,6 +132,8 @@ export class QemuUpgradeDriver implements MigrationDriver {
       await old.execute('migrate', { uri });
       const reply = await waitForMigration(old, this.options.timeoutMs, 50);
       const completedAtMs = hostNowMs();
+      // From here the guest's state is in the new process: whatever fails next, that process is never killed.
+      switched = true;
       // A guest that was paused stays paused on arrival, as QEMU carries the run state across.
       if (running.status === 'running') await waitUntilRunning(destination, this.options.timeoutMs, 50);
       const stoppedAndResumed = await pause.settled(running.status === 'running' ? 2000 : 0);
@@ -158,6 +161,9 @@ export class QemuUpgradeDriver implements MigrationDriver {
       this.running = { ...running, pid: newPid, executable: this.options.newBinary, version: this.newVersion, argv: processArguments(newPid) };
       return timing;
     } catch (error) {
+      if (switched) {
+        throw new MigrationFailedError(`the guest was moved to the new QEMU PID ${newPid} (QMP ${plan.controlSocket}), but then: ${(error as Error).message}`);
+      }
       // The old QEMU resumes its guest itself when a migration fails; what flinch started goes, the guest stays.
       destination?.close();
       if (newPid !== null && processAlive(newPid)) {
@@ -299,11 +305,11 @@ export function guestMacs(argv: readonly string[]): string[] {
 }
 
 /** A path beside `oldPath` that nothing uses: `NAME.upgraded-N`, an earlier upgrade's suffix replaced. */
-export function freshPath(oldPath: string): string {
+export function freshPath(oldPath: string, avoid: string | null = null): string {
   const base = baseOfPath(oldPath);
   for (let n = 1; ; n += 1) {
     const candidate = `${base}.upgraded-${n}`;
-    if (candidate !== oldPath && !existsSync(candidate)) return candidate;
+    if (candidate !== oldPath && candidate !== avoid && !existsSync(candidate)) return candidate;
   }
 }
 

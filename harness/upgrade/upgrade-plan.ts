@@ -51,6 +51,11 @@ export interface UpgradePlan {
   controlSocket: string | null;
   /** The user's pid file, which the new process's pid is moved to once the old one has gone; null if none. */
   pidfile: string | null;
+  /**
+   * The pid file as the old process was started with it (an upgraded process's fresh name, since renamed): the old
+   * process removes this name when it quits, so the new one must not be given it.
+   */
+  oldPidfile: string | null;
   /** The machine type the new process runs (the old one's, never an alias). */
   machineType: string;
 }
@@ -76,13 +81,14 @@ export function planUpgrade(argv: readonly string[], facts: UpgradeFacts): Upgra
   const displays = [...facts.freeVncDisplays];
   let controlSocket: string | null = null;
   let pidfile: string | null = null;
+  let oldPidfile: string | null = null;
   let machineSeen = false;
   let serialFiles = 0;
   let options: QemuOption[];
   try {
     options = parseQemuArguments(argv);
   } catch (error) {
-    if (error instanceof QemuCommandLineError) return { options: [], moves, refusals: [error.message], taps, controlSocket, pidfile, machineType: facts.machineType };
+    if (error instanceof QemuCommandLineError) return { options: [], moves, refusals: [error.message], taps, controlSocket, pidfile, oldPidfile, machineType: facts.machineType };
     throw error;
   }
   const refuse = (option: QemuOption, why: string) => refusals.push(`-${option.name}${option.value === null ? '' : ` ${shorten(option.value)}`}: ${why}`);
@@ -118,14 +124,15 @@ export function planUpgrade(argv: readonly string[], facts: UpgradeFacts): Upgra
         break;
       case 'pidfile':
         // The user's own name for it: an earlier upgrade's process was started on a fresh one and renamed to it.
-        pidfile = baseOfPath(path.resolve(value!));
+        oldPidfile = path.resolve(value!);
+        pidfile = baseOfPath(oldPidfile);
         break;
       case 'machine':
       case 'M': {
         machineSeen = true;
         const list = parseKeyval(value!, 'type');
         const type = keyvalGet(list, 'type');
-        if (type === 'help' || type === '?') return { options: [], moves, refusals: ['-machine help: not a guest'], taps, controlSocket, pidfile, machineType: facts.machineType };
+        if (type === 'help' || type === '?') return { options: [], moves, refusals: ['-machine help: not a guest'], taps, controlSocket, pidfile, oldPidfile, machineType: facts.machineType };
         out.push({ name: 'machine', value: formatKeyval(type === undefined ? [['type', facts.machineType], ...list] : keyvalSet(list, 'type', facts.machineType), 'type') });
         break;
       }
@@ -244,7 +251,7 @@ export function planUpgrade(argv: readonly string[], facts: UpgradeFacts): Upgra
   if (controlSocket === null && refusals.length === 0) {
     refusals.push(`${facts.qmpSocket}: not a QMP socket on this QEMU's command line (-qmp unix:PATH or -chardev socket,path=PATH with -mon mode=control): flinch drives the new QEMU through its counterpart`);
   }
-  return { options: out, moves, refusals, taps, controlSocket, pidfile, machineType: facts.machineType };
+  return { options: out, moves, refusals, taps, controlSocket, pidfile, oldPidfile, machineType: facts.machineType };
 }
 
 function planNetdev(

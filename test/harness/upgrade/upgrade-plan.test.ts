@@ -52,6 +52,7 @@ t.test('upgrading an upgraded process does not grow its names, and finds the pid
   t.same(plan.refusals, []);
   t.equal(plan.controlSocket, '/run/vm/qmp.sock.upgraded-2');
   t.equal(plan.pidfile, '/run/vm/qemu.pid', 'the user\'s pid file, which the first upgrade renamed the new process\'s to');
+  t.equal(plan.oldPidfile, '/run/vm/qemu.pid.upgraded-1', 'and the name the old process will remove when it quits, which the new one must not get');
   t.same(parseQemuArguments(upgradeArguments(plan, '/p')).filter((o) => o.name === 'incoming').length, 1, 'the old -incoming is not carried over');
 });
 
