@@ -119,7 +119,7 @@ export class QemuUpgradeDriver implements MigrationDriver {
     const migrationDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-upgrade-'));
     try {
       for (const tap of plan.taps) {
-        await ip(['tuntap', 'add', 'dev', tap.name, 'mode', 'tap']);
+        await ip(['tuntap', 'add', 'dev', tap.name, 'mode', 'tap', ...(tap.multiQueue ? ['multi_queue'] : [])]);
         createdTaps.push(tap.name);
         await ip(['link', 'set', tap.name, 'master', tap.bridge, 'mtu', String(tap.mtu), 'up']);
       }

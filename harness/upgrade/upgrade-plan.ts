@@ -36,6 +36,8 @@ export interface TapToCreate {
   name: string;
   bridge: string;
   mtu: number;
+  /** The netdev asks for several queues (`queues=N`): the tap must be made multiqueue, or QEMU cannot attach them. */
+  multiQueue: boolean;
   /** The tap it replaces, which stays where it is (it may be the user's; flinch does not delete it). */
   replaces: string;
 }
@@ -288,7 +290,7 @@ function planNetdev(
     const link = facts.links.get(ifname);
     if (!link) return refuse(option, `tap ${ifname} does not exist in this network namespace (run flinch where the QEMU runs)`);
     if (!link.master) return refuse(option, `tap ${ifname} is on no bridge: flinch cannot wire a second tap the way it is wired`);
-    taps.push({ name: newName, bridge: link.master, mtu: link.mtu, replaces: ifname });
+    taps.push({ name: newName, bridge: link.master, mtu: link.mtu, multiQueue: Number(keyvalGet(list, 'queues') ?? 1) > 1, replaces: ifname });
   }
   moves.push({ what: `netdev ${id} tap`, from: ifname, to: `${newName}${scriptless ? ` (created on ${facts.links.get(ifname)!.master})` : ' (created by QEMU, wired by its script)'}` });
   withValue(formatKeyval(keyvalSet(list, 'ifname', newName), 'type'));

@@ -32,7 +32,8 @@ t.test('a typical command line: every shared resource moved, the machine pinned,
   const byName = (name: string) => parseQemuArguments(args).filter((o) => o.name === name).map((o) => o.value);
   t.same(byName('machine'), ['pc-q35-7.2,accel=tcg'], "the alias q35 becomes the type the guest runs: a newer QEMU's q35 is another machine");
   t.same(byName('netdev'), ['tap,id=net0,ifname=tap-vm0-u1,script=no,downscript=no,vhost=on']);
-  t.same(plan.taps, [{ name: 'tap-vm0-u1', bridge: 'br0', mtu: 9000, replaces: 'tap-vm0' }], 'a second tap on the same bridge, same MTU');
+  t.same(plan.taps, [{ name: 'tap-vm0-u1', bridge: 'br0', mtu: 9000, multiQueue: false, replaces: 'tap-vm0' }], 'a second tap on the same bridge, same MTU');
+  t.equal(planUpgrade(['-qmp', 'unix:/run/vm/qmp.sock,server=on', '-netdev', 'tap,id=n,ifname=tap-vm0,script=no,queues=4'], facts()).taps[0]?.multiQueue, true, 'queues=4: a multiqueue tap');
   t.same(byName('qmp'), ['unix:/run/vm/qmp.sock.upgraded-1,server=on,wait=off']);
   t.equal(plan.controlSocket, '/run/vm/qmp.sock.upgraded-1', 'flinch drives the new process through the counterpart of --qmp');
   t.same(byName('chardev'), ['socket,id=ser0,path=/run/vm/serial.sock.upgraded-1,server=on,wait=off']);
