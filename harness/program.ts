@@ -296,14 +296,16 @@ export function buildHarnessProgram(): Command {
     .command('package-check')
     .description('install the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG) and check the service: start, kill -9, bad config, hardening')
     .option('--deb <file>', 'the package', path.join(projectRoot(), 'build', 'deb', `flinch-agent_${FLINCH_VERSION}_amd64.deb`))
+    .option('--host-deb <file>', 'also install the harness package (flinch) beside it and check it in the guest: its runtime, native modules, man page, removal')
     .option('--out <dir>', `where ${'package-check.json'} and the logs go`, 'flinch-package-check')
     .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
     .option('--cache <dir>', 'where the guest kernel and the Debian tree are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
     .action(
-      guarded(PROGRAM, verbose, async (o: { deb: string; out: string; qemu: string; cache: string }) => {
+      guarded(PROGRAM, verbose, async (o: { deb: string; hostDeb?: string; out: string; qemu: string; cache: string }) => {
         const results = await runPackageCheck(
           {
             deb: path.resolve(o.deb),
+            hostDeb: o.hostDeb ? path.resolve(o.hostDeb) : null,
             outDir: path.resolve(o.out),
             cacheDir: path.resolve(o.cache),
             qemuBinary: o.qemu,

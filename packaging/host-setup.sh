@@ -82,8 +82,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-newest_source=$(find agent probes harness packaging/sea packaging/deb package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
-if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ ! -f build/sea/flinch-agent ] || ! ls build/deb/flinch-agent_*.deb >/dev/null 2>&1 || [ -n "$newest_source" ]; then
+newest_source=$(find agent probes harness packaging/sea packaging/deb packaging/host-deb package.json tsconfig.json -newer dist/.built -print -quit 2>/dev/null || echo rebuild)
+if [ ! -f dist/.built ] || [ ! -f build/agent/flinch-agent.cjs ] || [ ! -f build/sea/flinch-agent ] || ! ls build/deb/flinch-agent_*.deb >/dev/null 2>&1 || ! ls build/deb/flinch_*.deb >/dev/null 2>&1 || [ -n "$newest_source" ]; then
   echo "flinch setup: npm run build" >&2
   npm run --silent build
   touch dist/.built

@@ -8,6 +8,7 @@ import { CollectorServer } from '../collector/collector-server.js';
 import { FleetKeyring } from '../collector/keyring.js';
 import { ReportStore } from '../collector/report-store.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
+import { FLINCH_VERSION } from '../../contract/version.js';
 import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
 import { fetchGuestKernel } from './debian-kernel.js';
@@ -23,6 +24,8 @@ import { buildSystemdGuestDisk, debootstrapRootfs } from './systemd-guest.js';
  */
 export interface PackageCheckOptions {
   deb: string;
+  /** The harness's package (flinch) too: installed beside the agent and checked in the booted guest. */
+  hostDeb: string | null;
   outDir: string;
   cacheDir: string;
   qemuBinary: string;
@@ -66,7 +69,9 @@ interface InnerPlan {
 
 export async function runPackageCheck(options: PackageCheckOptions, log: (line: string) => void): Promise<PackageCheckResults> {
   if (process.getuid?.() !== 0) throw new UserError('flinch package-check needs root: it debootstraps, chroots and creates a network namespace', EXIT.needsRoot);
-  if (!existsSync(options.deb)) throw new UserError(`${options.deb}: no such package; build it with npm run package`, EXIT.usage);
+  for (const deb of [options.deb, options.hostDeb].filter((d): d is string => d !== null)) {
+    if (!existsSync(deb)) throw new UserError(`${deb}: no such package; build it with npm run package`, EXIT.usage);
+  }
   resolveQemuBinary(options.qemuBinary);
   mkdirSync(options.outDir, { recursive: true });
   rmSync(path.join(options.outDir, PACKAGE_CHECK_RESULTS), { force: true });
@@ -79,6 +84,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
     rootfs,
     kernel,
     deb: options.deb,
+    hostDeb: options.hostDeb,
     agentConfig: `# written by flinch package-check\ncollector: ws://${network.hostAddress}:${options.collectorPort}\nagent-id: ${AGENT_ID}\ntoken-file: /etc/flinch/token\naccept-announce: true\nremediate: dry-run\nstate-dir: /var/lib/flinch\n`,
     agentToken: agentKeyFor(fleetSecret, AGENT_ID),
     hostname: 'flinch-deb-guest',
@@ -215,6 +221,7 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
       state === 'failed' && status === '78' && restartsAfter === '0' && /agent\.yaml:\d+: unknown key "colector"/.test(journal),
       `is-active=${state}, exit status ${status}, automatic restarts since ${restartsAfter}, journal: ${journal.split('\n').find((l) => l.includes('agent.yaml')) ?? '(no line naming agent.yaml)'}`,
     );
+    if (options.hostDeb) await checkHostPackage(guest, check, plan.fleetSecret);
   } finally {
     writeFileSync(path.join(options.outDir, PACKAGE_CHECK_RESULTS), `${JSON.stringify(results, null, 2)}\n`);
     guest?.close();
@@ -223,6 +230,42 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
     store.close();
   }
   if (checks.some((c) => !c.ok)) process.exitCode = EXIT.worseThanExpected;
+}
+
+/**
+ * The harness's package on a Debian 12 that has no Node.js: the command runs on the runtime it ships, its native
+ * modules load (SQLite, in a collector's store), its key derivation agrees with this one, and it removes cleanly.
+ */
+async function checkHostPackage(guest: GuestConsole, check: (name: string, ok: boolean, detail: string) => void, fleetSecret: string): Promise<void> {
+  const version = await guest.run('flinch --version', 120_000);
+  const systemNode = await guest.run('command -v node nodejs');
+  check('flinch runs on the runtime it ships, with no system Node.js', version.exitCode === 0 && version.output === FLINCH_VERSION && systemNode.output === '',
+    `flinch --version said "${version.output}"; system node: ${systemNode.output || 'none'}`);
+  await guest.check(`umask 077; printf '%s\\n' ${fleetSecret} > /root/fleet.secret`);
+  const token = await guest.run('flinch token --fleet-secret /root/fleet.secret --agent-id host-package-check', 120_000);
+  const expected = agentKeyFor(fleetSecret, 'host-package-check');
+  check("flinch token derives the agent's key as the collector does", token.output === expected, token.output === expected ? 'the same key' : `got "${token.output}"`);
+  // The collector opens its SQLite store (better-sqlite3's addon) and the fleet status reads it back.
+  await guest.check('flinch collect --listen 127.0.0.1:7499 --store /root/store.db --no-auth >/root/collect.log 2>&1 & echo $! > /root/collect.pid');
+  let listening = '';
+  for (let waited = 0; waited < 120_000 && !/listening on/.test(listening); waited += 1000) {
+    listening = (await guest.run('cat /root/collect.log')).output;
+    if (!/listening on/.test(listening)) await sleep(1000);
+  }
+  const status = await guest.run('flinch fleet status --store /root/store.db --json', 120_000);
+  await guest.run('kill $(cat /root/collect.pid)');
+  let agents: unknown = null;
+  try {
+    agents = (JSON.parse(status.output) as { agents?: unknown }).agents;
+  } catch {
+    // shown below
+  }
+  check('flinch collect opens its SQLite store and flinch fleet status reads it', /listening on ws:\/\/127\.0\.0\.1:7499/.test(listening) && status.exitCode === 0 && typeof agents === 'number',
+    `${listening.split('\n').find((l) => l.includes('listening')) ?? listening.split('\n').slice(-1)[0]}; fleet status exit ${status.exitCode}`);
+  const man = await guest.run('test -s /usr/share/man/man1/flinch.1.gz && zcat /usr/share/man/man1/flinch.1.gz | grep -c "^.SH"');
+  check('the man page is installed', man.exitCode === 0 && Number(man.output) >= 5, `${man.output} sections`);
+  const removed = await guest.run('dpkg -r flinch >/dev/null && test ! -e /usr/lib/flinch && test ! -e /usr/bin/flinch && echo gone', 120_000);
+  check('dpkg -r removes it, leaving nothing under /usr/lib/flinch', removed.output === 'gone', removed.output || `exit ${removed.exitCode}`);
 }
 
 function nextHello(collector: CollectorServer, timeoutMs: number): Promise<AgentRecord> {

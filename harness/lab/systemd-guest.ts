@@ -29,6 +29,8 @@ export interface SystemdGuestSpec {
   rootfs: string;
   kernel: GuestKernel;
   deb: string;
+  /** The harness's own package (flinch), installed after the agent's, as on a host that runs both. */
+  hostDeb?: string | null;
   /** Contents of /etc/flinch/agent.yaml once installed (replaces the packaged default). */
   agentConfig: string;
   /** Written to /etc/flinch/token (0600), the agent's signing key. */
@@ -116,6 +118,14 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
     throw new Error(`dpkg -i ${path.basename(spec.deb)} in the guest tree failed: ${error.message}`);
   });
   rmSync(path.join(stage, debInGuest));
+  if (spec.hostDeb) {
+    const hostDebInGuest = `/root/${path.basename(spec.hostDeb)}`;
+    copyFileSync(spec.hostDeb, path.join(stage, hostDebInGuest));
+    await chroot(['dpkg', '-i', hostDebInGuest]).catch((error: Error) => {
+      throw new Error(`dpkg -i ${path.basename(spec.hostDeb!)} in the guest tree failed: ${error.message}`);
+    });
+    rmSync(path.join(stage, hostDebInGuest));
+  }
   // is-enabled exits 1 for "disabled", which is the answer wanted here, not a failure.
   const enabled = (await chroot(['sh', '-c', 'systemctl is-enabled flinch-agent.service || true'])).stdout.trim();
 

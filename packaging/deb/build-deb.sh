@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=packaging/deb
+. packaging/deb/package-docs.sh
 sea=build/sea/flinch-agent
 [ -x "$sea" ] || { echo "build-deb: $sea is missing; run npm run package:sea first" >&2; exit 1; }
 version=$(node -p "require('./package.json').version")
@@ -18,20 +19,8 @@ install -d -m 0700 "$root/var/lib/flinch"
 install -m 0755 "$sea" "$root/usr/bin/flinch-agent"
 install -m 0644 "$here/flinch-agent.service" "$root/lib/systemd/system/flinch-agent.service"
 install -m 0644 "$here/agent.yaml" "$root/etc/flinch/agent.yaml"
-install -m 0644 "$here/copyright" "$root/usr/share/doc/flinch-agent/copyright"
 install -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/flinch-agent"
-gzip -9n -c "$here/flinch-agent.1" > "$root/usr/share/man/man1/flinch-agent.1.gz"
-# The changelog's date is the last commit's, so two builds of one commit give the same package.
-when=$(git log -1 --format=%cD 2>/dev/null || date -R)
-cat > "$out/changelog" <<CHANGELOG
-flinch ($version) unstable; urgency=medium
-
-  * Packaged from commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown).
-
- -- flinch developers <flinch@lists.example.org>  $when
-CHANGELOG
-gzip -9n -c "$out/changelog" > "$root/usr/share/doc/flinch-agent/changelog.gz"
-chmod 0644 "$root/usr/share/man/man1/flinch-agent.1.gz" "$root/usr/share/doc/flinch-agent/changelog.gz"
+package_docs "$root" flinch-agent "$version" "$here/flinch-agent.1"
 for script in postinst prerm postrm; do install -m 0755 "$here/$script" "$root/DEBIAN/$script"; done
 echo /etc/flinch/agent.yaml > "$root/DEBIAN/conffiles"
 chmod 0644 "$root/DEBIAN/conffiles"

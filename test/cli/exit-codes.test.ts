@@ -1,5 +1,5 @@
 // The exit statuses are a contract: the table in contract/command-line.ts, README's "Exit status" table and
-// flinch-agent(1) must say the same, and the codes are the ones the programs really use.
+// flinch-agent(1) and flinch(1) must say the same, and the codes are the ones the programs really use.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -20,4 +20,10 @@ t.test('flinch-agent(1) lists the agent its codes', async (t) => {
   const man = readFileSync(path.join(projectRoot(), 'packaging', 'deb', 'flinch-agent.1'), 'utf8');
   const section = man.slice(man.indexOf('.SH EXIT STATUS'), man.indexOf('.SH SEE ALSO'));
   t.same([...section.matchAll(/^\.B (\d+)$/gm)].map((m) => Number(m[1])), AGENT_CODES);
+});
+
+t.test("flinch(1) lists the harness its codes", async (t) => {
+  const man = readFileSync(path.join(projectRoot(), 'packaging', 'host-deb', 'flinch.1'), 'utf8');
+  const section = man.slice(man.indexOf('.SH EXIT STATUS'), man.indexOf('.SH SEE ALSO'));
+  t.same([...section.matchAll(/^\.B (\d+)$/gm)].map((m) => Number(m[1])), [EXIT.ok, EXIT.failed, EXIT.usage, EXIT.missingTool, EXIT.needsRoot, EXIT.worseThanExpected]);
 });
