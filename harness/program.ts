@@ -1,5 +1,6 @@
 import { DEFAULT_RETENTION } from './collector/report-store.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
+import net from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -226,12 +227,20 @@ export function buildHarnessProgram(): Command {
     .option('--fleet-secret <file>', "measure with the guest's agent: the secret (0600) its key was derived from")
     .option('--collector-listen <host:port>', "with --fleet-secret: where the collector listens, as the guest's agent was told")
     .option('--agent-timeout <s>', "how long to wait for the guest agent's hello, seconds", positiveInt, 120)
-    .option('--settle <ms>', 'with an agent: how long to keep listening after the migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
+    .option('--expect <verdict>', 'with an agent or --guest-address: a verdict worse than this fails (exit 5)', parseExpectation, 'noticed')
+    .option('--guest-address <ip>', "the guest's address, reachable from here: ICMP timestamps to it measure its blackout and clock lag from outside (the verdict too, without an agent)")
+    .option('--settle <ms>', 'with an agent or --guest-address: how long to keep listening after the migration', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.settleMs)
     .action(
       guarded(PROGRAM, verbose, async (o: {
         qmp: string; to: string; dryRun?: boolean; out: string; timeout: number; agentId?: string; fleetSecret?: string; collectorListen?: string; agentTimeout: number; settle: number;
+        guestAddress?: string; expect: ExpectedVerdict;
       }, command: Command) => {
         const withAgent = upgradeAgentFrom(o, command);
+        if (o.guestAddress !== undefined && net.isIP(o.guestAddress) === 0) throw new UserError(`--guest-address ${o.guestAddress}: an IPv4 or IPv6 address`, EXIT.usage);
+        const measured = withAgent !== null || o.guestAddress !== undefined;
+        for (const campaignOnly of ['settle', 'expect']) {
+          if (!measured && command.getOptionValueSource(campaignOnly) === 'cli') throw new UserError(`${flagOf(campaignOnly)} is for a measured upgrade: give --fleet-secret or --guest-address too`, EXIT.usage);
+        }
         const outDir = path.resolve(o.out);
         const driver = new QemuUpgradeDriver({ qmpSocket: o.qmp, newBinary: o.to, workDir: outDir, timeoutMs: o.timeout * 1000 });
         try {
@@ -246,10 +255,10 @@ export function buildHarnessProgram(): Command {
             process.stdout.write(`${lines.map(printable).join('\n')}\n`);
             return;
           }
-          if (withAgent) {
+          if (measured) {
             const options = {
-              ...DEFAULT_CAMPAIGN_OPTIONS, outDir, settleMs: o.settle, bootTimeoutMs: o.agentTimeout * 1000, migrationTimeoutMs: o.timeout * 1000, failOnUnexpected: true, expect: 'noticed' as const,
-              ...withAgent,
+              ...DEFAULT_CAMPAIGN_OPTIONS, outDir, settleMs: o.settle, bootTimeoutMs: o.agentTimeout * 1000, migrationTimeoutMs: o.timeout * 1000, failOnUnexpected: true, expect: o.expect,
+              agent: withAgent, guestAddress: o.guestAddress ?? null,
             };
             showCampaign(await runUpgradeCampaign(options, driver, log), options);
             if (!driver.outcome) throw new UserError(`the upgrade failed; see ${path.join(outDir, 'results.json')}`, EXIT.failed);
@@ -447,7 +456,7 @@ export function buildHarnessProgram(): Command {
 /** The agent settings of `flinch qemu-upgrade`, or null to measure from QEMU alone; a usage error for what does not fit. */
 function upgradeAgentFrom(o: { fleetSecret?: string; collectorListen?: string; agentId?: string }, command: Command) {
   if (o.fleetSecret === undefined) {
-    const stray = (['collectorListen', 'agentId', 'agentTimeout', 'settle'] as const).find((k) => command.getOptionValueSource(k) === 'cli');
+    const stray = (['collectorListen', 'agentId', 'agentTimeout'] as const).find((k) => command.getOptionValueSource(k) === 'cli');
     if (stray) throw new UserError(`${flagOf(stray)} is for measuring with the guest's agent: give --fleet-secret FILE too`, EXIT.usage);
     return null;
   }

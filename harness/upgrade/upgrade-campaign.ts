@@ -7,45 +7,68 @@ import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { hostNowMs } from '../host-clock.js';
 import { findExistingAgent } from '../lab/existing-agent.js';
+import { OutsideView } from '../blackout/outside-view.js';
+import type { AgentRecord } from '../collector/agent-record.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { QemuUpgradeDriver } from './qemu-upgrade.js';
 
 export interface UpgradeCampaignOptions extends CampaignOptions {
-  /** The fleet secret (already read) the guest agent's key was derived from. */
-  fleetSecret: string;
-  collectorHost: string;
-  collectorPort: number;
-  agentId: string | null;
+  /** The guest's agent, where it has one: the fleet secret (already read) its key was derived from, and where it reports. */
+  agent: { fleetSecret: string; collectorHost: string; collectorPort: number; agentId: string | null } | null;
+  /** The guest's address, reachable from here: ICMP timestamps to it are the outside view (its blackout and lag). */
+  guestAddress: string | null;
 }
+
+/** How long a guest has to answer its first ICMP timestamp request before flinch goes on without the outside view. */
+const FIRST_ANSWER_MS = 10_000;
 
 /**
  * The upgrade measured like any migration: one migration of a campaign whose driver is the prepared upgrade, judged
- * by the guest's own agent (found by its id or its NIC's MAC) reporting to the campaign's collector.
+ * by the guest's own agent (found by its id or its NIC's MAC) reporting to the campaign's collector, and seen from
+ * outside by ICMP timestamps when its address is given; with no agent, the outside view judges alone.
  */
 export async function runUpgradeCampaign(options: UpgradeCampaignOptions, driver: QemuUpgradeDriver, log: (line: string) => void): Promise<CampaignOutcome> {
   // An upgrade is not resumable: a second run in the same folder would be a second upgrade, not the rest of the first.
   if (existsSync(path.join(options.outDir, JOURNAL_FILE))) throw new UserError(`--out ${options.outDir} already holds a run: give a new folder`, EXIT.usage);
   const running = driver.running!;
+  let outside: OutsideView | null = null;
+  const { agent: agentSettings } = options;
   const target: GuestTarget = {
     driverName: driver.name,
-    collectorHost: options.collectorHost,
-    collectorPort: options.collectorPort,
-    fleetSecret: options.fleetSecret,
+    collectorHost: agentSettings?.collectorHost ?? '127.0.0.1',
+    collectorPort: agentSettings?.collectorPort ?? 0,
+    ...(agentSettings ? { fleetSecret: agentSettings.fleetSecret } : {}),
     identity: { qmp: running.pid },
     async bringUp({ collector, collectorPort, log }) {
       const waitStart = hostNowMs();
-      log(`waiting for the agent in QEMU PID ${running.pid} (${options.agentId ?? `MAC ${running.macs.join(', ') || 'none on its command line'}`})`);
-      const agent = await findExistingAgent(collector, { ...options, collectorPort, timeoutMs: options.bootTimeoutMs }, running.macs);
+      let agent: AgentRecord | null = null;
+      if (agentSettings) {
+        log(`waiting for the agent in QEMU PID ${running.pid} (${agentSettings.agentId ?? `MAC ${running.macs.join(', ') || 'none on its command line'}`})`);
+        agent = await findExistingAgent(collector, { ...agentSettings, collectorPort, timeoutMs: options.bootTimeoutMs }, running.macs);
+        log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
+      }
+      if (options.guestAddress) {
+        outside = new OutsideView(options.guestAddress, options.blackoutIntervalMs || 5);
+        await outside.start();
+        for (const until = Date.now() + FIRST_ANSWER_MS; !outside.answering && Date.now() < until;) await sleep(100);
+        if (!outside.answering) {
+          await outside.stop();
+          outside = null;
+          if (!agent) throw new UserError(`the guest at ${options.guestAddress} does not answer ICMP timestamp requests, and there is no agent to measure with`, EXIT.failed);
+          log(`the guest at ${options.guestAddress} does not answer ICMP timestamp requests: no outside view`);
+        }
+      }
       const toAgentMs = Math.round(hostNowMs() - waitStart);
-      log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
       return {
-        driver, agent, meter: null, where: () => driver.where(), bootToAgentMs: toAgentMs,
+        driver, agent, meter: null, ...(outside ? { outside } : {}), where: () => driver.where(), bootToAgentMs: toAgentMs,
         hypervisor: { driver: driver.name, qemu: running.version, destQemu: driver.commandLine()[0]! },
-        guest: { kernel: "the guest's own (not reported by the agent)", memoryMiB: await driver.memoryMiB(), bootToAgentMs: toAgentMs, hostname: agent.hello.hostname },
+        guest: { kernel: "the guest's own (not reported by the agent)", memoryMiB: await driver.memoryMiB(), bootToAgentMs: toAgentMs, ...(agent ? { hostname: agent.hello.hostname } : {}) },
       };
     },
     async tearDown() {
+      await outside?.stop();
       await driver.cleanup();
     },
   };
-  return runCampaign({ ...options, faultMatrix: [[]], migrationsPerFault: 1, controls: 0 }, target, hostNowMs(), log);
+  return runCampaign({ ...options, faultMatrix: [[]], migrationsPerFault: 1, controls: 0, agentless: agentSettings === null, outsideView: options.guestAddress !== null }, target, hostNowMs(), log);
 }

@@ -102,7 +102,7 @@ t.test("your own QEMU, upgraded in place to QEMU 10.0 while the guest runs, judg
 
   const out = path.join(dir, 'upgrade');
   const run = await runCli([FLINCH, 'qemu-upgrade', '--qmp', qmpSocket, '--to', newQemu, '--fleet-secret', secret, '--collector-listen', `${network.hostAddress}:${COLLECTOR_PORT}`,
-    '--agent-timeout', '300', '--out', out], inNetns);
+    '--agent-timeout', '300', '--guest-address', network.guestAddress, '--out', out], inNetns);
   t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
   t.match(run.stderr, new RegExp(`agent ${AGENT_ID} on \\S+ connected`), 'the agent found by its MAC');
   t.match(run.stdout, new RegExp(`QEMU 7\\.2\\.\\d+ \\(PID ${oldPid}\\) -> QEMU 10\\.0\\.\\d+ \\(PID \\d+\\), machine pc-q35-7\\.2: the guest paused \\d+ ms`), run.stdout);
@@ -113,6 +113,7 @@ t.test("your own QEMU, upgraded in place to QEMU 10.0 while the guest runs, judg
   t.equal(m.verdictSource, 'agent', `judged by the agent in the user's guest: ${m.verdict} (${m.reasons.slice(0, 3).join('; ')})`);
   t.ok(typeof m.pauseMs === 'number' && m.pauseMs >= (m.downtimeMs ?? 0) && m.pauseMs > 0, `the pause from the two QEMUs' STOP and RESUME: ${m.pauseMs} ms ≥ downtime ${m.downtimeMs} ms`);
   t.equal(results.hypervisor.driver, 'qemu-upgrade');
+  t.ok(m.outside && m.outside.sent > 100 && m.outside.longestGapMs > 0, `seen from outside too (--guest-address): ${m.outside?.received}/${m.outside?.sent} ICMP timestamps answered, longest gap ${m.outside?.longestGapMs} ms, clock lag ${m.outside?.clockLagMs} ms`);
   t.ok(!processAlive(oldPid), 'the old QEMU has quit');
   const newPid = Number(readFileSync(pidfile, 'utf8').trim());
   t.ok(newPid !== oldPid && processAlive(newPid), `the user's pid file names the new QEMU (PID ${newPid})`);
@@ -126,8 +127,10 @@ t.test("your own QEMU, upgraded in place to QEMU 10.0 while the guest runs, judg
   const upgrade = JSON.parse(readFileSync(path.join(out, 'upgrade.json'), 'utf8')) as { new: { pid: number }; moves: unknown[] };
   t.equal(upgrade.new.pid, newPid, 'upgrade.json records it');
 
-  const again = await runCli([FLINCH, 'qemu-upgrade', '--qmp', newQmp, '--to', newQemu, '--out', path.join(dir, 'again')], inNetns);
+  const again = await runCli([FLINCH, 'qemu-upgrade', '--qmp', newQmp, '--to', newQemu, '--guest-address', network.guestAddress, '--out', path.join(dir, 'again')], inNetns);
   t.equal(again.code, 0, again.stderr);
+  const outsideOnly = (JSON.parse(readFileSync(path.join(dir, 'again', 'results.json'), 'utf8')) as LabResults).migrations[0]!;
+  t.equal(outsideOnly.verdictSource, 'outside', `no agent asked for: judged from outside (${outsideOnly.verdict}: ${outsideOnly.reasons.slice(0, 2).join('; ')})`);
   t.match(again.stdout, /QEMU 10\.0\.\d+ \(PID \d+\) -> QEMU 10\.0\.\d+ \(PID \d+\).*\nQMP now at .*qmp\.sock\.upgraded-2; pid file .*qemu\.pid\n/, 'upgrading the upgraded process: no agent needed, names do not grow');
   t.ok(!processAlive(newPid), 'the first upgrade\'s process has quit in turn');
   t.same((await status(`${qmpSocket}.upgraded-2`)).status, 'running');
@@ -180,5 +183,11 @@ t.test('what qemu-upgrade refuses: one line, exit 2, the QEMU untouched', async 
   const stray = await upgrade('--qmp', qmpSocket, '--to', 'qemu-system-x86_64', '--collector-listen', '127.0.0.1:1');
   t.equal(stray.code, 2);
   t.match(stray.stderr, /^flinch: --collector-listen is for measuring with the guest's agent: give --fleet-secret FILE too\n$/);
+  const settle = await upgrade('--qmp', qmpSocket, '--to', 'qemu-system-x86_64', '--settle', '500');
+  t.equal(settle.code, 2);
+  t.match(settle.stderr, /^flinch: --settle is for a measured upgrade: give --fleet-secret or --guest-address too\n$/);
+  const address = await upgrade('--qmp', qmpSocket, '--to', 'qemu-system-x86_64', '--guest-address', 'web1');
+  t.equal(address.code, 2);
+  t.match(address.stderr, /^flinch: --guest-address web1: an IPv4 or IPv6 address\n$/);
   t.ok(processAlive(pid), 'after all of it, the QEMU still runs');
 });
