@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
+import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { ReportStore } from './collector/report-store.js';
@@ -26,7 +26,7 @@ import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
 import { DEFAULT_XEN_LAB_OPTIONS, runXenLab, runXenLabInside, XEN_LAB_INSIDE, type XenLabOptions } from './lab/xen/xen-lab.js';
 import { FLINCH_VERSION } from '../contract/version.js';
-import { describeUpgrade, QemuUpgradeDriver, shellLine } from './upgrade/qemu-upgrade.js';
+import { describePlan, describeUpgrade, QemuUpgradeDriver } from './upgrade/qemu-upgrade.js';
 import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
 import { fleetSecretArgument } from './collector/keyring.js';
 
@@ -246,13 +246,7 @@ export function buildHarnessProgram(): Command {
         try {
           await driver.prepare();
           if (o.dryRun) {
-            const plan = driver.plan!;
-            const lines = [
-              `would move QEMU ${driver.running!.version} (PID ${driver.running!.pid}) to ${driver.commandLine()[0]}, machine ${plan.machineType}`,
-              ...plan.moves.map((m) => `would move ${m.what}: ${m.from} -> ${m.to}`),
-              shellLine(driver.commandLine()),
-            ];
-            process.stdout.write(`${lines.map(printable).join('\n')}\n`);
+            process.stdout.write(describePlan(driver));
             return;
           }
           if (measured) {

@@ -36,7 +36,7 @@ export interface QmpDriverOptions {
 }
 
 /** After the destination reports running, how long its RESUME event may still take to arrive (it is queued first). */
-const PAUSE_EVENT_WAIT_MS = 2000;
+export const PAUSE_EVENT_WAIT_MS = 2000;
 
 /**
  * The true pause, from QEMU's own stamps: the source's STOP (the vCPUs stop for the last copy, or for a paused
@@ -135,10 +135,7 @@ export class QmpDriver implements MigrationDriver {
         startedAtMs,
         completedAtMs,
         pause: stoppedAndResumed,
-        totalMs: reply['total-time'] ?? null,
-        downtimeMs: reply.downtime ?? null,
-        setupMs: reply['setup-time'] ?? null,
-        transferredBytes: reply.ram?.transferred ?? null,
+        ...qemuFigures(reply),
       };
     } catch (error) {
       // A QEMU that died says why in its log; that beats the QMP socket's ECONNRESET.
@@ -242,6 +239,11 @@ export class QmpDriver implements MigrationDriver {
     }
     throw new MigrationFailedError('the destination never arrived paused, so it could not be continued');
   }
+}
+
+/** QEMU's own figures of a completed migration, as a MigrationTiming carries them. */
+export function qemuFigures(reply: QueryMigrateReply): Pick<MigrationTiming, 'totalMs' | 'downtimeMs' | 'setupMs' | 'transferredBytes'> {
+  return { totalMs: reply['total-time'] ?? null, downtimeMs: reply.downtime ?? null, setupMs: reply['setup-time'] ?? null, transferredBytes: reply.ram?.transferred ?? null };
 }
 
 /**

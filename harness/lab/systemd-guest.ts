@@ -112,20 +112,18 @@ export async function buildSystemdGuestDisk(spec: SystemdGuestSpec): Promise<Sys
   if (!spec.kernel.modulesRoot) throw new UserError(`the systemd guest needs a kernel with its modules, not the bare image ${spec.kernel.vmlinuz}`, EXIT.usage);
   await runCommand('cp', ['-a', path.join(spec.kernel.modulesRoot, 'lib', 'modules', spec.kernel.release), modules]);
 
-  const debInGuest = `/root/${path.basename(spec.deb)}`;
-  copyFileSync(spec.deb, path.join(stage, debInGuest));
-  const installed = await chroot(['dpkg', '-i', debInGuest]).catch((error: Error) => {
-    throw new Error(`dpkg -i ${path.basename(spec.deb)} in the guest tree failed: ${error.message}`);
-  });
-  rmSync(path.join(stage, debInGuest));
-  if (spec.hostDeb) {
-    const hostDebInGuest = `/root/${path.basename(spec.hostDeb)}`;
-    copyFileSync(spec.hostDeb, path.join(stage, hostDebInGuest));
-    await chroot(['dpkg', '-i', hostDebInGuest]).catch((error: Error) => {
-      throw new Error(`dpkg -i ${path.basename(spec.hostDeb!)} in the guest tree failed: ${error.message}`);
+  /** `dpkg -i` in the tree, as an administrator installs a downloaded package. */
+  const install = async (deb: string) => {
+    const inGuest = `/root/${path.basename(deb)}`;
+    copyFileSync(deb, path.join(stage, inGuest));
+    const result = await chroot(['dpkg', '-i', inGuest]).catch((error: Error) => {
+      throw new Error(`dpkg -i ${path.basename(deb)} in the guest tree failed: ${error.message}`);
     });
-    rmSync(path.join(stage, hostDebInGuest));
-  }
+    rmSync(path.join(stage, inGuest));
+    return result;
+  };
+  const installed = await install(spec.deb);
+  if (spec.hostDeb) await install(spec.hostDeb);
   // is-enabled exits 1 for "disabled", which is the answer wanted here, not a failure.
   const enabled = (await chroot(['sh', '-c', 'systemctl is-enabled flinch-agent.service || true'])).stdout.trim();
 

@@ -9,9 +9,10 @@ import { ip, listLinks } from '../../system/ip.js';
 import { QmpClient, QmpTimeoutError } from '../../system/qemu/qmp-client.js';
 import { keyvalGet, parseKeyval, parseQemuArguments } from '../../system/qemu/qemu-command-line.js';
 import { findExecutable, runCommand } from '../../system/run-command.js';
+import { shellQuote } from '../../system/xl.js';
 import { processAlive, processArguments, processExecutable, processListeningOn } from '../../system/unix-socket-owner.js';
 import type { FaultName, MigrationDriver, MigrationTiming } from '../drivers/migration-driver.js';
-import { MigrationFailedError, waitForMigration, waitUntilRunning, watchPause } from '../drivers/qmp-driver.js';
+import { MigrationFailedError, PAUSE_EVENT_WAIT_MS, qemuFigures, waitForMigration, waitUntilRunning, watchPause } from '../drivers/qmp-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { baseOfPath, planUpgrade, upgradeArguments, type Move, type UpgradeFacts, type UpgradePlan } from './upgrade-plan.js';
 
@@ -136,11 +137,8 @@ export class QemuUpgradeDriver implements MigrationDriver {
       switched = true;
       // A guest that was paused stays paused on arrival, as QEMU carries the run state across.
       if (running.status === 'running') await waitUntilRunning(destination, this.options.timeoutMs, 50);
-      const stoppedAndResumed = await pause.settled(running.status === 'running' ? 2000 : 0);
-      const timing: MigrationTiming = {
-        startedAtMs, completedAtMs, pause: stoppedAndResumed,
-        totalMs: reply['total-time'] ?? null, downtimeMs: reply.downtime ?? null, setupMs: reply['setup-time'] ?? null, transferredBytes: reply.ram?.transferred ?? null,
-      };
+      const stoppedAndResumed = await pause.settled(running.status === 'running' ? PAUSE_EVENT_WAIT_MS : 0);
+      const timing: MigrationTiming = { startedAtMs, completedAtMs, pause: stoppedAndResumed, ...qemuFigures(reply) };
       await this.retireOld(running.pid);
       const pidfile = this.settlePidfile(plan);
       this.outcome = {
@@ -165,7 +163,6 @@ export class QemuUpgradeDriver implements MigrationDriver {
         throw new MigrationFailedError(`the guest was moved to the new QEMU PID ${newPid} (QMP ${plan.controlSocket}), but then: ${(error as Error).message}`);
       }
       // The old QEMU resumes its guest itself when a migration fails; what flinch started goes, the guest stays.
-      destination?.close();
       if (newPid !== null && processAlive(newPid)) {
         process.kill(newPid, 'SIGKILL');
         for (const until = Date.now() + 5000; processAlive(newPid) && Date.now() < until;) await sleep(50);
@@ -364,21 +361,33 @@ function listenBriefly(port: number): Promise<number> {
   });
 }
 
-/** The new process's command line as one shell-quoted line, for the terminal. */
-export function shellLine(argv: readonly string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ');
+/** What `--dry-run` shows: the QEMU found, what would move, and the new process's command line as a shell would take it. */
+export function describePlan(driver: QemuUpgradeDriver): string {
+  const { running, plan } = driver;
+  const commandLine = driver.commandLine();
+  return terminalLines([
+    `would move QEMU ${running!.version} (PID ${running!.pid}) to ${commandLine[0]}, machine ${plan!.machineType}`,
+    ...plan!.moves.map((m) => moveLine('would move', m)),
+    commandLine.map(shellQuote).join(' '),
+  ]);
 }
-
 
 /** What the terminal shows of an upgrade: where the guest went, what it cost, and what moved. */
 export function describeUpgrade(outcome: UpgradeOutcome): string {
   const t = outcome.timing;
   const pause = t.pause ? `the guest paused ${Math.round(t.pause.resumedAtMs - t.pause.stoppedAtMs)} ms` : 'no pause measured';
-  const lines = [
+  return terminalLines([
     `QEMU ${outcome.old.version} (PID ${outcome.old.pid}) -> QEMU ${outcome.new.version} (PID ${outcome.new.pid}), machine ${outcome.machineType}: ${pause} (QEMU's downtime ${t.downtimeMs ?? '?'} ms, migration ${t.totalMs ?? '?'} ms)`,
     `QMP now at ${outcome.new.qmpSocket}; pid file ${outcome.new.pidfile}`,
-    ...outcome.moves.map((m) => `moved ${m.what}: ${m.from} -> ${m.to}`),
+    ...outcome.moves.map((m) => moveLine('moved', m)),
     ...outcome.leftAlone.map((l) => `left alone: ${l}`),
-  ];
+  ]);
+}
+
+function moveLine(verb: string, m: Move): string {
+  return `${verb} ${m.what}: ${m.from} -> ${m.to}`;
+}
+
+function terminalLines(lines: readonly string[]): string {
   return `${lines.map(printable).join('\n')}\n`;
 }

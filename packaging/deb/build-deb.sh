@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=packaging/deb
-. packaging/deb/package-docs.sh
+. packaging/deb/package-steps.sh
 sea=build/sea/flinch-agent
 [ -x "$sea" ] || { echo "build-deb: $sea is missing; run npm run package:sea first" >&2; exit 1; }
 version=$(node -p "require('./package.json').version")
@@ -47,8 +47,4 @@ Description: guest agent that notices live migrations and restores lost network 
  The agent is one self-contained executable (Node.js single executable
  application). The systemd unit is hardened and not enabled on install.
 CONTROL
-(cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums)
-chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
-deb="$out/flinch-agent_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz -z3 --build "$root" "$deb" >/dev/null
-echo "$deb $(stat -c %s "$deb") bytes (installed $installed_kib KiB)"
+package_build "$root" "$out/flinch-agent_${version}_${arch}.deb" 3 "$installed_kib"

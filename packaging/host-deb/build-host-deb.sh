@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=packaging/host-deb
-. packaging/deb/package-docs.sh
+. packaging/deb/package-steps.sh
 for need in dist/harness/cli.js build/sea/flinch-agent; do
   [ -f "$need" ] || { echo "build-host-deb: $need is missing; run npm run build first" >&2; exit 1; }
 done
@@ -88,8 +88,4 @@ Description: measure whether virtual machines notice their live migrations
  .
  The application and the Node.js runtime it needs are under /usr/lib/flinch.
 CONTROL
-(cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum > DEBIAN/md5sums)
-chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
-deb="$out/flinch_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz -z1 --build "$root" "$deb" >/dev/null
-echo "$deb $(stat -c %s "$deb") bytes (installed $installed_kib KiB)"
+package_build "$root" "$out/flinch_${version}_${arch}.deb" 1 "$installed_kib"
