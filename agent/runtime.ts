@@ -8,7 +8,7 @@ import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { publishTo, type Publisher } from './publishers/publisher.js';
 import { StateDir } from './state/state-dir.js';
 import { isCollectorEvidence, isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
-import { OwnClockStep } from './episodes/own-clock-step.js';
+import { EpisodeOffset, OwnClockStep } from './episodes/own-clock-step.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
 import { clockCorrectionMs } from './remediation/clock-heal.js';
 
@@ -50,14 +50,13 @@ export class AgentRuntime {
   private readonly state: StateDir;
   private readonly pendingReports = new Set<Promise<void>>();
   private readonly outputs: ReturnType<typeof publishTo>;
-  /**
-   * How far the guest's offset against the host (guest minus host) has moved since before the open episode: the sum of
-   * the changes the collector connection's exchanges reported while it was open. A lab guest's clock may sit a second
-   * off the host's for good (no time daemon, an emulated TSC); only what the migration moved is the migration's.
-   */
-  private offsetMovedMs = 0;
+  private readonly episodeOffset = new EpisodeOffset();
   /** A clock step the safety net made, whose echo in the offset to the host is still to come. */
   private ownStep: OwnClockStep | null = null;
+  /** Ends an own step that never converged: no later change of the offset may come to say so. */
+  private ownStepExpiry: NodeJS.Timeout | null = null;
+  /** Where the offset to the host stood at its last reported change. */
+  private lastOffsetMs: number | null = null;
 
   constructor(
     private readonly options: RuntimeOptions,
@@ -102,6 +101,7 @@ export class AgentRuntime {
     this.log(`pause noise: 99th percentile ${pause.learntMs().toFixed(1)} ms of ${pause.sampleCount} pauses that proved nothing; a pause alone opens an episode from ${pause.thresholdMs(now).toFixed(1)} ms`);
     this.engine.flush();
     await Promise.allSettled([...this.pendingReports]);
+    if (this.ownStepExpiry) clearTimeout(this.ownStepExpiry);
     await this.safetyNet.stop();
     await this.observer?.stop();
   }
@@ -125,19 +125,26 @@ export class AgentRuntime {
   private markOwnStep(observation: ObservationOf<'host-offset'>): void {
     const own = this.ownStep;
     if (!own) return;
-    const { own: isOwn, state } = own.takeOffsetChange(observation.changeMs!, observation.at.monotonicMs);
+    const { own: isOwn, state } = own.takeOffsetChange(observation.changeMs!, observation.offsetMs, observation.at.monotonicMs);
     if (isOwn) observation.cause = 'flinch-clock-heal';
     if (state === 'pending') return;
+    // The offset to the host is back where it stood: from asking to seeing it is how long the clock took to converge.
+    this.endOwnStep(state === 'converged' ? observation.at.monotonicMs - own.askedAtMs : null, observation.offsetMs);
+  }
+
+  private endOwnStep(convergedAfterMs: number | null, lastOffsetMs: number | null): void {
+    const own = this.ownStep;
+    if (!own) return;
     this.ownStep = null;
-    // The offset to the host moved back by the step: from asking to seeing it is how long the clock took to converge.
-    if (state === 'converged') this.safetyNet.clockConverged(observation.at.monotonicMs - own.askedAtMs, null);
-    else this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs);
+    if (this.ownStepExpiry) clearTimeout(this.ownStepExpiry);
+    this.ownStepExpiry = null;
+    if (convergedAfterMs !== null) this.safetyNet.clockConverged(convergedAfterMs, null);
+    else this.safetyNet.clockConverged(null, own.untilMs - own.askedAtMs, { targetMs: own.targetOffsetMs, lastMs: lastOffsetMs });
   }
 
   private noteOffsetChange(observation: ObservationOf<'host-offset'>): void {
-    if (observation.cause === 'flinch-clock-heal') return;
-    if (this.engine.open) this.offsetMovedMs += observation.changeMs!;
-    else this.offsetMovedMs = 0;
+    this.lastOffsetMs = observation.offsetMs;
+    this.episodeOffset.note(observation.offsetMs, observation.changeMs!, this.engine.open !== null, observation.cause === 'flinch-clock-heal');
   }
 
   /**
@@ -147,13 +154,18 @@ export class AgentRuntime {
    * event of the guest's.
    */
   private async healClockAfter(episode: Episode): Promise<void> {
-    const moved = this.offsetMovedMs;
-    this.offsetMovedMs = 0;
-    const correction = clockCorrectionMs(episode, moved, this.options.safetyNet.clockHealMs);
+    const moved = this.episodeOffset.take();
+    if (moved === null) return;
+    const correction = clockCorrectionMs(episode, moved.movedMs, this.options.safetyNet.clockHealMs);
     if (correction === null) return;
+    // A step still waiting for its echo is superseded (not failed): this one's target is where the offset stood before
+    // this episode.
+    if (this.ownStepExpiry) clearTimeout(this.ownStepExpiry);
     const now = monotonicMs();
-    this.ownStep = new OwnClockStep(correction, now, now + OWN_CLOCK_STEP_GRACE_MS);
+    this.ownStep = new OwnClockStep(correction, moved.beforeMs, now, now + OWN_CLOCK_STEP_GRACE_MS);
     this.engine.expectOwnClockStep(this.ownStep);
+    this.ownStepExpiry = setTimeout(() => this.endOwnStep(null, this.lastOffsetMs), OWN_CLOCK_STEP_GRACE_MS);
+    this.ownStepExpiry.unref();
     await this.safetyNet.healClock(-correction, `after migration ${episode.migrationId ?? episode.id}`);
   }
 

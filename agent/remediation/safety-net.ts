@@ -283,11 +283,12 @@ export class SafetyNet {
    * The offset to the host showed the clock back where it belongs `afterMs` after it was stepped or a daemon was asked
    * to (null: not within `waitedMs`, so the daemon slews, or refused). Audited beside the step itself.
    */
-  clockConverged(afterMs: number | null, waitedMs: number | null): void {
+  clockConverged(afterMs: number | null, waitedMs: number | null, offset?: { targetMs: number; lastMs: number | null }): void {
     if (afterMs !== null) {
       this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: `the offset to the host moved back by the step ${Math.round(afterMs)} ms after it was asked for`, result: 'ok', durationMs: afterMs });
     } else {
-      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: 'the offset to the host did not move back by the step', result: 'failed', error: `not within ${Math.round((waitedMs ?? 0) / 1000)} s`, durationMs: waitedMs ?? 0 });
+      const where = offset ? ` (to ${Math.round(offset.targetMs)} ms; last seen at ${offset.lastMs === null ? 'no reading' : `${Math.round(offset.lastMs)} ms`})` : '';
+      this.record({ what: 'clock-converged', target: 'CLOCK_REALTIME', why: `the offset to the host did not move back by the step${where}`, result: 'failed', error: `not within ${Math.round((waitedMs ?? 0) / 1000)} s`, durationMs: waitedMs ?? 0 });
     }
   }
 

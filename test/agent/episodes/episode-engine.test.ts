@@ -345,11 +345,11 @@ t.test("the agent's own clock step (healing the clock) opens no episode", async 
   const engine = new EpisodeEngine((e) => closed.push(e), { ...AFTER_WARM_UP, settleMs: 100 }, clock);
   const sample = (rt: number) => ({ kind: 'clock', realtimeMs: 0, monotonicMs: 0, boottimeMs: 0, realtimeMinusMonotonicMs: rt, boottimeMinusMonotonicMs: 0, at: stamp() }) as Observation;
   engine.ingest(sample(0));
-  engine.expectOwnClockStep(new OwnClockStep(3200, stamp().monotonicMs, stamp().monotonicMs + 1000));
+  engine.expectOwnClockStep(new OwnClockStep(3200, 0, stamp().monotonicMs, stamp().monotonicMs + 1000));
   t.same(engine.ingest(sample(3200)), [], 'the step it made itself');
   t.same(engine.ingest({ kind: 'host-offset', offsetMs: 0, rttMs: 1, changeMs: 3200, cause: 'flinch-clock-heal', at: stamp() }), [], 'and the offset coming back, marked by the runtime');
   t.same(engine.ingest(sample(6400)).map((x) => x.kind), ['clock-step'], 'expected once: the next step of the same size is the guest\'s');
-  engine.expectOwnClockStep(new OwnClockStep(-2000, stamp().monotonicMs, stamp().monotonicMs + 1000));
+  engine.expectOwnClockStep(new OwnClockStep(-2000, 0, stamp().monotonicMs, stamp().monotonicMs + 1000));
   t.same(engine.ingest(sample(9400)).map((x) => x.kind), ['clock-step'], 'a move of another size is not the one flinch made');
   advance(2000);
   t.same(engine.ingest(sample(7400)).map((x) => x.kind), ['clock-step'], 'nor one after the expectation ran out');
