@@ -29,6 +29,8 @@ import { FLINCH_VERSION } from '../contract/version.js';
 import { describePlan, describeUpgrade, QemuUpgradeDriver } from './upgrade/qemu-upgrade.js';
 import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
 import { fleetSecretArgument } from './collector/keyring.js';
+import { anyWorse, compareCampaigns, DEFAULT_COMPARE_SETTINGS } from './compare/compare-results.js';
+import { COMPARE_FORMATS, renderComparison, type CompareFormat } from './compare/compare-outputs.js';
 
 const PROGRAM = 'flinch';
 
@@ -52,6 +54,18 @@ interface CampaignCliOptions {
   guestTimeDaemon?: 'chronyd';
   agentless?: boolean;
   outsideView?: boolean;
+}
+
+function probability(value: string): number {
+  const p = Number(value);
+  if (!Number.isFinite(p) || p <= 0 || p >= 1) throw new InvalidArgumentError('expected a number between 0 and 1');
+  return p;
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of 0 or more');
+  return n;
 }
 
 function parseExpectation(value: string): ExpectedVerdict {
@@ -284,6 +298,34 @@ export function buildHarnessProgram(): Command {
         const text = render(results, o.format as OutputFormat);
         if (o.output) writeFileSync(o.output, text);
         else process.stdout.write(text);
+      }),
+    );
+
+  program
+    .command('compare')
+    .description('campaigns side by side: per kind of migration, each folder after the first against the first, same, better or worse')
+    .argument('<baseline>', 'a folder written by flinch lab, campaign or matrix: what the others are compared with')
+    .argument('<candidates...>', 'one or more folders to compare with the baseline')
+    .option('--format <format>', `one of ${COMPARE_FORMATS.join(', ')}`, 'table')
+    .option('--output <file>', 'write here instead of standard output')
+    .option('--alpha <p>', 'significance level of the test', probability, DEFAULT_COMPARE_SETTINGS.alpha)
+    .option('--min-change <percent>', "how far a median must move (percent of the baseline's) to count", nonNegativeNumber, DEFAULT_COMPARE_SETTINGS.minChangePercent)
+    .addHelpText('after', `\nExit status: ${EXIT.ok} when no row got worse, ${EXIT.worseThanExpected} when one did (the JUnit output fails it), ${EXIT.usage} for a folder without results.`)
+    .action(
+      guarded(PROGRAM, verbose, async (baseline: string, candidates: string[], o: { format: string; output?: string; alpha: number; minChange: number }) => {
+        if (!(COMPARE_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format ${o.format}: choose one of ${COMPARE_FORMATS.join(', ')}`, EXIT.usage);
+        const campaigns = [baseline, ...candidates].map((dir) => {
+          try {
+            return { dir, results: readLabResults(dir) };
+          } catch (error) {
+            throw new UserError((error as Error).message, EXIT.usage);
+          }
+        });
+        const comparison = compareCampaigns(campaigns, { alpha: o.alpha, minChangePercent: o.minChange });
+        const text = renderComparison(comparison, o.format as CompareFormat);
+        if (o.output) writeFileSync(o.output, text);
+        else process.stdout.write(text);
+        if (anyWorse(comparison)) process.exitCode = EXIT.worseThanExpected;
       }),
     );
 

@@ -4,8 +4,8 @@ import path from 'node:path';
 import type { LabResults } from './lab-results.js';
 import { controlLine, faultsLabelOf } from './result-labels.js';
 import { migrationTimeline, type TimelineItem } from './migration-timeline.js';
+import { escapeHtml } from './markup-escape.js';
 
-const escapeHtml = (text: string) => text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** Chart.js's UMD build, inlined so that the page works offline and from a CI artifact. */
 function chartJsSource(): string {

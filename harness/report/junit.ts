@@ -1,9 +1,8 @@
 import os from 'node:os';
 import type { LabResults, MigrationResult } from './lab-results.js';
 import { controlLine, faultsLabelOf } from './result-labels.js';
+import { escapeXml } from './markup-escape.js';
 
-const escapeXml = (text: string) =>
-  text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
 
 const seconds = (ms: number | null) => ((ms ?? 0) / 1000).toFixed(3);
 
