@@ -179,8 +179,9 @@ t.test('a kube-proxy-style loop re-applying its chains with iptables-restore --n
   const script = `*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-DNS - [0:0]\n-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-DNS\n-A KUBE-SVC-DNS -p udp -j DNAT --to-destination 10.0.0.5:53\nCOMMIT\n*filter\n:KUBE-FIREWALL - [0:0]\n-A KUBE-FIREWALL -m mark --mark 0x8000/0x8000 -j DROP\nCOMMIT\n`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-kube-'));
   writeFileSync(path.join(dir, 'rules'), script);
-  // kube-proxy's way: its own chains re-declared and refilled wholesale, jumps into them checked and added once.
-  const loop = `while :; do iptables-nft-restore --noflush < ${dir}/rules || echo FAILED; iptables-nft -t nat -C PREROUTING -j KUBE-SERVICES 2>/dev/null || iptables-nft -t nat -A PREROUTING -j KUBE-SERVICES; sleep 1; done`;
+  // kube-proxy's way: its own chains re-declared and refilled wholesale, jumps into them checked and added once
+  // (EnsureRule: -C, then -A). The loop says when it checked and when it added, in ms since the epoch.
+  const loop = `while :; do iptables-nft-restore --noflush < ${dir}/rules || echo FAILED; echo "check $(date +%s%3N)"; iptables-nft -t nat -C PREROUTING -j KUBE-SERVICES 2>/dev/null || { iptables-nft -t nat -A PREROUTING -j KUBE-SERVICES; echo "added $(date +%s%3N)"; }; sleep 1; done`;
   const kube = daemon(t, netns, ['sh', '-c', loop]);
   await eventually('the loop\'s chains', async () => (await chainRules(netns, 'nat', 'KUBE-SERVICES')).length === 1);
   const agent = await agentIn(t, netns);
@@ -197,7 +198,17 @@ t.test('a kube-proxy-style loop re-applying its chains with iptables-restore --n
   t.notOk(report.remediation.actions.some((a) => a.result === 'conflict'), 'no fight');
   await sleep(2500); // a loop iteration after the agent's repair
   t.same(await chainRules(netns, 'nat', 'KUBE-SERVICES'), ['-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m udp --dport 53 -j KUBE-SVC-DNS'], 'one copy of each rule');
-  t.same(await chainRules(netns, 'nat', 'PREROUTING'), ['-A PREROUTING -j KUBE-SERVICES'], 'one jump');
+  // A check-then-add is racy against any other writer: if flinch's repair lands between the loop's -C and its -A, the
+  // loop adds a second jump itself. flinch put back one; a second is the loop's own, and only then allowed.
+  const jumps = await chainRules(netns, 'nat', 'PREROUTING');
+  const natRepair = report.remediation.actions.find((a) => a.result === 'ok' && /nat/.test(a.target));
+  const repairDone = natRepair?.at.realtimeMs ?? 0;
+  const repairStart = repairDone - (natRepair?.durationMs ?? 0);
+  const events = [...kube.output().matchAll(/^(check|added) (\d+)$/gm)].map((m) => ({ what: m[1]!, atMs: Number(m[2]) }));
+  const loopRaced = events.some((e, i) => e.what === 'added' && e.atMs >= repairStart && events[i - 1]?.what === 'check' && events[i - 1]!.atMs <= repairDone);
+  if (loopRaced) t.comment(`the loop checked before flinch's repair ended (${repairDone}) and added after it began (${repairStart}): its own race`);
+  t.same(jumps, loopRaced ? ['-A PREROUTING -j KUBE-SERVICES', '-A PREROUTING -j KUBE-SERVICES'].slice(0, jumps.length) : ['-A PREROUTING -j KUBE-SERVICES'], `one jump (${loopRaced ? 'or two: the loop raced flinch' : 'flinch and the loop did not race'})`);
+  t.ok(jumps.length >= 1 && jumps.length <= 2, 'the jump is there, and flinch added no copy of its own');
   t.notMatch(kube.output(), /FAILED/, 'the loop never failed');
   t.same(repairsIn(agent).filter((l) => /firewall-table .* filter/.test(l)), [], 'nothing of the loop\'s filter chains was repaired');
 });
