@@ -29,7 +29,9 @@ import { FLINCH_VERSION } from '../contract/version.js';
 import { describePlan, describeUpgrade, QemuUpgradeDriver } from './upgrade/qemu-upgrade.js';
 import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
 import { fleetSecretArgument } from './collector/keyring.js';
+import { isNamedGuestKernel, NAMED_GUEST_KERNELS } from './lab/debian-kernel.js';
 import { anyWorse, compareCampaigns, DEFAULT_COMPARE_SETTINGS } from './compare/compare-results.js';
+import { planMatrix, runMatrix } from './matrix/matrix.js';
 import { COMPARE_FORMATS, renderComparison, type CompareFormat } from './compare/compare-outputs.js';
 
 const PROGRAM = 'flinch';
@@ -54,6 +56,8 @@ interface CampaignCliOptions {
   guestTimeDaemon?: 'chronyd';
   agentless?: boolean;
   outsideView?: boolean;
+  guestKernel?: string;
+  machine?: string;
 }
 
 function probability(value: string): number {
@@ -98,15 +102,15 @@ export function buildHarnessProgram(): Command {
       await run();
     }));
 
-  const addCampaignOptions = (command: Command, defaults: { faults: string; expect: ExpectedVerdict }) =>
-    command
+  /** The campaign options; a matrix gives its QEMUs and kernels as lists of its own instead of one of each. */
+  const addCampaignOptions = (command: Command, defaults: { faults: string; expect: ExpectedVerdict }, shape: 'campaign' | 'matrix' = 'campaign') =>
+    (shape === 'campaign' ? addGuestOptions(command) : command)
       .option('--migrations <n>', 'migrations for each row of the fault matrix', positiveInt, DEFAULT_CAMPAIGN_OPTIONS.migrationsPerFault)
       .option('--faults <matrix>', `comma-separated rows, each none or faults joined by + (${FAULTS.join(', ')})`, defaults.faults)
       .option('--controls <n>', 'sham migrations spread among the real ones, announced and measured alike, nothing moved: their verdicts give the false-positive rate', nonNegativeInt, DEFAULT_CAMPAIGN_OPTIONS.controls)
       .option('--expect <verdict>', 'a migration whose verdict is worse fails (transparent < noticed < healed < disrupted)', parseExpectation, defaults.expect)
       .option('--out <dir>', 'results.json, junit.xml, results.tap, report.html, the journal and the logs', 'flinch-lab-results')
-      .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
-      .option('--dest-qemu <path>', 'a different QEMU binary for every destination: a same-host live upgrade')
+      .option('--machine <type>', 'QEMU machine type the guest starts on (pc, q35, pc-i440fx-7.2); every destination runs the concrete type it runs (default: pc)')
       .option('--downtime-limit <ms>', 'QEMU downtime-limit for each migration', positiveInt)
       .option('--bandwidth <bytes/s>', 'QEMU max-bandwidth for each migration', positiveInt)
       .option('--postcopy', 'switch each migration to post-copy once it is under way')
@@ -119,6 +123,12 @@ export function buildHarnessProgram(): Command {
       .option('--agentless', 'QEMU guest: boot it with no agent and measure from outside only (ICMP timestamps, the lab bridge); verdicts are the outside view\'s')
       .option('--guest-probes <list>', 'probes the guest agent runs (default: all)', (v: string) => v.split(',').map((p) => p.trim()).filter(Boolean))
       .addOption(new Option('--guest-time-daemon <name>', 'run a time daemon in the QEMU guest, served by the lab namespace (default: none, so the agent steps the clock itself)').choices(['chronyd']));
+
+  const addGuestOptions = (command: Command) =>
+    command
+      .option('--qemu <path>', 'QEMU system emulator: a path, or a Debian release whose QEMU is fetched into the cache (bookworm: the system\'s 7.2; bookworm-backports: 10.0)', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
+      .option('--dest-qemu <path>', 'a different QEMU for every destination, a path or a release as --qemu: a same-host live upgrade (the machine type is pinned to what the guest runs)')
+      .option('--guest-kernel <release-or-file>', `the lab guest's kernel: a Debian release's cloud kernel (${NAMED_GUEST_KERNELS.join(', ')}) or a linux-image .deb or bzImage (default: bookworm's)`);
 
   const labOptionsFrom = (o: CampaignCliOptions, failOnUnexpected: boolean): CampaignOptions => {
     let faultMatrix: FaultName[][];
@@ -146,6 +156,8 @@ export function buildHarnessProgram(): Command {
       settleMs: o.settle,
       guestProbes: o.guestProbes ?? null,
       guestTimeDaemon: o.guestTimeDaemon ?? null,
+      guestKernel: o.guestKernel ? (isNamedGuestKernel(o.guestKernel) ? o.guestKernel : path.resolve(o.guestKernel)) : null,
+      machine: o.machine ?? null,
       agentless: o.agentless ?? false,
       outsideView: o.outsideView ?? false,
     };
@@ -160,7 +172,7 @@ export function buildHarnessProgram(): Command {
       )
       .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl)', 'qemu')
       .option('--guest <type>', 'xen: the domU type, pv or pvh', 'pv')
-      .option('--domu-kernel <deb-or-bzImage>', "xen: the domU's kernel, a linux-image .deb or a bzImage (default: Debian's cloud kernel)")
+      .option('--domu-kernel <release-or-file>', `xen: the domU's kernel, a Debian release's cloud kernel (${NAMED_GUEST_KERNELS.join(', ')}) or a linux-image .deb or bzImage (default: bookworm's)`)
       .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(',')),
     { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
   ).action(
@@ -174,6 +186,8 @@ export function buildHarnessProgram(): Command {
       }
       if (o.hypervisor !== 'xen') throw new UserError(`--hypervisor ${o.hypervisor}: choose qemu or xen`, EXIT.usage);
       if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', EXIT.usage);
+      if (o.guestKernel) throw new UserError("--guest-kernel is the QEMU lab's; the Xen lab's guest is its domU: --domu-kernel", EXIT.usage);
+      if (o.machine) throw new UserError('--machine is a QEMU machine type; the Xen lab builds its own host', EXIT.usage);
       if (o.agentless || o.outsideView) throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the QEMU lab (--hypervisor qemu): the Xen lab has no outside view yet`, EXIT.usage);
       if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, EXIT.usage);
       const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
@@ -191,7 +205,7 @@ export function buildHarnessProgram(): Command {
         bootTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.bootTimeoutMs,
         migrationTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.migrationTimeoutMs,
         guestType: o.guest,
-        domuKernel: o.domuKernel ? path.resolve(o.domuKernel) : null,
+        domuKernel: o.domuKernel ? (isNamedGuestKernel(o.domuKernel) ? o.domuKernel : path.resolve(o.domuKernel)) : null,
       };
       showCampaign(await runXenLab(options, log), options);
     }),
@@ -218,6 +232,12 @@ export function buildHarnessProgram(): Command {
     }, command: Command) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       if ((o.agentless || o.outsideView) && o.driver !== 'qmp') throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
+      for (const qmpOnly of ['machine', 'destQemu'] as const) {
+        if (o[qmpOnly] !== undefined && o.driver !== 'qmp') throw new UserError(`${flagOf(qmpOnly)} is for the qmp driver, not ${o.driver}`, EXIT.usage);
+      }
+      if (o.guestKernel !== undefined && (o.driver === 'sim' || o.domain !== undefined)) {
+        throw new UserError(`--guest-kernel is for a guest the lab builds (qmp, libvirt without --domain), not ${o.domain !== undefined ? 'your own domain' : 'the sim driver\'s namespace'}`, EXIT.usage);
+      }
       const driver = Object.hasOwn(CAMPAIGN_DRIVERS, o.driver) ? CAMPAIGN_DRIVERS[o.driver]! : null;
       if (!driver) {
         throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
@@ -300,6 +320,32 @@ export function buildHarnessProgram(): Command {
         else process.stdout.write(text);
       }),
     );
+
+  addCampaignOptions(
+    program
+      .command('matrix')
+      .description('the QEMU lab over every QEMU pair and guest kernel given: one campaign per cell, each in its own folder under --out and resumable, then every cell compared with the first')
+      .requiredOption('--qemu <list>', 'comma-separated QEMUs, each SRC or SRC:DEST, a path or a Debian release (bookworm, bookworm-backports), e.g. bookworm,bookworm:bookworm-backports')
+      .option('--guest-kernel <list>', `comma-separated guest kernels, each a release (${NAMED_GUEST_KERNELS.join(', ')}) or a kernel file (default: bookworm's)`)
+      .option('--alpha <p>', 'significance level of the comparison', probability, DEFAULT_COMPARE_SETTINGS.alpha)
+      .option('--min-change <percent>', "how far a median must move (percent of the first cell's) to count", nonNegativeNumber, DEFAULT_COMPARE_SETTINGS.minChangePercent),
+    { faults: ['none', 'nic-replug', 'guest-firewall-flush'].join(','), expect: 'disrupted' },
+    'matrix',
+  ).action(
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { alpha: number; minChange: number }) => {
+      const list = (value: string | undefined) => (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+      const kernels = list(o.guestKernel).map((k) => (isNamedGuestKernel(k) ? k : path.resolve(k)));
+      const cells = planMatrix(list(o.qemu), kernels);
+      const base = labOptionsFrom({ ...o, qemu: DEFAULT_CAMPAIGN_OPTIONS.qemuBinary, destQemu: undefined, guestKernel: undefined }, true);
+      const outcome = await runMatrix(base, cells, { alpha: o.alpha, minChangePercent: o.minChange }, (options) => runQemuLab(options, log), log);
+      const failed = outcome.cells.filter((c) => c.error);
+      for (const cell of failed) log(`cell ${cell.name}: ${cell.error}`);
+      if (outcome.comparison) process.stdout.write(renderComparison(outcome.comparison, 'table'));
+      process.stdout.write(`\n${outcome.written.join('\n')}\n`);
+      if (failed.length > 0) process.exitCode = EXIT.failed;
+      else if (outcome.cells.some((c) => (c.worseThanExpected ?? 0) > 0)) process.exitCode = EXIT.worseThanExpected;
+    }),
+  );
 
   program
     .command('compare')

@@ -49,6 +49,10 @@ export interface CampaignOptions {
   guestProbes: string[] | null;
   /** A time daemon in the guest (chronyd, served by the lab namespace), or none: then the agent steps the clock itself. */
   guestTimeDaemon: 'chronyd' | null;
+  /** The labs' guest kernel: a Debian release's cloud kernel by name (bullseye, bookworm-backports, …) or a file; null: bookworm's. */
+  guestKernel: string | null;
+  /** The QEMU machine type the guest starts on (pc, q35, pc-i440fx-7.2); null: pc. Destinations run what it runs. */
+  machine: string | null;
 }
 
 export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
@@ -71,4 +75,6 @@ export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
   collectorPort: 7431,
   guestProbes: null,
   guestTimeDaemon: null,
+  guestKernel: null,
+  machine: null,
 };

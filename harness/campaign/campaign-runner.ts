@@ -20,7 +20,7 @@ import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerd
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
 import { CampaignJournal, planCampaign, type PlannedMigration } from './campaign-journal.js';
-import type { CampaignOptions } from './campaign-options.js';
+import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign-options.js';
 import type { GuestTarget, RunningGuest } from './campaign-target.js';
 
 const { SingleBar, Presets } = cliProgress;
@@ -45,7 +45,10 @@ export function campaignIdentity(options: CampaignOptions, driverName: string, e
   return {
     driver: driverName, ...(options.methods?.length ? { methods: options.methods } : {}), faults: options.faultMatrix.map(faultLabel), migrationsPerFault: options.migrationsPerFault,
     ...(options.controls > 0 ? { controls: options.controls } : {}), expect: options.expect,
-    migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...(options.agentless ? { agentless: true } : {}), ...extra,
+    migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...(options.agentless ? { agentless: true } : {}),
+    // Named only when given, so that a journal written before these options existed still resumes.
+    ...(options.qemuBinary !== DEFAULT_CAMPAIGN_OPTIONS.qemuBinary ? { qemu: options.qemuBinary } : {}),
+    ...(options.guestKernel ? { guestKernel: options.guestKernel } : {}), ...(options.machine ? { machine: options.machine } : {}), ...extra,
   };
 }
 

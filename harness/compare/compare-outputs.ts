@@ -22,7 +22,12 @@ export function renderComparison(comparison: Comparison, format: CompareFormat):
 
 /** "A: qemu 7.2 → 7.2, guest 6.1.0-56, 14 migrations (results-7.2)" */
 export function describeCampaign(label: CampaignLabel, index: number): string {
-  const hypervisor = label.xen ? `xen ${label.xen}` : label.qemu ? `qemu ${label.qemu}${label.destQemu && label.destQemu !== label.qemu ? ` → ${label.destQemu}` : ''}` : label.driver;
+  const version = (v: string) => v.replace(/ \(.*\)$/, '');
+  const hypervisor = label.xen
+    ? `xen ${label.xen}`
+    : label.qemu
+      ? `qemu ${version(label.qemu)}${label.destQemu && version(label.destQemu) !== version(label.qemu) ? ` → ${version(label.destQemu)}` : ''}${label.machine ? ` (${label.machine})` : ''}`
+      : label.driver;
   return `${letter(index)}: ${hypervisor}, guest ${label.guestKernel}, ${label.migrations} migration${label.migrations === 1 ? '' : 's'} (${path.basename(label.dir)})`;
 }
 

@@ -83,6 +83,7 @@ export interface CampaignLabel {
   driver: string;
   qemu: string | null;
   destQemu: string | null;
+  machine: string | null;
   xen: string | null;
   guestKernel: string;
   migrations: number;
@@ -126,7 +127,8 @@ export function compareCampaigns(campaigns: ReadonlyArray<{ dir: string; results
       startedAt: results.startedAt,
       driver: results.hypervisor.driver,
       qemu: results.hypervisor.qemu,
-      destQemu: results.hypervisor.destQemu ?? null,
+      destQemu: results.hypervisor.destQemuVersion ?? results.hypervisor.destQemu ?? null,
+      machine: results.hypervisor.machine ?? null,
       xen: results.hypervisor.xen ?? null,
       guestKernel: results.guest.kernel,
       migrations: results.migrations.filter((m) => !m.control).length,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NIC_ID, nicDeviceArguments, QemuVm, type VmSpec } from '../../system/qemu/qemu-vm.js';
+import { NIC_ID, nicDeviceArguments, QemuVm, runningMachineType, type VmSpec } from '../../system/qemu/qemu-vm.js';
 import type { QmpClient, QmpEvent } from '../../system/qemu/qmp-client.js';
 import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
@@ -83,6 +83,8 @@ export class QmpDriver implements MigrationDriver {
   private current: QemuVm | null = null;
   private generation = 0;
   private consoleOf: { vm: QemuVm; console: GuestConsole } | null = null;
+  /** The concrete machine type the first QEMU runs, which every destination is started with. */
+  private machine: string | null = null;
 
   constructor(private readonly options: QmpDriverOptions) {
     const qmpFaults: FaultName[] = ['carrier-flap', 'nic-replug', 'link-down', 'long-pause'];
@@ -96,6 +98,14 @@ export class QmpDriver implements MigrationDriver {
 
   async prepare(): Promise<void> {
     this.current = await QemuVm.launch(this.specFor(0, false));
+    // An alias (pc, q35) means this QEMU's newest machine, another one on another version: a destination of another
+    // QEMU must be given the concrete type the guest runs, or it cannot take the guest (or takes it wrongly).
+    this.machine = await runningMachineType(this.current.qmp);
+  }
+
+  /** The machine type the guest runs (pc-i440fx-7.2), once prepared. */
+  get machineType(): string | null {
+    return this.machine;
   }
 
   async migrate(options: MigrateOptions = {}): Promise<MigrationTiming> {
@@ -205,6 +215,7 @@ export class QmpDriver implements MigrationDriver {
     return {
       ...this.options.baseSpec,
       qemuBinary: generation > 0 && this.options.destQemuBinary ? this.options.destQemuBinary : this.options.baseSpec.qemuBinary,
+      ...(generation > 0 && this.machine ? { machine: this.machine } : {}),
       name,
       tap: this.options.taps[generation % 2]!,
       incoming,

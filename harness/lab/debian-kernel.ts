@@ -3,6 +3,7 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rena
 import path from 'node:path';
 import { runCommand } from '../../system/run-command.js';
 import { EXIT, UserError } from '../../contract/command-line.js';
+import { privateArchive, versionInSuite } from './debian-archive.js';
 
 export interface GuestKernel {
   /** The versioned package, e.g. linux-image-6.1.0-56-cloud-amd64; a bare image is named after its file and hash. */
@@ -22,10 +23,40 @@ export const CLOUD_KERNEL_META = 'linux-image-cloud-amd64';
 /** Debian's generic kernel: the one that can be a Xen dom0 (the cloud kernel has CONFIG_XEN_DOM0 off). */
 export const GENERIC_KERNEL_META = 'linux-image-amd64';
 
-/** Reads `apt-cache depends` to find which versioned kernel package the meta package currently means. */
-export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META): Promise<string> {
+/**
+ * Guest kernels by the Debian release that carries them, for `--guest-kernel`: each suite's cloud kernel. bookworm is
+ * the host's own archive; the others are read through a private apt state (harness/lab/debian-archive.ts).
+ */
+export const NAMED_GUEST_KERNELS = ['bullseye', 'bookworm', 'bookworm-backports', 'trixie', 'trixie-backports'] as const;
+export type NamedGuestKernel = (typeof NAMED_GUEST_KERNELS)[number];
+const HOST_SUITE: NamedGuestKernel = 'bookworm';
+
+export function isNamedGuestKernel(value: string): value is NamedGuestKernel {
+  return (NAMED_GUEST_KERNELS as readonly string[]).includes(value);
+}
+
+/** `--guest-kernel`: a release's cloud kernel by name, or a linux-image .deb or bzImage a person brings; null: bookworm's. */
+export async function guestKernelFrom(cacheDir: string, spec: string | null, log: (line: string) => void): Promise<GuestKernel> {
+  if (spec === null) return fetchGuestKernel(cacheDir, log);
+  if (isNamedGuestKernel(spec)) return fetchGuestKernel(cacheDir, log, CLOUD_KERNEL_META, spec === HOST_SUITE ? null : spec);
+  return localKernel(cacheDir, spec, log);
+}
+
+/**
+ * Reads `apt-cache depends` to find which versioned kernel package the meta package currently means, in the host's
+ * archive or, given its apt options, in another suite's.
+ */
+export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META, apt: readonly string[] = [], suite: string | null = null): Promise<string> {
   let stdout: string;
   try {
+    if (suite) {
+      const version = await versionInSuite(apt, metaPackage, suite);
+      if (!version) throw new Error(`${suite} has no ${metaPackage}`);
+      ({ stdout } = await runCommand('apt-cache', [...apt, 'show', `${metaPackage}=${version}`]));
+      const depends = /^Depends:\s+(linux-image-[^\s,]+)/m.exec(stdout);
+      if (!depends) throw new Error(`${metaPackage} ${version} in ${suite} names no kernel`);
+      return depends[1]!;
+    }
     ({ stdout } = await runCommand('apt-cache', ['depends', metaPackage]));
   } catch (error) {
     throw new UserError(`cannot resolve ${metaPackage} (${(error as Error).message}); run apt-get update first`);
@@ -36,17 +67,19 @@ export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META): Pro
 }
 
 /**
- * Downloads and unpacks a Debian kernel into the cache, once per package version. Nothing is installed on the host:
- * `apt-get download` + `dpkg -x`, then `depmod -b` because the .deb ships no modules.dep.
+ * Downloads and unpacks a Debian kernel into the cache, once per package version: from the host's archive, or from
+ * another suite's (`suite`). Nothing is installed on the host: `apt-get download` + `dpkg -x`, then `depmod -b`
+ * because the .deb ships no modules.dep.
  */
-export async function fetchGuestKernel(cacheDir: string, log: (line: string) => void, metaPackage = CLOUD_KERNEL_META): Promise<GuestKernel> {
-  const packageName = await resolveKernelPackage(metaPackage);
+export async function fetchGuestKernel(cacheDir: string, log: (line: string) => void, metaPackage = CLOUD_KERNEL_META, suite: string | null = null): Promise<GuestKernel> {
+  const apt = suite ? await privateArchive(cacheDir, suite) : [];
+  const packageName = await resolveKernelPackage(metaPackage, apt, suite);
   const root = path.join(cacheDir, 'kernels', packageName);
   const cached = kernelInTree(packageName, root);
   if (cached) return cached;
-  log(`downloading ${packageName}`);
+  log(`downloading ${packageName}${suite ? ` from ${suite}` : ''}`);
   return unpackKernel(cacheDir, root, packageName, async (work) => {
-    await runCommand('apt-get', ['download', '-q', packageName], { cwd: work });
+    await runCommand('apt-get', [...apt, 'download', '-q', packageName], { cwd: work, timeout: 600_000 });
     const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
     if (!deb) throw new Error(`apt-get download ${packageName} produced no .deb`);
     return path.join(work, deb);
@@ -93,8 +126,14 @@ async function unpackKernel(cacheDir: string, root: string, packageName: string,
     const deb = await obtainDeb(work);
     const extracted = path.join(work, 'tree');
     await runCommand('dpkg', ['-x', deb, extracted]);
+    // trixie's packages put them under /usr (merged /usr); depmod -b and the guest image read <root>/lib/modules.
+    if (!existsSync(path.join(extracted, 'lib', 'modules')) && existsSync(path.join(extracted, 'usr', 'lib', 'modules'))) {
+      mkdirSync(path.join(extracted, 'lib'), { recursive: true });
+      renameSync(path.join(extracted, 'usr', 'lib', 'modules'), path.join(extracted, 'lib', 'modules'));
+    }
     const releases = existsSync(path.join(extracted, 'lib', 'modules')) ? readdirSync(path.join(extracted, 'lib', 'modules')) : [];
     if (releases.length !== 1) throw new UserError(`${packageName}: expected one kernel release under lib/modules, found ${releases.length}`, EXIT.usage);
+    await decompressModules(path.join(extracted, 'lib', 'modules', releases[0]!));
     await runCommand('depmod', ['-b', extracted, releases[0]!]);
     rmSync(root, { recursive: true, force: true });
     // Rename last, so an interrupted download never leaves a tree that looks complete.
@@ -105,6 +144,26 @@ async function unpackKernel(cacheDir: string, root: string, packageName: string,
   const kernel = kernelInTree(packageName, root);
   if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> in the package`, EXIT.usage);
   return kernel;
+}
+
+/**
+ * Debian's kernels from 6.x on ship their modules xz-compressed (bookworm-backports' and trixie's 6.12: .ko.xz), which
+ * the lab guest's busybox insmod cannot load: they are unpacked once, here, and depmod then indexes the plain files.
+ */
+async function decompressModules(modulesDir: string): Promise<void> {
+  const compressed: Record<string, string[]> = { xz: [], zst: [] };
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith('.ko.xz')) compressed.xz!.push(full);
+      else if (entry.name.endsWith('.ko.zst')) compressed.zst!.push(full);
+    }
+  };
+  walk(modulesDir);
+  // In batches: one process for thousands of files, without an argument list longer than the kernel takes.
+  for (let i = 0; i < compressed.xz!.length; i += 500) await runCommand('xz', ['-d', '-T0', ...compressed.xz!.slice(i, i + 500)], { timeout: 600_000 });
+  for (let i = 0; i < compressed.zst!.length; i += 500) await runCommand('zstd', ['-d', '-q', '--rm', ...compressed.zst!.slice(i, i + 500)], { timeout: 600_000 });
 }
 
 async function sha256Of(file: string): Promise<string> {

@@ -10,7 +10,7 @@ import { findExecutable, runCommand } from '../../system/run-command.js';
 import { UserError } from '../../contract/command-line.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
-import { fetchGuestKernel, modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
+import { guestKernelFrom, modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 import type { LabNetwork } from './lab-network.js';
 
 /** Bump when the layout of the base image changes, so old caches are not reused. */
@@ -91,10 +91,13 @@ export interface GuestImage {
   agentKey: string;
 }
 
-/** The lab guest as the QEMU and libvirt labs boot it: Debian's cloud kernel (fetched into the cache) and its image. */
-export async function labGuestImage(cacheDir: string, log: (line: string) => void): Promise<GuestImage> {
+/**
+ * The lab guest as the QEMU and libvirt labs boot it: a Debian cloud kernel (bookworm's, or `guestKernel`: another
+ * release's by name, or a file; see guestKernelFrom) fetched into the cache, and its image.
+ */
+export async function labGuestImage(cacheDir: string, log: (line: string) => void, guestKernel: string | null = null): Promise<GuestImage> {
   mkdirSync(cacheDir, { recursive: true });
-  return buildGuestImage(cacheDir, await fetchGuestKernel(cacheDir, log), log);
+  return buildGuestImage(cacheDir, await guestKernelFrom(cacheDir, guestKernel, log), log);
 }
 
 /**

@@ -38,7 +38,7 @@ export async function runLibvirtCampaign(options: LibvirtLabOptions, log: (line:
   if (done) return done;
   const startedAtMs = hostNowMs();
   mkdirSync(options.outDir, { recursive: true });
-  const image = await labGuestImage(options.cacheDir, log);
+  const image = await labGuestImage(options.cacheDir, log, options.guestKernel);
   const { kernel } = image;
   const hypervisor = /Running hypervisor: (.*)/.exec(version.stdout)?.[1]?.trim() ?? null;
   return runCampaign(options, libvirtTarget(options, kernel, image.initrd, hypervisor), startedAtMs, log);

@@ -1,35 +1,43 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
+import { BACKPORTS_SUITE, privateArchive, versionInSuite } from './debian-archive.js';
 
-/** Debian's newer QEMU for this release: bookworm-backports carries 10.0 beside bookworm's 7.2. */
-export const BACKPORTS_SUITE = 'bookworm-backports';
+export { BACKPORTS_SUITE };
+
 const QEMU_PACKAGES = ['qemu-system-x86', 'qemu-system-common', 'qemu-system-data'];
 
 /**
- * Another QEMU than the host's, from Debian's archive, unpacked in the cache and never installed: a private apt state
- * (its own sources list, lists and archives) so the host's apt configuration and packages are left as they are. The
- * binary finds its firmware and data under the prefix it was unpacked in (QEMU looks beside its executable first).
- * Resolves with the path of its qemu-system-x86_64.
+ * QEMUs by the Debian release that carries them, for `--qemu` and `--dest-qemu`: bookworm is the system's own 7.2;
+ * bookworm-backports' 10.0 is built for bookworm and runs on this host (trixie's needs trixie's libraries).
+ */
+export const NAMED_QEMUS: Record<string, string | null> = { bookworm: null, 'bookworm-backports': BACKPORTS_SUITE };
+
+/** A QEMU given by release name, as a path: fetched into the cache; anything else is a path or a name on PATH, as given. */
+export async function qemuFrom(cacheDir: string, spec: string, log: (line: string) => void): Promise<string> {
+  if (!(spec in NAMED_QEMUS)) return spec;
+  const suite = NAMED_QEMUS[spec];
+  return suite ? fetchQemuRelease(cacheDir, log, suite) : 'qemu-system-x86_64';
+}
+
+/** The campaign's QEMUs, named releases made paths. */
+export async function withQemuReleases<T extends { cacheDir: string; qemuBinary: string; destQemuBinary?: string }>(options: T, log: (line: string) => void): Promise<T> {
+  return {
+    ...options,
+    qemuBinary: await qemuFrom(options.cacheDir, options.qemuBinary, log),
+    ...(options.destQemuBinary ? { destQemuBinary: await qemuFrom(options.cacheDir, options.destQemuBinary, log) } : {}),
+  };
+}
+
+/**
+ * Another QEMU than the host's, from Debian's archive (bookworm-backports' 10.0 by default), unpacked in the cache and
+ * never installed. The binary finds its firmware and data under the prefix it was unpacked in (QEMU looks beside its
+ * executable first). Resolves with the path of its qemu-system-x86_64.
  */
 export async function fetchQemuRelease(cacheDir: string, log: (line: string) => void, suite = BACKPORTS_SUITE): Promise<string> {
-  const aptRoot = path.join(cacheDir, 'apt', suite);
-  for (const dir of ['lists/partial', 'archives/partial']) mkdirSync(path.join(aptRoot, dir), { recursive: true });
-  const sources = path.join(aptRoot, 'sources.list');
-  writeFileSync(sources, `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian ${suite} main\n`);
-  const apt = [
-    '-o', `Dir::Etc::SourceList=${sources}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${path.join(aptRoot, 'lists')}`,
-    '-o', `Dir::Cache::Archives=${path.join(aptRoot, 'archives')}`, '-o', 'APT::Sandbox::User=root',
-  ];
-  try {
-    await runCommand('apt-get', [...apt, 'update', '-q'], { timeout: 300_000 });
-  } catch (error) {
-    throw new UserError(`cannot read Debian's ${suite} (${(error as Error).message.split('\n')[0]})`, EXIT.missingTool);
-  }
-  // "qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages"
-  const { stdout } = await runCommand('apt-cache', [...apt, 'madison', 'qemu-system-x86']);
-  const wanted = stdout.split('\n').map((line) => line.split('|').map((f) => f.trim())).find((f) => f[2]?.includes(` ${suite}/`))?.[1];
+  const apt = await privateArchive(cacheDir, suite);
+  const wanted = await versionInSuite(apt, 'qemu-system-x86', suite);
   if (!wanted) throw new UserError(`${suite} has no qemu-system-x86`, EXIT.missingTool);
   const prefix = path.join(cacheDir, 'qemu', wanted.replace(/[^\w.+~-]/g, '_'));
   const binary = path.join(prefix, 'usr', 'bin', 'qemu-system-x86_64');

@@ -170,6 +170,10 @@ export const LabResultsSchema = Type.Object({
     driver: Type.String(),
     qemu: Nullable(Type.String()),
     destQemu: Type.Optional(Nullable(Type.String())),
+    /** What the destinations' QEMU says it is, where it is another binary than the source's. */
+    destQemuVersion: Type.Optional(Type.String()),
+    /** The concrete machine type the guest ran on (pc-i440fx-7.2), which every destination was started with. */
+    machine: Type.Optional(Type.String()),
     /** The nested Xen lab: the hypervisor's version and dom0's kernel. */
     xen: Type.Optional(Type.String()),
     dom0Kernel: Type.Optional(Type.String()),

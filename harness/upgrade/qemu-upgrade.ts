@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, printable, UserError } from '../../contract/command-line.js';
 import { ip, listLinks } from '../../system/ip.js';
 import { QmpClient, QmpTimeoutError } from '../../system/qemu/qmp-client.js';
+import { machineTypesOf, qemuBinaryVersion, qemuEnvironment, runningMachineType } from '../../system/qemu/qemu-vm.js';
 import { keyvalGet, parseKeyval, parseQemuArguments } from '../../system/qemu/qemu-command-line.js';
 import { findExecutable, runCommand } from '../../system/run-command.js';
 import { shellQuote } from '../../system/xl.js';
@@ -82,7 +83,7 @@ export class QemuUpgradeDriver implements MigrationDriver {
     this.running = running;
     const machineType = await this.machineType();
     this.newVersion = await binaryVersion(newBinary);
-    const supported = await machineTypes(newBinary);
+    const supported = await machineTypesOf(newBinary);
     if (!supported.has(machineType)) {
       throw new UserError(`${newBinary} (QEMU ${this.newVersion}) has no machine type ${machineType}, which the guest runs: it cannot take this guest`, EXIT.usage);
     }
@@ -223,10 +224,8 @@ export class QemuUpgradeDriver implements MigrationDriver {
     return { pid, executable, version, argv, status, macs: guestMacs(argv.slice(1)) };
   }
 
-  /** The machine the guest runs, as QOM names its type: `pc-q35-7.2-machine` is `pc-q35-7.2`, whatever alias started it. */
   private async machineType(): Promise<string> {
-    const type = await this.qmp!.execute<string>('qom-get', { path: '/machine', property: 'type' });
-    return type.replace(/-machine$/, '');
+    return runningMachineType(this.qmp!);
   }
 
   /** Where the new process writes its pid: beside the user's pid file, or in the work folder (chosen with the plan). */
@@ -240,7 +239,7 @@ export class QemuUpgradeDriver implements MigrationDriver {
     const logFile = path.join(this.options.workDir, 'qemu-new.log');
     const log = openSync(logFile, 'w');
     try {
-      const child = spawn(this.options.newBinary, upgradeArguments(this.plan!, pidfile), { stdio: ['ignore', log, log], detached: true });
+      const child = spawn(this.options.newBinary, upgradeArguments(this.plan!, pidfile), { stdio: ['ignore', log, log], detached: true, env: qemuEnvironment(this.options.newBinary) });
       const code = await new Promise<number | string>((resolve) => {
         const timer = setTimeout(() => {
           child.kill('SIGKILL');
@@ -321,18 +320,11 @@ function freshTapName(old: string, links: ReadonlyMap<string, unknown>): string 
 }
 
 async function binaryVersion(binary: string): Promise<string> {
-  const { stdout } = await runCommand(binary, ['-version'], { timeout: 10_000 }).catch((error: Error) => {
+  const version = await qemuBinaryVersion(binary).catch((error: Error) => {
     throw new UserError(`--to ${binary}: does not run (${error.message.split('\n')[0]})`, EXIT.usage);
   });
-  const match = /version (\S+)/.exec(stdout);
-  if (!match) throw new UserError(`--to ${binary}: not a QEMU (its -version says ${printable(stdout.split('\n')[0] ?? '')})`, EXIT.usage);
-  return match[1]!;
-}
-
-/** The machine types a QEMU binary knows, from `-machine help`. */
-async function machineTypes(binary: string): Promise<Set<string>> {
-  const { stdout } = await runCommand(binary, ['-machine', 'help'], { timeout: 10_000 });
-  return new Set(stdout.split('\n').slice(1).map((line) => line.trim().split(/\s+/)[0]!).filter(Boolean));
+  if (!version) throw new UserError(`--to ${binary}: not a QEMU (its -version names no QEMU version)`, EXIT.usage);
+  return version.split(' ')[0]!;
 }
 
 /** Ports the kernel hands out as free, for the listeners both processes want (closed again before QEMU binds). */

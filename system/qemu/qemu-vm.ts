@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findExecutable } from '../run-command.js';
+import { findExecutable, runCommand } from '../run-command.js';
 import { UserError } from '../../contract/command-line.js';
 import { QmpClient } from './qmp-client.js';
 import { diesWithThisProcess } from '../child-lifetime.js';
@@ -28,6 +28,11 @@ export interface VmSpec {
   mac: string;
   /** Start paused, waiting for `migrate-incoming` (QEMU's `-incoming defer`). */
   incoming: boolean;
+  /**
+   * The machine type: `pc` (the alias of this QEMU's newest i440fx machine) unless pinned. Two QEMUs of different
+   * versions only migrate between the same concrete type (`pc-i440fx-7.2`), never between their aliases.
+   */
+  machine?: string;
 }
 
 /** The guest NIC's QEMU id; the command line and a hot replug (the nic-replug fault) must agree on it. */
@@ -54,13 +59,44 @@ export function resolveQemuBinary(binary: string): string {
 }
 
 /**
+ * The environment a QEMU binary runs in. One unpacked into a prefix (another Debian release's, in the cache) would
+ * load the system QEMU's modules from the path compiled into it, and warn or fail on each: it is pointed at its own.
+ */
+export function qemuEnvironment(binary: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const resolved = findExecutable(binary) ?? binary;
+  const prefix = path.dirname(path.dirname(path.dirname(resolved)));
+  const modules = path.join(prefix, 'usr', 'lib', 'x86_64-linux-gnu', 'qemu');
+  if (prefix === '/' || !resolved.endsWith(path.join('usr', 'bin', path.basename(resolved))) || !existsSync(modules)) return base;
+  return { ...base, QEMU_MODULE_DIR: modules };
+}
+
+/** What `BINARY -version` says of itself ("10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"); null if it is no QEMU. */
+export async function qemuBinaryVersion(binary: string): Promise<string | null> {
+  const { stdout } = await runCommand(binary, ['-version'], { timeout: 10_000, env: qemuEnvironment(binary) });
+  const match = /version (\S+)(?: \((.*)\))?/.exec(stdout);
+  return match ? `${match[1]}${match[2] ? ` (${match[2]})` : ''}` : null;
+}
+
+/** The machine the guest runs, as QOM names its type: `pc-q35-7.2-machine` is `pc-q35-7.2`, whatever alias started it. */
+export async function runningMachineType(qmp: QmpClient): Promise<string> {
+  const type = await qmp.execute<string>('qom-get', { path: '/machine', property: 'type' });
+  return type.replace(/-machine$/, '');
+}
+
+/** The machine types a QEMU binary offers (`-machine help`), aliases included. */
+export async function machineTypesOf(binary: string): Promise<Set<string>> {
+  const { stdout } = await runCommand(binary, ['-machine', 'help'], { timeout: 10_000, env: qemuEnvironment(binary) });
+  return new Set(stdout.split('\n').slice(1).map((line) => line.trim().split(/\s+/)[0]!).filter(Boolean));
+}
+
+/**
  * The QEMU command line for a lab guest. The device set and order must be identical on both sides of a migration,
  * so both come from this one function; only the tap, the QMP socket and -incoming differ.
  */
 export function qemuArguments(spec: VmSpec): string[] {
   const args = [
     '-name', spec.name,
-    '-machine', 'pc,accel=tcg',
+    '-machine', `${spec.machine ?? 'pc'},accel=tcg`,
     '-cpu', 'qemu64',
     '-smp', '1',
     '-m', String(spec.memoryMiB),
@@ -106,7 +142,7 @@ export class QemuVm {
     // A socket left by an earlier QEMU of the same name (a failed migration's destination) would be mistaken for ours.
     for (const stale of [qmpSocketPath(spec), spec.consoleSocket]) if (stale) rmSync(stale, { force: true });
     const stderrPath = path.join(spec.runDir, `${spec.name}.qemu.log`);
-    const child = spawn(...diesWithThisProcess(binary, args), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(...diesWithThisProcess(binary, args), { stdio: ['ignore', 'ignore', 'pipe'], env: qemuEnvironment(binary) });
     child.stderr!.pipe(createWriteStream(stderrPath));
     let exited: string | null = null;
     child.once('exit', (code, signal) => {
@@ -161,10 +197,12 @@ export class QemuVm {
   }
 }
 
+/** QEMU's own word on why it stopped: its last error line (`qemu-system-x86_64: …`), not the hint after it. */
 function lastLine(file: string): string {
   try {
     const lines = readFileSync(file, 'utf8').trim().split('\n');
-    return lines[lines.length - 1] || '(no output)';
+    const errors = lines.filter((line) => /^qemu-system-[\w-]+: /.test(line));
+    return errors[errors.length - 1] ?? (lines[lines.length - 1] || '(no output)');
   } catch {
     return '(no output)';
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { runCommand } from '../../../system/run-command.js';
 import { EXIT, UserError } from '../../../contract/command-line.js';
 import { projectRoot } from '../../project-paths.js';
-import { fetchGuestKernel, GENERIC_KERNEL_META, localKernel, modulesWithDependencies, type GuestKernel } from '../debian-kernel.js';
+import { fetchGuestKernel, GENERIC_KERNEL_META, guestKernelFrom, modulesWithDependencies, type GuestKernel } from '../debian-kernel.js';
 import { buildGuestImage, XEN_DOMU_GUEST, type GuestImage } from '../guest-initramfs.js';
 import { buildRootDiskInitramfs, debootstrapRootfs, type RootfsRecipe } from '../systemd-guest.js';
 
@@ -62,7 +62,7 @@ export async function buildXenLabArtifacts(
   if (!xenVersion) throw new Error(`${XEN_TOOLS_PACKAGE} is not installed in the dom0 tree ${rootfs}`);
   const xen = await fetchHypervisor(xenDir, xenVersion, log);
   const dom0Kernel = await fetchGuestKernel(cacheDir, log, GENERIC_KERNEL_META);
-  const domuKernel = domuKernelFile ? await localKernel(cacheDir, domuKernelFile, log) : await fetchGuestKernel(cacheDir, log);
+  const domuKernel = await guestKernelFrom(cacheDir, domuKernelFile, log);
   if (!domuKernel.modulesRoot) log(`domU kernel ${domuKernelFile} is a bare image: xen-netfront and nf_tables must be built in`);
   const domuImage = await buildGuestImage(cacheDir, domuKernel, log, domuKernel.modulesRoot ? XEN_DOMU_GUEST : { ...XEN_DOMU_GUEST, modules: [] });
 
