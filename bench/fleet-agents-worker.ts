@@ -37,7 +37,11 @@ function reportJsonFor(id: string): string {
     evidence: [{ severity: 'noticed', kind: 'clock-lag', detail: 'guest clock fell 83 ms behind the host', at }],
     thresholds: { clockStepMs: 50, settleMs: 3000 },
     remediation: { mode: 'dry-run', outcome: 'not-needed', timeToHealMs: null, actions: [] },
-    observations: [{ kind: 'link', at }],
+    // A whole link observation, as the contract checks every observation in full.
+    observations: [{
+      kind: 'link', action: 'new', event: 'notify-peers', at,
+      link: { ifindex: 2, name: 'eth0', mac: '52:54:00:12:34:56', mtu: 1500, adminUp: true, lowerUp: true, running: true, operstate: 'up', carrier: 1, carrierChanges: 2, carrierUpCount: 1, carrierDownCount: 1 },
+    }],
     observationsDropped: 0,
   });
 }
@@ -105,14 +109,13 @@ async function load(command: Extract<Command, { cmd: 'load' }>): Promise<void> {
   sent = 0;
   const live = agents.filter((a) => a.ws.readyState === WebSocket.OPEN && a.nonce !== null);
   const tickMs = 10;
-  let credit = 0;
   let cursor = 0;
   const started = performance.now();
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
-      credit += (command.ratePerSecond * tickMs) / 1000;
-      while (credit >= 1) {
-        credit -= 1;
+      // Owed by the clock, not by the number of ticks: a busy event loop ticks late, and must not offer less for it.
+      const owed = Math.floor((command.ratePerSecond * Math.min(performance.now() - started, command.durationMs)) / 1000) - sent;
+      for (let i = 0; i < owed; i += 1) {
         const agent = live[cursor++ % live.length]!;
         agent.seq += 1;
         agent.inflight.push([agent.seq, performance.now()]);

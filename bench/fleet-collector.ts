@@ -1,5 +1,6 @@
 // 10 000 simulated agents against one `flinch collect` on this machine.
 //   node --import ./bench/register-ts.mjs bench/fleet-collector.ts [agents=10000] [workers=4] [rates=2000,5000,8000] [seconds=20] [hostile=0] [reopen-ms=100]
+// FLINCH_BENCH_CPU_PROFILE=DIR writes the collector's V8 CPU profile there (node --cpu-prof).
 // With hostile > 0, one more worker holds that many hostile connections open from one address (127.0.0.2) throughout.
 // The collector is the real CLI in its own process (its RSS is read from /proc); the agents are real WebSocket
 // connections in a few worker processes, speaking the real protocol with signed frames. Prints a JSON summary.
@@ -34,6 +35,12 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
   return { rssMiB: Math.round(kib('VmRSS') / 1024), peakMiB: Math.round(kib('VmHWM') / 1024) };
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -45,7 +52,7 @@ writeFileSync(path.join(dir, 'fleet.secret'), secret, { mode: 0o600 });
 const port = await freePort();
 const collector = spawn(
   process.execPath,
-  [path.join(projectRoot(), 'dist', 'harness', 'cli.js'), 'collect', '--listen', `127.0.0.1:${port}`, '--store', path.join(dir, 'fleet.sqlite'), '--fleet-secret', path.join(dir, 'fleet.secret'), '--time-probe-interval', '10000'],
+  [...(process.env.FLINCH_BENCH_CPU_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FLINCH_BENCH_CPU_PROFILE}`] : []), path.join(projectRoot(), 'dist', 'harness', 'cli.js'), 'collect', '--listen', `127.0.0.1:${port}`, '--store', path.join(dir, 'fleet.sqlite'), '--fleet-secret', path.join(dir, 'fleet.secret'), '--time-probe-interval', '10000'],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } },
 );
 let collectorLog = '';
@@ -96,10 +103,16 @@ process.stderr.write(`${welcomed}/${AGENTS} agents connected in ${connectSeconds
 const loads = [];
 for (const rate of RATES) {
   const started = performance.now();
+  const cpuBefore = { collector: cpuSecondsOf(collector.pid!), generators: workers.reduce((sum, w) => sum + cpuSecondsOf(w.pid!), 0) };
   const results = await Promise.all(
     workers.map((worker) => ask<{ sent: number; acked: number; unacked: number; latencies: number[]; disconnected: number; badFrames: number }>(worker, { cmd: 'load', ratePerSecond: rate / WORKERS, durationMs: SECONDS * 1000 }, 'loaded')),
   );
   const elapsed = (performance.now() - started) / 1000;
+  // Where the two cores went: a collector short of CPU queues, and so do generators that cannot offer the rate.
+  const cpuShare = {
+    collector: +((cpuSecondsOf(collector.pid!) - cpuBefore.collector) / elapsed).toFixed(2),
+    generators: +((workers.reduce((sum, w) => sum + cpuSecondsOf(w.pid!), 0) - cpuBefore.generators) / elapsed).toFixed(2),
+  };
   const latencies = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const sent = results.reduce((s, r) => s + r.sent, 0);
   const acked = results.reduce((s, r) => s + r.acked, 0);
@@ -113,6 +126,7 @@ for (const rate of RATES) {
     disconnected: results.reduce((s, r) => s + r.disconnected, 0),
     badCollectorFrames: results.reduce((s, r) => s + r.badFrames, 0),
     wallSeconds: +elapsed.toFixed(1),
+    coresUsed: cpuShare,
     collectorRss: rssOf(collector.pid!),
   };
   loads.push(load);
@@ -124,6 +138,8 @@ const finalRss = rssOf(collector.pid!);
 stopping = true;
 collector.kill('SIGTERM');
 await new Promise((resolve) => collector.once('exit', resolve));
+// A run in which the collector refused what the agents sent measures nothing: say why, from the collector's log.
+if (loads.some((l) => l.acked === 0)) process.stderr.write(`no report was acknowledged; the collector said:\n${collectorLog.slice(-2000)}\n`);
 process.stdout.write(
   `${JSON.stringify({ agents: AGENTS, workers: WORKERS, welcomed, connectSeconds: +connectSeconds.toFixed(1), hostile: HOSTILE, hostileReopenMs: REOPEN_MS, refused: AGENTS - welcomed, collectorRss: { idle: idleRss, withHostile: hostileRss, connected: connectedRss, final: finalRss }, loads, cpus: os.cpus().length }, null, 2)}\n`,
 );

@@ -217,6 +217,27 @@ t.test('the store is created 0600, keeps each agent under its quota, and applies
   t.equal(sized.reports('flood').at(-1)!.seq, 40, 'the newest stays');
 });
 
+t.test("the write-ahead log goes back into the database on the checkpoint thread, never in the writer's commits", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-store-wal-'));
+  const file = path.join(dir, 'fleet.sqlite');
+  const store = new ReportStore(file, { maxAgeMs: null, maxBytes: null, perAgentBytes: null });
+  t.teardown(() => store.close());
+  store.registerAgent({ agentId: 'a', machineId: '', hostname: 'a', macs: [], xenDomid: null, agentVersion: '0.1.0' }, '00000000000000aa', 0, 0);
+  const before = statSync(file).size;
+  for (let n = 1; n <= 200; n += 1) {
+    const report = sampleReport('a', n);
+    report.evidence = [{ severity: 'noticed', kind: 'pad', detail: 'p'.repeat(4000), at: { realtimeMs: n, monotonicMs: n } }];
+    store.apply([{ agentId: 'a', seq: n, receivedAtMs: n, report, body: JSON.stringify(report) }]);
+  }
+  // Autocheckpoint is off for the writer: 800 KB later the database file has not grown, the log holds it all.
+  t.ok(statSync(file).size - before < 100_000, `the writer did not checkpoint (database ${statSync(file).size} bytes)`);
+  t.ok(statSync(`${file}-wal`).size > 700_000, 'the log holds the reports');
+  const deadline = Date.now() + 5000;
+  while (statSync(file).size - before < 700_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.ok(statSync(file).size - before >= 700_000, `the checkpoint thread copied them into the database (${statSync(file).size} bytes)`);
+  t.equal(store.reportCount('a'), 200);
+});
+
 t.test('what guests send is shown escaped on terminals and in logs', async (t) => {
   t.equal(printable('ok\u001b]52;c;aGVsbG8=\u0007\nforged\u202e'), 'ok\\x1b]52;c;aGVsbG8=\\x07\\x0aforged\\u202e');
   const rendered = renderFleetStatus({
