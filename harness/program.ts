@@ -15,7 +15,8 @@ import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
 import { enrollment, writeEnrollment, writeSeedImage } from './enroll.js';
-import { CAMPAIGN_DRIVERS, existingGuestFrom, guestCollectorListen } from './lab/campaign-drivers.js';
+import { CAMPAIGN_DRIVERS, existingGuestFrom, guestCollectorListen, libvirtMigrateFlagsFrom } from './lab/campaign-drivers.js';
+import { LIBVIRT_MIGRATE_FLAGS } from './drivers/libvirt-driver.js';
 import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
 import { renderTable } from './report/terminal-table.js';
@@ -219,19 +220,22 @@ export function buildHarnessProgram(): Command {
       .option('--libvirt-uri <uri>', 'the libvirtd the libvirt driver uses', 'qemu:///system')
       .option('--libvirt-dest <uri>', 'live-migrate (virsh migrate --live) to this libvirtd and back, instead of save/restore')
       .option('--libvirt-migrate-uri <uri>', 'where destination QEMUs listen, e.g. tcp://127.0.0.1:49300 (two libvirtds on one host)')
+      .option('--libvirt-migrate-flags <list>', `more virsh migrate flags for a domain with disks: ${LIBVIRT_MIGRATE_FLAGS.join(', ')} (unsafe: storage both hosts share that libvirt does not know as shared)`)
       .option('--domain <name>', 'your own running libvirt domain, with the agent in it (its key from flinch token): migrated, never started, destroyed or redefined')
       .option('--agent-id <id>', "with --domain: the agent to wait for (default: the one whose hello lists one of the domain's MACs)")
       .option('--fleet-secret <file>', "with --domain: the secret (0600) the guest agent's key was derived from")
       .option('--collector-listen <host:port>', "with --domain: where the campaign's collector listens, as the guest's agent was told")
       .option('--agent-timeout <s>', "with --domain: how long to wait for the guest agent's hello, seconds", positiveInt, 120)
-      .option('--leave-on <uri>', 'with --domain and --libvirt-dest: the libvirtd to leave the domain on (default: --libvirt-uri, where it was found)'),
+      .option('--leave-on <uri>', 'with --domain and --libvirt-dest: the libvirtd to leave the domain on (default: --libvirt-uri, where it was found)')
+      .option('--guest-address <ip>', "with --domain: the guest's address, reachable from here (a bridged guest): ICMP timestamps to it measure its blackout and clock lag from outside; with --agentless, its verdicts too"),
     { faults: 'none', expect: 'noticed' },
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & {
-      driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string; domain?: string; agentId?: string; fleetSecret?: string; collectorListen?: string; leaveOn?: string; agentTimeout: number;
+      driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string; libvirtMigrateFlags?: string; domain?: string; guestAddress?: string; agentId?: string; fleetSecret?: string; collectorListen?: string; leaveOn?: string; agentTimeout: number;
     }, command: Command) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
-      if ((o.agentless || o.outsideView) && o.driver !== 'qmp') throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
+      if (o.outsideView && o.driver !== 'qmp') throw new UserError(`--outside-view is for the qmp driver's guest, not ${o.driver}'s (your own domain: --guest-address)`, EXIT.usage);
+      if (o.agentless && o.driver !== 'qmp' && o.domain === undefined) throw new UserError(`--agentless is for the qmp driver's guest or your own domain (--domain), not ${o.driver}'s lab guest`, EXIT.usage);
       for (const qmpOnly of ['machine', 'destQemu'] as const) {
         if (o[qmpOnly] !== undefined && o.driver !== 'qmp') throw new UserError(`${flagOf(qmpOnly)} is for the qmp driver, not ${o.driver}`, EXIT.usage);
       }
@@ -243,9 +247,10 @@ export function buildHarnessProgram(): Command {
         throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
       }
       const existing = existingGuestFrom(o);
+      const migrateFlags = libvirtMigrateFlagsFrom(o.libvirtMigrateFlags, o.driver, o.libvirtDest);
       if (!existing && command.getOptionValueSource('agentTimeout') === 'cli') throw new UserError('--agent-timeout is for your own guest: give it with --domain NAME', EXIT.usage);
       const options = { ...labOptionsFrom(o, true), ...(existing ? { bootTimeoutMs: o.agentTimeout * 1000 } : {}) };
-      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null, existing }, log), options);
+      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null, libvirtMigrateFlags: migrateFlags, existing }, log), options);
     }),
   );
 
@@ -472,7 +477,8 @@ export function buildHarnessProgram(): Command {
         if (o.deb !== undefined && o.seedImage === undefined) throw new UserError('--deb goes on the seed: give --seed-image FILE too', EXIT.usage);
         if (o.deb !== undefined && !existsSync(o.deb)) throw new UserError(`--deb ${o.deb}: no such file (npm run build makes build/deb/flinch-agent_*.deb)`, EXIT.usage);
         const enrolled = enrollment({ agentId: o.agentId, fleetSecretFile: o.fleetSecret, collectors: o.collector ?? [], remediate: o.remediate });
-        if (o.out !== undefined) for (const file of writeEnrollment(o.out, enrolled, false)) log(`wrote ${file}`);
+        // The user-data written beside a seed is the seed's own: with its package, the install step too.
+        if (o.out !== undefined) for (const file of writeEnrollment(o.out, enrolled, o.deb !== undefined)) log(`wrote ${file}`);
         if (o.seedImage !== undefined) {
           await writeSeedImage(o.seedImage, enrolled, o.deb ?? null);
           log(`wrote ${o.seedImage}: attach it to the guest as a CD-ROM or disk; cloud-init's NoCloud reads it at first boot`);

@@ -15,7 +15,7 @@ import { networkSeenIn } from '../blackout/network-witness.js';
 import type { OutsideView } from '../blackout/outside-view.js';
 import { outsideVerdict } from '../verdict/outside-verdict.js';
 import { hostNowMs } from '../host-clock.js';
-import { SAMPLES_EACH_SIDE } from '../../contract/clock-offset.js';
+import { SAMPLES_EACH_SIDE, type TimeWindow } from '../../contract/clock-offset.js';
 import { LAB_RESULTS_SCHEMA, meetsExpectation, readLabResults, type ExpectedVerdict, type LabResults, type MigrationResult, type SeenLinkEvent } from '../report/lab-results.js';
 import { writeAllOutputs } from '../report/write-outputs.js';
 import { verdictV0 } from '../verdict/verdict-v0.js';
@@ -398,7 +398,9 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const clockStep = agent.offsets.stepAcross(beforeWindow, { fromMs: resumedAtMs, toMs: afterTo }, timing.completedAtMs, { acceptSlow: healedAt !== null });
   const windowEnd = resumedAtMs + options.settleMs;
   const clockLagMs = clockStep?.lagMs ?? null;
-  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS);
+  const report = await waitForReport(agent, migrationId, options.settleMs + REPORT_GRACE_MS, {
+    fromMs: timing.startedAtMs - UNNAMED_EPISODE_SLACK_MS, toMs: windowEnd + UNNAMED_EPISODE_SLACK_MS, guestOffsetMs: clockStep?.beforeMs ?? null,
+  });
   // The agent's offset tracker needs a few exchanges after the step to be sure of it, so its observation can come
   // after the settle window; by the time the episode's report has arrived, everything the episode saw has too.
   const reportArrivedAtMs = report ? (agent.reports.find((r) => r.report === report)?.receivedAtMs ?? windowEnd) : windowEnd;
@@ -479,6 +481,12 @@ function outsideSeen(outside: OutsideView, timing: MigrationTiming, fromMs: numb
  * reconnection's backoff too. Only a migration whose report never comes pays this in full.
  */
 const REPORT_GRACE_MS = 20_000;
+/**
+ * How far outside a migration's own window an unnamed episode may open and still be that migration's: the guest clock
+ * carried with the offset from before is behind by the pause once the guest runs again, and the agent may open the
+ * episode on its before-faults.
+ */
+const UNNAMED_EPISODE_SLACK_MS = 2000;
 /** How much longer than the settle to wait for the guest's exchanges to be quick again, for its clock lag. */
 const GOOD_EXCHANGES_WAIT_MS = 10_000;
 /** How long before the safety net's clock record its step may have happened: `date` waits for a whole second. */
@@ -509,8 +517,20 @@ async function waitForClockConvergence(agent: AgentRecord, sinceMs: number): Pro
   return undefined;
 }
 
-function waitForReport(agent: AgentRecord, migrationId: string, timeoutMs: number): Promise<Report | null> {
-  const find = () => agent.reports.find((r) => r.report.episode.migrationId === migrationId)?.report ?? null;
+/**
+ * The agent's report on this migration's episode: the one it named after the harness's announcement, or else the
+ * first unnamed one that opened within `unnamed` (host time). An agent that does not accept announcements (a user's
+ * own, enrolled without --accept-announce) names none: its episode is placed by when it opened, by the agent's clock
+ * carried onto the host's with the offset measured before the migration; a late report of an earlier migration's
+ * episode, sent on reconnecting, opened before this one started and is not taken for it.
+ */
+export function waitForReport(agent: Pick<AgentRecord, 'reports'>, migrationId: string, timeoutMs: number, unnamed: TimeWindow & { guestOffsetMs: number | null }): Promise<Report | null> {
+  const openedWithin = (report: Report) => {
+    if (report.episode.migrationId !== null || unnamed.guestOffsetMs === null) return false;
+    const openedAtHostMs = report.episode.openedAt.realtimeMs - unnamed.guestOffsetMs;
+    return openedAtHostMs >= unnamed.fromMs && openedAtHostMs <= unnamed.toMs;
+  };
+  const find = () => (agent.reports.find((r) => r.report.episode.migrationId === migrationId) ?? agent.reports.find((r) => openedWithin(r.report)))?.report ?? null;
   return new Promise((resolve) => {
     const deadline = Date.now() + timeoutMs;
     const poll = () => {

@@ -6,6 +6,15 @@ import type { TimedResult } from '../../system/timed-command.js';
 import type { LineMonitor } from '../../system/line-monitor.js';
 import { pauseFromLifecycle, virshTimed, watchLifecycleEvents, type LifecycleEvent } from '../../system/virsh.js';
 
+/**
+ * The `virsh migrate` flags a user may add, and only these: what a domain with disks needs to move. A disk on storage
+ * both hosts share but libvirt does not recognise as shared (not NFS, Ceph, GlusterFS…) is refused as unsafe unless
+ * told (`unsafe`); one on local storage is copied along (`copy-storage-all`, `copy-storage-inc`). Others change how the
+ * memory moves (`compressed`, `auto-converge`) or its transport (`tls`, `p2p`, `tunnelled` with `p2p`).
+ */
+export const LIBVIRT_MIGRATE_FLAGS = ['unsafe', 'copy-storage-all', 'copy-storage-inc', 'compressed', 'auto-converge', 'tls', 'p2p', 'tunnelled'] as const;
+export type LibvirtMigrateFlag = (typeof LIBVIRT_MIGRATE_FLAGS)[number];
+
 export interface LibvirtDriverOptions {
   /** libvirt connection URI of the source, e.g. qemu:///system. */
   uri: string;
@@ -22,6 +31,8 @@ export interface LibvirtDriverOptions {
   migrateUri: string | null;
   /** The guest NIC's MAC, for domif-setlink. */
   mac: string;
+  /** More `virsh migrate` flags, from LIBVIRT_MIGRATE_FLAGS (how the domain's disks travel, or that they need not). */
+  migrateFlags?: readonly LibvirtMigrateFlag[];
   virsh: string;
   timeoutMs: number;
   /** A live migration moves the domain's definition too (--persistent --undefinesource); false for a transient domain. */
@@ -132,6 +143,7 @@ export class LibvirtDriver implements MigrationDriver {
       // defined where it was, once.
       const flags = ['--live', ...(this.options.persistent === false ? [] : ['--persistent', '--undefinesource']), '--verbose'];
       if (this.options.migrateUri) flags.push('--migrateuri', this.options.migrateUri);
+      for (const flag of this.options.migrateFlags ?? []) flags.push(`--${flag}`);
       if (options.postcopy) flags.push('--postcopy', '--postcopy-after-precopy');
       if (options.maxBandwidthBytesPerSecond !== undefined) flags.push('--bandwidth', String(Math.max(1, Math.round(options.maxBandwidthBytesPerSecond / 1024 ** 2))));
       const migrate = await this.virsh(['migrate', ...flags, this.options.domain, destination]);

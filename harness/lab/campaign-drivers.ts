@@ -1,7 +1,9 @@
-import { agentIdArgument, EXIT, flagOf, parseHostPort, UserError } from '../../contract/command-line.js';
+import net from 'node:net';
+import { agentIdArgument, EXIT, flagOf, parseHostPort, printable, UserError } from '../../contract/command-line.js';
 import type { CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import { runLibvirtCampaign } from './libvirt-lab.js';
+import { LIBVIRT_MIGRATE_FLAGS, type LibvirtMigrateFlag } from '../drivers/libvirt-driver.js';
 import { runLibvirtDomainCampaign } from './libvirt-domain.js';
 import { runQemuLab } from './qemu-lab.js';
 import { runSimCampaign } from './sim-lab.js';
@@ -11,8 +13,11 @@ export interface TargetSettings {
   libvirtUri: string;
   libvirtDest: string | null;
   libvirtMigrateUri: string | null;
+  libvirtMigrateFlags: readonly LibvirtMigrateFlag[];
   /** The user's own guest (--domain), instead of one the lab builds; with what it needs to find its agent. */
-  existing: { domain: string; agentId: string | null; fleetSecretFile: string; collectorHost: string; collectorPort: number; leaveOn: string | null } | null;
+  existing: {
+    domain: string; agentId: string | null; fleetSecretFile: string | null; collectorHost: string; collectorPort: number; leaveOn: string | null; guestAddress: string | null;
+  } | null;
 }
 
 /**
@@ -26,7 +31,7 @@ export const CAMPAIGN_DRIVERS: Record<string, { summary: string; run(options: Ca
   libvirt: {
     summary: 'a libvirt domain (the lab\'s, or yours with --domain): virsh save/restore, or virsh migrate --live with --libvirt-dest',
     run: (options, settings, log) => {
-      const where = { libvirtUri: settings.libvirtUri, destinationUri: settings.libvirtDest, migrateUri: settings.libvirtMigrateUri };
+      const where = { libvirtUri: settings.libvirtUri, destinationUri: settings.libvirtDest, migrateUri: settings.libvirtMigrateUri, migrateFlags: settings.libvirtMigrateFlags };
       return settings.existing ? runLibvirtDomainCampaign({ ...options, ...where, ...settings.existing }, log) : runLibvirtCampaign({ ...options, ...where }, log);
     },
   },
@@ -42,23 +47,33 @@ export interface ExistingGuestFlags {
   collectorListen?: string;
   leaveOn?: string;
   libvirtDest?: string;
+  guestAddress?: string;
+  agentless?: boolean;
 }
 
 /** The existing-guest settings, or null without --domain; a one-line usage error (exit 2) for what does not fit. */
 export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existing'] {
   if (o.domain === undefined) {
-    const stray = (['agentId', 'fleetSecret', 'collectorListen', 'leaveOn'] as const).find((k) => o[k] !== undefined);
+    const stray = (['agentId', 'fleetSecret', 'collectorListen', 'leaveOn', 'guestAddress'] as const).find((k) => o[k] !== undefined);
     if (stray) throw new UserError(`${flagOf(stray)} is for your own guest: give it with --domain NAME`, EXIT.usage);
     return null;
   }
   if (o.driver !== 'libvirt') throw new UserError(`--domain is for --driver libvirt, not ${o.driver}`, EXIT.usage);
   if (!/^[^\s/][^/]{0,199}$/.test(o.domain) || /[\u0000-\u001f\u007f]/.test(o.domain)) throw new UserError('--domain: a libvirt domain name (no slash, no control characters, at most 200 characters)', EXIT.usage);
-  if (o.fleetSecret === undefined) throw new UserError("--domain needs --fleet-secret FILE: the secret the guest agent's key was derived from (flinch token)", EXIT.usage);
-  if (o.collectorListen === undefined) throw new UserError("--domain needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
+  if (o.guestAddress !== undefined && net.isIP(o.guestAddress) === 0) throw new UserError(`--guest-address ${o.guestAddress}: an IPv4 or IPv6 address`, EXIT.usage);
   if (o.leaveOn !== undefined && o.libvirtDest === undefined) throw new UserError('--leave-on is for live migrations: give --libvirt-dest too', EXIT.usage);
+  if (o.agentless) {
+    // No agent: measured from outside alone, so the guest's address is all there is to measure with.
+    if (o.guestAddress === undefined) throw new UserError('--agentless with --domain measures from outside only: give --guest-address IP', EXIT.usage);
+    const stray = (['agentId', 'fleetSecret', 'collectorListen'] as const).find((k) => o[k] !== undefined);
+    if (stray) throw new UserError(`${flagOf(stray)} is for the guest's agent, and --agentless says it has none`, EXIT.usage);
+    return { domain: o.domain, agentId: null, fleetSecretFile: null, collectorHost: '127.0.0.1', collectorPort: 0, leaveOn: o.leaveOn ?? null, guestAddress: o.guestAddress };
+  }
+  if (o.fleetSecret === undefined) throw new UserError("--domain needs --fleet-secret FILE: the secret the guest agent's key was derived from (flinch token); or --agentless --guest-address IP", EXIT.usage);
+  if (o.collectorListen === undefined) throw new UserError("--domain needs --collector-listen HOST:PORT: where the guest's agent was told the collector is", EXIT.usage);
   if (o.agentId !== undefined) agentIdArgument(o.agentId);
   const listen = guestCollectorListen(o.collectorListen);
-  return { domain: o.domain, agentId: o.agentId ?? null, fleetSecretFile: o.fleetSecret, collectorHost: listen.host, collectorPort: listen.port, leaveOn: o.leaveOn ?? null };
+  return { domain: o.domain, agentId: o.agentId ?? null, fleetSecretFile: o.fleetSecret, collectorHost: listen.host, collectorPort: listen.port, leaveOn: o.leaveOn ?? null, guestAddress: o.guestAddress ?? null };
 }
 
 /** --collector-listen for a guest flinch did not boot: the address its agent was given, so never port 0. */
@@ -71,4 +86,15 @@ export function guestCollectorListen(value: string): { host: string; port: numbe
   }
   if (listen.port === 0) throw new UserError('--collector-listen: give the port the guest was told, not 0', EXIT.usage);
   return listen;
+}
+
+/** --libvirt-migrate-flags: a comma-separated list of LIBVIRT_MIGRATE_FLAGS, each once, and only with a live migration. */
+export function libvirtMigrateFlagsFrom(value: string | undefined, driver: string, destination: string | undefined): LibvirtMigrateFlag[] {
+  if (value === undefined) return [];
+  if (driver !== 'libvirt' || destination === undefined) throw new UserError('--libvirt-migrate-flags is for live migrations: --driver libvirt with --libvirt-dest', EXIT.usage);
+  const flags = value.split(',').map((f) => f.trim().replace(/^--/, '')).filter(Boolean);
+  const unknown = flags.find((f) => !(LIBVIRT_MIGRATE_FLAGS as readonly string[]).includes(f));
+  if (unknown !== undefined || flags.length === 0) throw new UserError(`--libvirt-migrate-flags: choose from ${LIBVIRT_MIGRATE_FLAGS.join(', ')}${unknown !== undefined ? ` (not ${printable(unknown)})` : ''}`, EXIT.usage);
+  if (new Set(flags).size !== flags.length) throw new UserError('--libvirt-migrate-flags: each flag once', EXIT.usage);
+  return flags as LibvirtMigrateFlag[];
 }

@@ -3,12 +3,13 @@ import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { findExecutable } from '../../system/run-command.js';
 import { virsh } from '../../system/virsh.js';
-import { findExistingAgent } from './existing-agent.js';
+import { measureExistingGuest } from './existing-agent.js';
+import type { OutsideView } from '../blackout/outside-view.js';
 import { fleetSecretArgument } from '../collector/keyring.js';
 import { completedCampaign, runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
-import { LibvirtDriver } from '../drivers/libvirt-driver.js';
+import { LibvirtDriver, type LibvirtMigrateFlag } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
 
 export interface LibvirtDomainOptions extends CampaignOptions {
@@ -18,15 +19,18 @@ export interface LibvirtDomainOptions extends CampaignOptions {
   /** A second libvirtd to live-migrate to and back; without one, each migration is a virsh save + restore. */
   destinationUri: string | null;
   migrateUri: string | null;
+  migrateFlags: readonly LibvirtMigrateFlag[];
   /** Where the domain is left after the campaign: its libvirtd's URI (default: where it was found). */
   leaveOn: string | null;
   /** The agent to wait for; null: the one whose hello lists one of the domain's MACs. */
   agentId: string | null;
-  /** The fleet secret the guest's agent key was derived from (`flinch token`). */
-  fleetSecretFile: string;
+  /** The fleet secret the guest's agent key was derived from (`flinch token`); null for a guest without an agent (--agentless). */
+  fleetSecretFile: string | null;
   /** Where the campaign's collector listens: the address the guest's agent was given. */
   collectorHost: string;
   collectorPort: number;
+  /** The guest's address, reachable from here: ICMP timestamps to it are the outside view (its blackout and lag). */
+  guestAddress: string | null;
 }
 
 /** One interface of `virsh -q domiflist`: "vnet0  bridge  virbr0  virtio  52:54:00:12:34:56" ("-" for none). */
@@ -63,7 +67,7 @@ export async function runLibvirtDomainCampaign(options: LibvirtDomainOptions, lo
   for (const leave of [options.leaveOn].filter((u): u is string => u !== null)) {
     if (leave !== options.libvirtUri && leave !== options.destinationUri) throw new UserError(`--leave-on ${leave}: choose --libvirt-uri or --libvirt-dest`, EXIT.usage);
   }
-  const fleetSecret = fleetSecretArgument(options.fleetSecretFile);
+  const fleetSecret = options.fleetSecretFile === null ? null : fleetSecretArgument(options.fleetSecretFile);
   const found = domainState(options.libvirtUri, options.domain);
   if ('why' in found) throw new UserError(`libvirt domain ${options.domain} at ${options.libvirtUri}: ${found.why} (virsh -c ${options.libvirtUri} list --all shows the domains there)`, EXIT.usage);
   const { state } = found;
@@ -76,7 +80,8 @@ export async function runLibvirtDomainCampaign(options: LibvirtDomainOptions, lo
   const info = virsh(options.libvirtUri, 'dominfo', options.domain).stdout;
   const memoryMiB = Number(/Max memory:\s+(\d+) KiB/.exec(info)?.[1] ?? 0) / 1024;
   const persistent = !/^Persistent:\s+no$/m.test(info);
-  return runCampaign(options, libvirtDomainTarget(options, fleetSecret, interfaces, hypervisor, memoryMiB, persistent), hostNowMs(), log);
+  const measuredBy = { agentless: fleetSecret === null, outsideView: options.guestAddress !== null };
+  return runCampaign({ ...options, ...measuredBy }, libvirtDomainTarget(options, fleetSecret, interfaces, hypervisor, memoryMiB, persistent), hostNowMs(), log);
 }
 
 /** What makes a campaign on a user's domain this one: a resumed run must be on the same domain of the same libvirtd. */
@@ -84,37 +89,41 @@ function domainIdentity(options: LibvirtDomainOptions): Record<string, unknown> 
   return { domain: options.domain, libvirtUri: options.libvirtUri };
 }
 
-function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number, persistent: boolean): GuestTarget {
+function libvirtDomainTarget(options: LibvirtDomainOptions, fleetSecret: string | null, interfaces: DomainInterface[], hypervisor: string | null, memoryMiB: number, persistent: boolean): GuestTarget {
   let driver: LibvirtDriver | null = null;
+  let outside: OutsideView | null = null;
   const saveFile = path.join(options.outDir, 'guest.save');
   return {
     driverName: 'libvirt',
     collectorHost: options.collectorHost,
     collectorPort: options.collectorPort,
-    fleetSecret,
+    ...(fleetSecret ? { fleetSecret } : {}),
     identity: domainIdentity(options),
     async bringUp({ collector, collectorPort, log }) {
       const waitStart = hostNowMs();
-      log(`waiting for the agent in libvirt domain ${options.domain} (${options.agentId ?? `MAC ${interfaces.map((i) => i.mac).join(', ')}`})`);
-      const agent = await findExistingAgent(collector, { ...options, collectorPort, timeoutMs: options.bootTimeoutMs }, interfaces.map((i) => i.mac));
+      const settings = fleetSecret ? { agentId: options.agentId, collectorHost: options.collectorHost, collectorPort, timeoutMs: options.bootTimeoutMs } : null;
+      const macs = interfaces.map((i) => i.mac);
+      const measured = await measureExistingGuest(collector, settings, macs, options.guestAddress, options.blackoutIntervalMs, `libvirt domain ${options.domain}`, log);
+      const { agent } = measured;
+      outside = measured.outside;
       const toAgentMs = Math.round(hostNowMs() - waitStart);
-      log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
-      const mac = interfaces.find((i) => agent.hello.macs.includes(i.mac))?.mac ?? interfaces[0]?.mac ?? '';
+      const mac = interfaces.find((i) => agent?.hello.macs.includes(i.mac))?.mac ?? interfaces[0]?.mac ?? '';
       driver = new LibvirtDriver({
         uri: options.libvirtUri, domain: options.domain, mode: options.destinationUri ? 'migrate' : 'save-restore', saveFile,
-        destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs, persistent,
+        destinationUri: options.destinationUri, migrateUri: options.migrateUri, migrateFlags: options.migrateFlags, mac, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs, persistent,
       });
       await driver.prepare();
       return {
-        driver, agent, meter: null, where: () => driver!.currentUri,
+        driver, agent, meter: null, ...(outside ? { outside } : {}), where: () => driver!.currentUri,
         // User-mode networking (SLIRP) keeps its connections in the QEMU process: a restore or a move resets them.
         reconnectsAfterMigration: interfaces.some((i) => i.type === 'user'),
         bootToAgentMs: toAgentMs,
         hypervisor: { driver: 'libvirt', qemu: hypervisor, destQemu: null },
-        guest: { kernel: 'the domain\'s own (not reported by the agent)', memoryMiB, bootToAgentMs: toAgentMs, domain: options.domain, hostname: agent.hello.hostname },
+        guest: { kernel: 'the domain\'s own (not reported by the agent)', memoryMiB, bootToAgentMs: toAgentMs, domain: options.domain, ...(agent ? { hostname: agent.hello.hostname } : {}) },
       };
     },
     async tearDown(log) {
+      await outside?.stop();
       if (!driver) return;
       try {
         const leaveOn = options.leaveOn ?? options.libvirtUri;

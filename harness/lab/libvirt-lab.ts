@@ -7,7 +7,7 @@ import { virsh } from '../../system/virsh.js';
 import { completedCampaign, runCampaign, waitForAgentHello, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
-import { LibvirtDriver } from '../drivers/libvirt-driver.js';
+import { LibvirtDriver, type LibvirtMigrateFlag } from '../drivers/libvirt-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { labGuestImage } from './guest-initramfs.js';
 
@@ -16,6 +16,7 @@ export interface LibvirtLabOptions extends CampaignOptions {
   /** A second libvirtd to live-migrate to; without one, each migration is a virsh save + restore. */
   destinationUri: string | null;
   migrateUri: string | null;
+  migrateFlags: readonly LibvirtMigrateFlag[];
 }
 
 const AGENT_ID = 'flinch-libvirt-guest';
@@ -82,7 +83,7 @@ function libvirtTarget(options: LibvirtLabOptions, kernel: { vmlinuz: string; pa
       log(`agent ${agent.agentId} connected ${(bootToAgentMs / 1000).toFixed(1)} s after boot`);
       const driver = new LibvirtDriver({
         uri: options.libvirtUri, domain, mode: options.destinationUri ? 'migrate' : 'save-restore', saveFile: path.join(options.outDir, 'guest.save'),
-        destinationUri: options.destinationUri, migrateUri: options.migrateUri, mac: MAC, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
+        destinationUri: options.destinationUri, migrateUri: options.migrateUri, migrateFlags: options.migrateFlags, mac: MAC, virsh: 'virsh', timeoutMs: options.migrationTimeoutMs,
       });
       current = () => driver.currentUri;
       stopDriver = () => driver.cleanup();

@@ -6,10 +6,8 @@ import { runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.j
 import type { CampaignOptions } from '../campaign/campaign-options.js';
 import type { GuestTarget } from '../campaign/campaign-target.js';
 import { hostNowMs } from '../host-clock.js';
-import { findExistingAgent } from '../lab/existing-agent.js';
-import { OutsideView } from '../blackout/outside-view.js';
-import type { AgentRecord } from '../collector/agent-record.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { measureExistingGuest } from '../lab/existing-agent.js';
+import type { OutsideView } from '../blackout/outside-view.js';
 import type { QemuUpgradeDriver } from './qemu-upgrade.js';
 
 export interface UpgradeCampaignOptions extends CampaignOptions {
@@ -18,9 +16,6 @@ export interface UpgradeCampaignOptions extends CampaignOptions {
   /** The guest's address, reachable from here: ICMP timestamps to it are the outside view (its blackout and lag). */
   guestAddress: string | null;
 }
-
-/** How long a guest has to answer its first ICMP timestamp request before flinch goes on without the outside view. */
-const FIRST_ANSWER_MS = 10_000;
 
 /**
  * The upgrade measured like any migration: one migration of a campaign whose driver is the prepared upgrade, judged
@@ -41,23 +36,10 @@ export async function runUpgradeCampaign(options: UpgradeCampaignOptions, driver
     identity: { qmp: running.pid },
     async bringUp({ collector, collectorPort, log }) {
       const waitStart = hostNowMs();
-      let agent: AgentRecord | null = null;
-      if (agentSettings) {
-        log(`waiting for the agent in QEMU PID ${running.pid} (${agentSettings.agentId ?? `MAC ${running.macs.join(', ') || 'none on its command line'}`})`);
-        agent = await findExistingAgent(collector, { ...agentSettings, collectorPort, timeoutMs: options.bootTimeoutMs }, running.macs);
-        log(`agent ${agent.agentId} on ${agent.hello.hostname} connected`);
-      }
-      if (options.guestAddress) {
-        outside = new OutsideView(options.guestAddress, options.blackoutIntervalMs || 5);
-        await outside.start();
-        for (const until = Date.now() + FIRST_ANSWER_MS; !outside.answering && Date.now() < until;) await sleep(100);
-        if (!outside.answering) {
-          await outside.stop();
-          outside = null;
-          if (!agent) throw new UserError(`the guest at ${options.guestAddress} does not answer ICMP timestamp requests, and there is no agent to measure with`, EXIT.failed);
-          log(`the guest at ${options.guestAddress} does not answer ICMP timestamp requests: no outside view`);
-        }
-      }
+      const settings = agentSettings ? { ...agentSettings, collectorPort, timeoutMs: options.bootTimeoutMs } : null;
+      const measured = await measureExistingGuest(collector, settings, running.macs, options.guestAddress, options.blackoutIntervalMs, `QEMU PID ${running.pid}`, log);
+      const { agent } = measured;
+      outside = measured.outside;
       const toAgentMs = Math.round(hostNowMs() - waitStart);
       return {
         driver, agent, meter: null, ...(outside ? { outside } : {}), where: () => driver.where(), bootToAgentMs: toAgentMs,

@@ -5,33 +5,23 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { labGuestImage } from '../../harness/lab/guest-initramfs.js';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { freePort } from '../helpers/collector-fixtures.js';
 import { ensureLibvirtd, startSecondLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
+import { ipIn, testNetns } from '../helpers/netns.js';
 
 const MAC = '52:54:00:f1:1c:0b';
 const AGENT_ID = 'users-own-guest';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * What a user has before flinch runs: a fleet secret, the guest's key from `flinch token`, and the domain's XML with
  * the agent told where the collector will be. Written here, not by flinch; defined by the caller.
  */
-async function usersDomain(t: Test, name: string) {
+async function usersDomain(t: Test, name: string, bridge?: { name: string; ip: string; gateway: string }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), `flinch-${name}-`));
   const secret = path.join(dir, 'fleet.secret');
   writeFileSync(secret, 'a-users-fleet-secret-0123456789abcdef0123456789\n');
@@ -41,9 +31,10 @@ async function usersDomain(t: Test, name: string) {
   const port = await freePort();
   const image = await labGuestImage('/var/cache/flinch', (line) => t.comment(line));
   const xml = path.join(dir, 'domain.xml');
+  const collectorHost = bridge?.gateway ?? '10.0.2.2';
   writeFileSync(xml, testDomainXml({
-    name, vmlinuz: image.kernel.vmlinuz, initrd: image.initrd, serialLog: path.join(dir, 'serial.log'), mac: MAC,
-    cmdline: `flinch.collector=ws://10.0.2.2:${port} flinch.id=${AGENT_ID} flinch.token=${token.stdout.trim()} flinch.remediate=on`,
+    name, vmlinuz: image.kernel.vmlinuz, initrd: image.initrd, serialLog: path.join(dir, 'serial.log'), mac: MAC, ...(bridge ? { bridge } : {}),
+    cmdline: `flinch.collector=ws://${collectorHost}:${port} flinch.id=${AGENT_ID} flinch.token=${token.stdout.trim()} flinch.remediate=on`,
   }));
   return { dir, secret, port, xml };
 }
@@ -121,4 +112,53 @@ t.test('your own domain, live to a second libvirtd: back where it was found, or 
   t.equal(stay.code, 0, stay.stderr.split('\n').slice(-4).join('\n'));
   t.equal(virshThere('domstate', name).stdout.trim(), 'running', '--leave-on: left running on the second libvirtd');
   t.not(virsh('dominfo', name).status, 0, 'and gone from the first, definition and all');
+});
+
+t.test('a bridged domain seen from outside: --guest-address beside its agent, and --agentless with nothing but its address', async (t) => {
+  // The libvirtd runs in a namespace of the test's own, where the domain's bridge is, and flinch runs there too: the
+  // guest's address is reachable from flinch as a bridged guest's is from its host.
+  const netns = await testNetns(t);
+  await ipIn(netns, 'link', 'set', 'lo', 'up');
+  await ipIn(netns, 'link', 'add', 'flbr0', 'type', 'bridge');
+  await ipIn(netns, 'addr', 'add', '10.199.0.1/24', 'dev', 'flbr0');
+  await ipIn(netns, 'link', 'set', 'flbr0', 'up');
+  const uri = await startSecondLibvirtd(t, netns);
+  const virshThere = (...args: string[]) => spawnSync('virsh', ['-c', uri, ...args], { encoding: 'utf8' });
+  const name = `users-bridged-${process.pid}`;
+  const { dir, secret, port, xml } = await usersDomain(t, name, { name: 'flbr0', ip: '10.199.0.10/24', gateway: '10.199.0.1' });
+  t.equal(virshThere('define', xml).status, 0, 'defined on the libvirtd of the namespace');
+  t.teardown(() => {
+    virshThere('destroy', name);
+    virshThere('undefine', name);
+  });
+  const started = virshThere('start', name);
+  t.equal(started.status, 0, `and started ${started.stderr}`);
+  const inNamespace = { prefix: ['ip', 'netns', 'exec', netns], timeoutMs: 900_000 };
+  const base = [FLINCH, 'campaign', '--driver', 'libvirt', '--libvirt-uri', uri, '--domain', name, '--faults', 'none', '--migrations', '1', '--expect', 'disrupted'];
+
+  const withAgent = await runCli([...base, '--fleet-secret', secret, '--collector-listen', `10.199.0.1:${port}`, '--guest-address', '10.199.0.10', '--out', path.join(dir, 'with-agent')], inNamespace);
+  t.equal(withAgent.code, 0, withAgent.stderr.split('\n').slice(-4).join('\n'));
+  const measured = (JSON.parse(readFileSync(path.join(dir, 'with-agent', 'results.json'), 'utf8')) as LabResults).migrations[0]!;
+  t.equal(measured.verdictSource, 'agent', `the agent judged: ${measured.verdict}`);
+  t.ok(measured.outside && measured.outside.received > 0, `and the outside view saw the guest answer (${measured.outside?.received} of ${measured.outside?.sent} ICMP timestamps)`);
+  t.ok(measured.outside!.longestGapMs >= measured.pauseMs! - 50, `its longest gap, ${measured.outside!.longestGapMs} ms, covers the save/restore's pause (${measured.pauseMs} ms)`);
+
+  const agentless = await runCli([...base, '--agentless', '--guest-address', '10.199.0.10', '--out', path.join(dir, 'agentless')], inNamespace);
+  t.equal(agentless.code, 0, agentless.stderr.split('\n').slice(-4).join('\n'));
+  const outside = (JSON.parse(readFileSync(path.join(dir, 'agentless', 'results.json'), 'utf8')) as LabResults).migrations[0]!;
+  t.equal(outside.verdictSource, 'outside', `judged from outside alone: ${outside.verdict} (${outside.reasons.slice(0, 2).join('; ')})`);
+  t.notOk(outside.error, outside.error ?? 'migrated');
+  t.equal(virshThere('domstate', name).stdout.trim(), 'running', 'left running');
+
+  for (const [args, pattern] of [
+    [['--agentless'], /^flinch: --agentless with --domain measures from outside only: give --guest-address IP\n$/],
+    [['--agentless', '--guest-address', '10.199.0.10', '--fleet-secret', secret], /^flinch: --fleet-secret is for the guest's agent, and --agentless says it has none\n$/],
+    [['--guest-address', 'not-an-ip', '--fleet-secret', secret, '--collector-listen', `10.199.0.1:${port}`], /^flinch: --guest-address not-an-ip: an IPv4 or IPv6 address\n$/],
+  ] as const) {
+    const bad = await runCli([...base, ...args, '--out', path.join(dir, 'never')]);
+    t.equal(bad.code, 2, `${args.join(' ')}: exit 2`);
+    t.match(bad.stderr, pattern);
+  }
+  const stray = await runCli([FLINCH, 'campaign', '--driver', 'libvirt', '--guest-address', '10.199.0.10', '--out', path.join(dir, 'never')]);
+  t.match(stray.stderr, /^flinch: --guest-address is for your own guest: give it with --domain NAME\n$/);
 });

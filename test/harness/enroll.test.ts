@@ -64,6 +64,7 @@ t.test('written: token and user-data 0600; a seed image labelled cidata with the
   const config = parse(extract('/user-data'), { version: '1.1' }) as CloudConfig;
   t.match(config.runcmd?.[0]?.[2], /mount -o ro \/dev\/disk\/by-label\/cidata .* dpkg -i --force-confold \/run\/flinch-seed\/flinch-agent\.deb/, 'installs it keeping the written agent.yaml');
   t.same(config.runcmd?.[1], ['systemctl', 'enable', '--now', 'flinch-agent']);
+  t.equal(readFileSync(path.join(out, 'user-data'), 'utf8'), extract('/user-data'), 'the user-data written beside it is the seed\'s own, install step and all');
 });
 
 t.test('bad input: one line, exit 2, nothing written', async (t) => {

@@ -31,9 +31,10 @@ export async function ensureLibvirtd(t: Test): Promise<void> {
 /**
  * A second libvirtd on this machine, as a different "host": its own mount namespace (its own /run/libvirt,
  * /var/lib/libvirt, /etc/libvirt with its own host UUID, /var/log/libvirt, /var/cache/libvirt, all under a temporary
- * folder) and its own UTS namespace (hostname), in the same network namespace. Returns its URI; stopped by PID.
+ * folder) and its own UTS namespace (hostname), in the same network namespace, or in `netns` (then its domains'
+ * bridges and taps are that namespace's). Returns its URI; stopped by PID.
  */
-export async function startSecondLibvirtd(t: Test): Promise<string> {
+export async function startSecondLibvirtd(t: Test, netns: string | null = null): Promise<string> {
   const root = tempDir('flinch-libvirtd-b-');
   const dirs = { run: '/run/libvirt', lib: '/var/lib/libvirt', etc: '/etc/libvirt', log: '/var/log/libvirt', cache: '/var/cache/libvirt' };
   for (const [name, target] of Object.entries(dirs)) {
@@ -48,7 +49,8 @@ export async function startSecondLibvirtd(t: Test): Promise<string> {
       `/usr/sbin/virtlogd -d -p ${path.join(root, 'virtlogd.pid')}`, `exec /usr/sbin/libvirtd -d -p ${path.join(root, 'libvirtd.pid')}`, ''].join('\n'),
     { mode: 0o755 },
   );
-  const started = spawnSync('unshare', ['-m', '-u', '--propagation', 'private', script], { encoding: 'utf8' });
+  const unshare = ['unshare', '-m', '-u', '--propagation', 'private', script];
+  const started = netns ? spawnSync('ip', ['netns', 'exec', netns, ...unshare], { encoding: 'utf8' }) : spawnSync(unshare[0]!, unshare.slice(1), { encoding: 'utf8' });
   if (started.status !== 0) throw new Error(`second libvirtd did not start: ${started.stderr}`);
   t.teardown(async () => {
     for (const daemon of ['libvirtd', 'virtlogd']) {
@@ -66,18 +68,22 @@ export async function startSecondLibvirtd(t: Test): Promise<string> {
  * A domain as the tests write it themselves, not as flinch does: the lab guest's kernel and initramfs booted by a QEMU
  * TCG domain with user-mode networking (the guest reaches this host's loopback as 10.0.2.2).
  */
-export function testDomainXml(d: { name: string; vmlinuz: string; initrd: string; cmdline: string; serialLog: string; mac: string }): string {
+export function testDomainXml(d: { name: string; vmlinuz: string; initrd: string; cmdline: string; serialLog: string; mac: string; bridge?: { name: string; ip: string; gateway: string } }): string {
+  // On a bridge the guest has an address of its own, reachable from where the bridge is; on user networking, SLIRP's.
+  const network = d.bridge
+    ? { ip: d.bridge.ip, gateway: d.bridge.gateway, xml: `<interface type='bridge'><source bridge='${d.bridge.name}'/><mac address='${d.mac}'/><model type='virtio'/></interface>` }
+    : { ip: '10.0.2.15/24', gateway: '10.0.2.2', xml: `<interface type='user'><mac address='${d.mac}'/><model type='virtio'/></interface>` };
   return `<domain type='qemu'>
   <name>${d.name}</name>
   <memory unit='MiB'>512</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${d.vmlinuz}</kernel><initrd>${d.initrd}</initrd>
-  <cmdline>console=ttyS0 panic=-1 quiet flinch.ip=10.0.2.15/24 flinch.gw=10.0.2.2 ${d.cmdline}</cmdline></os>
+  <cmdline>console=ttyS0 panic=-1 quiet flinch.ip=${network.ip} flinch.gw=${network.gateway} ${d.cmdline}</cmdline></os>
   <cpu mode='custom' match='exact'><model>qemu64</model></cpu>
   <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
   <devices>
     <serial type='file'><source path='${d.serialLog}'/></serial>
-    <interface type='user'><mac address='${d.mac}'/><model type='virtio'/></interface>
+    ${network.xml}
   </devices>
 </domain>
 `;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from '../../../harness/campaign/campaign-options.js';
-import { completedCampaign, runCampaign, waitForAgentHello } from '../../../harness/campaign/campaign-runner.js';
+import { completedCampaign, runCampaign, waitForAgentHello, waitForReport } from '../../../harness/campaign/campaign-runner.js';
 import type { GuestTarget } from '../../../harness/campaign/campaign-target.js';
 import type { MigrationDriver } from '../../../harness/drivers/migration-driver.js';
 import { hostNowMs } from '../../../harness/host-clock.js';
@@ -92,4 +92,23 @@ t.test('a target that fails to come up is still torn down, and the error is the 
   const calls: string[] = [];
   await t.rejects(runCampaign(options(out), target(t, calls, [], true), hostNowMs(), () => undefined), /the guest did not boot/);
   t.same(calls, ['bringUp', 'tearDown']);
+});
+
+t.test("a migration's report: the episode the agent named after it, or else the unnamed one that opened during it", async (t) => {
+  // An agent enrolled without --accept-announce names no episode after the harness's announcements (a user's own).
+  const report = (migrationId: string | null, openedAtGuestMs: number) => {
+    const r = sampleReport(AGENT_ID, 1);
+    r.episode = { ...r.episode, migrationId, openedAt: { realtimeMs: openedAtGuestMs, monotonicMs: 1 } };
+    return { receivedAtMs: 0, seq: 1, report: r };
+  };
+  // The guest's clock ran 250 ms ahead of the host's before this migration, which ran from host time 10 000 to 14 000.
+  const window = { fromMs: 10_000, toMs: 14_000, guestOffsetMs: 250 };
+  const earlier = report(null, 7_000);
+  const opened = report(null, 12_100);
+  t.equal(await waitForReport({ reports: [earlier, opened] }, 'm-2', 0, window), opened.report, "the unnamed episode that opened within the migration's window");
+  t.equal(await waitForReport({ reports: [earlier] }, 'm-2', 0, window), null, "an earlier migration's, sent late on reconnecting, is not it");
+  const named = report('m-2', 30_000);
+  t.equal(await waitForReport({ reports: [opened, named] }, 'm-2', 0, window), named.report, 'one named after the migration wins');
+  t.equal(await waitForReport({ reports: [report('m-1', 12_000)] }, 'm-2', 0, window), null, "one named after another migration is that one's");
+  t.equal(await waitForReport({ reports: [opened] }, 'm-2', 0, { ...window, guestOffsetMs: null }), null, 'without the offset from before, an unnamed one cannot be placed');
 });

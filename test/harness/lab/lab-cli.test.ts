@@ -19,8 +19,8 @@ t.test('--guest-time-daemon: chronyd only, and only for the QEMU guest', async (
 t.test('--agentless: only for the QEMU guest, and only with the ICMP probes on', async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [['lab', '--hypervisor', 'xen', '--agentless'], /^flinch: --agentless is for the QEMU lab \(--hypervisor qemu\)/m],
-    [['campaign', '--driver', 'libvirt', '--agentless'], /^flinch: --agentless is for the qmp driver's guest, not libvirt's$/m],
-    [['campaign', '--driver', 'sim', '--outside-view'], /^flinch: --outside-view is for the qmp driver's guest, not sim's$/m],
+    [['campaign', '--driver', 'libvirt', '--agentless'], /^flinch: --agentless is for the qmp driver's guest or your own domain \(--domain\), not libvirt's lab guest$/m],
+    [['campaign', '--driver', 'sim', '--outside-view'], /^flinch: --outside-view is for the qmp driver's guest, not sim's \(your own domain: --guest-address\)$/m],
     [['lab', '--agentless', '--blackout-interval', '0'], /^flinch: --agentless measures with ICMP probes: --blackout-interval 0 would leave nothing to measure$/m],
   ];
   for (const [args, message] of cases) {
