@@ -420,7 +420,11 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
       carrierChanges: observation.link.carrierChanges,
     });
   }
-  const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs });
+  const observationsAfter = agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length;
+  const timeRepliesAfter = agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length;
+  // A guest heard from by neither observation, exchange nor report may be dead: that is not transparent.
+  const silentForMs = report === null && observationsAfter === 0 && timeRepliesAfter === 0 ? hostNowMs() - timing.completedAtMs : null;
+  const v0 = verdictV0({ linkEvents: linkEvents.length, clockLagMs, silentForMs });
   const offsetSteps = untilReport.flatMap(({ observation }) => (observation.kind === 'host-offset' && observation.changeMs !== null ? [observation.changeMs] : []));
   const xenEvents = untilReport.flatMap(({ observation, receivedAtMs }) =>
     observation.kind === 'xen'
@@ -454,8 +458,8 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     ...(outside?.answering ? { outside: outsideSeen(outside, timing, blackoutWindowStart, windowEnd) } : {}),
     linkEvents,
     ...(xenEvents.length ? { xenEvents } : {}),
-    observationsAfter: agent.observations.filter((o) => o.receivedAtMs > timing.completedAtMs).length,
-    timeRepliesAfter: agent.offsets.samples.filter((s) => s.hostAtMs > timing.completedAtMs).length,
+    observationsAfter,
+    timeRepliesAfter,
     verdict,
     verdictSource: report ? 'agent' : 'v0',
     reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { projectRoot } from '../../harness/project-paths.js';
+import { EXIT } from '../../contract/command-line.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { freePort } from '../helpers/collector-fixtures.js';
 import { ensureLibvirtd, startSecondLibvirtd, virsh } from '../helpers/libvirtd.js';
@@ -92,12 +93,22 @@ t.test('a Debian 12 cloud image flinch did not build, enrolled by its NoCloud se
   const live = await runCli([FLINCH, 'campaign', ...own, '--libvirt-dest', second, '--libvirt-migrate-uri', 'tcp://127.0.0.1:49301',
     // Both libvirtds see the disk at one path, on a filesystem libvirt does not know as shared: the user says so.
     '--libvirt-migrate-flags', 'unsafe', '--migrations', '1', '--out', path.join(dir, 'live')], { timeoutMs: 1_500_000 });
-  t.equal(live.code, 0, live.stderr.split('\n').slice(-4).join('\n'));
   const liveResults = JSON.parse(readFileSync(path.join(dir, 'live', 'results.json'), 'utf8')) as LabResults;
   const migration = liveResults.migrations[0]!;
   t.equal(migration.to, second, 'live to the second libvirtd');
   t.notOk(migration.error, migration.error ?? 'migrated');
-  t.equal(migration.verdictSource, 'agent', `judged by the agent: ${migration.verdict}`);
+  const panicked = /Kernel panic - not syncing/.test(readFileSync(serialLog, 'utf8'));
+  if (panicked && migration.verdictSource === 'v0') {
+    // Seen once in five CI runs: Debian's 6.1 kernel died in __run_timers (a poisoned list entry) right after QEMU 7.2's
+    // TCG live migration, its memory corrupted, not a flinch fault. What flinch owes then is not to call it transparent.
+    t.comment('the guest kernel panicked after the live migration (see its serial log): flinch must not call that transparent');
+    t.equal(migration.verdict, 'unknown', `a silent guest is unknown: ${migration.reasons.join('; ')}`);
+    t.match(migration.reasons[0] ?? '', /^nothing heard from the guest/);
+    t.equal(live.code, EXIT.worseThanExpected, 'and the campaign fails its expectation');
+  } else {
+    t.equal(live.code, 0, live.stderr.split('\n').slice(-4).join('\n'));
+    t.equal(migration.verdictSource, 'agent', `judged by the agent: ${migration.verdict}`);
+  }
   t.equal(virsh('domstate', name).stdout.trim(), 'running', 'and back: running on the first libvirtd, where it was found');
   t.not(virshThere('dominfo', name).status, 0, 'nothing left on the second');
 });
