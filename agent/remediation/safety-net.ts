@@ -117,6 +117,8 @@ function seenKey(loss: Loss): string {
 
 /** How many migration signals are remembered: enough for a burst of them, never a growing list. */
 const MAX_SIGNALS = 64;
+/** How soon a repair that read as lost right after it was applied is looked at again. */
+const VERIFY_RETRY_MS = 1000;
 
 /**
  * The one part of flinch that changes the guest. It keeps a last-known-good baseline (per interface by MAC, per
@@ -575,6 +577,10 @@ export class SafetyNet {
     const firewallOnly = applied.every(({ loss }) => loss.firewallKey);
     const after: LiveState = firewallOnly ? { interfaces: this.baseline!.interfaces, ...(await this.captureFirewall()) } : await this.capture();
     const stillLost = new Set(findLosses(this.baseline!, after).filter((l) => l.shape === 'lost').map((l) => l.key));
+    // Lost again between the write and this reading: another writer (a flush loop) may be at work, and the next of
+    // its flushes can change nothing the monitors see (an empty table flushed again). Look again soon, so the repair
+    // is retried and counted, and a fight ends in conflict rather than in silence.
+    if (applied.some(({ loss }) => stillLost.has(loss.key))) this.recheckAt(monotonicMs() + VERIFY_RETRY_MS);
     for (const { loss, started, command } of applied) {
       const failed = stillLost.has(loss.key);
       this.record({
