@@ -15,7 +15,7 @@ import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
 import { enrollment, writeEnrollment, writeSeedImage } from './enroll.js';
-import { CAMPAIGN_DRIVERS, existingGuestFrom, guestCollectorListen, libvirtMigrateFlagsFrom } from './lab/campaign-drivers.js';
+import { CAMPAIGN_DRIVERS, existingGuestFrom, guestCollectorListen, libvirtMigrateFlagsFrom, xenHostsFrom } from './lab/campaign-drivers.js';
 import { LIBVIRT_MIGRATE_FLAGS } from './drivers/libvirt-driver.js';
 import { QEMU_LAB_INSIDE, runLabInside, runQemuLab } from './lab/qemu-lab.js';
 import { runSimCampaignInside, SIM_CAMPAIGN_INSIDE } from './lab/sim-lab.js';
@@ -31,6 +31,8 @@ import { describePlan, describeUpgrade, QemuUpgradeDriver } from './upgrade/qemu
 import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
 import { fleetSecretArgument } from './collector/keyring.js';
 import { isNamedGuestKernel, NAMED_GUEST_KERNELS } from './lab/debian-kernel.js';
+import { PACKAGE_CHECK_SUITES, type PackageCheckSuite } from './lab/systemd-guest.js';
+import { qemuFrom } from './lab/qemu-release.js';
 import { anyWorse, compareCampaigns, DEFAULT_COMPARE_SETTINGS } from './compare/compare-results.js';
 import { planMatrix, runMatrix } from './matrix/matrix.js';
 import { COMPARE_FORMATS, renderComparison, type CompareFormat } from './compare/compare-outputs.js';
@@ -59,6 +61,15 @@ interface CampaignCliOptions {
   outsideView?: boolean;
   guestKernel?: string;
   machine?: string;
+  sharedMemory?: boolean;
+}
+
+/** --xl-methods: a comma-separated list of xl's ways of moving a domain. */
+function xlMethodsFrom(value: string): string[] {
+  const methods = value.split(',').map((m) => m.trim()).filter(Boolean);
+  const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
+  if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, EXIT.usage);
+  return methods;
 }
 
 function probability(value: string): number {
@@ -112,6 +123,7 @@ export function buildHarnessProgram(): Command {
       .option('--expect <verdict>', 'a migration whose verdict is worse fails (transparent < noticed < healed < disrupted)', parseExpectation, defaults.expect)
       .option('--out <dir>', 'results.json, junit.xml, results.tap, report.html, the journal and the logs', 'flinch-lab-results')
       .option('--machine <type>', 'QEMU machine type the guest starts on (pc, q35, pc-i440fx-7.2); every destination runs the concrete type it runs (default: pc)')
+      .option('--shared-memory', 'QEMU guest: its RAM in a shared file (/dev/shm) that both QEMUs of a migration map, with x-ignore-shared: no RAM is copied (a same-host upgrade\'s way)')
       .option('--downtime-limit <ms>', 'QEMU downtime-limit for each migration', positiveInt)
       .option('--bandwidth <bytes/s>', 'QEMU max-bandwidth for each migration', positiveInt)
       .option('--postcopy', 'switch each migration to post-copy once it is under way')
@@ -159,6 +171,7 @@ export function buildHarnessProgram(): Command {
       guestTimeDaemon: o.guestTimeDaemon ?? null,
       guestKernel: o.guestKernel ? (isNamedGuestKernel(o.guestKernel) ? o.guestKernel : path.resolve(o.guestKernel)) : null,
       machine: o.machine ?? null,
+      sharedMemory: o.sharedMemory ?? false,
       agentless: o.agentless ?? false,
       outsideView: o.outsideView ?? false,
     };
@@ -174,6 +187,7 @@ export function buildHarnessProgram(): Command {
       .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl)', 'qemu')
       .option('--guest <type>', 'xen: the domU type, pv or pvh', 'pv')
       .option('--domu-kernel <release-or-file>', `xen: the domU's kernel, a Debian release's cloud kernel (${NAMED_GUEST_KERNELS.join(', ')}) or a linux-image .deb or bzImage (default: bookworm's)`)
+      .option('--ssh-config <file>', "with --xl-host ssh://: ssh's configuration file (ssh -F; ssh otherwise reads ~/.ssh/config of the user flinch runs as, not $HOME's)")
       .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(',')),
     { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
   ).action(
@@ -189,11 +203,10 @@ export function buildHarnessProgram(): Command {
       if (o.guestTimeDaemon) throw new UserError('--guest-time-daemon is for the QEMU lab (--hypervisor qemu)', EXIT.usage);
       if (o.guestKernel) throw new UserError("--guest-kernel is the QEMU lab's; the Xen lab's guest is its domU: --domu-kernel", EXIT.usage);
       if (o.machine) throw new UserError('--machine is a QEMU machine type; the Xen lab builds its own host', EXIT.usage);
+      if (o.sharedMemory) throw new UserError('--shared-memory is for the QEMU lab (two QEMUs on one host)', EXIT.usage);
       if (o.agentless || o.outsideView) throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the QEMU lab (--hypervisor qemu): the Xen lab has no outside view yet`, EXIT.usage);
       if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, EXIT.usage);
-      const methods = o.xlMethods.split(',').map((m) => m.trim()).filter(Boolean);
-      const unknown = methods.filter((m) => !(XL_METHODS as readonly string[]).includes(m));
-      if (methods.length === 0 || unknown.length > 0) throw new UserError(`--xl-methods: choose from ${XL_METHODS.join(', ')}`, EXIT.usage);
+      const methods = xlMethodsFrom(o.xlMethods);
       const base = labOptionsFrom(o, false);
       for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
         if (command.getOptionValueSource(qemuOnly) === 'cli') throw new UserError(`${flagOf(qemuOnly)} is a QEMU migration option; xl has none`, EXIT.usage);
@@ -227,16 +240,20 @@ export function buildHarnessProgram(): Command {
       .option('--collector-listen <host:port>', "with --domain: where the campaign's collector listens, as the guest's agent was told")
       .option('--agent-timeout <s>', "with --domain: how long to wait for the guest agent's hello, seconds", positiveInt, 120)
       .option('--leave-on <uri>', 'with --domain and --libvirt-dest: the libvirtd to leave the domain on (default: --libvirt-uri, where it was found)')
-      .option('--guest-address <ip>', "with --domain: the guest's address, reachable from here (a bridged guest): ICMP timestamps to it measure its blackout and clock lag from outside; with --agentless, its verdicts too"),
+      .option('--guest-address <ip>', "with --domain: the guest's address, reachable from here (a bridged guest): ICMP timestamps to it measure its blackout and clock lag from outside; with --agentless, its verdicts too")
+      .option('--xl-host <url>', 'with --driver xl --domain: the Xen host the domain runs on, local or ssh://[user@]host[:port] (your own ssh keys and ~/.ssh/config)')
+      .option('--xl-dest <url>', 'with --driver xl: a second Xen host, ssh://[user@]host, to xl migrate to and back (its dom0 reached by the first one\'s ssh)')
+      .option('--ssh-config <file>', "with --xl-host ssh://: ssh's configuration file (ssh -F; ssh otherwise reads ~/.ssh/config of the user flinch runs as, not $HOME's)")
+      .option('--xl-methods <list>', `with --driver xl: how each fault row moves the domain, in turn (${XL_METHODS.join(', ')}; migrate: to --xl-dest, or to the same host)`),
     { faults: 'none', expect: 'noticed' },
   ).action(
     guarded(PROGRAM, verbose, async (o: CampaignCliOptions & {
-      driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string; libvirtMigrateFlags?: string; domain?: string; guestAddress?: string; agentId?: string; fleetSecret?: string; collectorListen?: string; leaveOn?: string; agentTimeout: number;
+      driver: string; libvirtUri: string; libvirtDest?: string; libvirtMigrateUri?: string; libvirtMigrateFlags?: string; domain?: string; guestAddress?: string; xlHost?: string; xlDest?: string; sshConfig?: string; xlMethods?: string; agentId?: string; fleetSecret?: string; collectorListen?: string; leaveOn?: string; agentTimeout: number;
     }, command: Command) => {
       if (o.guestTimeDaemon && o.driver !== 'qmp') throw new UserError(`--guest-time-daemon is for the qmp driver's guest, not ${o.driver}'s`, EXIT.usage);
       if (o.outsideView && o.driver !== 'qmp') throw new UserError(`--outside-view is for the qmp driver's guest, not ${o.driver}'s (your own domain: --guest-address)`, EXIT.usage);
       if (o.agentless && o.driver !== 'qmp' && o.domain === undefined) throw new UserError(`--agentless is for the qmp driver's guest or your own domain (--domain), not ${o.driver}'s lab guest`, EXIT.usage);
-      for (const qmpOnly of ['machine', 'destQemu'] as const) {
+      for (const qmpOnly of ['machine', 'destQemu', 'sharedMemory'] as const) {
         if (o[qmpOnly] !== undefined && o.driver !== 'qmp') throw new UserError(`${flagOf(qmpOnly)} is for the qmp driver, not ${o.driver}`, EXIT.usage);
       }
       if (o.guestKernel !== undefined && (o.driver === 'sim' || o.domain !== undefined)) {
@@ -244,13 +261,17 @@ export function buildHarnessProgram(): Command {
       }
       const driver = Object.hasOwn(CAMPAIGN_DRIVERS, o.driver) ? CAMPAIGN_DRIVERS[o.driver]! : null;
       if (!driver) {
-        throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; xl runs in the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
+        throw new UserError(`--driver ${o.driver}: campaigns run with ${Object.keys(CAMPAIGN_DRIVERS).join(', ')}; the nested Xen lab: flinch lab --hypervisor xen`, EXIT.usage);
       }
+      const xl = xenHostsFrom(o);
       const existing = existingGuestFrom(o);
+      if (o.driver === 'xl' && !existing) throw new UserError('--driver xl runs on your own Xen domain: give --domain NAME (the lab: flinch lab --hypervisor xen)', EXIT.usage);
+      if (o.xlMethods !== undefined && o.driver !== 'xl') throw new UserError('--xl-methods is for --driver xl', EXIT.usage);
+      const methods = o.driver === 'xl' ? xlMethodsFrom(o.xlMethods ?? XL_METHODS.join(',')) : undefined;
       const migrateFlags = libvirtMigrateFlagsFrom(o.libvirtMigrateFlags, o.driver, o.libvirtDest);
       if (!existing && command.getOptionValueSource('agentTimeout') === 'cli') throw new UserError('--agent-timeout is for your own guest: give it with --domain NAME', EXIT.usage);
-      const options = { ...labOptionsFrom(o, true), ...(existing ? { bootTimeoutMs: o.agentTimeout * 1000 } : {}) };
-      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null, libvirtMigrateFlags: migrateFlags, existing }, log), options);
+      const options = { ...labOptionsFrom(o, true), ...(existing ? { bootTimeoutMs: o.agentTimeout * 1000 } : {}), ...(methods ? { methods } : {}) };
+      showCampaign(await driver.run(options, { libvirtUri: o.libvirtUri, libvirtDest: o.libvirtDest ?? null, libvirtMigrateUri: o.libvirtMigrateUri ?? null, libvirtMigrateFlags: migrateFlags, xl, existing }, log), options);
     }),
   );
 
@@ -390,21 +411,24 @@ export function buildHarnessProgram(): Command {
   });
   program
     .command('package-check')
-    .description('install the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG) and check the service: start, kill -9, bad config, hardening')
+    .description('install the .deb into a fresh Debian guest with systemd (11, 12 or 13; QEMU, TCG) and check the service: start, kill -9, bad config, hardening')
     .option('--deb <file>', 'the package', path.join(projectRoot(), 'build', 'deb', `flinch-agent_${FLINCH_VERSION}_amd64.deb`))
     .option('--host-deb <file>', 'also install the harness package (flinch) beside it and check it in the guest: its runtime, native modules, man page, removal')
     .option('--out <dir>', `where ${'package-check.json'} and the logs go`, 'flinch-package-check')
-    .option('--qemu <path>', 'QEMU system emulator', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
+    .option('--qemu <path>', 'QEMU system emulator: a path, or a Debian release whose QEMU is fetched into the cache (bookworm-backports: 10.0)', DEFAULT_CAMPAIGN_OPTIONS.qemuBinary)
+    .addOption(new Option('--suite <release>', "the guest's Debian release, with its own cloud kernel").choices([...PACKAGE_CHECK_SUITES]).default('bookworm'))
     .option('--cache <dir>', 'where the guest kernel and the Debian tree are cached', DEFAULT_CAMPAIGN_OPTIONS.cacheDir)
     .action(
-      guarded(PROGRAM, verbose, async (o: { deb: string; hostDeb?: string; out: string; qemu: string; cache: string }) => {
+      guarded(PROGRAM, verbose, async (o: { deb: string; hostDeb?: string; out: string; qemu: string; cache: string; suite: PackageCheckSuite }) => {
+        const cacheDir = path.resolve(o.cache);
         const results = await runPackageCheck(
           {
             deb: path.resolve(o.deb),
             hostDeb: o.hostDeb ? path.resolve(o.hostDeb) : null,
             outDir: path.resolve(o.out),
-            cacheDir: path.resolve(o.cache),
-            qemuBinary: o.qemu,
+            cacheDir,
+            suite: o.suite,
+            qemuBinary: await qemuFrom(cacheDir, o.qemu, log),
             memoryMiB: 512,
             bootTimeoutMs: 180_000,
             collectorPort: DEFAULT_CAMPAIGN_OPTIONS.collectorPort,

@@ -53,6 +53,11 @@ export interface CampaignOptions {
   guestKernel: string | null;
   /** The QEMU machine type the guest starts on (pc, q35, pc-i440fx-7.2); null: pc. Destinations run what it runs. */
   machine: string | null;
+  /**
+   * The QEMU guest's RAM in a shared file (/dev/shm) both processes of a same-host migration map, migrated with
+   * `x-ignore-shared`: no RAM is copied, as a same-host live upgrade can do it.
+   */
+  sharedMemory: boolean;
 }
 
 export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
@@ -77,4 +82,5 @@ export const DEFAULT_CAMPAIGN_OPTIONS: Omit<CampaignOptions, 'outDir'> = {
   guestTimeDaemon: null,
   guestKernel: null,
   machine: null,
+  sharedMemory: false,
 };

@@ -48,7 +48,8 @@ export function campaignIdentity(options: CampaignOptions, driverName: string, e
     migrate: options.migrate, destQemu: options.destQemuBinary ?? null, ...(options.agentless ? { agentless: true } : {}),
     // Named only when given, so that a journal written before these options existed still resumes.
     ...(options.qemuBinary !== DEFAULT_CAMPAIGN_OPTIONS.qemuBinary ? { qemu: options.qemuBinary } : {}),
-    ...(options.guestKernel ? { guestKernel: options.guestKernel } : {}), ...(options.machine ? { machine: options.machine } : {}), ...extra,
+    ...(options.guestKernel ? { guestKernel: options.guestKernel } : {}), ...(options.machine ? { machine: options.machine } : {}),
+    ...(options.sharedMemory ? { sharedMemory: true } : {}), ...extra,
   };
 }
 
@@ -144,14 +145,17 @@ function itemLabel(item: PlannedMigration): string {
 }
 
 /** The campaign block of results.json. */
-function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'expect' | 'migrate' | 'methods'>): LabResults['campaign'] {
+function campaignSummary(settings: Pick<CampaignSettings, 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'expect' | 'migrate' | 'methods' | 'sharedMemory'>): LabResults['campaign'] {
   return {
     ...(settings.methods?.length ? { methods: [...settings.methods] } : {}),
     faults: settings.faultMatrix.map(faultLabel),
     migrationsPerFault: settings.migrationsPerFault,
     ...(settings.controls > 0 ? { controls: settings.controls } : {}),
     expect: settings.expect,
-    options: Object.fromEntries(Object.entries(settings.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>,
+    options: {
+      ...(Object.fromEntries(Object.entries(settings.migrate).filter(([, v]) => v !== undefined)) as Record<string, number | boolean>),
+      ...(settings.sharedMemory ? { sharedMemory: true } : {}),
+    },
   };
 }
 
@@ -251,7 +255,7 @@ type MigrationTarget = Pick<RunningGuest, 'driver' | 'agent' | 'meter' | 'witnes
 const RECONNECT_TIMEOUT_MS = 90_000;
 
 /** What the migrations read of the campaign's options, and when the campaign started. */
-type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs'> & {
+type CampaignSettings = Pick<CampaignOptions, 'outDir' | 'faultMatrix' | 'migrationsPerFault' | 'controls' | 'methods' | 'expect' | 'migrate' | 'longPauseMs' | 'settleMs' | 'blackoutIntervalMs' | 'sharedMemory'> & {
   startedAtMs: number;
 };
 

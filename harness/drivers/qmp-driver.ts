@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NIC_ID, nicDeviceArguments, QemuVm, runningMachineType, type VmSpec } from '../../system/qemu/qemu-vm.js';
@@ -118,10 +119,13 @@ export class QmpDriver implements MigrationDriver {
       if (options.downtimeLimitMs !== undefined) parameters['downtime-limit'] = options.downtimeLimitMs;
       if (options.maxBandwidthBytesPerSecond !== undefined) parameters['max-bandwidth'] = options.maxBandwidthBytesPerSecond;
       if (Object.keys(parameters).length > 0) await source.qmp.execute('migrate-set-parameters', parameters);
-      if (options.postcopy) {
-        for (const vm of [source, destination]) {
-          await vm.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: true }] });
-        }
+      const capabilities = [
+        ...(options.postcopy ? [{ capability: 'postcopy-ram', state: true }] : []),
+        // Both sides map the same RAM file: nothing of it is sent, only the devices' state.
+        ...(this.options.baseSpec.sharedMemoryFile ? [{ capability: 'x-ignore-shared', state: true }] : []),
+      ];
+      if (capabilities.length > 0) {
+        for (const vm of [source, destination]) await vm.qmp.execute('migrate-set-capabilities', { capabilities });
       }
       await destination.qmp.execute('migrate-incoming', { uri });
       const pause = watchPause(source.qmp, destination.qmp);
@@ -208,6 +212,7 @@ export class QmpDriver implements MigrationDriver {
     this.consoleOf = null;
     await this.current?.stop();
     this.current = null;
+    if (this.options.baseSpec.sharedMemoryFile) rmSync(this.options.baseSpec.sharedMemoryFile, { force: true });
   }
 
   private specFor(generation: number, incoming: boolean): VmSpec {

@@ -1,4 +1,6 @@
+import { openSync, closeSync, statSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { agentIdArgument, EXIT, flagOf, parseHostPort, printable, UserError } from '../../contract/command-line.js';
 import type { CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
@@ -7,6 +9,7 @@ import { LIBVIRT_MIGRATE_FLAGS, type LibvirtMigrateFlag } from '../drivers/libvi
 import { runLibvirtDomainCampaign } from './libvirt-domain.js';
 import { runQemuLab } from './qemu-lab.js';
 import { runSimCampaign } from './sim-lab.js';
+import { parseXenHost, runXenDomainCampaign, type XenHost } from './xen-domain.js';
 
 /** What `flinch campaign` passes beside the campaign's own options: the settings only one target reads. */
 export interface TargetSettings {
@@ -14,6 +17,8 @@ export interface TargetSettings {
   libvirtDest: string | null;
   libvirtMigrateUri: string | null;
   libvirtMigrateFlags: readonly LibvirtMigrateFlag[];
+  /** A Xen host (and a second one) the xl driver reaches its user's domain on. */
+  xl: { host: XenHost; dest: XenHost | null } | null;
   /** The user's own guest (--domain), instead of one the lab builds; with what it needs to find its agent. */
   existing: {
     domain: string; agentId: string | null; fleetSecretFile: string | null; collectorHost: string; collectorPort: number; leaveOn: string | null; guestAddress: string | null;
@@ -36,6 +41,15 @@ export const CAMPAIGN_DRIVERS: Record<string, { summary: string; run(options: Ca
     },
   },
   sim: { summary: 'a network-namespace simulation, frozen by a cgroup', run: (options, _, log) => runSimCampaign(options, log) },
+  xl: {
+    summary: 'your own Xen domain (--domain) on a Xen host (--xl-host local or ssh://root@host): xl save/restore, xl migrate to localhost or to --xl-dest',
+    run: (options, settings, log) => {
+      if (!settings.existing || !settings.xl) throw new UserError('--driver xl runs on your own Xen host: give --domain NAME and --xl-host (the lab: flinch lab --hypervisor xen)', EXIT.usage);
+      const { leaveOn, ...existing } = settings.existing;
+      const leaveOnDest = leaveOn !== null && settings.xl.dest !== null && leaveOn === settings.xl.dest.url;
+      return runXenDomainCampaign({ ...options, ...existing, host: settings.xl.host, dest: settings.xl.dest, leaveOnDest }, log);
+    },
+  },
 };
 
 /** The command line's options for a user's own guest (`--domain` and what goes with it). */
@@ -47,6 +61,8 @@ export interface ExistingGuestFlags {
   collectorListen?: string;
   leaveOn?: string;
   libvirtDest?: string;
+  xlHost?: string;
+  xlDest?: string;
   guestAddress?: string;
   agentless?: boolean;
 }
@@ -58,10 +74,12 @@ export function existingGuestFrom(o: ExistingGuestFlags): TargetSettings['existi
     if (stray) throw new UserError(`${flagOf(stray)} is for your own guest: give it with --domain NAME`, EXIT.usage);
     return null;
   }
-  if (o.driver !== 'libvirt') throw new UserError(`--domain is for --driver libvirt, not ${o.driver}`, EXIT.usage);
-  if (!/^[^\s/][^/]{0,199}$/.test(o.domain) || /[\u0000-\u001f\u007f]/.test(o.domain)) throw new UserError('--domain: a libvirt domain name (no slash, no control characters, at most 200 characters)', EXIT.usage);
+  if (o.driver !== 'libvirt' && o.driver !== 'xl') throw new UserError(`--domain is for --driver libvirt or xl, not ${o.driver}`, EXIT.usage);
+  if (!/^[^\s/][^/]{0,199}$/.test(o.domain) || /[\u0000-\u001f\u007f]/.test(o.domain)) throw new UserError(`--domain: a ${o.driver} domain name (no slash, no control characters, at most 200 characters)`, EXIT.usage);
   if (o.guestAddress !== undefined && net.isIP(o.guestAddress) === 0) throw new UserError(`--guest-address ${o.guestAddress}: an IPv4 or IPv6 address`, EXIT.usage);
-  if (o.leaveOn !== undefined && o.libvirtDest === undefined) throw new UserError('--leave-on is for live migrations: give --libvirt-dest too', EXIT.usage);
+  const dest = o.driver === 'xl' ? o.xlDest : o.libvirtDest;
+  if (o.leaveOn !== undefined && dest === undefined) throw new UserError(`--leave-on is for live migrations: give ${o.driver === 'xl' ? '--xl-dest' : '--libvirt-dest'} too`, EXIT.usage);
+  if (o.driver === 'xl' && o.leaveOn !== undefined && o.leaveOn !== o.xlHost && o.leaveOn !== o.xlDest) throw new UserError(`--leave-on ${printable(o.leaveOn)}: choose --xl-host or --xl-dest, as given`, EXIT.usage);
   if (o.agentless) {
     // No agent: measured from outside alone, so the guest's address is all there is to measure with.
     if (o.guestAddress === undefined) throw new UserError('--agentless with --domain measures from outside only: give --guest-address IP', EXIT.usage);
@@ -97,4 +115,31 @@ export function libvirtMigrateFlagsFrom(value: string | undefined, driver: strin
   if (unknown !== undefined || flags.length === 0) throw new UserError(`--libvirt-migrate-flags: choose from ${LIBVIRT_MIGRATE_FLAGS.join(', ')}${unknown !== undefined ? ` (not ${printable(unknown)})` : ''}`, EXIT.usage);
   if (new Set(flags).size !== flags.length) throw new UserError('--libvirt-migrate-flags: each flag once', EXIT.usage);
   return flags as LibvirtMigrateFlag[];
+}
+
+/** --xl-host and --xl-dest: only for the xl driver, and then the host is needed; each `local` or ssh://[user@]host[:port]. */
+/** A regular file this process can open for reading (ssh -F reads it as the user flinch runs as). */
+function isReadableFile(file: string): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    closeSync(openSync(file, 'r'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function xenHostsFrom(o: { driver: string; xlHost?: string; xlDest?: string; sshConfig?: string }): TargetSettings['xl'] {
+  if (o.driver !== 'xl') {
+    const stray = o.xlHost !== undefined ? 'xlHost' : o.xlDest !== undefined ? 'xlDest' : o.sshConfig !== undefined ? 'sshConfig' : null;
+    if (stray) throw new UserError(`${flagOf(stray)} is for --driver xl`, EXIT.usage);
+    return null;
+  }
+  if (o.xlHost === undefined) throw new UserError('--driver xl needs --xl-host: local, or ssh://[user@]host[:port] for the Xen host the domain runs on', EXIT.usage);
+  const sshConfig = o.sshConfig === undefined ? null : path.resolve(o.sshConfig);
+  if (sshConfig !== null && !isReadableFile(sshConfig)) throw new UserError(`--ssh-config ${printable(o.sshConfig!)}: not a readable file`, EXIT.usage);
+  const host = parseXenHost('--xl-host', o.xlHost, sshConfig);
+  const dest = o.xlDest === undefined ? null : parseXenHost('--xl-dest', o.xlDest, sshConfig);
+  if (dest && (dest.name === host.name || dest.remoteShell === null)) throw new UserError('--xl-dest: another Xen host than --xl-host, by ssh://', EXIT.usage);
+  return { host, dest };
 }

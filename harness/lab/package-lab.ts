@@ -11,10 +11,10 @@ import { agentKeyFor } from '../../contract/frame-signing.js';
 import { FLINCH_VERSION } from '../../contract/version.js';
 import { hostNowMs } from '../host-clock.js';
 import { QemuVm, resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu-vm.js';
-import { fetchGuestKernel } from './debian-kernel.js';
+import { guestKernelFrom } from './debian-kernel.js';
 import { GuestConsole } from './guest-console.js';
 import { labNetworkFor, readPlanFromEnvironment, runInsideNamespace, withLabNetwork, type InsideStep, type LabNetwork } from './lab-network.js';
-import { buildSystemdGuestDisk, debootstrapRootfs } from './systemd-guest.js';
+import { buildSystemdGuestDisk, debootstrapRootfs, systemdGuestRecipe, type PackageCheckSuite } from './systemd-guest.js';
 
 /**
  * `flinch package-check`: installs the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG), and checks what an
@@ -32,6 +32,8 @@ export interface PackageCheckOptions {
   memoryMiB: number;
   bootTimeoutMs: number;
   collectorPort: number;
+  /** The Debian release of the guest (bullseye, bookworm, trixie), with that release's cloud kernel. */
+  suite: PackageCheckSuite;
 }
 
 export interface PackageCheck {
@@ -42,6 +44,9 @@ export interface PackageCheck {
 
 export interface PackageCheckResults {
   schema: 'flinch.package-check/v1';
+  /** The guest's Debian release and kernel. */
+  suite?: string;
+  kernel?: string;
   deb: string;
   debBytes: number;
   installedBinaryBytes: number | null;
@@ -61,6 +66,7 @@ interface InnerPlan {
   options: PackageCheckOptions;
   network: LabNetwork;
   kernel: string;
+  kernelPackage: string;
   disk: string;
   initrd: string;
   enabledAfterInstall: string;
@@ -75,8 +81,8 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
   resolveQemuBinary(options.qemuBinary);
   mkdirSync(options.outDir, { recursive: true });
   rmSync(path.join(options.outDir, PACKAGE_CHECK_RESULTS), { force: true });
-  const kernel = await fetchGuestKernel(options.cacheDir, log);
-  const rootfs = await debootstrapRootfs(options.cacheDir, log);
+  const kernel = await guestKernelFrom(options.cacheDir, options.suite, log);
+  const rootfs = await debootstrapRootfs(options.cacheDir, log, systemdGuestRecipe(options.suite), options.suite);
   const network = labNetworkFor(`pkg${process.pid}`);
   const fleetSecret = randomBytes(32).toString('hex');
   log(`installing ${path.basename(options.deb)} into a copy of the Debian tree`);
@@ -94,7 +100,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
     workDir: path.join(options.outDir, 'guest'),
   });
   return withLabNetwork(network, async () => {
-    const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, disk: built.disk, initrd: built.initrd, enabledAfterInstall: built.enabledAfterInstall, fleetSecret };
+    const plan: InnerPlan = { options, network, kernel: kernel.vmlinuz, kernelPackage: kernel.packageName, disk: built.disk, initrd: built.initrd, enabledAfterInstall: built.enabledAfterInstall, fleetSecret };
     const code = await runInsideNamespace(network.netns, PACKAGE_CHECK_INSIDE, plan);
     const resultsFile = path.join(options.outDir, PACKAGE_CHECK_RESULTS);
     if (!existsSync(resultsFile)) throw new Error(`the package check stopped inside the lab namespace (exit ${code}) before writing results`);
@@ -118,6 +124,8 @@ export async function runPackageCheckInside(plan: InnerPlan, log: (line: string)
   };
   const results: PackageCheckResults = {
     schema: 'flinch.package-check/v1',
+    suite: options.suite,
+    kernel: plan.kernelPackage,
     deb: path.basename(options.deb),
     debBytes: statSync(options.deb).size,
     installedBinaryBytes: null,

@@ -86,6 +86,7 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
           memoryMiB: options.memoryMiB,
           mac: GUEST_MAC,
           ...(options.machine ? { machine: options.machine } : {}),
+          ...(options.sharedMemory ? { sharedMemoryFile: `/dev/shm/flinch-lab-${process.pid}.ram` } : {}),
           append: [
             'console=ttyS0', 'panic=-1', 'quiet',
             ...agentKernelArguments({ network, collectorPort, agentId: LAB_AGENT_ID, fleetSecret, probes: options.guestProbes, timeDaemon: options.guestTimeDaemon, agentless: options.agentless }),

@@ -11,6 +11,9 @@ import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
  * The debootstrapped tree is cached by suite, mirror and package list; each test gets a fresh copy of it.
  */
 export const DEBIAN_SUITE = 'bookworm';
+/** The Debian releases a package check can install into: oldstable, stable and the next (11, 12, 13). */
+export const PACKAGE_CHECK_SUITES = ['bullseye', 'bookworm', 'trixie'] as const;
+export type PackageCheckSuite = (typeof PACKAGE_CHECK_SUITES)[number];
 export const SYSTEMD_GUEST_PACKAGES = ['systemd-sysv', 'udev', 'iproute2', 'nftables', 'iptables', 'kmod', 'procps'];
 const ROOTFS_LAYOUT_VERSION = 1;
 const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
@@ -51,29 +54,34 @@ export interface RootfsRecipe {
 
 export const SYSTEMD_GUEST_ROOTFS: RootfsRecipe = { name: 'systemd', packages: SYSTEMD_GUEST_PACKAGES };
 
+/** The systemd guest of a release: trixie moved systemd-networkd, which the guest's network is set up with, into a package of its own. */
+export function systemdGuestRecipe(suite: string): RootfsRecipe {
+  return suite === 'trixie' ? { name: 'systemd', packages: [...SYSTEMD_GUEST_PACKAGES, 'systemd-networkd'] } : SYSTEMD_GUEST_ROOTFS;
+}
+
 /** Debootstraps (once per suite, mirror and package list) a minimal Debian; returns the cached tree. */
-export async function debootstrapRootfs(cacheDir: string, log: (line: string) => void, recipe: RootfsRecipe = SYSTEMD_GUEST_ROOTFS): Promise<string> {
+export async function debootstrapRootfs(cacheDir: string, log: (line: string) => void, recipe: RootfsRecipe = SYSTEMD_GUEST_ROOTFS, suite: string = DEBIAN_SUITE): Promise<string> {
   if (!findExecutable('debootstrap')) throw new UserError('debootstrap not found; install it (apt-get install debootstrap)');
   const mirror = debianMirror();
   const key = createHash('sha256')
-    .update([ROOTFS_LAYOUT_VERSION, DEBIAN_SUITE, mirror, ...recipe.packages].join('\n'))
+    .update([ROOTFS_LAYOUT_VERSION, suite, mirror, ...recipe.packages].join('\n'))
     .digest('hex')
     .slice(0, 12);
   const parent = path.join(cacheDir, 'rootfs');
-  const prefix = `${DEBIAN_SUITE}-${recipe.name}-`;
+  const prefix = `${suite}-${recipe.name}-`;
   const tree = path.join(parent, `${prefix}${key}`);
   if (existsSync(path.join(tree, 'usr', 'bin', 'dpkg'))) return tree;
   mkdirSync(parent, { recursive: true });
   const work = `${tree}.partial`;
   rmSync(work, { recursive: true, force: true });
-  log(`debootstrapping ${DEBIAN_SUITE} (${recipe.name}) from ${mirror} (about a minute, once)`);
+  log(`debootstrapping ${suite} (${recipe.name}) from ${mirror} (about a minute, once)`);
   try {
-    await runCommand('debootstrap', ['--variant=minbase', `--include=${recipe.packages.join(',')}`, DEBIAN_SUITE, work, mirror], {
+    await runCommand('debootstrap', ['--variant=minbase', `--include=${recipe.packages.join(',')}`, suite, work, mirror], {
       timeout: 900_000,
     });
   } catch (error) {
     rmSync(work, { recursive: true, force: true });
-    throw new UserError(`debootstrap ${DEBIAN_SUITE} failed: ${(error as Error).message.split('\n').slice(-2).join(' ')}`);
+    throw new UserError(`debootstrap ${suite} failed: ${(error as Error).message.split('\n').slice(-2).join(' ')}`);
   }
   // The package cache is not part of a guest.
   rmSync(path.join(work, 'var', 'cache', 'apt', 'archives'), { recursive: true, force: true });

@@ -33,6 +33,11 @@ export interface VmSpec {
    * versions only migrate between the same concrete type (`pc-i440fx-7.2`), never between their aliases.
    */
   machine?: string;
+  /**
+   * Guest RAM in this file (shared: `memory-backend-file,share=on`), which the QEMU on the other side of a same-host
+   * migration maps too: with the `x-ignore-shared` capability, RAM is not copied at all (seed 004's page flipping).
+   */
+  sharedMemoryFile?: string;
 }
 
 /** The guest NIC's QEMU id; the command line and a hot replug (the nic-replug fault) must agree on it. */
@@ -96,7 +101,8 @@ export async function machineTypesOf(binary: string): Promise<Set<string>> {
 export function qemuArguments(spec: VmSpec): string[] {
   const args = [
     '-name', spec.name,
-    '-machine', `${spec.machine ?? 'pc'},accel=tcg`,
+    ...(spec.sharedMemoryFile ? ['-object', `memory-backend-file,id=ram0,size=${spec.memoryMiB}M,mem-path=${spec.sharedMemoryFile},share=on`] : []),
+    '-machine', `${spec.machine ?? 'pc'},accel=tcg${spec.sharedMemoryFile ? ',memory-backend=ram0' : ''}`,
     '-cpu', 'qemu64',
     '-smp', '1',
     '-m', String(spec.memoryMiB),

@@ -87,3 +87,4 @@ t.test('installed in a Debian 12 guest with systemd: the agent not enabled by th
   t.match(results.securityExposure, /^\d+\.\d+ /, 'systemd-analyze security gave a score');
   t.ok(Number(results.securityExposure?.split(' ')[0]) < 4, `exposure ${results.securityExposure} stays below 4.0`);
 });
+

@@ -2,6 +2,7 @@
 // the cache, never installed) against 10.0 to 10.0, the guest on bullseye's Linux 5.10; two faults a cell; then the
 // same command again, which only reads the finished cells back. And one guest on Linux 6.12 (bookworm-backports),
 // under QEMU 10.0: under 7.2's TCG that kernel double-faults in most boots here (README, "Across versions").
+// Not part of `npm test` (about three minutes): `npm run test:releases` runs it with the package on other Debian releases.
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';

@@ -12,6 +12,11 @@ export interface NestedXenSpec {
   logDisk: string;
   /** dom0's uplink: a tap on the lab bridge, so domUs bridged behind it reach the collector. */
   tap: string;
+  /**
+   * Instead of the tap: QEMU's user networking, whose gateway 10.0.2.2 is this host's loopback, with these host
+   * forwards (`tcp:127.0.0.1:2201-:22`: dom0's sshd reached from here as a user's Xen host is).
+   */
+  userNetwork?: { hostForwards: readonly string[] };
   mac: string;
   /** dom0's own address on its bridge (CIDR). */
   dom0Address: string;
@@ -54,7 +59,7 @@ export function nestedXenArguments(spec: NestedXenSpec): string[] {
     '-drive', `file=${artifacts.dom0Disk},if=virtio,format=raw,snapshot=on,cache=unsafe`,
     '-drive', `file=${artifacts.domuDisk},if=virtio,format=raw,readonly=on`,
     '-drive', `file=${spec.logDisk},if=virtio,format=raw,cache=writeback`,
-    '-netdev', `tap,id=n0,ifname=${spec.tap},script=no,downscript=no`,
+    '-netdev', spec.userNetwork ? ['user', 'id=n0', ...spec.userNetwork.hostForwards.map((f) => `hostfwd=${f}`)].join(',') : `tap,id=n0,ifname=${spec.tap},script=no,downscript=no`,
     '-device', `virtio-net-pci,netdev=n0,mac=${spec.mac}`,
     '-qmp', `unix:${qmpSocketPath({ runDir: spec.runDir, name: MACHINE_NAME })},server=on,wait=off`,
   ];

@@ -18,7 +18,8 @@ export const XEN_TOOLS_PACKAGE = 'xen-utils-4.17';
 const XEN_HYPERVISOR_PACKAGE = 'xen-hypervisor-4.17-amd64';
 export const DOM0_ROOTFS: RootfsRecipe = {
   name: 'xen-dom0',
-  packages: [XEN_TOOLS_PACKAGE, 'xenstore-utils', 'iproute2', 'kmod', 'procps', 'busybox', 'util-linux'],
+  // openssh-server: the nested dom0 is also reached as a user's Xen host is, over ssh (test/xen-lab/xl-ssh.test.ts).
+  packages: [XEN_TOOLS_PACKAGE, 'xenstore-utils', 'iproute2', 'kmod', 'procps', 'busybox', 'util-linux', 'openssh-server'],
 };
 /** What dom0 loads: the toolstack's devices, the backends, the bridge, and its uplink NIC. */
 const DOM0_MODULES = ['xen-evtchn', 'xen-gntdev', 'xen-gntalloc', 'xen-privcmd', 'xenfs', 'xen-netback', 'xen-blkback', 'bridge', 'tun', 'virtio_net', 'virtio_pci', 'virtio_blk', 'ext4'];

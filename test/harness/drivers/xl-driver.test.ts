@@ -1,7 +1,7 @@
 // The xl driver's command construction, timing and failures, against a fake xl on PATH (declared as such in
 // test/fixtures/fake-xl.sh: there is no Xen here; the nested Xen lab is where the real xl runs).
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../../../harness/project-paths.js';
 import { spawnSync } from 'node:child_process';
@@ -121,4 +121,49 @@ t.test('through a dom0 shell object: quoted command lines, output and exit statu
   t.equal(lines.at(-1), `${FAKE_XL} guest 30 'nft flush ruleset' 2>&1`, 'the guest command travels as one quoted word');
   const ghost = driver(t, { domain: 'ghost', dom0Shell: localShell([]) }).xl;
   await t.rejects(ghost.prepare(), { message: 'xl list exited 1: xl: error: invalid domain identifier: ghost' });
+});
+
+t.test("to the same host with no ssh (xl migrate -s ''), and to a second host and back, each xl run where the domain is", async (t) => {
+  const local = driver(t, { mode: 'migrate', migrateTransport: '', target: 'xl migrate-receive', remoteShell: [FAKE_SSH, 'root@xen-1'] });
+  await local.xl.migrate();
+  t.equal(local.calls()[0], `ssh root@xen-1 ${FAKE_XL} migrate -s '' guest 'xl migrate-receive'`, "-s '': xl runs the receiver itself");
+
+  const pair = driver(t, { mode: 'migrate', target: 'root@xen-1', remoteShell: [FAKE_SSH, '-p', '2201', 'root@xen-1'], peer: { remoteShell: [FAKE_SSH, 'root@xen-2'], target: 'root@xen-2' } });
+  await pair.xl.prepare();
+  t.equal(pair.xl.where, 'root@xen-1');
+  await pair.xl.migrate();
+  t.equal(pair.xl.where, 'root@xen-2', 'on the second host');
+  t.ok(pair.xl.isOnPeer);
+  await pair.xl.migrate({ method: 'save-restore' });
+  await pair.xl.migrate();
+  t.equal(pair.xl.where, 'root@xen-1', 'and back');
+  const ssh = pair.calls().filter((c) => c.startsWith('ssh '));
+  t.same(ssh.map((c) => c.replace(FAKE_XL, 'xl').replace(/ \/\S+guest\.save/g, ' SAVE')), [
+    'ssh -p 2201 root@xen-1 xl list guest', 'ssh -p 2201 root@xen-1 xl domid guest',
+    'ssh -p 2201 root@xen-1 xl migrate guest root@xen-2', 'ssh root@xen-2 xl domid guest',
+    'ssh root@xen-2 xl save guest SAVE', 'ssh root@xen-2 xl restore SAVE', 'ssh root@xen-2 xl domid guest',
+    'ssh root@xen-2 xl migrate guest root@xen-1', 'ssh -p 2201 root@xen-1 xl domid guest',
+  ], 'migrations from the host the domain is on, to the other; save/restore where it is');
+});
+
+t.test('a save file on a user\'s host is removed once restored from', async (t) => {
+  const { xl, options } = driver(t, { removeSaveFile: true });
+  await xl.migrate();
+  t.notOk(existsSync(options.saveFile), 'gone: a copy of the guest\'s memory does not stay behind');
+});
+
+t.test('the migration is over when xl restore returns, not when the save file is gone', async (t) => {
+  // An rm that takes a second, as one more ssh round trip into a busy dom0 does (1.4 s in the nested lab).
+  const bin = tempDir('flinch-slow-rm-');
+  writeFileSync(path.join(bin, 'rm'), '#!/bin/sh\nsleep 1\nexec /bin/rm "$@"\n', { mode: 0o755 });
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath}`;
+  t.teardown(() => void (process.env.PATH = savedPath));
+  const watchFile = path.join(tempDir('flinch-xl-'), 'release-watch');
+  const { xl, options } = driver(t, { removeSaveFile: true, xenstoreWatch: FAKE_XENSTORE_WATCH, watchFile });
+  const timing = await xl.migrate();
+  t.notOk(existsSync(options.saveFile), 'removed, slowly');
+  const elapsed = timing.completedAtMs - timing.startedAtMs;
+  t.ok(elapsed < timing.totalMs! + 500, `completed ${Math.round(elapsed)} ms in, xl's own ${timing.totalMs} ms: the rm's second is not in it`);
+  t.ok(timing.pause && timing.pause.resumedAtMs - timing.pause.stoppedAtMs <= timing.totalMs!, 'nor in the pause');
 });

@@ -29,7 +29,7 @@ t.test('--domain and its companions', async (t) => {
       t.notMatch((error as Error).message, /\n/, 'one line');
     }
   };
-  usage({ ...ok, driver: 'qmp' }, /--domain is for --driver libvirt, not qmp/);
+  usage({ ...ok, driver: 'qmp' }, /--domain is for --driver libvirt or xl, not qmp/);
   usage({ ...ok, fleetSecret: undefined }, /--domain needs --fleet-secret FILE/);
   usage({ ...ok, collectorListen: undefined }, /--domain needs --collector-listen HOST:PORT/);
   usage({ ...ok, collectorListen: '7431' }, /--collector-listen: "7431" is not HOST:PORT/);

@@ -44,6 +44,13 @@ ip link set xenbr0 up
 ( ip -ts monitor link > /var/log/flinch/dom0-ip-monitor.log 2>&1 ) &
 say "xen $(xl info | awk '/^xen_version/{print $3}') up; uplink ${UPLINK:-none} on xenbr0 ${DOM0_IP:-without address}"
 
+# An sshd, where the dom0 has one (DOM0_ROOTFS installs it): flinch reaches dom0 as it reaches a user's Xen host,
+# with a key the harness puts in /root/.ssh/authorized_keys through the console.
+if [ -x /usr/sbin/sshd ]; then
+  mkdir -p /run/sshd && chmod 0755 /run/sshd
+  /usr/sbin/sshd -E /var/log/flinch/sshd.log && say "sshd up" || say "sshd failed"
+fi
+
 # Lab only: a root shell on the second serial port, which the harness reaches through QEMU's console socket.
 while true; do
   stty -F /dev/ttyS1 raw -echo 2>/dev/null
