@@ -14,7 +14,7 @@ import { QemuVm, resolveQemuBinary, serialLogPath } from '../../system/qemu/qemu
 import { guestKernelFrom } from './debian-kernel.js';
 import { GuestConsole } from './guest-console.js';
 import { labNetworkFor, readPlanFromEnvironment, runInsideNamespace, withLabNetwork, type InsideStep, type LabNetwork } from './lab-network.js';
-import { buildSystemdGuestDisk, debootstrapRootfs, systemdGuestRecipe, type PackageCheckSuite } from './systemd-guest.js';
+import { buildSystemdGuestDisk, debootstrapRootfs, SYSTEMD_GUEST_ROOTFS, type PackageCheckSuite } from './systemd-guest.js';
 
 /**
  * `flinch package-check`: installs the .deb into a fresh Debian 12 guest with systemd (QEMU, TCG), and checks what an
@@ -82,7 +82,7 @@ export async function runPackageCheck(options: PackageCheckOptions, log: (line: 
   mkdirSync(options.outDir, { recursive: true });
   rmSync(path.join(options.outDir, PACKAGE_CHECK_RESULTS), { force: true });
   const kernel = await guestKernelFrom(options.cacheDir, options.suite, log);
-  const rootfs = await debootstrapRootfs(options.cacheDir, log, systemdGuestRecipe(options.suite), options.suite);
+  const rootfs = await debootstrapRootfs(options.cacheDir, log, SYSTEMD_GUEST_ROOTFS, options.suite);
   const network = labNetworkFor(`pkg${process.pid}`);
   const fleetSecret = randomBytes(32).toString('hex');
   log(`installing ${path.basename(options.deb)} into a copy of the Debian tree`);

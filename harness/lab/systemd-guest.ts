@@ -54,11 +54,6 @@ export interface RootfsRecipe {
 
 export const SYSTEMD_GUEST_ROOTFS: RootfsRecipe = { name: 'systemd', packages: SYSTEMD_GUEST_PACKAGES };
 
-/** The systemd guest of a release: trixie moved systemd-networkd, which the guest's network is set up with, into a package of its own. */
-export function systemdGuestRecipe(suite: string): RootfsRecipe {
-  return suite === 'trixie' ? { name: 'systemd', packages: [...SYSTEMD_GUEST_PACKAGES, 'systemd-networkd'] } : SYSTEMD_GUEST_ROOTFS;
-}
-
 /** Debootstraps (once per suite, mirror and package list) a minimal Debian; returns the cached tree. */
 export async function debootstrapRootfs(cacheDir: string, log: (line: string) => void, recipe: RootfsRecipe = SYSTEMD_GUEST_ROOTFS, suite: string = DEBIAN_SUITE): Promise<string> {
   if (!findExecutable('debootstrap')) throw new UserError('debootstrap not found; install it (apt-get install debootstrap)');
