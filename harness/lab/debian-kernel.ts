@@ -53,9 +53,9 @@ export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META, apt:
       const version = await versionInSuite(apt, metaPackage, suite);
       if (!version) throw new Error(`${suite} has no ${metaPackage}`);
       ({ stdout } = await runCommand('apt-cache', [...apt, 'show', `${metaPackage}=${version}`]));
-      const depends = /^Depends:\s+(linux-image-[^\s,]+)/m.exec(stdout);
-      if (!depends) throw new Error(`${metaPackage} ${version} in ${suite} names no kernel`);
-      return depends[1]!;
+      const image = dependsOf(stdout).find((name) => /^linux-image-\d/.test(name));
+      if (!image) throw new Error(`${metaPackage} ${version} in ${suite} names no kernel`);
+      return image;
     }
     ({ stdout } = await runCommand('apt-cache', ['depends', metaPackage]));
   } catch (error) {
@@ -64,6 +64,22 @@ export async function resolveKernelPackage(metaPackage = CLOUD_KERNEL_META, apt:
   const match = /Depends:\s+(linux-image-\S+)/.exec(stdout);
   if (!match) throw new UserError(`apt-cache knows no dependency of ${metaPackage}; run apt-get update first`);
   return match[1]!;
+}
+
+/** The package names of the first `Depends:` line of `apt-cache show` (alternatives and versions dropped). */
+export function dependsOf(aptCacheShow: string): string[] {
+  const line = /^Depends:\s*(.*)$/m.exec(aptCacheShow)?.[1] ?? '';
+  return line.split(',').flatMap((clause) => clause.split('|')).map((alternative) => alternative.trim().split(/\s/)[0]!).filter(Boolean);
+}
+
+/**
+ * The packages a versioned kernel comes in. Up to 6.x one `linux-image-RELEASE` holds the kernel and its modules; from
+ * Linux 7 on (trixie-backports' 7.3) it is an empty package depending on `linux-binary-RELEASE` (the kernel) and
+ * `linux-modules-RELEASE`, which are unpacked with it.
+ */
+export function kernelPackages(imagePackage: string, aptCacheShow: string): string[] {
+  const release = imagePackage.replace(/^linux-image-/, '');
+  return [imagePackage, ...dependsOf(aptCacheShow).filter((name) => name === `linux-binary-${release}` || name === `linux-modules-${release}`)];
 }
 
 /**
@@ -79,10 +95,12 @@ export async function fetchGuestKernel(cacheDir: string, log: (line: string) => 
   if (cached) return cached;
   log(`downloading ${packageName}${suite ? ` from ${suite}` : ''}`);
   return unpackKernel(cacheDir, root, packageName, async (work) => {
-    await runCommand('apt-get', [...apt, 'download', '-q', packageName], { cwd: work, timeout: 600_000 });
-    const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
-    if (!deb) throw new Error(`apt-get download ${packageName} produced no .deb`);
-    return path.join(work, deb);
+    const { stdout } = await runCommand('apt-cache', [...apt, 'show', packageName]);
+    const packages = kernelPackages(packageName, stdout);
+    await runCommand('apt-get', [...apt, 'download', '-q', ...packages], { cwd: work, timeout: 600_000 });
+    const debs = readdirSync(work).filter((f) => f.endsWith('.deb'));
+    if (debs.length !== packages.length) throw new Error(`apt-get download ${packages.join(' ')} produced ${debs.length} .deb file(s)`);
+    return debs.map((deb) => path.join(work, deb));
   });
 }
 
@@ -102,7 +120,7 @@ export async function localKernel(cacheDir: string, file: string, log: (line: st
     const cached = kernelInTree(packageName, root);
     if (cached) return cached;
     log(`unpacking ${path.basename(file)}`);
-    return unpackKernel(cacheDir, root, packageName, async () => path.resolve(file));
+    return unpackKernel(cacheDir, root, packageName, async () => [path.resolve(file)]);
   }
   if (kind === 'bzimage') {
     return { packageName: `${path.basename(file)} (${hash.slice(0, 12)})`, release: 'unknown', vmlinuz: path.resolve(file), modulesRoot: null };
@@ -115,17 +133,17 @@ function kernelInTree(packageName: string, root: string): GuestKernel | null {
   if (!existsSync(modules)) return null;
   const release = readdirSync(modules).find((r) => existsSync(path.join(modules, r, 'modules.dep')));
   if (!release) return null;
-  const vmlinuz = path.join(root, 'boot', `vmlinuz-${release}`);
-  return existsSync(vmlinuz) ? { packageName, release, vmlinuz, modulesRoot: root } : null;
+  // Linux 7's packages put the kernel beside its modules (kernel-install's layout), not in /boot.
+  const vmlinuz = [path.join(root, 'boot', `vmlinuz-${release}`), path.join(modules, release, 'vmlinuz')].find((file) => existsSync(file));
+  return vmlinuz ? { packageName, release, vmlinuz, modulesRoot: root } : null;
 }
 
-async function unpackKernel(cacheDir: string, root: string, packageName: string, obtainDeb: (work: string) => Promise<string>): Promise<GuestKernel> {
+async function unpackKernel(cacheDir: string, root: string, packageName: string, obtainDebs: (work: string) => Promise<string[]>): Promise<GuestKernel> {
   mkdirSync(path.join(cacheDir, 'kernels'), { recursive: true });
   const work = mkdtempSync(path.join(cacheDir, 'kernels', '.download-'));
   try {
-    const deb = await obtainDeb(work);
     const extracted = path.join(work, 'tree');
-    await runCommand('dpkg', ['-x', deb, extracted]);
+    for (const deb of await obtainDebs(work)) await runCommand('dpkg', ['-x', deb, extracted]);
     // trixie's packages put them under /usr (merged /usr); depmod -b and the guest image read <root>/lib/modules.
     if (!existsSync(path.join(extracted, 'lib', 'modules')) && existsSync(path.join(extracted, 'usr', 'lib', 'modules'))) {
       mkdirSync(path.join(extracted, 'lib'), { recursive: true });
@@ -142,7 +160,7 @@ async function unpackKernel(cacheDir: string, root: string, packageName: string,
     rmSync(work, { recursive: true, force: true });
   }
   const kernel = kernelInTree(packageName, root);
-  if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> in the package`, EXIT.usage);
+  if (!kernel) throw new UserError(`${packageName}: no boot/vmlinuz-<release> or lib/modules/<release>/vmlinuz in the package`, EXIT.usage);
   return kernel;
 }
 
