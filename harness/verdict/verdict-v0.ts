@@ -1,15 +1,15 @@
 /**
  * Verdict v0, from the walking skeleton: a migration was noticed if the guest saw any link event or its clock fell
  * behind the host by at least the threshold against its pre-migration baseline. The episode engine replaces this.
- * A guest nothing was heard from after the migration is unknown, never transparent: silence is what a guest whose
- * kernel panicked or hung looks like from here (a Debian 12 guest's did, once, after a TCG live migration in CI).
+ * A guest that has gone silent since the migration is unknown, never transparent: silence is what a guest whose kernel
+ * panicked or hung looks like from here (a Debian 12 guest's did, once, after a TCG live migration in CI).
  */
 export type VerdictV0 = 'transparent' | 'noticed' | 'unknown';
 
 export interface VerdictV0Input {
   linkEvents: number;
   clockLagMs: number | null;
-  /** How long after the migration the harness listened and heard nothing at all from the guest; null if it heard it. */
+  /** How long the guest has said nothing at all, up to the verdict; null when it was heard lately. */
   silentForMs?: number | null;
 }
 
@@ -19,7 +19,7 @@ export function verdictV0({ linkEvents, clockLagMs, silentForMs = null }: Verdic
   if (silentForMs !== null) {
     return {
       verdict: 'unknown',
-      reasons: [`nothing heard from the guest for ${(silentForMs / 1000).toFixed(0)} s after the migration: its agent sent no observation, answered no time exchange and made no report (crashed, hung or cut off?)`],
+      reasons: [`nothing heard from the guest for the last ${(silentForMs / 1000).toFixed(0)} s: no report, and its agent has sent no observation and answered no time exchange (crashed, hung or cut off?)`],
     };
   }
   const reasons: string[] = [];

@@ -8,7 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from '../../../harness/campaign/campaign-options.js';
-import { completedCampaign, runCampaign, waitForAgentHello, waitForReport } from '../../../harness/campaign/campaign-runner.js';
+import { completedCampaign, GUEST_SILENT_MS, guestSilentForMs, runCampaign, waitForAgentHello, waitForReport } from '../../../harness/campaign/campaign-runner.js';
 import type { GuestTarget } from '../../../harness/campaign/campaign-target.js';
 import type { MigrationDriver } from '../../../harness/drivers/migration-driver.js';
 import { hostNowMs } from '../../../harness/host-clock.js';
@@ -111,4 +111,20 @@ t.test("a migration's report: the episode the agent named after it, or else the 
   t.equal(await waitForReport({ reports: [opened, named] }, 'm-2', 0, window), named.report, 'one named after the migration wins');
   t.equal(await waitForReport({ reports: [report('m-1', 12_000)] }, 'm-2', 0, window), null, "one named after another migration is that one's");
   t.equal(await waitForReport({ reports: [opened] }, 'm-2', 0, { ...window, guestOffsetMs: null }), null, 'without the offset from before, an unnamed one cannot be placed');
+});
+
+t.test('a guest that has gone quiet since the migration is silent, however much it said before it did', async (t) => {
+  const heard = (observationsAt: number[], exchangesAt: number[], reportsAt: number[] = []) => ({
+    observations: observationsAt.map((receivedAtMs) => ({ receivedAtMs })),
+    reports: reportsAt.map((receivedAtMs) => ({ receivedAtMs })),
+    offsets: { samples: exchangesAt.map((hostAtMs) => ({ hostAtMs })) },
+  }) as unknown as Parameters<typeof guestSilentForMs>[0];
+  const completedAt = 100_000;
+  t.equal(guestSilentForMs(heard([], []), completedAt, completedAt + GUEST_SILENT_MS + 1), GUEST_SILENT_MS + 1, 'nothing after the migration: silent from its completion');
+  t.equal(guestSilentForMs(heard([], []), completedAt, completedAt + GUEST_SILENT_MS), null, 'not before the bound');
+  // Linux 6.12 on QEMU 7.2's TCG: observations for 39 s on the destination, then a double fault.
+  t.equal(guestSilentForMs(heard([completedAt + 39_000], [completedAt + 38_000]), completedAt, completedAt + 70_000), 31_000, 'heard for a while, then nothing');
+  t.equal(guestSilentForMs(heard([], [completedAt + 60_000]), completedAt, completedAt + 70_000), null, 'a time exchange 10 s ago: alive');
+  t.equal(guestSilentForMs(heard([], [], [completedAt + 65_000]), completedAt, completedAt + 70_000), null, 'a report is a sign of life too');
+  t.equal(guestSilentForMs(heard([completedAt - 5_000], [completedAt - 1]), completedAt, completedAt + 20_000), 20_000, 'what it said before the migration does not count');
 });
