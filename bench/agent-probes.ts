@@ -1,22 +1,28 @@
 // Benchmark (issue 3): the agent's idle cost against a bare node process with the same timers, and how fast a
 // firewall flush is observed (nftables via netlink events, iptables-legacy via polling).
-// Usage, as root: npm run build && node --import ./bench/register-ts.mjs bench/agent-probes.ts [idleSeconds] [trials]
+// Usage, as root: npm run build && node --import ./bench/register-ts.mjs bench/agent-probes.ts [idleSeconds] [trials] [--idle-only]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { addNetns, deleteNetns } from '../system/ip.js';
 import { runCommand } from '../system/run-command.js';
 import { median } from '../contract/clock-offset.js';
-import { guestAgentBundle } from '../harness/project-paths.js';
+import { guestAgentBundle, guestAgentExecutable } from '../harness/project-paths.js';
 import { DEFAULT_PROBE_SETTINGS } from '../probes/registry.js';
 
 const idleSeconds = Number(process.argv[2] ?? 60);
 const trials = Number(process.argv[3] ?? 30);
+/** `--idle-only`: the side-by-side idle figures, without the flush latencies. */
+const idleOnly = process.argv.includes('--idle-only');
 const TICKS_PER_SECOND = 100;
 
-function cpuMs(pid: number): number {
+/** utime + stime of the process; with `reaped`, cutime + cstime instead: its children that exited and were waited for. */
+function cpuMs(pid: number, reaped = false): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+  const [user, system] = reaped ? [fields[13], fields[14]] : [fields[11], fields[12]];
+  return ((Number(user) + Number(system)) * 1000) / TICKS_PER_SECOND;
 }
 
 function rssKiB(pid: number): number {
@@ -35,37 +41,90 @@ function inNetns(netns: string, argv: string[]): ChildProcess {
   return spawn('ip', ['netns', 'exec', netns, ...argv], { stdio: ['ignore', 'pipe', 'ignore'] });
 }
 
-/** The node process under `ip netns exec` (its only child). */
-async function innerPid(child: ChildProcess): Promise<number> {
-  for (let i = 0; i < 100; i += 1) {
+/**
+ * Every process below `pid` (its children, theirs, …), from /proc/PID/task/TID/children. `ip netns exec` execs the
+ * program it is given, so the spawned PID is the program itself and its children are its own: the agent's `nft
+ * monitor`, which an earlier version of this benchmark measured as if it were the agent.
+ */
+function descendants(pid: number): number[] {
+  const found: number[] = [];
+  const visit = (p: number) => {
+    let tasks: string[] = [];
     try {
-      const pid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]);
-      if (pid > 0) return pid;
+      tasks = readdirSync(`/proc/${p}/task`);
     } catch {
-      // ip has exec'd node itself: the pid is node's
-      return child.pid!;
+      return;
     }
-    await sleep(20);
-  }
-  return child.pid!;
+    for (const task of tasks) {
+      let children: number[] = [];
+      try {
+        children = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        continue;
+      }
+      for (const child of children) {
+        found.push(child);
+        visit(child);
+      }
+    }
+  };
+  visit(pid);
+  return found;
 }
 
-async function idleCost(netns: string) {
-  const agent = inNetns(netns, [process.execPath, guestAgentBundle(), 'watch', '--json']);
-  const bare = inNetns(netns, [process.execPath, '-e', BARE_TIMERS]);
-  await sleep(3000); // start-up (canaries, first reads) is not idle
-  const [agentPid, barePid] = [await innerPid(agent), await innerPid(bare)];
-  const [a0, b0] = [cpuMs(agentPid), cpuMs(barePid)];
-  await sleep(idleSeconds * 1000);
-  const result = {
-    agentCpuPercent: ((cpuMs(agentPid) - a0) / (idleSeconds * 1000)) * 100,
-    bareCpuPercent: ((cpuMs(barePid) - b0) / (idleSeconds * 1000)) * 100,
-    agentRssMiB: rssKiB(agentPid) / 1024,
-    bareRssMiB: rssKiB(barePid) / 1024,
+/** CPU ms and RSS KiB of a process alone, and of its descendants together (as they are at the moment of reading). */
+function usage(pid: number): { cpuMs: number; rssKiB: number; childrenCpuMs: number; childrenRssKiB: number; children: string[] } {
+  const children = descendants(pid);
+  const alive = children.filter((c) => existsSync(`/proc/${c}/stat`));
+  const sum = (f: (p: number) => number) => alive.reduce((total, p) => total + (() => { try { return f(p); } catch { return 0; } })(), 0);
+  return {
+    // Live descendants (nft monitor) and the ones already gone (each legacy poll's iptables-legacy-save) alike.
+    cpuMs: cpuMs(pid), rssKiB: rssKiB(pid), childrenCpuMs: sum((p) => cpuMs(p)) + cpuMs(pid, true), childrenRssKiB: sum(rssKiB),
+    children: alive.map((p) => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').trim(); } catch { return '?'; } }),
   };
-  agent.kill('SIGTERM');
-  bare.kill('SIGTERM');
-  return result;
+}
+
+/** Debian's qemu-guest-agent, unpacked into the cache (never installed here): the guest agent a fleet already runs. */
+async function qemuGuestAgent(): Promise<string | null> {
+  const dir = '/var/cache/flinch/qemu-guest-agent';
+  const binary = path.join(dir, 'usr', 'sbin', 'qemu-ga');
+  if (existsSync(binary)) return binary;
+  const work = mkdtempSync(path.join(os.tmpdir(), 'flinch-qga-'));
+  try {
+    await runCommand('apt-get', ['download', '-q', 'qemu-guest-agent'], { cwd: work, timeout: 300_000 });
+    const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
+    if (!deb) return null;
+    await runCommand('dpkg', ['-x', path.join(work, deb), dir]);
+    return existsSync(binary) ? binary : null;
+  } catch {
+    return null;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+interface IdleFigures { cpuPercent: number; rssMiB: number; childrenCpuPercent: number; childrenRssMiB: number; children: string[] }
+
+/** Starts each command in the namespace, lets start-up pass, and measures each over the same idle seconds, side by side. */
+async function idleCost(netns: string, commands: Record<string, string[]>): Promise<Record<string, IdleFigures>> {
+  const started = Object.fromEntries(Object.entries(commands).map(([name, argv]) => [name, inNetns(netns, argv)]));
+  await sleep(5000); // start-up (canaries, the baseline, first reads) is not idle
+  const before = Object.fromEntries(Object.entries(started).map(([name, child]) => [name, usage(child.pid!)]));
+  await sleep(idleSeconds * 1000);
+  const figures: Record<string, IdleFigures> = {};
+  for (const [name, child] of Object.entries(started)) {
+    const after = usage(child.pid!);
+    const b = before[name]!;
+    figures[name] = {
+      cpuPercent: ((after.cpuMs - b.cpuMs) / (idleSeconds * 1000)) * 100,
+      rssMiB: after.rssKiB / 1024,
+      childrenCpuPercent: ((after.childrenCpuMs - b.childrenCpuMs) / (idleSeconds * 1000)) * 100,
+      childrenRssMiB: after.childrenRssKiB / 1024,
+      children: after.children,
+    };
+    child.kill('SIGTERM');
+  }
+  return figures;
 }
 
 async function flushLatency(netns: string, backend: 'nftables' | 'iptables-legacy', afterExit: number[]): Promise<number[]> {
@@ -115,12 +174,30 @@ function summary(values: number[]): string {
 
 const netns = `flinch-bench-${process.pid}`;
 await addNetns(netns);
+const stateDir = mkdtempSync(path.join(os.tmpdir(), 'flinch-bench-state-'));
 try {
+  await runCommand('ip', ['netns', 'exec', netns, 'ip', 'link', 'set', 'lo', 'up']);
   await runCommand('ip', ['netns', 'exec', netns, 'iptables-legacy', '-A', 'INPUT', '-j', 'ACCEPT']);
-  const idle = await idleCost(netns);
-  console.log(`idle ${idleSeconds} s, all probes: agent CPU ${idle.agentCpuPercent.toFixed(3)} % of one core, RSS ${idle.agentRssMiB.toFixed(1)} MiB`);
-  console.log(`bare node, same timers:      CPU ${idle.bareCpuPercent.toFixed(3)} % of one core, RSS ${idle.bareRssMiB.toFixed(1)} MiB`);
-  console.log(`RSS ratio ${(idle.agentRssMiB / idle.bareRssMiB).toFixed(2)}x`);
+  const qga = await qemuGuestAgent();
+  const commands: Record<string, string[]> = {
+    // What a fleet runs: the single-file agent, every probe, the safety net on (canaries in), no collector.
+    'flinch-agent run (SEA), all probes, --remediate on': [guestAgentExecutable(), 'run', '--remediate', 'on', '--state-dir', stateDir],
+    'bare node, the same timers': [process.execPath, '-e', BARE_TIMERS],
+    ...(qga ? { "Debian's qemu-guest-agent (idle, unix socket)": [qga, '-m', 'unix-listen', '-p', path.join(stateDir, 'qga.sock')] } : {}),
+    // The safety net's share: the same agent observing only.
+    'flinch-agent run (SEA), all probes, --remediate off': [guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', mkdtempSync(path.join(os.tmpdir(), 'flinch-bench-state-'))],
+  };
+  const idle = await idleCost(netns, commands);
+  console.log(`idle ${idleSeconds} s, side by side in one namespace (an iptables-legacy rule present, so the legacy poll runs):`);
+  for (const [name, f] of Object.entries(idle)) {
+    console.log(`  ${name}: CPU ${f.cpuPercent.toFixed(3)} % of one core, RSS ${f.rssMiB.toFixed(1)} MiB` +
+      (f.children.length ? `; its children (${f.children.join(', ')}): CPU ${f.childrenCpuPercent.toFixed(3)} %, RSS ${f.childrenRssMiB.toFixed(1)} MiB` : ''));
+  }
+  const agent = Object.values(idle)[0]!;
+  const bare = Object.values(idle)[1]!;
+  console.log(`RSS ratio agent / bare node: ${(agent.rssMiB / bare.rssMiB).toFixed(2)}x (with its children: ${((agent.rssMiB + agent.childrenRssMiB) / bare.rssMiB).toFixed(2)}x)`);
+  console.log(`single-file agent on disk: ${(statSync(guestAgentExecutable()).size / 1024 ** 2).toFixed(1)} MiB`);
+  if (idleOnly) process.exit(0);
   // The flush command runs through `ip netns exec`; the commit happens somewhere between its start and its exit.
   const nftExit: number[] = [];
   console.log(`nft flush → observation, from the command's start: ${summary(await flushLatency(netns, 'nftables', nftExit))}`);
@@ -129,4 +206,5 @@ try {
   console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
 } finally {
   await deleteNetns(netns);
+  rmSync(stateDir, { recursive: true, force: true });
 }
