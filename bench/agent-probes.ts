@@ -185,7 +185,7 @@ try {
     'bare node, the same timers': [process.execPath, '-e', BARE_TIMERS],
     ...(qga ? { "Debian's qemu-guest-agent (idle, unix socket)": [qga, '-m', 'unix-listen', '-p', path.join(stateDir, 'qga.sock')] } : {}),
     // The safety net's share: the same agent observing only.
-    'flinch-agent run (SEA), all probes, --remediate off': [guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', mkdtempSync(path.join(os.tmpdir(), 'flinch-bench-state-'))],
+    'flinch-agent run (SEA), all probes, --remediate off': [guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', path.join(stateDir, 'observing-only')],
   };
   const idle = await idleCost(netns, commands);
   console.log(`idle ${idleSeconds} s, side by side in one namespace (an iptables-legacy rule present, so the legacy poll runs):`);
@@ -197,13 +197,15 @@ try {
   const bare = Object.values(idle)[1]!;
   console.log(`RSS ratio agent / bare node: ${(agent.rssMiB / bare.rssMiB).toFixed(2)}x (with its children: ${((agent.rssMiB + agent.childrenRssMiB) / bare.rssMiB).toFixed(2)}x)`);
   console.log(`single-file agent on disk: ${(statSync(guestAgentExecutable()).size / 1024 ** 2).toFixed(1)} MiB`);
-  if (idleOnly) process.exit(0);
-  // The flush command runs through `ip netns exec`; the commit happens somewhere between its start and its exit.
-  const nftExit: number[] = [];
-  console.log(`nft flush → observation, from the command's start: ${summary(await flushLatency(netns, 'nftables', nftExit))}`);
-  console.log(`                          from the command's exit:  ${summary(nftExit)}`);
-  const legacyExit: number[] = [];
-  console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
+  // Not process.exit: the namespace and the state directory go in the finally below.
+  if (!idleOnly) {
+    // The flush command runs through `ip netns exec`; the commit happens somewhere between its start and its exit.
+    const nftExit: number[] = [];
+    console.log(`nft flush → observation, from the command's start: ${summary(await flushLatency(netns, 'nftables', nftExit))}`);
+    console.log(`                          from the command's exit:  ${summary(nftExit)}`);
+    const legacyExit: number[] = [];
+    console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
+  }
 } finally {
   await deleteNetns(netns);
   rmSync(stateDir, { recursive: true, force: true });
