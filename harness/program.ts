@@ -187,7 +187,6 @@ export function buildHarnessProgram(): Command {
       .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl)', 'qemu')
       .option('--guest <type>', 'xen: the domU type, pv or pvh', 'pv')
       .option('--domu-kernel <release-or-file>', `xen: the domU's kernel, a Debian release's cloud kernel (${NAMED_GUEST_KERNELS.join(', ')}) or a linux-image .deb or bzImage (default: bookworm's)`)
-      .option('--ssh-config <file>', "with --xl-host ssh://: ssh's configuration file (ssh -F; ssh otherwise reads ~/.ssh/config of the user flinch runs as, not $HOME's)")
       .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(',')),
     { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
   ).action(
@@ -265,7 +264,6 @@ export function buildHarnessProgram(): Command {
       }
       const xl = xenHostsFrom(o);
       const existing = existingGuestFrom(o);
-      if (o.driver === 'xl' && !existing) throw new UserError('--driver xl runs on your own Xen domain: give --domain NAME (the lab: flinch lab --hypervisor xen)', EXIT.usage);
       if (o.xlMethods !== undefined && o.driver !== 'xl') throw new UserError('--xl-methods is for --driver xl', EXIT.usage);
       const methods = o.driver === 'xl' ? xlMethodsFrom(o.xlMethods ?? XL_METHODS.join(',')) : undefined;
       const migrateFlags = libvirtMigrateFlagsFrom(o.libvirtMigrateFlags, o.driver, o.libvirtDest);

@@ -29,3 +29,16 @@ t.test('--agentless: only for the QEMU guest, and only with the ICMP probes on',
     t.match(run.stderr, message, args.join(' '));
   }
 });
+
+t.test('--driver xl is for your own domain on your own Xen host; ssh settings are the campaign\'s', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['campaign', '--driver', 'xl', '--xl-host', 'local'], /^flinch: --driver xl runs on your own Xen host: give --domain NAME and --xl-host \(the lab: flinch lab --hypervisor xen\)$/m],
+    // The nested lab reaches its dom0 through its console, never by ssh: the option is not the lab's.
+    [['lab', '--hypervisor', 'xen', '--ssh-config', '/etc/ssh/ssh_config'], /^flinch: error: unknown option '--ssh-config'$/m],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runCli([FLINCH, ...args, '--out', t.testdirName], { timeoutMs: 30_000 });
+    t.equal(run.code, 2, args.join(' '));
+    t.match(run.stderr, message, args.join(' '));
+  }
+});
