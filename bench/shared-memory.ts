@@ -8,6 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { projectRoot } from '../harness/project-paths.js';
 import { readLabResults } from '../harness/report/lab-results.js';
+import { median } from '../contract/clock-offset.js';
 
 const migrations = Number(process.argv[2] ?? 5);
 const out = process.argv[3] ?? mkdtempSync(path.join(os.tmpdir(), 'flinch-bench-shared-'));
@@ -20,9 +21,10 @@ const cells = [
   { name: '7.2 → 10.0, shared memory', args: ['--dest-qemu', 'bookworm-backports', '--shared-memory'] },
 ];
 
-const median = (values: number[]) => {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)]!;
+/** The median of the figures a cell has (a migration without one, such as no blackout, is left out); NaN for none. */
+const medianOf = (values: number[]) => {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return finite.length === 0 ? NaN : median(finite);
 };
 
 const rows: string[] = [];
@@ -34,7 +36,7 @@ for (const [i, cell] of cells.entries()) {
     continue;
   }
   const results = readLabResults(dir).migrations.filter((m) => !m.error);
-  const m = (f: (x: (typeof results)[number]) => number | null | undefined) => median(results.map((x) => f(x) ?? NaN));
+  const m = (f: (x: (typeof results)[number]) => number | null | undefined) => medianOf(results.map((x) => f(x) ?? NaN));
   rows.push(`| ${cell.name} | ${results.length} | ${m((x) => x.pauseMs).toFixed(1)} | ${m((x) => x.downtimeMs).toFixed(0)} | ${m((x) => x.totalMs).toFixed(0)} | ${(m((x) => x.transferredBytes) / 1024 ** 2).toFixed(1)} | ${m((x) => x.blackout?.longestGapMs).toFixed(1)} |`);
   process.stderr.write(`${rows.at(-1)}\n`);
 }

@@ -117,7 +117,6 @@ export function libvirtMigrateFlagsFrom(value: string | undefined, driver: strin
   return flags as LibvirtMigrateFlag[];
 }
 
-/** --xl-host and --xl-dest: only for the xl driver, and then the host is needed; each `local` or ssh://[user@]host[:port]. */
 /** A regular file this process can open for reading (ssh -F reads it as the user flinch runs as). */
 function isReadableFile(file: string): boolean {
   try {
@@ -129,6 +128,10 @@ function isReadableFile(file: string): boolean {
   }
 }
 
+/**
+ * --xl-host and --xl-dest: only for the xl driver, and then the host is needed; each `local` or ssh://[user@]host[:port],
+ * reached with --ssh-config where given.
+ */
 export function xenHostsFrom(o: { driver: string; xlHost?: string; xlDest?: string; sshConfig?: string }): TargetSettings['xl'] {
   if (o.driver !== 'xl') {
     const stray = o.xlHost !== undefined ? 'xlHost' : o.xlDest !== undefined ? 'xlDest' : o.sshConfig !== undefined ? 'sshConfig' : null;

@@ -53,11 +53,11 @@ export interface XenDomainOptions extends CampaignOptions {
   guestAddress: string | null;
 }
 
-/** `xl list NAME`'s line for the domain: its state letters (r, b, p, s, c, d). */
-export function parseXlList(text: string, domain: string): { domid: number; state: string } | null {
+/** `xl list NAME`'s line for the domain: its id, memory (MiB) and state letters (r, b, p, s, c, d). */
+export function parseXlList(text: string, domain: string): { domid: number; memoryMiB: number; state: string } | null {
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f[0] === domain && f.length >= 6 && /^\d+$/.test(f[1]!)) return { domid: Number(f[1]), state: f[4]! };
+    if (f[0] === domain && f.length >= 6 && /^\d+$/.test(f[1]!)) return { domid: Number(f[1]), memoryMiB: Number(f[2]) || 0, state: f[4]! };
   }
   return null;
 }
@@ -92,7 +92,6 @@ export async function runXenDomainCampaign(options: XenDomainOptions, log: (line
   }
   const fleetSecret = options.fleetSecretFile === null ? null : fleetSecretArgument(options.fleetSecretFile);
   const macs = parseXlNetworkList((await dom0.xl(['network-list', options.domain])).stdout);
-  const memoryMiB = Number(/^\S+\s+\d+\s+(\d+)/.exec(listed.stdout.split('\n').find((l) => l.startsWith(`${options.domain} `)) ?? '')?.[1] ?? 0);
   const identity = { domain: options.domain, xlHost: options.host.name, ...(options.dest ? { xlDest: options.dest.name } : {}) };
   const done = completedCampaign(options, 'xl', identity);
   if (done) return done;
@@ -124,7 +123,7 @@ export async function runXenDomainCampaign(options: XenDomainOptions, log: (line
       return {
         driver, agent, meter: null, ...(outside ? { outside } : {}), where: () => `${current.where} (domid ${current.domid ?? '?'})`, bootToAgentMs: toAgentMs,
         hypervisor: { driver: 'xl', qemu: null, ...(xenVersion ? { xen: xenVersion } : {}) },
-        guest: { kernel: "the domain's own (not reported by the agent)", memoryMiB, bootToAgentMs: toAgentMs, domain: options.domain, ...(agent ? { hostname: agent.hello.hostname } : {}) },
+        guest: { kernel: "the domain's own (not reported by the agent)", memoryMiB: domain.memoryMiB, bootToAgentMs: toAgentMs, domain: options.domain, ...(agent ? { hostname: agent.hello.hostname } : {}) },
       };
     },
     async tearDown() {

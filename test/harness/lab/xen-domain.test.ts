@@ -40,7 +40,7 @@ t.test('--xl-host: local, or ssh with the user\'s own keys, a port, a user', asy
 
 t.test('xl list and xl network-list, as Xen 4.17 prints them', async (t) => {
   const list = 'Name                                        ID   Mem VCPUs\tState\tTime(s)\nweb-1                                        7   512     1     -b----       9.3\n';
-  t.same(parseXlList(list, 'web-1'), { domid: 7, state: '-b----' });
+  t.same(parseXlList(list, 'web-1'), { domid: 7, memoryMiB: 512, state: '-b----' });
   t.equal(parseXlList(list, 'web'), null);
   const nets = 'Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path\n0   0  00:16:3E:F1:1C:02  0     4     15     1280/1281         /local/domain/0/backend/vif/7/0\n';
   t.same(parseXlNetworkList(nets), ['00:16:3e:f1:1c:02']);
