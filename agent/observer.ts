@@ -52,6 +52,11 @@ export class Observer {
     return states;
   }
 
+  /** Tells every running probe that something happened (Probe.attend): the polling ones look now, and closely. */
+  attend(): void {
+    for (const probe of this.running) probe.attend?.();
+  }
+
   async stop(): Promise<void> {
     await Promise.allSettled(this.running.map((probe) => probe.stop()));
     this.running.length = 0;

@@ -39,6 +39,12 @@ const OWN_CLOCK_STEP_GRACE_MS = 120_000;
 /** Observations that can mean network state was lost, and so send the safety net to look. */
 const STATE_KINDS = new Set<Observation['kind']>(['firewall', 'address', 'route', 'link']);
 
+/** A probe's first reading at start-up: what is there, not something that happened. */
+function isStartReading(observation: Observation): boolean {
+  if (observation.kind === 'firewall') return observation.trigger === 'start';
+  return 'action' in observation && observation.action === 'dump';
+}
+
 /**
  * The agent, wired: probes → observations → episodes → verdict and safety net → reports. The data flows one way; only
  * the safety net touches the guest, and only the runtime knows all the parts.
@@ -91,6 +97,7 @@ export class AgentRuntime {
 
   /** An authenticated harness announcement the agent was told to accept: migration evidence. */
   announce(phase: 'starting' | 'finished', migrationId: string): void {
+    this.observer?.attend();
     this.signal([this.engine.announce(phase, migrationId)]);
   }
 
@@ -115,7 +122,11 @@ export class AgentRuntime {
   ingest(observation: Observation): void {
     if (observation.kind === 'host-offset' && observation.changeMs !== null) this.markOwnStep(observation);
     this.outputs.observation(observation);
-    this.signal(this.engine.ingest(observation));
+    const triggers = this.engine.ingest(observation);
+    // Network state that moved, or anything that opens an episode, may come with a legacy iptables change, which no
+    // event announces: the polling probes look now instead of at their idle rate.
+    if (triggers.length > 0 || (STATE_KINDS.has(observation.kind) && !isStartReading(observation))) this.observer?.attend();
+    this.signal(triggers);
     // After the engine took it in: an offset step that opened an episode belongs to that episode.
     if (observation.kind === 'host-offset' && observation.changeMs !== null) this.noteOffsetChange(observation);
     if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');

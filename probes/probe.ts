@@ -9,6 +9,11 @@ export interface Probe<Snapshot = unknown> {
   /** Starts watching. Rejects with a ProbeUnavailableError when the probe cannot run on this guest. */
   start(emit: (observation: Observation) => void): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Something happened elsewhere in the guest (an episode trigger, a harness's announcement). A probe that has to poll
+   * what it watches reads it now and polls it closely for a while; a probe with change events has nothing to do.
+   */
+  attend?(): void;
   /** The probe's current view of the state it watches. */
   snapshot(): Promise<Snapshot>;
 }

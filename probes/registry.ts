@@ -25,9 +25,20 @@ interface ProbeEntry {
 }
 
 const LEGACY_POLL: SettingDeclaration = {
-  key: 'legacy-poll', flags: '--legacy-poll <ms>', description: 'how often iptables-legacy, which has no change events, is read',
+  key: 'legacy-poll', flags: '--legacy-poll <ms>',
+  description: 'how often iptables-legacy, which has no change events, is read for two minutes after anything happened',
   schema: MillisecondsSchema, fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs,
 };
+
+const LEGACY_IDLE_POLL: SettingDeclaration = {
+  key: 'legacy-idle-poll', flags: '--legacy-idle-poll <ms>',
+  description: 'how often iptables-legacy is read when nothing has happened for two minutes',
+  schema: MillisecondsSchema, fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyIdlePollMs,
+};
+
+function setting(settings: ProbeSettings, declaration: SettingDeclaration): number {
+  return (settings.values[declaration.key] as number | undefined) ?? (declaration.defaultValue as number);
+}
 
 /**
  * Every probe flinch knows, by name (the node_exporter collector model). The agent core iterates this table and never
@@ -38,9 +49,9 @@ export const PROBES: Readonly<Record<string, ProbeEntry>> = {
   addressing: { create: () => new AddressingProbe(), enabledByDefault: true },
   nftables: { create: () => new NftablesProbe(), enabledByDefault: true },
   iptables: {
-    create: (s) => new IptablesProbe({ legacyPollMs: (s.values[LEGACY_POLL.key] as number | undefined) ?? DEFAULT_IPTABLES_PROBE_OPTIONS.legacyPollMs }),
+    create: (s) => new IptablesProbe({ legacyPollMs: setting(s, LEGACY_POLL), legacyIdlePollMs: setting(s, LEGACY_IDLE_POLL) }),
     enabledByDefault: true,
-    settings: [LEGACY_POLL],
+    settings: [LEGACY_POLL, LEGACY_IDLE_POLL],
   },
   clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },
   kmsg: { create: () => new KmsgProbe(), enabledByDefault: true },

@@ -10,8 +10,8 @@ const inNetns = (netns: string, command: string, ...args: string[]) => runComman
 const firewall = (backend: ObservationOf<'firewall'>['backend'], match: (o: ObservationOf<'firewall'>) => boolean = () => true) => (o: Observation) =>
   o.kind === 'firewall' && o.backend === backend && match(o);
 
-async function agentIn(t: Test, netns: string, probes: string): Promise<AgentProcess> {
-  const agent = startAgent(t, ['watch', '--json', '--probes', probes, '--legacy-poll', '200'], netns);
+async function agentIn(t: Test, netns: string, probes: string, legacyIdlePollMs = 200): Promise<AgentProcess> {
+  const agent = startAgent(t, ['watch', '--json', '--probes', probes, '--legacy-poll', '200', '--legacy-idle-poll', String(legacyIdlePollMs)], netns);
   await agent.waitFor((o) => o.kind === 'probe-status' && o.status !== 'running' ? (() => { throw new Error(JSON.stringify(o)); })() : o.kind === 'probe-status', 0, 10_000);
   return agent;
 }
@@ -68,7 +68,7 @@ t.test('iptables -F under the nft back end: seen from the netlink event', async 
   await agent.waitFor(firewall('iptables-nft', (o) => o.family === 'ipv4' && o.canary === 'missing'), mark);
 });
 
-t.test('iptables -F under the legacy back end: seen by polling', async (t) => {
+t.test('iptables -F under the legacy back end: seen by the idle poll', async (t) => {
   const netns = await testNetns(t);
   await inNetns(netns, 'iptables-legacy', '-A', 'INPUT', '-p', 'udp', '--dport', '9', '-j', 'DROP');
   await inNetns(netns, 'iptables-legacy', '-N', 'FLINCH-CANARY');
@@ -79,4 +79,20 @@ t.test('iptables -F under the legacy back end: seen by polling', async (t) => {
   const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as ObservationOf<'firewall'>;
   t.equal(flushed.trigger, 'poll');
   t.same(flushed.removed, ['ipv4 filter -A INPUT -p udp -m udp --dport 9 -j DROP']);
+});
+
+t.test('legacy iptables, polled rarely while nothing happens, is read at once when something does', async (t) => {
+  const netns = await testNetns(t);
+  await inNetns(netns, 'iptables-legacy', '-A', 'INPUT', '-p', 'udp', '--dport', '9', '-j', 'DROP');
+  // An idle poll of ten minutes: within this test, only the agent's attention can read the table again.
+  const agent = await agentIn(t, netns, 'iptables,link', 600_000);
+  await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4' && o.trigger === 'start' && o.rules === 1));
+  const mark = agent.observations.length;
+  await inNetns(netns, 'iptables-legacy', '-F');
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  t.notOk(agent.observations.slice(mark).some(firewall('iptables-legacy')), 'a flush with nothing else happening waits for the idle poll');
+  await ipIn(netns, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as ObservationOf<'firewall'>;
+  t.equal(flushed.trigger, 'poll');
+  t.same(flushed.removed, ['ipv4 filter -A INPUT -p udp -m udp --dport 9 -j DROP'], 'a new interface made the agent look');
 });
