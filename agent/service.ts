@@ -2,6 +2,7 @@
  * The agent as a running service: the runtime started with its publishers, the collector connection wired in, and
  * everything stopped on SIGINT/SIGTERM. The command line (program.ts) only parses and picks which of these to run.
  */
+import { collectStartupGarbageLater } from './startup-garbage.js';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -84,6 +85,7 @@ async function startRuntime(options: AgentOptions, agentId: string, publishers: 
     await runtime.stop().catch(() => undefined);
     throw error;
   }
+  collectStartupGarbageLater();
   const stopEcho = options.udpEcho === undefined ? null : await startUdpEchoResponder(options.udpEcho, log).catch(async (error: Error) => {
     await runtime.stop().catch(() => undefined);
     throw new UserError(`--udp-echo ${options.udpEcho}: ${error.message}`, EXIT.usage);

@@ -11,6 +11,8 @@ import { runCommand } from '../system/run-command.js';
 import { median } from '../contract/clock-offset.js';
 import { guestAgentBundle, guestAgentExecutable } from '../harness/project-paths.js';
 import { DEFAULT_PROBE_SETTINGS } from '../probes/registry.js';
+import { LEGACY_ATTENTION_MS } from '../probes/firewall/iptables-probe.js';
+import { STARTUP_SETTLE_MS } from '../agent/startup-garbage.js';
 
 const idleSeconds = Number(process.argv[2] ?? 60);
 const trials = Number(process.argv[3] ?? 30);
@@ -25,8 +27,8 @@ function cpuMs(pid: number, reaped = false): number {
   return ((Number(user) + Number(system)) * 1000) / TICKS_PER_SECOND;
 }
 
-function rssKiB(pid: number): number {
-  const match = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+function rssKiB(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
+  const match = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? 0);
 }
 
@@ -34,7 +36,7 @@ function rssKiB(pid: number): number {
 const BARE_TIMERS = `
 setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.clock.intervalMs});
 setInterval(() => {}, 200);
-setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']});
+setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.values['legacy-idle-poll']});
 `;
 
 function inNetns(netns: string, argv: string[]): ChildProcess {
@@ -73,13 +75,13 @@ function descendants(pid: number): number[] {
 }
 
 /** CPU ms and RSS KiB of a process alone, and of its descendants together (as they are at the moment of reading). */
-function usage(pid: number): { cpuMs: number; rssKiB: number; childrenCpuMs: number; childrenRssKiB: number; children: string[] } {
+function usage(pid: number): { cpuMs: number; rssKiB: number; anonKiB: number; childrenCpuMs: number; childrenRssKiB: number; children: string[] } {
   const children = descendants(pid);
   const alive = children.filter((c) => existsSync(`/proc/${c}/stat`));
   const sum = (f: (p: number) => number) => alive.reduce((total, p) => total + (() => { try { return f(p); } catch { return 0; } })(), 0);
   return {
     // Live descendants (nft monitor) and the ones already gone (each legacy poll's iptables-legacy-save) alike.
-    cpuMs: cpuMs(pid), rssKiB: rssKiB(pid), childrenCpuMs: sum((p) => cpuMs(p)) + cpuMs(pid, true), childrenRssKiB: sum(rssKiB),
+    cpuMs: cpuMs(pid), rssKiB: rssKiB(pid), anonKiB: rssKiB(pid, 'RssAnon'), childrenCpuMs: sum((p) => cpuMs(p)) + cpuMs(pid, true), childrenRssKiB: sum(rssKiB),
     children: alive.map((p) => { try { return readFileSync(`/proc/${p}/comm`, 'utf8').trim(); } catch { return '?'; } }),
   };
 }
@@ -103,12 +105,14 @@ async function qemuGuestAgent(): Promise<string | null> {
   }
 }
 
-interface IdleFigures { cpuPercent: number; rssMiB: number; childrenCpuPercent: number; childrenRssMiB: number; children: string[] }
+interface IdleFigures { cpuPercent: number; rssMiB: number; anonMiB: number; childrenCpuPercent: number; childrenRssMiB: number; children: string[] }
 
 /** Starts each command in the namespace, lets start-up pass, and measures each over the same idle seconds, side by side. */
 async function idleCost(netns: string, commands: Record<string, string[]>): Promise<Record<string, IdleFigures>> {
   const started = Object.fromEntries(Object.entries(commands).map(([name, argv]) => [name, inNetns(netns, argv)]));
-  await sleep(5000); // start-up (canaries, the baseline, first reads) is not idle
+  // Start-up (canaries, the baseline, first reads, the one collection of its garbage) is not idle, nor are the two
+  // minutes of close attention that the canaries' own appearance starts.
+  await sleep(Math.max(STARTUP_SETTLE_MS, LEGACY_ATTENTION_MS) + 10_000);
   const before = Object.fromEntries(Object.entries(started).map(([name, child]) => [name, usage(child.pid!)]));
   await sleep(idleSeconds * 1000);
   const figures: Record<string, IdleFigures> = {};
@@ -118,6 +122,7 @@ async function idleCost(netns: string, commands: Record<string, string[]>): Prom
     figures[name] = {
       cpuPercent: ((after.cpuMs - b.cpuMs) / (idleSeconds * 1000)) * 100,
       rssMiB: after.rssKiB / 1024,
+      anonMiB: after.anonKiB / 1024,
       childrenCpuPercent: ((after.childrenCpuMs - b.childrenCpuMs) / (idleSeconds * 1000)) * 100,
       childrenRssMiB: after.childrenRssKiB / 1024,
       children: after.children,
@@ -143,6 +148,9 @@ async function flushLatency(netns: string, backend: 'nftables' | 'iptables-legac
   });
   await sleep(1500);
   const exec = (cmd: string, ...args: string[]) => runCommand('ip', ['netns', 'exec', netns, cmd, ...args]);
+  // A new interface: something happened, so the legacy poll runs at its fast rate for the trials (about 45 s of the
+  // two minutes). A lone flush with nothing else happening is seen by the idle poll instead, within its period.
+  if (backend === 'iptables-legacy') await exec('ip', 'link', 'add', 'bench-a', 'type', 'veth', 'peer', 'name', 'bench-b');
   const latencies: number[] = [];
   for (let i = 0; i < trials; i += 1) {
     if (backend === 'nftables') await exec('nft', 'add table inet bench; add chain inet bench c { type filter hook input priority 0; }; add rule inet bench c tcp dport 1 drop');
@@ -190,7 +198,7 @@ try {
   const idle = await idleCost(netns, commands);
   console.log(`idle ${idleSeconds} s, side by side in one namespace (an iptables-legacy rule present, so the legacy poll runs):`);
   for (const [name, f] of Object.entries(idle)) {
-    console.log(`  ${name}: CPU ${f.cpuPercent.toFixed(3)} % of one core, RSS ${f.rssMiB.toFixed(1)} MiB` +
+    console.log(`  ${name}: CPU ${f.cpuPercent.toFixed(3)} % of one core, RSS ${f.rssMiB.toFixed(1)} MiB (private ${f.anonMiB.toFixed(1)} MiB)` +
       (f.children.length ? `; its children (${f.children.join(', ')}): CPU ${f.childrenCpuPercent.toFixed(3)} %, RSS ${f.childrenRssMiB.toFixed(1)} MiB` : ''));
   }
   const agent = Object.values(idle)[0]!;
@@ -204,7 +212,7 @@ try {
     console.log(`nft flush → observation, from the command's start: ${summary(await flushLatency(netns, 'nftables', nftExit))}`);
     console.log(`                          from the command's exit:  ${summary(nftExit)}`);
     const legacyExit: number[] = [];
-    console.log(`iptables-legacy -F → observation (poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
+    console.log(`iptables-legacy -F → observation (attentive poll every ${DEFAULT_PROBE_SETTINGS.values['legacy-poll']} ms), from start: ${summary(await flushLatency(netns, 'iptables-legacy', legacyExit))}`);
   }
 } finally {
   await deleteNetns(netns);
