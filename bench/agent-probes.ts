@@ -35,7 +35,7 @@ function rssKiB(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
 /** A bare node process that wakes exactly as often as the agent's timers do, and does nothing else. */
 const BARE_TIMERS = `
 setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.clock.intervalMs});
-setInterval(() => {}, 200);
+setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.values['kmsg-poll']});
 setInterval(() => {}, ${DEFAULT_PROBE_SETTINGS.values['legacy-idle-poll']});
 `;
 
@@ -176,6 +176,7 @@ async function flushLatency(netns: string, backend: 'nftables' | 'iptables-legac
 }
 
 function summary(values: number[]): string {
+  if (values.length === 0) return `none seen in ${trials} trials`;
   const sorted = [...values].sort((a, b) => a - b);
   return `median ${median(values).toFixed(0)} ms, p90 ${sorted[Math.floor(sorted.length * 0.9)]!.toFixed(0)} ms, max ${sorted[sorted.length - 1]!.toFixed(0)} ms (n=${values.length})`;
 }

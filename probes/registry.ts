@@ -5,7 +5,7 @@ import { ClockProbe, DEFAULT_CLOCK_PROBE_OPTIONS, type ClockProbeOptions } from 
 import { NftablesProbe } from './firewall/nftables-probe.js';
 import { DEFAULT_IPTABLES_PROBE_OPTIONS, IptablesProbe } from './firewall/iptables-probe.js';
 import { AddressingProbe } from './addressing/addressing-probe.js';
-import { KmsgProbe } from './kmsg/kmsg-probe.js';
+import { DEFAULT_KMSG_PROBE_OPTIONS, KmsgProbe } from './kmsg/kmsg-probe.js';
 import { XenProbe } from './xen/xen-probe.js';
 
 /**
@@ -36,6 +36,11 @@ const LEGACY_IDLE_POLL: SettingDeclaration = {
   schema: MillisecondsSchema, fromText: numberFromText, defaultValue: DEFAULT_IPTABLES_PROBE_OPTIONS.legacyIdlePollMs,
 };
 
+const KMSG_POLL: SettingDeclaration = {
+  key: 'kmsg-poll', flags: '--kmsg-poll <ms>', description: 'how often the kernel log (/dev/kmsg, which cannot be waited on from Node) is read',
+  schema: MillisecondsSchema, fromText: numberFromText, defaultValue: DEFAULT_KMSG_PROBE_OPTIONS.pollMs,
+};
+
 function setting(settings: ProbeSettings, declaration: SettingDeclaration): number {
   return (settings.values[declaration.key] as number | undefined) ?? (declaration.defaultValue as number);
 }
@@ -54,7 +59,7 @@ export const PROBES: Readonly<Record<string, ProbeEntry>> = {
     settings: [LEGACY_POLL, LEGACY_IDLE_POLL],
   },
   clock: { create: (s) => new ClockProbe(s.clock), enabledByDefault: true },
-  kmsg: { create: () => new KmsgProbe(), enabledByDefault: true },
+  kmsg: { create: (s) => new KmsgProbe({ ...DEFAULT_KMSG_PROBE_OPTIONS, pollMs: setting(s, KMSG_POLL) }), enabledByDefault: true, settings: [KMSG_POLL] },
   xen: { create: () => new XenProbe(), enabledByDefault: true },
 };
 

@@ -15,6 +15,13 @@ export interface KmsgProbeOptions {
   replay: boolean;
 }
 
+/**
+ * Once a second: each wake-up costs an idle agent more than the read it makes (at five a second the kernel log's
+ * timer was a quarter of the agent's idle CPU, BENCHMARKS.md), and a migration's kernel lines matter within its
+ * episode's seconds, not its milliseconds; the records keep the kernel's own timestamps.
+ */
+export const DEFAULT_KMSG_PROBE_OPTIONS: KmsgProbeOptions = { path: '/dev/kmsg', pollMs: 1000, replay: false };
+
 export interface KmsgSnapshot {
   lastSeq: number | null;
   recordsSeen: number;
@@ -34,7 +41,7 @@ export class KmsgProbe implements Probe<KmsgSnapshot> {
   private recordsSeen = 0;
   private lost = 0;
 
-  constructor(private readonly options: KmsgProbeOptions = { path: '/dev/kmsg', pollMs: 200, replay: false }) {}
+  constructor(private readonly options: KmsgProbeOptions = DEFAULT_KMSG_PROBE_OPTIONS) {}
 
   async start(emit: (observation: Observation) => void): Promise<void> {
     let device: NonblockingDevice;

@@ -25,6 +25,8 @@ t.test('every key parses to its typed value', async (t) => {
       'probes: [link, clock]',
       'canaries: false',
       'legacy-poll: 2000',
+      'legacy-idle-poll: 30000',
+      'kmsg-poll: 500',
       'remediate: "on"',
       'state-dir: /srv/flinch',
       'settle: 1500',
@@ -41,6 +43,8 @@ t.test('every key parses to its typed value', async (t) => {
   t.equal(config.canaries, false);
   t.equal(config['max-actions'], 5);
   t.equal(config['timing-noise'], 300);
+  t.equal(config['legacy-idle-poll'], 30000, "a probe's own setting, declared with the probe");
+  t.equal(config['kmsg-poll'], 500);
 });
 
 t.test('YAML 1.2: an unquoted on is the word, not a boolean', async (t) => {
