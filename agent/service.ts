@@ -3,6 +3,7 @@
  * everything stopped on SIGINT/SIGTERM. The command line (program.ts) only parses and picks which of these to run.
  */
 import { collectStartupGarbageLater } from './startup-garbage.js';
+import { readGuestSystem } from './transport/guest-system.js';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -155,7 +156,9 @@ export async function runAgentService(options: RunOptions, log: (line: string) =
     url, agentId: options.agentId, key, ca, stateDir: options.stateDir, spoolMaxBytes: options.spoolMaxBytes,
     acceptAnnounce: options.acceptAnnounce === true, metrics, log,
   });
+  // Read while the probes start: the hello carries it from the first connection on.
+  const guest = readGuestSystem();
   const runtime = await runUntilSignalled(options, options.agentId, [...(metrics ? [metrics] : []), collector], log, () => collector.close());
-  collector.start(runtime);
+  collector.start(runtime, await guest);
   log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }

@@ -16,7 +16,33 @@ import { assertValidReport, IdentifierSchema, printableText, ReportValidationErr
  * The collector sends only challenges, acks, time probes and harness announcements. None of them can change the
  * guest: the agent has no message that does.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+/**
+ * Every protocol this side still speaks: 2 is 3 without the hello's `guest`. A collector accepts either; an agent
+ * answers a collector's challenge in the collector's protocol if it is here, so collectors and agents upgrade in
+ * either order.
+ */
+export const SUPPORTED_PROTOCOLS: readonly number[] = [2, 3];
+/** The first protocol whose hello may carry `guest`. */
+export const GUEST_SYSTEM_SINCE_PROTOCOL = 3;
+
+/** The guest as systeminformation sees it (osInfo(), system()): what a fleet's verdicts are broken down by. */
+export const GuestSystemSchema = Type.Object(
+  {
+    /** /etc/os-release's NAME, e.g. "Debian GNU/Linux". */
+    distro: printableText(128),
+    /** e.g. "12 (bookworm)". */
+    release: printableText(128),
+    /** uname -r, e.g. "6.1.0-28-cloud-amd64". */
+    kernel: printableText(128),
+    arch: printableText(32),
+    virtual: Type.Boolean(),
+    /** systeminformation's virtualHost (KVM, QEMU, Xen, VMware, …); '' when it could not tell. */
+    hypervisor: printableText(64),
+  },
+  { additionalProperties: false },
+);
+export type GuestSystem = Static<typeof GuestSystemSchema>;
 /** No legitimate message comes near this (a report with a full episode is a few hundred KiB); larger is refused unread. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 
@@ -40,6 +66,8 @@ export const HelloSchema = Type.Object(
     stream: Type.String({ pattern: '^[0-9a-f]{16}$' }),
     /** Entries the agent's spool dropped, oldest first, when it was full: lost on purpose, never silently. */
     spoolDropped: Type.Integer({ minimum: 0 }),
+    /** Protocol 3: the guest's distribution, kernel and hypervisor, read once when the agent starts. */
+    guest: Type.Optional(GuestSystemSchema),
   },
   { additionalProperties: false },
 );
@@ -202,10 +230,12 @@ function check<T>(message: Record<string, unknown> & { type: string }, allowed: 
 
 /** Validates a message from an agent: envelope by schema, a report in depth against flinch.report/v1. */
 export function validateAgentMessage(message: Record<string, unknown> & { type: string }): AgentMessage {
-  const checked = check<AgentMessage>(message, ['hello', 'observation', 'report', 'time-reply'], 'an agent');
-  if (checked.type === 'hello' && checked.protocol !== PROTOCOL_VERSION) {
-    throw new ProtocolError(`unsupported protocol ${checked.protocol} (this collector speaks ${PROTOCOL_VERSION})`, 'protocol');
+  // Before the schema: a newer agent's hello may carry fields this collector does not know, and the answer it needs is
+  // which protocols are spoken here, not which field is unknown.
+  if (message.type === 'hello' && typeof message.protocol === 'number' && !SUPPORTED_PROTOCOLS.includes(message.protocol)) {
+    throw new ProtocolError(`unsupported protocol ${message.protocol} (this collector speaks ${SUPPORTED_PROTOCOLS.join(', ')})`, 'protocol');
   }
+  const checked = check<AgentMessage>(message, ['hello', 'observation', 'report', 'time-reply'], 'an agent');
   if (checked.type === 'report') {
     try {
       assertValidReport(checked.report);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { GuestSystem } from '../../contract/messages.js';
 import type { Observation } from '../../contract/observation.js';
 import type { Report } from '../../contract/report-schema.js';
 import { HostOffsetTracker } from '../../probes/clock/host-offset.js';
@@ -40,6 +41,7 @@ export class CollectorPublisher implements Publisher {
   private readonly spool: Spool;
   private feed: CollectorFeed | null = null;
   private xenDomid: number | null = null;
+  private guest: GuestSystem | null = null;
 
   constructor(options: CollectorPublisherOptions) {
     const { spoolMaxBytes, log, metrics } = options;
@@ -49,7 +51,7 @@ export class CollectorPublisher implements Publisher {
     this.client = new CollectorClient({
       url: options.url,
       // The hello names the domain the guest is in now.
-      identity: () => currentIdentity(options.agentId, this.xenDomid),
+      identity: () => ({ ...currentIdentity(options.agentId, this.xenDomid), ...(this.guest ? { guest: this.guest } : {}) }),
       key: options.key,
       ca: options.ca,
       spool: this.spool,
@@ -83,8 +85,9 @@ export class CollectorPublisher implements Publisher {
    * Connects. Only once the agent is whole (probes running, baseline taken): the hello means "ready", and what the
    * probes saw meanwhile waits in the spool.
    */
-  start(feed: CollectorFeed): void {
+  start(feed: CollectorFeed, guest: GuestSystem | null): void {
     this.feed = feed;
+    this.guest = guest;
     this.client.start();
   }
 

@@ -2,7 +2,7 @@ import WebSocket from 'ws';
 import { observationError, type Observation } from '../../contract/observation.js';
 import type { TimeExchange } from '../../contract/clock-offset.js';
 import type { Report } from '../../contract/report-schema.js';
-import { MAX_COLLECTOR_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, parseCollectorMessage, type AgentIdentity, type AgentMessage } from '../../contract/messages.js';
+import { GUEST_SYSTEM_SINCE_PROTOCOL, MAX_COLLECTOR_FRAME_BYTES, ProtocolError, SUPPORTED_PROTOCOLS, parseCollectorMessage, type AgentIdentity, type AgentMessage } from '../../contract/messages.js';
 import { signFrame, verifyCollectorFrame } from '../../contract/frame-signing.js';
 import type { Spool } from './spool.js';
 
@@ -70,6 +70,7 @@ export class CollectorClient {
   private livenessTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private failuresSinceLog = 0;
+  private lastFailureLogged = '';
   /** Our half of recent exchanges, until the collector tells us when our reply arrived. */
   private readonly exchanges = new Map<number, { t1: number; t2: number; t3: number }>();
   private readonly recentAnnounces: number[] = [];
@@ -154,12 +155,12 @@ export class CollectorClient {
         const message = parseCollectorMessage(data as Buffer, key === null ? null : (json, mac) => nonce !== null && verifyCollectorFrame(key, nonce, json, mac));
         switch (message.type) {
           case 'challenge':
-            if (message.protocol !== PROTOCOL_VERSION) {
-              failure = `the collector speaks protocol ${message.protocol}, this agent ${PROTOCOL_VERSION}`;
+            if (!SUPPORTED_PROTOCOLS.includes(message.protocol)) {
+              failure = `the collector speaks protocol ${message.protocol}, this agent ${SUPPORTED_PROTOCOLS.join(', ')}`;
               socket.close(1002, 'protocol');
               return;
             }
-            this.greet(socket, message.nonce);
+            this.greet(socket, message.nonce, message.protocol);
             established = true;
             return;
           case 'ack': {
@@ -209,9 +210,11 @@ export class CollectorClient {
       this.attempt += 1;
       const delay = this.backoffMs();
       this.failuresSinceLog += 1;
-      // One line for the first failure, then one every ten, so a long outage does not flood the journal.
-      if (this.failuresSinceLog === 1 || this.failuresSinceLog % 10 === 0) {
-        const why = failure || `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
+      // One line for the first failure, then one every ten, so a long outage does not flood the journal; and one
+      // whenever the reason changes (a collector that came back speaking another protocol is not the same outage).
+      const why = failure || `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
+      if (this.failuresSinceLog === 1 || this.failuresSinceLog % 10 === 0 || why !== this.lastFailureLogged) {
+        this.lastFailureLogged = why;
         this.options.log(`collector ${this.options.url}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s (${this.options.spool.unacked.length} unacknowledged)`);
       }
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
@@ -219,13 +222,18 @@ export class CollectorClient {
   }
 
   /** Answers the challenge and re-sends everything not yet acknowledged, oldest first. */
-  private greet(socket: WebSocket, nonce: string): void {
+  private greet(socket: WebSocket, nonce: string, protocol: number): void {
     if (this.socket !== socket) return;
     if (this.attempt > 0) this.options.log(`connected to ${this.options.url} after ${this.attempt} failed attempt(s)`);
     this.attempt = 0;
     this.failuresSinceLog = 0;
     this.nonce = nonce;
-    this.write({ type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.identity(), nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped });
+    // In the collector's protocol: one that speaks 2 refuses a hello with a field it does not know.
+    const { guest, ...identity } = this.options.identity();
+    this.write({
+      type: 'hello', protocol, ...identity, ...(guest && protocol >= GUEST_SYSTEM_SINCE_PROTOCOL ? { guest } : {}),
+      nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped,
+    });
     for (const message of this.options.spool.unacked) this.write(message);
   }
 

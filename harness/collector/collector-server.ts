@@ -267,7 +267,10 @@ export class CollectorServer extends EventEmitter<{
   private welcome(connection: Connection, hello: HelloMessage): void {
     const now = hostNowMs();
     const storedSeq = this.options.store.registerAgent(
-      { agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion },
+      {
+        agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion,
+        ...(hello.guest ? { guest: hello.guest } : {}),
+      },
       hello.stream,
       hello.spoolDropped,
       now,

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { AgentIdentity } from '../../contract/messages.js';
+import type { AgentIdentity, GuestSystem } from '../../contract/messages.js';
 import type { Report } from '../../contract/report-schema.js';
 
 /**
@@ -42,7 +42,7 @@ export interface RetentionPolicy {
 
 export const DEFAULT_RETENTION: RetentionPolicy = { maxAgeMs: 30 * 86_400_000, maxBytes: 8 * 1024 ** 3, perAgentBytes: 64 * 1024 ** 2 };
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** How often the checkpoint thread copies the write-ahead log back into the database. */
 const CHECKPOINT_INTERVAL_MS = 500;
@@ -81,6 +81,8 @@ export class ReportStore {
       this.db.exec(`ALTER TABLE agents ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
         UPDATE agents SET stored_bytes = (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM reports r WHERE r.agent_id = agents.agent_id);`);
     }
+    // 3 → 4: the guest's distribution, kernel and hypervisor from the hello (protocol 3), as JSON; null until told.
+    if (version === 2 || version === 3) this.db.exec('ALTER TABLE agents ADD COLUMN guest TEXT;');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS agents (
         agent_id TEXT PRIMARY KEY,
@@ -95,7 +97,8 @@ export class ReportStore {
         last_seq INTEGER NOT NULL DEFAULT 0,
         last_verdict TEXT,
         spool_dropped INTEGER NOT NULL DEFAULT 0,
-        stored_bytes INTEGER NOT NULL DEFAULT 0
+        stored_bytes INTEGER NOT NULL DEFAULT 0,
+        guest TEXT
       );
       CREATE TABLE IF NOT EXISTS reports (
         agent_id TEXT NOT NULL,
@@ -113,11 +116,11 @@ export class ReportStore {
     `);
     this.statements = {
       upsertAgent: this.db.prepare(`
-        INSERT INTO agents (agent_id, machine_id, hostname, macs, xen_domid, agent_version, first_seen_ms, last_seen_ms, spool_dropped)
-        VALUES (@agentId, @machineId, @hostname, @macs, @xenDomid, @agentVersion, @now, @now, @spoolDropped)
+        INSERT INTO agents (agent_id, machine_id, hostname, macs, xen_domid, agent_version, first_seen_ms, last_seen_ms, spool_dropped, guest)
+        VALUES (@agentId, @machineId, @hostname, @macs, @xenDomid, @agentVersion, @now, @now, @spoolDropped, @guest)
         ON CONFLICT (agent_id) DO UPDATE SET machine_id = excluded.machine_id, hostname = excluded.hostname, macs = excluded.macs,
           xen_domid = excluded.xen_domid, agent_version = excluded.agent_version, last_seen_ms = excluded.last_seen_ms,
-          spool_dropped = excluded.spool_dropped`),
+          spool_dropped = excluded.spool_dropped, guest = excluded.guest`),
       lastSeq: this.db.prepare('SELECT last_seq AS lastSeq FROM agents WHERE agent_id = ?'),
       insertReport: this.db.prepare(`
         INSERT OR IGNORE INTO reports (agent_id, stream_id, seq, received_ms, episode_id, migration_id, verdict, body)
@@ -143,7 +146,9 @@ export class ReportStore {
    */
   registerAgent(identity: AgentIdentity, stream: string, spoolDropped: number, nowMs: number): number {
     return this.db.transaction(() => {
-      this.statements.upsertAgent.run({ ...identity, macs: JSON.stringify(identity.macs), now: nowMs, spoolDropped });
+      this.statements.upsertAgent.run({
+        ...identity, macs: JSON.stringify(identity.macs), now: nowMs, spoolDropped, guest: identity.guest ? JSON.stringify(identity.guest) : null,
+      });
       const current = (this.statements.stream.get(identity.agentId) as { streamId: string }).streamId;
       if (current !== stream) this.statements.newStream.run(stream, identity.agentId);
       return this.lastSeq(identity.agentId);
@@ -260,6 +265,7 @@ export class ReportStore {
       spoolDropped: row.spool_dropped as number,
       reports: row.reports as number,
       connected: false,
+      ...(row.guest ? { guest: JSON.parse(row.guest as string) as GuestSystem } : {}),
     }));
   }
 

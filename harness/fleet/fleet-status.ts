@@ -11,6 +11,52 @@ export interface FleetStatus {
   guestsDisruptedRate: number;
   episodes: number;
   spoolDropped: number;
+  /** The verdicts broken down by what the guests run (their hello's `guest`): a distro maintainer's first question. */
+  byGuest: Record<GuestDimension, GuestGroup[]>;
+}
+
+export type GuestDimension = 'kernel' | 'distro' | 'hypervisor';
+
+export interface GuestGroup {
+  value: string;
+  guests: number;
+  episodes: number;
+  disrupted: number;
+  /** Disrupted episodes of all this group's episodes. */
+  disruptedRate: number;
+  /** Guests with at least one disrupted episode, of this group's guests. */
+  guestsDisruptedRate: number;
+}
+
+/** What an agent that never said (an older agent, or one that could not read its guest) is counted under. */
+export const UNKNOWN_GUEST = 'unknown';
+
+function guestValue(agent: StoredAgent, dimension: GuestDimension): string {
+  const guest = agent.guest;
+  if (!guest) return UNKNOWN_GUEST;
+  if (dimension === 'kernel') return guest.kernel || UNKNOWN_GUEST;
+  if (dimension === 'distro') return `${guest.distro} ${guest.release}`.trim() || UNKNOWN_GUEST;
+  return guest.hypervisor || (guest.virtual ? 'virtual (hypervisor not told)' : 'not seen as virtual');
+}
+
+function groupBy(agents: readonly StoredAgent[], perGuest: ReadonlyMap<string, { episodes: number; disrupted: number }>, dimension: GuestDimension): GuestGroup[] {
+  const groups = new Map<string, { guests: number; episodes: number; disrupted: number; guestsDisrupted: number }>();
+  for (const agent of agents) {
+    const value = guestValue(agent, dimension);
+    const group = groups.get(value) ?? { guests: 0, episodes: 0, disrupted: 0, guestsDisrupted: 0 };
+    const own = perGuest.get(agent.agentId) ?? { episodes: 0, disrupted: 0 };
+    group.guests += 1;
+    group.episodes += own.episodes;
+    group.disrupted += own.disrupted;
+    if (own.disrupted > 0) group.guestsDisrupted += 1;
+    groups.set(value, group);
+  }
+  return [...groups]
+    .map(([value, g]) => ({
+      value, guests: g.guests, episodes: g.episodes, disrupted: g.disrupted,
+      disruptedRate: g.episodes ? g.disrupted / g.episodes : 0, guestsDisruptedRate: g.guestsDisrupted / g.guests,
+    }))
+    .sort((a, b) => b.disruptedRate - a.disruptedRate || b.episodes - a.episodes || a.value.localeCompare(b.value));
 }
 
 export function fleetStatus(store: ReportStore, nowMs: number, silentAfterMs: number): FleetStatus {
@@ -41,6 +87,7 @@ export function fleetStatus(store: ReportStore, nowMs: number, silentAfterMs: nu
     .filter((agent) => nowMs - agent.lastSeenMs > silentAfterMs)
     .map((agent) => ({ agentId: agent.agentId, hostname: agent.hostname, lastSeen: new Date(agent.lastSeenMs).toISOString(), silentForS: Math.round((nowMs - agent.lastSeenMs) / 1000) }))
     .sort((a, b) => b.silentForS - a.silentForS);
+  const byAgent = new Map(perGuest.map((g) => [g.agentId, g]));
   return {
     agents: agents.length,
     byLastVerdict,
@@ -49,6 +96,7 @@ export function fleetStatus(store: ReportStore, nowMs: number, silentAfterMs: nu
     guestsDisruptedRate: agents.length ? perGuest.filter((g) => g.disrupted > 0).length / agents.length : 0,
     episodes: perGuest.reduce((sum, g) => sum + g.episodes, 0),
     spoolDropped: agents.reduce((sum, a) => sum + a.spoolDropped, 0),
+    byGuest: { kernel: groupBy(agents, byAgent, 'kernel'), distro: groupBy(agents, byAgent, 'distro'), hypervisor: groupBy(agents, byAgent, 'hypervisor') },
   };
 }
 
@@ -64,6 +112,13 @@ export function renderFleetStatus(status: FleetStatus, top: number): string {
   lines.push('', `per guest (worst ${Math.min(top, status.perGuest.length)}):`, `  ${'agent'.padEnd(32)} ${'episodes'.padStart(8)} ${'disrupted'.padStart(10)} ${'noticed'.padStart(9)}  last`);
   for (const g of status.perGuest.slice(0, top)) {
     lines.push(`  ${g.agentId.padEnd(32)} ${String(g.episodes).padStart(8)} ${percent(g.disruptedRate).padStart(10)} ${percent(g.noticedRate).padStart(9)}  ${g.lastVerdict ?? '-'}`);
+  }
+  for (const [dimension, title] of [['kernel', 'guest kernel'], ['distro', 'distribution'], ['hypervisor', 'hypervisor']] as const) {
+    const groups = status.byGuest[dimension];
+    lines.push('', `by ${title} (worst ${Math.min(top, groups.length)}):`, `  ${title.padEnd(40)} ${'guests'.padStart(7)} ${'episodes'.padStart(8)} ${'disrupted'.padStart(10)} ${'guests disrupted'.padStart(17)}`);
+    for (const g of groups.slice(0, top)) {
+      lines.push(`  ${g.value.padEnd(40)} ${String(g.guests).padStart(7)} ${String(g.episodes).padStart(8)} ${percent(g.disruptedRate).padStart(10)} ${percent(g.guestsDisruptedRate).padStart(17)}`);
+    }
   }
   // Hostnames and ids come from guests: nothing of theirs reaches the operator's terminal unescaped.
   return lines.map(printable).join('\n');

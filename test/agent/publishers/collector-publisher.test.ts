@@ -5,14 +5,17 @@ import t, { type Test } from 'tap';
 import { CollectorPublisher, type CollectorFeed } from '../../../agent/publishers/collector-publisher.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import type { Observation } from '../../../contract/observation.js';
+import type { GuestSystem } from '../../../contract/messages.js';
 import { sampleReport, startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
 import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
 
 const AGENT = 'publisher-agent';
 const KEY = agentKeyFor('fleet secret', AGENT);
 
-async function setUp(t: Test, acceptAnnounce: boolean) {
-  const { collector, port } = await startCollector(t, { keyring: { keyFor: (id) => (id === AGENT ? KEY : null) } });
+const GUEST: GuestSystem = { distro: 'Debian GNU/Linux', release: '12 (bookworm)', kernel: '6.1.0-28-cloud-amd64', arch: 'x64', virtual: true, hypervisor: 'KVM' };
+
+async function setUp(t: Test, acceptAnnounce: boolean, guest: GuestSystem | null = GUEST) {
+  const { collector, store, port } = await startCollector(t, { keyring: { keyFor: (id) => (id === AGENT ? KEY : null) } });
   const ingested: Observation[] = [];
   const announced: string[] = [];
   const feed: CollectorFeed = { ingest: (o) => ingested.push(o), announce: (phase, id) => announced.push(`${phase} ${id}`) };
@@ -21,9 +24,9 @@ async function setUp(t: Test, acceptAnnounce: boolean) {
     spoolMaxBytes: 1024 * 1024, acceptAnnounce, metrics: null, log: () => undefined,
   });
   t.teardown(() => publisher.close());
-  publisher.start(feed);
+  publisher.start(feed, guest);
   await until('the hello', () => collector.agents.get(AGENT));
-  return { collector, publisher, ingested, announced };
+  return { collector, store, publisher, ingested, announced };
 }
 
 t.test('observations and reports are streamed; the offset to the host comes back as an observation of its own', async (t) => {
@@ -35,6 +38,15 @@ t.test('observations and reports are streamed; the offset to the host comes back
   t.equal(agent.observations[0]!.observation.kind, 'link');
   await until('an offset measured from the time exchanges', () => ingested.find((o) => o.kind === 'host-offset'), 10_000);
   t.pass('the connection measured the offset to the host and handed it to the agent');
+});
+
+t.test("the hello carries the guest the agent read at start, into the store; without one, none", async (t) => {
+  const { collector, store } = await setUp(t, false);
+  t.same(collector.agents.get(AGENT)!.hello.guest, GUEST);
+  t.same(store.agents().find((a) => a.agentId === AGENT)?.guest, GUEST, 'stored with the agent');
+  const without = await setUp(t, false, null);
+  t.notOk('guest' in without.collector.agents.get(AGENT)!.hello);
+  t.equal(without.store.agents().find((a) => a.agentId === AGENT)?.guest, undefined);
 });
 
 t.test('the next hello names the domain a xen observation said the guest is in', async (t) => {

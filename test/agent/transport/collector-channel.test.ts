@@ -32,6 +32,12 @@ t.test('an unreachable collector: the agent keeps retrying, then delivers everyt
   t.match(record.hello.machineId, /^([0-9a-f]{32})?$/, 'machine-id, when the host has one');
   t.ok(record.hello.macs.every((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)), 'MACs');
   t.equal(record.hello.xenDomid, null, 'not a Xen guest');
+  // systeminformation read this very machine: the kernel is the one running the test, the distribution its os-release.
+  t.equal(record.hello.protocol, 3);
+  t.equal(record.hello.guest?.kernel, os.release(), "the guest's kernel");
+  const osRelease = readFileSync('/etc/os-release', 'utf8');
+  t.equal(record.hello.guest?.distro, /^NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1], "os-release's NAME");
+  t.match(record.hello.guest?.release, new RegExp(`^${/^VERSION_ID="?([^"\n]*)"?$/m.exec(osRelease)?.[1]}`), "os-release's VERSION_ID first");
   await until('spooled observations', () => record.observations.length >= 2 && record);
   const seqs = record.observations.map((o) => o.seq);
   t.same(seqs, seqs.map((_, i) => i + 1), 'sequence numbers start at 1 with no gap');
@@ -88,6 +94,31 @@ t.test('the agent ignores anything from the collector but its protocol, and says
   t.match(agent.stderr.join(''), /unexpected message type "flush-firewall"/);
   t.match(agent.stderr.join(''), /unexpected message type "exec"/);
   t.equal(agent.child.exitCode, null, 'still running');
+});
+
+t.test("an older collector's protocol is answered in it: protocol 2 gets a hello without the guest; an unknown one is refused", async (t) => {
+  const port = await freePort();
+  const server = new WebSocketServer({ host: '127.0.0.1', port });
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const hellos: Array<Record<string, unknown>> = [];
+  let speaks = 2;
+  server.on('connection', (ws) => {
+    ws.send(JSON.stringify({ type: 'challenge', protocol: speaks, nonce: '0'.repeat(32) }));
+    ws.on('message', (data) => {
+      const message = JSON.parse(data.toString());
+      if (message.type === 'hello') {
+        hellos.push(message);
+        ws.close();
+      }
+    });
+  });
+  const agent = startAgent(t, ['run', '--collector', `ws://127.0.0.1:${port}`, '--probes', 'clock']);
+  await until('a hello', () => hellos[0]);
+  t.equal(hellos[0]!.protocol, 2);
+  t.notOk('guest' in hellos[0]!, "protocol 2's hello has no guest: an older collector's schema refuses fields it does not know");
+  speaks = 9;
+  await until('the refusal', () => /the collector speaks protocol 9, this agent 2, 3/.test(agent.stderr.join('')), 20_000);
+  t.equal(hellos.length, 1, 'no hello to a collector of an unknown protocol');
 });
 
 t.test('wss:// with a CA file: the agent trusts the collector it was told to, and no other', async (t) => {
