@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { NftCommit } from '../../contract/observation.js';
+import { diesWithThisProcess } from '../../system/child-lifetime.js';
 
 /**
  * Calls `onCommit` once per committed nf_tables transaction, from the kernel's own notification on the
@@ -23,7 +24,9 @@ export function parseGenerationLine(line: string): NftCommit | null {
 }
 
 function startMonitor(): ChildProcess {
-  const child = spawn('nft', ['monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Tied to the agent: `nft monitor` writes only when something commits, so an agent gone without stopping it (kill -9,
+  // a closed stdout under `watch | head`) left it blocked on netlink for good, pinning even a deleted namespace.
+  const child = spawn(...diesWithThisProcess('nft', ['monitor'], 'TERM'), { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = createInterface({ input: child.stdout! });
   lines.on('line', (line) => {
     const commit = parseGenerationLine(line);

@@ -1,6 +1,7 @@
 // Integration: the agent bundle watching real nftables and iptables (nft and legacy back ends) in a private namespace.
 // `watch` changes nothing, so the canaries the probes report on are put in place here, as the safety net would.
 import t, { type Test } from 'tap';
+import { readFileSync } from 'node:fs';
 import { runCommand } from '../../../system/run-command.js';
 import type { ObservationOf, Observation } from '../../../contract/observation.js';
 import { ipIn, testNetns } from '../../helpers/netns.js';
@@ -95,4 +96,21 @@ t.test('legacy iptables, polled rarely while nothing happens, is read at once wh
   const flushed = (await agent.waitFor(firewall('iptables-legacy', (o) => o.family === 'ipv4'), mark)) as ObservationOf<'firewall'>;
   t.equal(flushed.trigger, 'poll');
   t.same(flushed.removed, ['ipv4 filter -A INPUT -p udp -m udp --dport 9 -j DROP'], 'a new interface made the agent look');
+});
+
+t.test("the agent's nft monitor goes with it, even when the agent is killed outright", async (t) => {
+  const netns = await testNetns(t);
+  const agent = await agentIn(t, netns, 'nftables');
+  const inNamespace = async () => (await runCommand('ip', ['netns', 'pids', netns])).stdout.trim().split(/\s+/).filter(Boolean).map(Number);
+  const monitors = async () => (await inNamespace()).filter((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('nft\0monitor'); } catch { return false; } });
+  t.equal((await monitors()).length, 1, 'one nft monitor while the agent runs');
+  agent.child.kill('SIGKILL');
+  await new Promise((resolve) => agent.child.once('exit', resolve));
+  let left = await monitors();
+  for (let i = 0; i < 50 && left.length > 0; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = await monitors();
+  }
+  for (const pid of left) process.kill(pid, 'SIGKILL'); // started by the agent above, so ours to end
+  t.same(left, [], 'no nft monitor outlives the agent: it would block on netlink for good, pinning the namespace');
 });
