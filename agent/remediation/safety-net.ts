@@ -133,6 +133,10 @@ export class SafetyNet {
   private baseline: LiveState | null = null;
   private readonly actions: Array<RemediationAction & { monotonicMs: number }> = [];
   private readonly repairs = new Map<string, { last: number; attempts: number; conflicted: boolean }>();
+  /** The second look at a repair that read as lost right after it was applied (verifyAgainSoon). */
+  private verifyRecheck: Promise<void> | null = null;
+  private verifyRecheckTimer: NodeJS.Timeout | null = null;
+  private finishVerifyRecheck: (() => void) | null = null;
   /**
    * When each current loss was first seen (monotonic ms), by key and shape: a table edited and later taken away is a
    * new loss, seen when it was taken. Forgotten once it is gone, or adopted.
@@ -219,9 +223,29 @@ export class SafetyNet {
     return this.evaluating;
   }
 
-  /** Waits for any check in progress. */
+  /**
+   * Waits for any check in progress, and for the second look at a repair that read as lost (verifyAgainSoon): an
+   * episode's report is made after it, or a fight the second look would have called a conflict is reported as a
+   * failed repair (the flush loop's report under load).
+   */
   async idle(): Promise<void> {
-    while (this.evaluating) await this.evaluating;
+    while (this.evaluating || this.verifyRecheck) await (this.evaluating ?? this.verifyRecheck);
+  }
+
+  private verifyAgainSoon(): void {
+    if (this.verifyRecheck) return;
+    this.verifyRecheck = new Promise<void>((resolve) => {
+      this.finishVerifyRecheck = resolve;
+      this.verifyRecheckTimer = setTimeout(() => {
+        // Cleared before the check starts, so that a repair this check makes can ask for its own second look; the
+        // check itself is `evaluating` from here on.
+        this.verifyRecheck = null;
+        this.verifyRecheckTimer = null;
+        this.finishVerifyRecheck = null;
+        resolve(this.check());
+      }, VERIFY_RETRY_MS);
+      this.verifyRecheckTimer.unref();
+    });
   }
 
   /** What still differs from the baseline now and is the migration's to answer for (lost within a window). */
@@ -297,6 +321,9 @@ export class SafetyNet {
   /** Stops, and takes flinch's canaries out of the guest. */
   async stop(): Promise<void> {
     if (this.recheckTimer) clearTimeout(this.recheckTimer);
+    if (this.verifyRecheckTimer) clearTimeout(this.verifyRecheckTimer);
+    this.finishVerifyRecheck?.();
+    this.verifyRecheck = null;
     this.stopping = true;
     await this.idle();
     if (this.options.mode !== 'on' || !this.options.canaries) return;
@@ -580,7 +607,7 @@ export class SafetyNet {
     // Lost again between the write and this reading: another writer (a flush loop) may be at work, and the next of
     // its flushes can change nothing the monitors see (an empty table flushed again). Look again soon, so the repair
     // is retried and counted, and a fight ends in conflict rather than in silence.
-    if (applied.some(({ loss }) => stillLost.has(loss.key))) this.recheckAt(monotonicMs() + VERIFY_RETRY_MS);
+    if (applied.some(({ loss }) => stillLost.has(loss.key))) this.verifyAgainSoon();
     for (const { loss, started, command } of applied) {
       const failed = stillLost.has(loss.key);
       this.record({
