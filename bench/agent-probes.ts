@@ -133,7 +133,8 @@ async function idleCost(netns: string, commands: Record<string, string[]>): Prom
 }
 
 async function flushLatency(netns: string, backend: 'nftables' | 'iptables-legacy', afterExit: number[]): Promise<number[]> {
-  const probes = backend === 'nftables' ? 'nftables' : 'iptables';
+  // The link probe too for the legacy back end: the new interface below is what draws the agent's attention.
+  const probes = backend === 'nftables' ? 'nftables' : 'iptables,link';
   const agent = inNetns(netns, [process.execPath, guestAgentBundle(), 'watch', '--json', '--probes', probes]);
   const seen: Array<{ at: number; backend: string; removed: number }> = [];
   let buffer = '';
@@ -141,9 +142,11 @@ async function flushLatency(netns: string, backend: 'nftables' | 'iptables-legac
     buffer += chunk.toString();
     let nl: number;
     while ((nl = buffer.indexOf('\n')) >= 0) {
-      const o = JSON.parse(buffer.slice(0, nl));
+      // `watch --json` lines: {"type": "observation", "schema": ..., "observation": {...}} (or a report).
+      const line = JSON.parse(buffer.slice(0, nl));
       buffer = buffer.slice(nl + 1);
-      if (o.kind === 'firewall') seen.push({ at: o.at.realtimeMs, backend: o.backend, removed: o.removed.length });
+      const o = line.type === 'observation' ? line.observation : null;
+      if (o?.kind === 'firewall') seen.push({ at: o.at.realtimeMs, backend: o.backend, removed: o.removed.length });
     }
   });
   await sleep(1500);
