@@ -4,7 +4,7 @@ import type { GuestSystem } from '../../contract/messages.js';
 export const GUEST_SYSTEM_TIMEOUT_MS = 5000;
 
 /** What a guest's own files may say, made to fit the hello: control characters out, bounded length. */
-function fit(text: string | undefined, maxLength: number): string {
+export function guestText(text: string | undefined, maxLength: number): string {
   return (text ?? '').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim().slice(0, maxLength);
 }
 
@@ -21,12 +21,12 @@ export async function readGuestSystem(timeoutMs = GUEST_SYSTEM_TIMEOUT_MS): Prom
     // Loaded when asked for, not with the agent: a `watch` or `snapshot` never needs them.
     const [{ osInfo }, { system }] = await Promise.all([import('systeminformation/lib/osinfo.js'), import('systeminformation/lib/system.js')]);
     const read = Promise.all([osInfo(), system()]).then(([os, machine]): GuestSystem => ({
-      distro: fit(os.distro, 128),
-      release: fit(os.codename && !os.release.includes(os.codename) ? `${os.release} (${os.codename})` : os.release, 128),
-      kernel: fit(os.kernel, 128),
-      arch: fit(os.arch, 32),
+      distro: guestText(os.distro, 128),
+      release: guestText(os.codename && !os.release.includes(os.codename) ? `${os.release} (${os.codename})` : os.release, 128),
+      kernel: guestText(os.kernel, 128),
+      arch: guestText(os.arch, 32),
       virtual: machine.virtual === true,
-      hypervisor: fit(machine.virtualHost, 64),
+      hypervisor: guestText(machine.virtualHost, 64),
     }));
     return await Promise.race([read, timeout]);
   } catch {
