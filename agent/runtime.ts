@@ -123,13 +123,14 @@ export class AgentRuntime {
     if (observation.kind === 'host-offset' && observation.changeMs !== null) this.markOwnStep(observation);
     this.outputs.observation(observation);
     const triggers = this.engine.ingest(observation);
+    const stateChange = STATE_KINDS.has(observation.kind);
     // Network state that moved, or anything that opens an episode, may come with a legacy iptables change, which no
     // event announces: the polling probes look now instead of at their idle rate.
-    if (triggers.length > 0 || (STATE_KINDS.has(observation.kind) && !isStartReading(observation))) this.observer?.attend();
+    if (triggers.length > 0 || (stateChange && !isStartReading(observation))) this.observer?.attend();
     this.signal(triggers);
     // After the engine took it in: an offset step that opened an episode belongs to that episode.
     if (observation.kind === 'host-offset' && observation.changeMs !== null) this.noteOffsetChange(observation);
-    if (STATE_KINDS.has(observation.kind)) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');
+    if (stateChange) void this.safetyNet.check(observation.kind === 'firewall' ? 'firewall' : 'all');
   }
 
   /** The offset's echo of the safety net's own step is marked as such: no evidence, no trigger. */

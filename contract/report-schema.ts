@@ -14,8 +14,12 @@ export const REPORT_SCHEMA_ID = 'flinch.report/v1';
  * reaches a log, a terminal or the store can carry a control character, a newline or an escape sequence.
  */
 export const IDENTIFIER_PATTERN = '^[A-Za-z0-9._:@-]{1,128}$';
-/** Free text such as a hostname: no control characters (C0, DEL, C1). */
-export const PRINTABLE_PATTERN = '^[^\\u0000-\\u001f\\u007f-\\u009f]*$';
+/** The control characters (C0, DEL, C1) that free text may not carry. */
+const CONTROL_RANGES = '\\u0000-\\u001f\\u007f-\\u009f';
+/** Free text such as a hostname: no control characters. */
+export const PRINTABLE_PATTERN = `^[^${CONTROL_RANGES}]*$`;
+/** Every control character PRINTABLE_PATTERN refuses, for text that is made to fit it rather than refused. */
+export const CONTROL_CHARACTERS = new RegExp(`[${CONTROL_RANGES}]`, 'g');
 export const IdentifierSchema = Type.String({ minLength: 1, maxLength: 128, pattern: IDENTIFIER_PATTERN });
 export const printableText = (maxLength: number) => Type.String({ maxLength, pattern: PRINTABLE_PATTERN });
 

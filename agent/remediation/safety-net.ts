@@ -133,10 +133,8 @@ export class SafetyNet {
   private baseline: LiveState | null = null;
   private readonly actions: Array<RemediationAction & { monotonicMs: number }> = [];
   private readonly repairs = new Map<string, { last: number; attempts: number; conflicted: boolean }>();
-  /** The second look at a repair that read as lost right after it was applied (verifyAgainSoon). */
-  private verifyRecheck: Promise<void> | null = null;
-  private verifyRecheckTimer: NodeJS.Timeout | null = null;
-  private finishVerifyRecheck: (() => void) | null = null;
+  /** The second look at a repair that read as lost right after it was applied (verifyAgainSoon), while it is due. */
+  private verifyRecheck: { done: Promise<void>; timer: NodeJS.Timeout; cancel: () => void } | null = null;
   /**
    * When each current loss was first seen (monotonic ms), by key and shape: a table edited and later taken away is a
    * new loss, seen when it was taken. Forgotten once it is gone, or adopted.
@@ -229,23 +227,21 @@ export class SafetyNet {
    * failed repair (the flush loop's report under load).
    */
   async idle(): Promise<void> {
-    while (this.evaluating || this.verifyRecheck) await (this.evaluating ?? this.verifyRecheck);
+    while (this.evaluating || this.verifyRecheck) await (this.evaluating ?? this.verifyRecheck?.done);
   }
 
   private verifyAgainSoon(): void {
     if (this.verifyRecheck) return;
-    this.verifyRecheck = new Promise<void>((resolve) => {
-      this.finishVerifyRecheck = resolve;
-      this.verifyRecheckTimer = setTimeout(() => {
-        // Cleared before the check starts, so that a repair this check makes can ask for its own second look; the
-        // check itself is `evaluating` from here on.
-        this.verifyRecheck = null;
-        this.verifyRecheckTimer = null;
-        this.finishVerifyRecheck = null;
-        resolve(this.check());
-      }, VERIFY_RETRY_MS);
-      this.verifyRecheckTimer.unref();
-    });
+    let finish: (checked?: Promise<void>) => void = () => undefined;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const timer = setTimeout(() => {
+      // Cleared before the check starts, so that a repair this check makes can ask for its own second look; the
+      // check itself is `evaluating` from here on.
+      this.verifyRecheck = null;
+      finish(this.check());
+    }, VERIFY_RETRY_MS);
+    timer.unref();
+    this.verifyRecheck = { done, timer, cancel: () => finish() };
   }
 
   /** What still differs from the baseline now and is the migration's to answer for (lost within a window). */
@@ -321,9 +317,11 @@ export class SafetyNet {
   /** Stops, and takes flinch's canaries out of the guest. */
   async stop(): Promise<void> {
     if (this.recheckTimer) clearTimeout(this.recheckTimer);
-    if (this.verifyRecheckTimer) clearTimeout(this.verifyRecheckTimer);
-    this.finishVerifyRecheck?.();
-    this.verifyRecheck = null;
+    if (this.verifyRecheck) {
+      clearTimeout(this.verifyRecheck.timer);
+      this.verifyRecheck.cancel();
+      this.verifyRecheck = null;
+    }
     this.stopping = true;
     await this.idle();
     if (this.options.mode !== 'on' || !this.options.canaries) return;

@@ -1,11 +1,12 @@
 import type { GuestSystem } from '../../contract/messages.js';
+import { CONTROL_CHARACTERS } from '../../contract/report-schema.js';
 
 /** Reading the guest takes a few shell commands (os-release, dmidecode, dmesg): bounded, and done once at start. */
 export const GUEST_SYSTEM_TIMEOUT_MS = 5000;
 
 /** What a guest's own files may say, made to fit the hello: control characters out, bounded length. */
 export function guestText(text: string | undefined, maxLength: number): string {
-  return (text ?? '').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim().slice(0, maxLength);
+  return (text ?? '').replace(CONTROL_CHARACTERS, ' ').trim().slice(0, maxLength);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { iptablesAvailable, iptablesSave, legacyTablesPresent, type IpFamily, type IptablesVariant } from '../../system/iptables.js';
 import type { ObservationOf, NftCommit, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
-import { stampNow } from '../clock/read-clocks.js';
+import { monotonicMs, stampNow } from '../clock/read-clocks.js';
 import { CoalescedReader } from './coalesced-reader.js';
 import { watchNftablesCommits } from './netfilter-events.js';
 import { normalizeIptablesSave, type NormalizedRuleset } from './ruleset.js';
@@ -123,7 +123,7 @@ export class LegacyPoll {
   constructor(
     private readonly read: () => void,
     private readonly rates: Pick<IptablesProbeOptions, 'legacyPollMs' | 'legacyIdlePollMs'>,
-    private readonly nowMs: () => number = () => performance.now(),
+    private readonly nowMs: () => number = monotonicMs,
   ) {
     this.arm();
   }
