@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_PROBE_SETTINGS, PROBE_SETTINGS } from '../probes/registry.js';
-import { collectorFor } from './transport/shard.js';
+import { collectorOrder } from './transport/shard.js';
 import { readSecretFile } from '../contract/frame-signing.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
@@ -107,6 +107,7 @@ async function startRuntime(options: AgentOptions, agentId: string, publishers: 
 
 export interface RunOptions extends AgentOptions {
   collector?: string[];
+  collectorFailover?: boolean;
   agentId: string;
   tokenFile?: string;
   caFile?: string;
@@ -151,14 +152,18 @@ export async function runAgentService(options: RunOptions, log: (line: string) =
     throw new UserError('--accept-announce needs --token-file: only a signed announcement may count as migration evidence', EXIT.usage);
   }
   const ca = readOptionalFile(options.caFile, 'CA bundle');
-  const url = collectorFor(options.agentId, collectors);
+  // Sharded, an agent keeps to its collector (its seqs live in that one's store); collectors that share a store are
+  // interchangeable, and the same order spreads a dead one's agents over the others.
+  const order = collectorOrder(options.agentId, collectors);
+  const urls = options.collectorFailover === true ? order : order.slice(0, 1);
   const collector = new CollectorPublisher({
-    url, agentId: options.agentId, key, ca, stateDir: options.stateDir, spoolMaxBytes: options.spoolMaxBytes,
+    urls, agentId: options.agentId, key, ca, stateDir: options.stateDir, spoolMaxBytes: options.spoolMaxBytes,
     acceptAnnounce: options.acceptAnnounce === true, metrics, log,
   });
   // Read while the probes start: the hello carries it from the first connection on.
   const guest = readGuestSystem();
   const runtime = await runUntilSignalled(options, options.agentId, [...(metrics ? [metrics] : []), collector], log, () => collector.close());
   collector.start(runtime, await guest);
-  log(`streaming to ${url}${collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : ''} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
+  const how = urls.length > 1 ? ` (then ${urls.slice(1).join(', ')} if it is gone)` : collectors.length > 1 ? ` (shard of ${collectors.length} collectors)` : '';
+  log(`streaming to ${urls[0]}${how} as ${options.agentId}${key === null ? ', unsigned' : ''}`);
 }

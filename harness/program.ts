@@ -10,7 +10,7 @@ import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-output
 import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
-import { ReportStore } from './collector/report-store.js';
+import { isPostgresUrl, openStore, type FleetStore } from './collector/store.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
@@ -443,7 +443,7 @@ export function buildHarnessProgram(): Command {
     .command('collect')
     .description('run a fleet collector: authenticate agents, store each report once (SQLite, WAL), acknowledge, serve metrics')
     .requiredOption('--listen <host:port>', 'where agents connect, e.g. 0.0.0.0:7431')
-    .requiredOption('--store <file>', 'SQLite database (created if missing)')
+    .requiredOption('--store <file|url>', 'SQLite database (created if missing), or postgres://USER@HOST/DB: one store shared by several collectors, so that agents can move between them (schema created if missing)')
     .option('--fleet-secret <file>', 'secret (0600) from which every agent key is derived; give agents theirs with `flinch token`')
     .option('--agent-keys <file>', 'explicit keys (0600), one "agent-id key" a line; only those agents may connect')
     .option('--no-auth', 'accept unsigned agents (a private lab network only)')
@@ -532,24 +532,24 @@ export function buildHarnessProgram(): Command {
     .description('what the fleet reported')
     .command('status')
     .description('agents by last verdict, agents silent too long, and per-guest verdict rates, from a collector store')
-    .requiredOption('--store <file>', "the collector's SQLite database")
+    .requiredOption('--store <file|url>', "the collector's SQLite database, or the postgres:// URL of the collectors' shared store")
     .option('--silent-after <s>', 'an agent not heard from for this long is silent', positiveInt, 300)
     .option('--top <n>', 'rows per list', positiveInt, 20)
     .option('--json', 'the whole status as JSON')
     .action(
       guarded(PROGRAM, verbose, async (o: { store: string; silentAfter: number; top: number; json?: boolean }) => {
-        if (!existsSync(o.store)) throw new UserError(`${o.store}: no such store`, EXIT.usage);
-        let store: ReportStore;
+        if (!isPostgresUrl(o.store) && !existsSync(o.store)) throw new UserError(`${o.store}: no such store`, EXIT.usage);
+        let store: FleetStore;
         try {
-          store = new ReportStore(o.store);
+          store = await openStore(o.store);
         } catch (error) {
-          throw new UserError(`${o.store}: ${(error as Error).message}`, EXIT.usage);
+          throw new UserError(`${isPostgresUrl(o.store) ? '' : `${o.store}: `}${(error as Error).message}`, EXIT.usage);
         }
         try {
-          const status = fleetStatus(store, Date.now(), o.silentAfter * 1000);
+          const status = await fleetStatus(store, Date.now(), o.silentAfter * 1000);
           process.stdout.write(o.json ? `${JSON.stringify(status, null, 2)}\n` : `${renderFleetStatus(status, o.top)}\n`);
         } finally {
-          store.close();
+          await store.close();
         }
       }),
     );

@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # results.tap as the oldest TAP consumer does; tcpdump and hping3 watch the lab bridge and measure agentless guests;
 # genisoimage writes flinch enroll's cloud-init seed images (and its isoinfo reads them back in the tests); mmdebstrap,
 # extlinux, syslinux-common and fdisk build the Debian cloud image a test boots as a user's own guest; xz-utils unpacks
-# the compressed modules of newer Debian kernels.
-PACKAGES=(qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd xz-utils binutils procps iputils-arping ndisc6 tcpdump hping3 genisoimage
+# the compressed modules of newer Debian kernels; postgresql is the collectors' shared store (the tests run their own
+# temporary clusters as the postgres user; the package's own cluster is not used).
+PACKAGES=(postgresql qemu-system-x86 iproute2 nftables iptables busybox-static kmod cpio zstd xz-utils binutils procps iputils-arping ndisc6 tcpdump hping3 genisoimage
   qemu-utils lintian debootstrap mmdebstrap extlinux syslinux-common fdisk e2fsprogs libxml2-utils chromium libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu perl)
 
 missing=()

@@ -55,10 +55,14 @@ const ms = (key: string, flags: string, description: string, defaultValue: numbe
 export const AGENT_SETTINGS: readonly AgentSetting[] = [
   {
     key: 'collector', flags: '--collector <url>', commands: RUN,
-    description: 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id (without one, reports stay in the state directory)',
+    description: 'collector WebSocket URL, e.g. wss://10.0.3.1:7431; repeat it to shard a fleet across collectors by agent id, or with --collector-failover for collectors that share a store (without one, reports stay in the state directory)',
     schema: Type.Union([CollectorUrlSchema, Type.Array(CollectorUrlSchema, { minItems: 1, maxItems: 64, uniqueItems: true })]),
     fromText: (text, previous) => [...((previous as string[] | undefined) ?? []), collectorUrlArgument(text)],
     hint: 'must be a ws:// or wss:// URL, or a list of them (one collector per shard)',
+  },
+  {
+    key: 'collector-failover', flags: '--collector-failover', commands: RUN, schema: Type.Boolean(),
+    description: 'the collectors share one store (flinch collect --store postgres://...): use them in rendezvous order, move to the next when one is gone and back when it returns (without it, each agent keeps to its one shard)',
   },
   { key: 'agent-id', flags: '--agent-id <id>', commands: RUN, description: 'stable identity of this agent', schema: IdentifierSchema, fromText: (text) => text, defaultValue: os.hostname(), hint: 'may hold only letters, digits and . _ : @ -' },
   { key: 'token-file', flags: '--token-file <file>', commands: RUN, description: "this agent's signing key (mode 0600), from `flinch token`; without it frames are unsigned", schema: AbsolutePath, fromText: absolute, hint: 'must be an absolute path' },

@@ -11,7 +11,8 @@ import { Spool } from '../transport/spool.js';
 import type { Publisher } from './publisher.js';
 
 export interface CollectorPublisherOptions {
-  url: string;
+  /** In order of preference; more than one only for collectors that share a store (see CollectorClientOptions.urls). */
+  urls: readonly string[];
   agentId: string;
   /** The agent's signing key; null streams unsigned (a collector run with --no-auth). */
   key: string | null;
@@ -49,7 +50,7 @@ export class CollectorPublisher implements Publisher {
     const hostOffset = new HostOffsetTracker();
     const ingest = (observation: Observation) => this.feed?.ingest(observation);
     this.client = new CollectorClient({
-      url: options.url,
+      urls: options.urls,
       // The hello names the domain the guest is in now.
       identity: () => ({ ...currentIdentity(options.agentId, this.xenDomid), ...(this.guest ? { guest: this.guest } : {}) }),
       key: options.key,
@@ -66,6 +67,7 @@ export class CollectorPublisher implements Publisher {
       onAnnounce: options.acceptAnnounce ? (phase, migrationId) => this.feed?.announce(phase, migrationId) : undefined,
       onConnectionLost: (detail) => ingest({ kind: 'connection', event: 'reset', detail: `collector connection lost: ${detail}`, at: stampNow() }),
       onConnectionReplaced: (detail) => ingest({ kind: 'connection', event: 'closed', detail: `collector connection replaced: ${detail}`, at: stampNow() }),
+      onCollectorChanged: () => hostOffset.reset(),
       onAck: () => metrics?.spool(this.spool.unacked.length, this.spool.dropped),
     });
   }

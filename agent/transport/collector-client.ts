@@ -7,7 +7,13 @@ import { signFrame, verifyCollectorFrame } from '../../contract/frame-signing.js
 import type { Spool } from './spool.js';
 
 export interface CollectorClientOptions {
-  url: string;
+  /**
+   * The collectors to use, in order of preference. With one, the agent waits for it; with several (collectors that
+   * share one store), it moves to the next when one is gone and back to an earlier one once that answers again.
+   */
+  urls: readonly string[];
+  /** While on a later collector, how often an earlier one is checked for being back (default FAILBACK_CHECK_MS). */
+  failbackCheckMs?: number;
   /** Who the agent is, asked at each connection (the domid and MACs can change between two). */
   identity: () => AgentIdentity;
   /** The agent's signing key (its token file), or null for a collector run with --no-auth. */
@@ -36,6 +42,11 @@ export interface CollectorClientOptions {
   onConnectionReplaced?: (detail: string) => void;
   /** After a pause of the guest, how long a ping may go unanswered before the connection is replaced (ms). */
   resumeCheckMs?: number;
+  /**
+   * The agent is connected to another collector than before (it moved, or moved back): another host, whose clock the
+   * offsets measured so far do not describe.
+   */
+  onCollectorChanged?: (url: string) => void;
   /** Every acknowledgement, after the spool has forgotten what it covers (tests and metrics). */
   onAck?: (seq: number) => void;
 }
@@ -52,6 +63,11 @@ export const RESUME_CHECK_MS = 5000;
 /** A liveness tick this much later than due means this guest was paused (or suspended) meanwhile. */
 const PAUSE_GAP_MS = 3000;
 const LIVENESS_TICK_MS = 1000;
+/** How often an agent on a fallback collector checks whether an earlier one is back. */
+export const FAILBACK_CHECK_MS = 30_000;
+/** How long a collector checked for being back has to send its challenge. */
+const FAILBACK_PROBE_TIMEOUT_MS = 5000;
+
 /** A campaign announces each migration twice (starting, finished), seconds apart; more than this is not a harness. */
 export const MAX_ANNOUNCES_PER_MINUTE = 20;
 
@@ -66,6 +82,14 @@ export class CollectorClient {
   /** The nonce of the connection that has been greeted; null until then. */
   private nonce: string | null = null;
   private attempt = 0;
+  /** Which of options.urls the current (or next) connection goes to. */
+  private index = 0;
+  /** Set while the agent closes a working connection to go back to an earlier collector: not a loss. */
+  private movingBack = false;
+  private failbackTimer: NodeJS.Timeout | null = null;
+  private failbackProbe: WebSocket | null = null;
+  /** The collector of the last greeted connection. */
+  private greetedUrl: string | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private livenessTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -100,6 +124,7 @@ export class CollectorClient {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.livenessTimer) clearInterval(this.livenessTimer);
+    this.stopFailback();
     this.socket?.close(1000, 'agent stopping');
   }
 
@@ -107,8 +132,13 @@ export class CollectorClient {
     if (this.nonce !== null) this.write(message);
   }
 
+  /** The collector the current (or next) connection goes to. */
+  get url(): string {
+    return this.options.urls[this.index]!;
+  }
+
   private connect(): void {
-    const socket = new WebSocket(this.options.url, { maxPayload: MAX_COLLECTOR_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
+    const socket = new WebSocket(this.url, { maxPayload: MAX_COLLECTOR_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
     this.socket = socket;
     this.nonce = null;
     let failure = '';
@@ -200,22 +230,34 @@ export class CollectorClient {
     });
     socket.on('close', (code, reason) => {
       if (this.livenessTimer) clearInterval(this.livenessTimer);
+      this.stopFailback();
       if (this.socket === socket) {
         this.socket = null;
         this.nonce = null;
       }
       if (this.closed) return;
+      if (this.movingBack) {
+        // Our own choice, not a failure: straight to the earlier collector, which has just answered.
+        this.movingBack = false;
+        this.reconnectTimer = setTimeout(() => this.connect(), 0);
+        return;
+      }
       if (established && stalled) this.options.onConnectionReplaced?.(failure);
       else if (established) this.options.onConnectionLost?.(failure || `closed with code ${code}${reason.length ? ` (${reason.toString()})` : ''}`);
-      this.attempt += 1;
-      const delay = this.backoffMs();
+      const from = this.url;
+      const delay = this.nextCollector();
+      if (this.url !== from) {
+        this.options.log(`collector ${from}: ${failure || `closed (${code})`}; moving to ${this.url} (${this.options.spool.unacked.length} unacknowledged)`);
+        this.reconnectTimer = setTimeout(() => this.connect(), delay);
+        return;
+      }
       this.failuresSinceLog += 1;
       // One line for the first failure, then one every ten, so a long outage does not flood the journal; and one
       // whenever the reason changes (a collector that came back speaking another protocol is not the same outage).
       const why = failure || `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
       if (this.failuresSinceLog === 1 || this.failuresSinceLog % 10 === 0 || why !== this.lastFailureLogged) {
         this.lastFailureLogged = why;
-        this.options.log(`collector ${this.options.url}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s (${this.options.spool.unacked.length} unacknowledged)`);
+        this.options.log(`collector ${this.url}: ${why}; retrying in ${(delay / 1000).toFixed(1)} s (${this.options.spool.unacked.length} unacknowledged)`);
       }
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
@@ -224,10 +266,13 @@ export class CollectorClient {
   /** Answers the challenge and re-sends everything not yet acknowledged, oldest first. */
   private greet(socket: WebSocket, nonce: string, protocol: number): void {
     if (this.socket !== socket) return;
-    if (this.attempt > 0) this.options.log(`connected to ${this.options.url} after ${this.attempt} failed attempt(s)`);
+    if (this.attempt > 0) this.options.log(`connected to ${this.url} after ${this.attempt} failed attempt(s)`);
     this.attempt = 0;
     this.failuresSinceLog = 0;
     this.nonce = nonce;
+    if (this.greetedUrl !== null && this.greetedUrl !== this.url) this.options.onCollectorChanged?.(this.url);
+    this.greetedUrl = this.url;
+    if (this.index > 0) this.scheduleFailback();
     // In the collector's protocol: one that speaks 2 refuses a hello with a field it does not know.
     const { guest, ...identity } = this.options.identity();
     this.write({
@@ -252,6 +297,61 @@ export class CollectorClient {
     }
     // Keep only the last few: a collector that never returns t4 must not grow this.
     for (const id of this.exchanges.keys()) if (this.exchanges.size > 4) this.exchanges.delete(id);
+  }
+
+  /**
+   * After a failed or lost connection: the next collector in order, soon (a moment's jitter, so that a fleet whose
+   * collector died does not arrive at the next one in the same millisecond); once every collector has failed in a
+   * row, the first again after the usual exponential backoff.
+   */
+  private nextCollector(): number {
+    const count = this.options.urls.length;
+    if (count > 1) {
+      this.index = (this.index + 1) % count;
+      if (this.index !== 0) return Math.round(this.options.minBackoffMs / 2 + Math.random() * this.options.minBackoffMs / 2);
+    }
+    this.attempt += 1;
+    return this.backoffMs();
+  }
+
+  /** On a fallback collector: now and then, see whether an earlier one answers again, and go back to it if so. */
+  private scheduleFailback(): void {
+    this.stopFailback();
+    const every = this.options.failbackCheckMs ?? FAILBACK_CHECK_MS;
+    this.failbackTimer = setTimeout(() => this.checkFailback(0), Math.round(every * (0.75 + Math.random() / 2)));
+  }
+
+  private checkFailback(candidate: number): void {
+    this.failbackTimer = null;
+    if (this.closed || this.nonce === null || candidate >= this.index) return this.scheduleFailback();
+    const url = this.options.urls[candidate]!;
+    const probe = new WebSocket(url, { maxPayload: MAX_COLLECTOR_FRAME_BYTES, handshakeTimeout: FAILBACK_PROBE_TIMEOUT_MS, ca: this.options.ca });
+    this.failbackProbe = probe;
+    let answered = false;
+    const timer = setTimeout(() => probe.terminate(), FAILBACK_PROBE_TIMEOUT_MS);
+    probe.on('error', () => undefined);
+    // A collector is back when it sends its challenge: the TCP port alone could be anything.
+    probe.once('message', () => {
+      answered = true;
+      probe.close(1000, 'checking that the collector is back');
+    });
+    probe.once('close', () => {
+      clearTimeout(timer);
+      if (this.failbackProbe === probe) this.failbackProbe = null;
+      if (this.closed || this.nonce === null) return;
+      if (!answered) return this.checkFailback(candidate + 1);
+      this.options.log(`collector ${url} answers again; moving back from ${this.url}`);
+      this.index = candidate;
+      this.movingBack = true;
+      this.socket?.close(1000, 'moving back to a preferred collector');
+    });
+  }
+
+  private stopFailback(): void {
+    if (this.failbackTimer) clearTimeout(this.failbackTimer);
+    this.failbackTimer = null;
+    this.failbackProbe?.terminate();
+    this.failbackProbe = null;
   }
 
   private backoffMs(): number {

@@ -19,6 +19,8 @@ export interface AgentRecord {
   observations: ReceivedObservation[];
   reports: Array<{ receivedAtMs: number; seq: number; report: Report }>;
   offsets: ClockOffsetTracker;
-  /** Highest seq applied: stored, or queued in the batch being committed. */
+  /** Highest seq applied: stored, or queued in a batch not yet committed (what a duplicate is told apart by). */
   appliedSeq: number;
+  /** Highest seq known to be in the store: all that an ack may cover, while a later batch is still being committed. */
+  storedSeq: number;
 }

@@ -20,13 +20,13 @@ import { IngestBatch } from './ingest-batch.js';
 import { RateLimitedLog } from './rate-limited-log.js';
 import { CLOSE_POLICY_VIOLATION, CLOSE_REPLACED, CLOSE_TRY_AGAIN_LATER, closeReason, FrameBucket, MAX_PRE_HELLO_FRAME_BYTES, setMaxPayload } from './frame-limits.js';
 import { SPREAD_TICK_MS, SpreadSchedule } from './spread-schedule.js';
-import type { ReportStore } from './report-store.js';
+import type { FleetStore } from './store.js';
 
 
 export interface CollectorOptions {
   host: string;
   port: number;
-  store: ReportStore;
+  store: FleetStore;
   /** null: no authentication (a lab on a private network, or `flinch collect --no-auth`). */
   keyring: AgentKeyring | null;
   tls?: { cert: Buffer; key: Buffer };
@@ -74,7 +74,15 @@ interface Connection {
   lastHeardMs: number;
   frames: FrameBucket;
   rejected: boolean;
+  /**
+   * Frames that came after the hello while the store was still registering the agent (a store over the network
+   * answers later), handled in order once it has; null when none are waiting.
+   */
+  held: Array<{ message: AgentMessage; receivedAtMs: number }> | null;
 }
+
+/** Frames held while a hello is being registered; an agent that sends more before its welcome is refused. */
+const MAX_HELD_FRAMES = 4096;
 
 /**
  * Receives agents' observations and reports, stores reports exactly once, acknowledges what it stored, and measures
@@ -111,7 +119,7 @@ export class CollectorServer extends EventEmitter<{
     this.batch = new IngestBatch(options.store, this.metrics, this.rateLog, {
       acknowledge: (agent) => {
         const connection = this.current.get(agent.agentId);
-        if (connection && connection.socket.readyState === connection.socket.OPEN) this.send(connection, { type: 'ack', seq: agent.appliedSeq });
+        if (connection && connection.socket.readyState === connection.socket.OPEN) this.send(connection, { type: 'ack', seq: agent.storedSeq });
       },
       disconnect: (agent) => this.current.get(agent.agentId)?.socket.close(1011, 'store unavailable; re-send later'),
       committed: (items) => {
@@ -177,7 +185,7 @@ export class CollectorServer extends EventEmitter<{
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    this.batch.flush();
+    await this.batch.flush();
     const wss = this.wss;
     const server = this.http;
     if (wss) {
@@ -218,7 +226,7 @@ export class CollectorServer extends EventEmitter<{
     }
     const connection: Connection = {
       socket, address, credentials: { nonce: randomBytes(16).toString('hex'), key: null, helloAccepted: false }, agent: null, lastSeqHere: 0, lastHeardMs: Date.now(),
-      frames: new FrameBucket(this.options.maxFramesPerSecond ?? 2000), rejected: false,
+      frames: new FrameBucket(this.options.maxFramesPerSecond ?? 2000), rejected: false, held: null,
     };
     this.connections.set(socket, connection);
     const helloTimer = setTimeout(() => this.reject(connection, socket, 'hello-timeout', `no hello within ${this.options.helloTimeoutMs ?? 5000} ms`), this.options.helloTimeoutMs ?? 5000);
@@ -232,7 +240,7 @@ export class CollectorServer extends EventEmitter<{
       } else if (this.current.get(connection.agent.agentId) === connection) {
         this.current.delete(connection.agent.agentId);
         this.metrics.agentsConnected.set(this.current.size);
-        this.options.store.touch(connection.agent.agentId, hostNowMs());
+        this.storeQuietly('touch', () => this.options.store.touch(connection.agent!.agentId, hostNowMs()));
       }
     });
     socket.on('error', (error: Error & { code?: string }) => {
@@ -254,6 +262,11 @@ export class CollectorServer extends EventEmitter<{
           this.welcome(connection, message);
           return;
         }
+        if (connection.held) {
+          if (connection.held.length >= MAX_HELD_FRAMES) throw new ProtocolError(`more than ${MAX_HELD_FRAMES} frames before the hello was answered`, 'rate-limit');
+          connection.held.push({ message, receivedAtMs });
+          return;
+        }
         this.handle(connection, connection.agent!, message, receivedAtMs);
       } catch (error) {
         // Nothing a peer sends may throw out of here: an unexpected failure closes this connection, not the collector.
@@ -264,26 +277,56 @@ export class CollectorServer extends EventEmitter<{
     socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.credentials.nonce }));
   }
 
+  /**
+   * Registers the agent in the store, then tells it what is stored there. Frames that arrive meanwhile are held and
+   * handled in order after; a store that cannot register the agent closes the connection, and the agent comes back.
+   */
   private welcome(connection: Connection, hello: HelloMessage): void {
-    const now = hostNowMs();
-    const storedSeq = this.options.store.registerAgent(
-      {
-        agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion,
-        ...(hello.guest ? { guest: hello.guest } : {}),
-      },
-      hello.stream,
-      hello.spoolDropped,
-      now,
-    );
+    connection.held = [];
+    // The hello is authenticated: from here its frames are checked against the larger post-hello limit.
+    setMaxPayload(connection.socket, MAX_FRAME_BYTES);
+    const identity = {
+      agentId: hello.agentId, machineId: hello.machineId, hostname: hello.hostname, macs: hello.macs, xenDomid: hello.xenDomid, agentVersion: hello.agentVersion,
+      ...(hello.guest ? { guest: hello.guest } : {}),
+    };
+    Promise.resolve()
+      .then(() => this.options.store.registerAgent(identity, hello.stream, hello.spoolDropped, hostNowMs()))
+      .then(
+        (storedSeq) => {
+          if (connection.rejected || connection.socket.readyState !== connection.socket.OPEN) return;
+          this.welcomed(connection, hello, storedSeq);
+          const held = connection.held ?? [];
+          connection.held = null;
+          for (const { message, receivedAtMs } of held) {
+            if (connection.rejected) return;
+            try {
+              this.handle(connection, connection.agent!, message, receivedAtMs);
+            } catch (error) {
+              if (error instanceof ProtocolError) this.reject(connection, connection.socket, error.reason, error.message);
+              else this.reject(connection, connection.socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
+            }
+          }
+        },
+        (error: Error) => {
+          this.rateLog.say('store', `store unavailable, ${hello.agentId} not registered: ${error.message}`);
+          connection.socket.close(1011, 'store unavailable; re-send later');
+        },
+      );
+  }
+
+  private welcomed(connection: Connection, hello: HelloMessage, storedSeq: number): void {
     let record = this.agents.get(hello.agentId);
     if (!record) {
-      record = { agentId: hello.agentId, hello, connections: 0, observations: [], reports: [], offsets: new ClockOffsetTracker(), appliedSeq: storedSeq };
+      record = { agentId: hello.agentId, hello, connections: 0, observations: [], reports: [], offsets: new ClockOffsetTracker(), appliedSeq: storedSeq, storedSeq };
       this.agents.set(hello.agentId, record);
     }
     const dropped = hello.spoolDropped - record.hello.spoolDropped;
     if (dropped > 0) this.metrics.spoolDropped.inc(dropped);
-    // A new stream (a reinstalled guest) starts from the store's answer; the same stream never goes back.
-    record.appliedSeq = record.hello.stream === hello.stream ? Math.max(record.appliedSeq, storedSeq) : storedSeq;
+    // A new stream (a reinstalled guest) starts from the store's answer; the same stream never goes back. What was
+    // received but not yet committed is not counted: if it is sent again, the store's key drops it.
+    const known = record.hello.stream === hello.stream ? Math.max(record.storedSeq, storedSeq) : storedSeq;
+    record.appliedSeq = known;
+    record.storedSeq = known;
     record.hello = hello;
     record.connections += 1;
     const previous = this.current.get(hello.agentId);
@@ -291,10 +334,9 @@ export class CollectorServer extends EventEmitter<{
     connection.agent = record;
     this.current.set(hello.agentId, connection);
     this.admission.release(connection.address);
-    setMaxPayload(connection.socket, MAX_FRAME_BYTES);
     this.metrics.agentsConnected.set(this.current.size);
     // Tell the agent at once what is already stored: it may forget that before re-sending the rest.
-    this.send(connection, { type: 'ack', seq: record.appliedSeq });
+    this.send(connection, { type: 'ack', seq: record.storedSeq });
     this.emit('hello', record);
   }
 
@@ -339,12 +381,17 @@ export class CollectorServer extends EventEmitter<{
   }
 
   private prune(): void {
-    try {
-      const deleted = this.options.store.prune(hostNowMs());
+    this.storeQuietly('retention', async () => {
+      const deleted = await this.options.store.prune(hostNowMs());
       if (deleted > 0) this.options.log(`retention: deleted ${deleted} report(s)`);
-    } catch (error) {
-      this.rateLog.say('store', `retention failed: ${(error as Error).message}`);
-    }
+    });
+  }
+
+  /** Housekeeping the collector does not wait for: a failure is logged (at a bounded rate), never thrown. */
+  private storeQuietly(what: string, work: () => unknown): void {
+    Promise.resolve()
+      .then(work)
+      .catch((error: Error) => this.rateLog.say('store', `${what} failed: ${error.message}`));
   }
 
   private sendTimeProbe(connection: Connection): void {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AgentIdentity, GuestSystem } from '../../contract/messages.js';
 import type { Report } from '../../contract/report-schema.js';
+import { HOUR_MS, hourStart, type EpisodeGroupRow, type EpisodeGrouping, type FleetStore } from './store.js';
 
 /**
  * The collector's store: SQLite in WAL mode (better-sqlite3, synchronous, one writer). Reports are keyed by
@@ -19,6 +20,26 @@ export interface StoredAgent extends AgentIdentity {
   spoolDropped: number;
   reports: number;
   connected: boolean;
+}
+
+/** An `agents` row (both stores name their columns alike) with its report count, as the store's readers get it. */
+export function storedAgentFromRow(row: Record<string, unknown>): StoredAgent {
+  return {
+    agentId: row.agent_id as string,
+    machineId: row.machine_id as string,
+    hostname: row.hostname as string,
+    macs: JSON.parse(row.macs as string) as string[],
+    xenDomid: row.xen_domid as number | null,
+    agentVersion: row.agent_version as string,
+    firstSeenMs: row.first_seen_ms as number,
+    lastSeenMs: row.last_seen_ms as number,
+    lastSeq: row.last_seq as number,
+    lastVerdict: (row.last_verdict as string | null) ?? null,
+    spoolDropped: row.spool_dropped as number,
+    reports: row.reports as number,
+    connected: false,
+    ...(row.guest ? { guest: JSON.parse(row.guest as string) as GuestSystem } : {}),
+  };
 }
 
 export interface IncomingData {
@@ -47,12 +68,14 @@ const SCHEMA_VERSION = 4;
 /** How often the checkpoint thread copies the write-ahead log back into the database. */
 const CHECKPOINT_INTERVAL_MS = 500;
 
-export class ReportStore {
+export class ReportStore implements FleetStore {
+  readonly location: string;
   private readonly db: Database.Database;
   private readonly statements;
   private readonly checkpointer: Worker | null = null;
 
   constructor(file: string, private readonly retention: RetentionPolicy = DEFAULT_RETENTION) {
+    this.location = file;
     if (file !== ':memory:') {
       mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
       // Every guest's firewall rules are in here: owner-only. SQLite gives its -wal and -shm files the main file's mode.
@@ -251,22 +274,7 @@ export class ReportStore {
         `SELECT a.*, (SELECT COUNT(*) FROM reports r WHERE r.agent_id = a.agent_id) AS reports FROM agents a ORDER BY a.agent_id`,
       )
       .all() as Array<Record<string, unknown>>;
-    return rows.map((row) => ({
-      agentId: row.agent_id as string,
-      machineId: row.machine_id as string,
-      hostname: row.hostname as string,
-      macs: JSON.parse(row.macs as string) as string[],
-      xenDomid: row.xen_domid as number | null,
-      agentVersion: row.agent_version as string,
-      firstSeenMs: row.first_seen_ms as number,
-      lastSeenMs: row.last_seen_ms as number,
-      lastSeq: row.last_seq as number,
-      lastVerdict: (row.last_verdict as string | null) ?? null,
-      spoolDropped: row.spool_dropped as number,
-      reports: row.reports as number,
-      connected: false,
-      ...(row.guest ? { guest: JSON.parse(row.guest as string) as GuestSystem } : {}),
-    }));
+    return rows.map(storedAgentFromRow);
   }
 
   /** Per agent, how many of its reports had each verdict. */
@@ -292,6 +300,14 @@ export class ReportStore {
       seq: row.seq,
       report: JSON.parse(row.body) as Report,
     }));
+  }
+
+  episodesBy(grouping: EpisodeGrouping): EpisodeGroupRow[] {
+    const key = grouping === 'hour' ? `CAST(received_ms / ${HOUR_MS} AS INTEGER)` : 'migration_id';
+    const rows = this.db
+      .prepare(`SELECT ${key} AS key, agent_id AS agentId, COUNT(*) AS episodes, SUM(verdict = 'disrupted') AS disrupted FROM reports GROUP BY 1, 2`)
+      .all() as Array<{ key: number | string | null; agentId: string; episodes: number; disrupted: number }>;
+    return rows.map((row) => ({ ...row, key: grouping === 'hour' ? hourStart(row.key as number) : (row.key as string | null) }));
   }
 
   close(): void {

@@ -5,7 +5,8 @@ import { parseHostPort } from '../../contract/command-line.js';
 import { CollectorServer } from './collector-server.js';
 import type { AgentKeyring } from './frame-authenticator.js';
 import { FleetKeyring, ListedKeyring } from './keyring.js';
-import { ReportStore, type RetentionPolicy } from './report-store.js';
+import type { RetentionPolicy } from './report-store.js';
+import { openStore, type FleetStore } from './store.js';
 
 export interface CollectOptions {
   listen: string;
@@ -28,11 +29,13 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
   const keyring = keyringFor(options);
   if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UserError('--tls-cert and --tls-key go together', EXIT.usage);
   const tls = options.tlsCert && options.tlsKey ? { cert: readOrFail(options.tlsCert, 'TLS certificate'), key: readOrFail(options.tlsKey, 'TLS key') } : undefined;
-  let store: ReportStore;
+  let store: FleetStore;
   try {
-    store = new ReportStore(options.store, options.retention);
+    store = await openStore(options.store, options.retention);
   } catch (error) {
-    throw new UserError(`--store ${options.store}: ${(error as Error).message}`, EXIT.usage);
+    const message = (error as Error).message;
+    // A PostgreSQL store's error already names it, without the password the URL may hold.
+    throw new UserError(message.startsWith('postgres') ? `--store ${message}` : `--store ${options.store}: ${message}`, EXIT.usage);
   }
   const collector = new CollectorServer({
     host: listen.host, port: listen.port, store, keyring, tls, keepInMemory: false, timeProbeIntervalMs: options.timeProbeIntervalMs, log,
@@ -41,7 +44,7 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
   let metricsServer: http.Server | null = null;
   try {
     const address = await collector.start();
-    log(`listening on ${tls ? 'wss' : 'ws'}://${address.address}:${address.port}, store ${options.store}${keyring ? '' : ', NO AUTHENTICATION'}`);
+    log(`listening on ${tls ? 'wss' : 'ws'}://${address.address}:${address.port}, store ${store.location}${keyring ? '' : ', NO AUTHENTICATION'}`);
     if (options.metrics) {
       const at = parseOrFail(options.metrics, '--metrics');
       metricsServer = http.createServer((request, response) => {
@@ -59,13 +62,13 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
     }
   } catch (error) {
     await collector.stop().catch(() => undefined);
-    store.close();
+    await store.close();
     throw new UserError(`cannot listen: ${(error as Error).message}`, EXIT.usage);
   }
   const stop = async () => {
     await collector.stop();
     metricsServer?.close();
-    store.close();
+    await store.close();
   };
   return { collector, stop };
 }

@@ -1,5 +1,6 @@
 import { printable } from '../../contract/command-line.js';
-import type { ReportStore, StoredAgent } from '../collector/report-store.js';
+import type { StoredAgent } from '../collector/report-store.js';
+import type { EpisodeGroupRow, FleetStore } from '../collector/store.js';
 
 export interface FleetStatus {
   agents: number;
@@ -13,6 +14,50 @@ export interface FleetStatus {
   spoolDropped: number;
   /** The verdicts broken down by what the guests run (their hello's `guest`): a distro maintainer's first question. */
   byGuest: Record<GuestDimension, GuestGroup[]>;
+  /** The seed's figure over time: per hour a report was received in, oldest first. */
+  byHour: PeriodGroup[];
+  /** Per campaign (see campaignOf), the latest first; episodes no harness announced are under UNANNOUNCED. */
+  byCampaign: PeriodGroup[];
+}
+
+/** One hour or one campaign: its guests, episodes, and the share of its guests with a disrupted episode in it. */
+export interface PeriodGroup {
+  value: string;
+  guests: number;
+  episodes: number;
+  disrupted: number;
+  guestsDisrupted: number;
+  guestsDisruptedRate: number;
+}
+
+/** Where episodes without a migration id (none announced by a harness) are counted in the per-campaign view. */
+export const UNANNOUNCED = '(not announced)';
+
+/**
+ * The campaign a migration belongs to: a harness names each migration `<campaign>-<index>` (`lab-<start ms>-3`), so
+ * the campaign is the id without its last dash-separated part. An id with no dash is its own campaign.
+ */
+export function campaignOf(migrationId: string | null): string {
+  if (migrationId === null) return UNANNOUNCED;
+  const cut = migrationId.lastIndexOf('-');
+  return cut > 0 ? migrationId.slice(0, cut) : migrationId;
+}
+
+/** Rows of (key, agent) into groups: guests counted once per group, a guest disrupted if any of its rows had one. */
+function periods(rows: readonly EpisodeGroupRow[], keyOf: (key: string | null) => string): PeriodGroup[] {
+  const groups = new Map<string, { episodes: number; disrupted: number; guests: Map<string, number> }>();
+  for (const row of rows) {
+    const value = keyOf(row.key);
+    const group = groups.get(value) ?? { episodes: 0, disrupted: 0, guests: new Map<string, number>() };
+    group.episodes += row.episodes;
+    group.disrupted += row.disrupted;
+    group.guests.set(row.agentId, (group.guests.get(row.agentId) ?? 0) + row.disrupted);
+    groups.set(value, group);
+  }
+  return [...groups].map(([value, g]) => {
+    const guestsDisrupted = [...g.guests.values()].filter((n) => n > 0).length;
+    return { value, guests: g.guests.size, episodes: g.episodes, disrupted: g.disrupted, guestsDisrupted, guestsDisruptedRate: g.guests.size ? guestsDisrupted / g.guests.size : 0 };
+  });
 }
 
 export type GuestDimension = 'kernel' | 'distro' | 'hypervisor';
@@ -59,9 +104,14 @@ function groupBy(agents: readonly StoredAgent[], perGuest: ReadonlyMap<string, {
     .sort((a, b) => b.disruptedRate - a.disruptedRate || b.episodes - a.episodes || a.value.localeCompare(b.value));
 }
 
-export function fleetStatus(store: ReportStore, nowMs: number, silentAfterMs: number): FleetStatus {
-  const agents: StoredAgent[] = store.agents();
-  const counts = store.verdictCounts();
+export async function fleetStatus(store: FleetStore, nowMs: number, silentAfterMs: number): Promise<FleetStatus> {
+  const agents: StoredAgent[] = await store.agents();
+  const counts = await store.verdictCounts();
+  const byHour = periods(await store.episodesBy('hour'), (key) => key ?? '').sort((a, b) => a.value.localeCompare(b.value));
+  const byMigration = await store.episodesBy('migration');
+  // Latest first (a harness's campaign ids hold their start time), the unannounced last.
+  const byCampaign = periods(byMigration, campaignOf).sort((a, b) =>
+    (a.value === UNANNOUNCED ? 1 : 0) - (b.value === UNANNOUNCED ? 1 : 0) || b.value.localeCompare(a.value, undefined, { numeric: true }));
   const byLastVerdict: Record<string, number> = {};
   for (const agent of agents) {
     const key = agent.lastVerdict ?? 'none yet';
@@ -97,6 +147,8 @@ export function fleetStatus(store: ReportStore, nowMs: number, silentAfterMs: nu
     episodes: perGuest.reduce((sum, g) => sum + g.episodes, 0),
     spoolDropped: agents.reduce((sum, a) => sum + a.spoolDropped, 0),
     byGuest: { kernel: groupBy(agents, byAgent, 'kernel'), distro: groupBy(agents, byAgent, 'distro'), hypervisor: groupBy(agents, byAgent, 'hypervisor') },
+    byHour,
+    byCampaign,
   };
 }
 
@@ -105,6 +157,16 @@ const percent = (x: number) => `${(x * 100).toFixed(2)} %`;
 export function renderFleetStatus(status: FleetStatus, top: number): string {
   const lines: string[] = [];
   lines.push(`${status.agents} agents, ${status.episodes} episodes; guests with a disrupted episode: ${percent(status.guestsDisruptedRate)}${status.spoolDropped ? `; ${status.spoolDropped} spool entries dropped by agents` : ''}`);
+  if (status.byHour.length > 0) {
+    const hours = status.byHour.slice(-top);
+    lines.push('', `guests with a disrupted episode, per hour (last ${hours.length}):`, `  ${'hour (UTC)'.padEnd(24)} ${'guests'.padStart(7)} ${'episodes'.padStart(8)} ${'guests disrupted'.padStart(17)}`);
+    for (const h of hours) lines.push(`  ${h.value.padEnd(24)} ${String(h.guests).padStart(7)} ${String(h.episodes).padStart(8)} ${`${h.guestsDisrupted} (${percent(h.guestsDisruptedRate)})`.padStart(17)}`);
+  }
+  if (status.byCampaign.length > 0) {
+    const campaigns = status.byCampaign.slice(0, top);
+    lines.push('', `per campaign (latest ${campaigns.length}):`, `  ${'campaign'.padEnd(40)} ${'guests'.padStart(7)} ${'episodes'.padStart(8)} ${'guests disrupted'.padStart(17)}`);
+    for (const c of campaigns) lines.push(`  ${c.value.padEnd(40)} ${String(c.guests).padStart(7)} ${String(c.episodes).padStart(8)} ${`${c.guestsDisrupted} (${percent(c.guestsDisruptedRate)})`.padStart(17)}`);
+  }
   lines.push('', 'by last verdict:');
   for (const [verdict, n] of Object.entries(status.byLastVerdict).sort((a, b) => b[1] - a[1])) lines.push(`  ${verdict.padEnd(12)} ${String(n).padStart(7)}`);
   lines.push('', `silent: ${status.silent.length}`);

@@ -43,6 +43,12 @@ export class HostOffsetTracker {
     return { kind: 'host-offset', offsetMs: round(sample.offsetMs), rttMs: round(sample.rttMs), changeMs, at: stampNow() };
   }
 
+  /** Another collector is another host, with a clock of its own: offsets to it are not comparable with the last ones. */
+  reset(): void {
+    this.recent.length = 0;
+    this.reported = null;
+  }
+
   get offsetMs(): number | null {
     return this.reported?.offsetMs ?? null;
   }

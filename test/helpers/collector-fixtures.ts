@@ -78,7 +78,7 @@ export function inProcessAgent(t: Test, url: string, agentId: string, key: strin
   const spool = new Spool({ dir: spoolDir, maxBytes: 256 * 1024 * 1024, segmentBytes: 1024 * 1024, log: () => undefined });
   const acks: number[] = [];
   const client = new CollectorClient({
-    url,
+    urls: [url],
     identity: () => ({ agentId, machineId: '0123456789abcdef0123456789abcdef', hostname: agentId, macs: ['52:54:00:00:00:01'], xenDomid: null, agentVersion: '0.1.0' }),
     key,
     spool,

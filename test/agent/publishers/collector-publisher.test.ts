@@ -20,7 +20,7 @@ async function setUp(t: Test, acceptAnnounce: boolean, guest: GuestSystem | null
   const announced: string[] = [];
   const feed: CollectorFeed = { ingest: (o) => ingested.push(o), announce: (phase, id) => announced.push(`${phase} ${id}`) };
   const publisher = new CollectorPublisher({
-    url: `ws://127.0.0.1:${port}`, agentId: AGENT, key: KEY, ca: undefined, stateDir: tempDir('flinch-publisher-'),
+    urls: [`ws://127.0.0.1:${port}`], agentId: AGENT, key: KEY, ca: undefined, stateDir: tempDir('flinch-publisher-'),
     spoolMaxBytes: 1024 * 1024, acceptAnnounce, metrics: null, log: () => undefined,
   });
   t.teardown(() => publisher.close());

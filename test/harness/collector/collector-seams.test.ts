@@ -78,7 +78,7 @@ t.test('admission: so many waiting in all, so many from one address; a freed slo
 });
 
 function agent(agentId: string): AgentRecord {
-  return { agentId, hello: helloFor(agentId, NONCE) as unknown as HelloMessage, connections: 1, observations: [], reports: [], offsets: new ClockOffsetTracker(), appliedSeq: 0 };
+  return { agentId, hello: helloFor(agentId, NONCE) as unknown as HelloMessage, connections: 1, observations: [], reports: [], offsets: new ClockOffsetTracker(), appliedSeq: 0, storedSeq: 0 };
 }
 
 t.test('a batch commits once a turn, then acknowledges; a failed commit acknowledges nothing and disconnects its agents', async (t) => {
@@ -97,7 +97,7 @@ t.test('a batch commits once a turn, then acknowledges; a failed commit acknowle
   };
   const logged: string[] = [];
   const batch = new IngestBatch(store, new CollectorMetrics(), new RateLimitedLog((line) => logged.push(line)), {
-    acknowledge: (x) => events.push(`ack ${x.agentId} ${x.appliedSeq}`),
+    acknowledge: (x) => events.push(`ack ${x.agentId} ${x.storedSeq}`),
     disconnect: (x) => events.push(`disconnect ${x.agentId}`),
     committed: (items) => events.push(`committed ${items.length}`),
   });
@@ -122,9 +122,10 @@ t.test('a batch commits once a turn, then acknowledges; a failed commit acknowle
   a.appliedSeq = 3;
   batch.add(item(a, 3));
   batch.acknowledgeLater(b);
-  batch.flush();
+  await batch.flush();
   t.same(events, ['disconnect a'], 'nothing acknowledged, the agent whose data was lost is let go');
   t.equal(a.appliedSeq, 1, 'and falls back to what the store holds');
+  t.equal(a.storedSeq, 1, 'which is all a later ack may cover');
   t.match(logged, [/store write failed, 1 messages not acknowledged: disk full/]);
 });
 

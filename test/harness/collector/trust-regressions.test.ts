@@ -246,10 +246,13 @@ t.test('what guests send is shown escaped on terminals and in logs', async (t) =
     byGuest: {
       kernel: [{ value: 'kernel\u001b[2J', guests: 1, episodes: 0, disrupted: 0, disruptedRate: 0, guestsDisruptedRate: 0 }], distro: [], hypervisor: [],
     },
+    byHour: [],
+    byCampaign: [{ value: 'lab\u001b[2J', guests: 1, episodes: 1, disrupted: 0, guestsDisrupted: 0, guestsDisruptedRate: 0 }],
   } satisfies Parameters<typeof renderFleetStatus>[0], 10);
   t.notMatch(rendered, /\u001b|\r/, 'no control character reaches the terminal');
   t.match(rendered, /evil\\x1b\[2K\\x0dhost/);
   t.match(rendered, /kernel\\x1b\[2J/, "and a guest's kernel as its hello said it");
+  t.match(rendered, /lab\\x1b\[2J/, 'and a campaign named by a migration id');
   const { port, collector } = await startCollector(t, { keyring: new ListedKeyring(new Map([['good', GOOD_KEY]])) });
   const c = await rawConnection(port);
   c.sendSigned(GOOD_KEY, helloFor('good', c.nonce, { hostname: 'line\nforged: rejected everything' }));
