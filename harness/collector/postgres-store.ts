@@ -101,7 +101,11 @@ export class PostgresStore implements FleetStore {
     // Rows in one order (agent, seq) in every collector: two that write the same agent's rows never deadlock.
     const items = [...batch].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : a.seq - b.seq));
     const reports = items.filter((item) => item.report && item.body !== null);
+    const ids = [...new Set(items.map((item) => item.agentId))];
     return this.transaction(async (client) => {
+      // The batch's agents are locked first, in one order: another collector writing one of them (an agent that moved)
+      // waits here instead of holding report rows this one needs, and the reverse; no two transactions deadlock.
+      await lockAgents(client, ids);
       const stored = new Map<string, { bytes: number; seq: number; verdict: string }>();
       let count = 0;
       if (reports.length > 0) {
@@ -132,7 +136,6 @@ export class PostgresStore implements FleetStore {
         const entry = perAgent.get(item.agentId) ?? { seq: 0, seen: 0 };
         perAgent.set(item.agentId, { seq: Math.max(entry.seq, item.seq), seen: Math.max(entry.seen, item.receivedAtMs) });
       }
-      const ids = [...perAgent.keys()];
       const updated = await client.query<{ agent_id: string; stored_bytes: number }>(
         `UPDATE agents a SET last_seq = GREATEST(a.last_seq, u.seq), last_seen_ms = GREATEST(a.last_seen_ms, u.seen),
            last_verdict = COALESCE(u.verdict, a.last_verdict), stored_bytes = a.stored_bytes + u.bytes
@@ -166,6 +169,8 @@ export class PostgresStore implements FleetStore {
     return this.transaction(async (client) => {
       const locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [PRUNE_LOCK])).rows[0]!.locked;
       if (!locked) return 0;
+      // Whose reports go is known only as they go: every agent is locked first, in the order apply locks them.
+      await lockAgents(client, null);
       let deleted = 0;
       if (this.retention.maxAgeMs !== null) {
         deleted += await deleteReturning(client, 'SELECT agent_id, stream_id, seq FROM reports WHERE received_ms < $1', [nowMs - this.retention.maxAgeMs]);
@@ -251,6 +256,12 @@ export class PostgresStore implements FleetStore {
       client.release();
     }
   }
+}
+
+/** Locks agents' rows in agent-id order: these agents (null: all) for the rest of the transaction. */
+async function lockAgents(client: pg.PoolClient, ids: readonly string[] | null): Promise<void> {
+  if (ids === null) await client.query('SELECT 1 FROM agents ORDER BY agent_id FOR UPDATE');
+  else await client.query('SELECT 1 FROM agents WHERE agent_id = ANY($1::text[]) ORDER BY agent_id FOR UPDATE', [ids]);
 }
 
 /** Deletes the reports `select` names (agent_id, stream_id, seq), takes their bytes off their agents, and counts them. */

@@ -150,12 +150,12 @@ export class ReportStore implements FleetStore {
         VALUES (?, (SELECT stream_id FROM agents WHERE agent_id = ?), ?, ?, ?, ?, ?, ?)`),
       stream: this.db.prepare('SELECT stream_id AS streamId FROM agents WHERE agent_id = ?'),
       newStream: this.db.prepare('UPDATE agents SET stream_id = ?, last_seq = 0 WHERE agent_id = ?'),
-      advance: this.db.prepare('UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = ? WHERE agent_id = ?'),
+      advance: this.db.prepare('UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = MAX(last_seen_ms, ?) WHERE agent_id = ?'),
       // One statement per stored report for the agent's row (seq, time, verdict, bytes): at 5 000 reports a second the
       // store's statements were a quarter of the collector's time, four of them on this row.
-      advanceStored: this.db.prepare(`UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = ?, last_verdict = ?, stored_bytes = stored_bytes + ?
+      advanceStored: this.db.prepare(`UPDATE agents SET last_seq = MAX(last_seq, ?), last_seen_ms = MAX(last_seen_ms, ?), last_verdict = ?, stored_bytes = stored_bytes + ?
         WHERE agent_id = ? RETURNING stored_bytes AS bytes`),
-      touch: this.db.prepare('UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?'),
+      touch: this.db.prepare('UPDATE agents SET last_seen_ms = MAX(last_seen_ms, ?) WHERE agent_id = ?'),
       addBytes: this.db.prepare('UPDATE agents SET stored_bytes = stored_bytes + ? WHERE agent_id = ?'),
       storedBytes: this.db.prepare('SELECT stored_bytes AS bytes FROM agents WHERE agent_id = ?'),
       oldestOf: this.db.prepare('SELECT stream_id AS streamId, seq, LENGTH(body) AS bytes FROM reports WHERE agent_id = ? ORDER BY received_ms LIMIT 64'),

@@ -8,6 +8,7 @@ import { runCommand } from '../../../system/run-command.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { startAgent } from '../../helpers/agent-process.js';
+import { collectorOrder } from '../../../agent/transport/shard.js';
 import { freePort, startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
 
 const SECRET = 'fleet-secret-for-tests-0123456789abcdef';
@@ -67,6 +68,21 @@ t.test('kill -9 of the agent: the restarted agent continues its sequence from th
   t.equal(seqs[0], 1);
   t.ok(seqs.every((seq, i) => i === 0 || seq === seqs[i - 1]! + 1), 'and no gap: what the killed agent had not delivered came from its spool');
   t.equal(store.lastSeq('vm-2'), record.appliedSeq);
+});
+
+t.test('--collector-failover: the first collector of its order gone, the agent streams to the next', async (t) => {
+  const { collector, port } = await startCollector(t, { keyring });
+  const gone = `ws://127.0.0.1:${await freePort()}`;
+  const alive = `ws://127.0.0.1:${port}`;
+  // An id whose order puts the unreachable collector first (the agent orders the URLs as it normalised them).
+  const normalised = [gone, alive].map((url) => new URL(url).href);
+  const id = Array.from({ length: 64 }, (_, n) => `vm-f${n}`).find((candidate) => collectorOrder(candidate, normalised)[0] === normalised[0])!;
+  const agent = startAgent(t, ['run', '--collector', gone, '--collector', alive, '--collector-failover', '--agent-id', id, '--token-file', tokenFile(id), '--probes', 'clock']);
+  const record = await until('the hello at the second collector', () => collector.agents.get(id));
+  await until('observations', () => record.observations.length >= 1);
+  const log = agent.stderr.join('');
+  t.match(log, new RegExp(`streaming to ${gone}/? \\(then ${alive}/? if it is gone\\)`), 'the agent names its order');
+  t.match(log, /collector ws:\/\/127\.0\.0\.1:\d+\/?: .*ECONNREFUSED.*; moving to ws:\/\/127\.0\.0\.1/, 'and where it moved');
 });
 
 t.test('the agent ignores anything from the collector but its protocol, and says so', async (t) => {

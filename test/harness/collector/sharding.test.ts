@@ -1,7 +1,7 @@
 // Several collectors, each with its own store: every agent reports to exactly one, chosen from its id by rendezvous
 // hashing, and removing a collector moves only the agents that were on it.
 import t from 'tap';
-import { collectorFor } from '../../../agent/transport/shard.js';
+import { collectorFor, collectorOrder } from '../../../agent/transport/shard.js';
 import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { inProcessAgent, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
@@ -17,6 +17,12 @@ t.test('rendezvous hashing: stable, spread, and minimal movement when a collecto
     const share = ids.filter((id) => owner.get(id) === c).length / ids.length;
     t.ok(share > 0.2 && share < 0.3, `${c} gets ${(share * 100).toFixed(1)} % (fair share 25 %)`);
   }
+  const nextOfC2 = ids.filter((id) => owner.get(id) === 'ws://c2:7431').map((id) => collectorOrder(id, collectors)[1]);
+  for (const c of collectors.filter((c) => c !== 'ws://c2:7431')) {
+    const share = nextOfC2.filter((next) => next === c).length / nextOfC2.length;
+    t.ok(share > 0.25 && share < 0.42, `failing over, ${c} would take ${(share * 100).toFixed(1)} % of c2's agents (fair share 33 %)`);
+  }
+  t.same(ids.slice(0, 50).map((id) => collectorOrder(id, collectors)[0]), ids.slice(0, 50).map((id) => owner.get(id)), "an order starts with the agent's shard");
   const remaining = collectors.filter((c) => c !== 'ws://c2:7431');
   const moved = ids.filter((id) => collectorFor(id, remaining) !== owner.get(id));
   t.ok(moved.every((id) => owner.get(id) === 'ws://c2:7431'), 'only the agents of the removed collector move');
