@@ -3,6 +3,7 @@
 import net from 'node:net';
 import WebSocket from 'ws';
 import { agentKeyFor, signFrame, verifyCollectorFrame } from '../contract/frame-signing.js';
+import { collectorOrder } from '../agent/transport/shard.js';
 
 interface SimAgent {
   id: string;
@@ -14,12 +15,17 @@ interface SimAgent {
   inflight: Array<[number, number]>;
   welcomedAt: number | null;
   reportJson: string;
+  /** The collectors' ports in this agent's rendezvous order (--collector-failover), and which one it is on. */
+  ports: number[];
+  index: number;
+  /** When its connection was lost (performance.now()), until it is welcomed by the next collector. */
+  lostAt: number | null;
 }
 
 type Command =
-  | { cmd: 'connect'; port: number; ids: string[]; secret: string; concurrency: number }
+  | { cmd: 'connect'; port: number; ids: string[]; secret: string; concurrency: number; failoverPorts?: number[] }
   | { cmd: 'hostile'; port: number; count: number; address: string; reopenMs: number }
-  | { cmd: 'load'; ratePerSecond: number; durationMs: number }
+  | { cmd: 'load'; ratePerSecond: number; durationMs: number; drainMs?: number }
   | { cmd: 'stop' };
 
 const agents: SimAgent[] = [];
@@ -27,6 +33,8 @@ let latencies: number[] = [];
 let acked = 0;
 let sent = 0;
 let badFrames = 0;
+/** Per agent that lost its collector: ms from the loss to the next collector's welcome. */
+const moves: number[] = [];
 
 function reportJsonFor(id: string): string {
   const at = { realtimeMs: Date.now(), monotonicMs: 1 };
@@ -47,7 +55,9 @@ function reportJsonFor(id: string): string {
 }
 
 function send(agent: SimAgent, json: string): void {
-  agent.ws.send(signFrame(agent.key, agent.nonce!, json));
+  // Between two collectors: kept in flight, sent once the next one has welcomed it.
+  if (agent.nonce === null || agent.ws.readyState !== WebSocket.OPEN) return;
+  agent.ws.send(signFrame(agent.key, agent.nonce, json));
 }
 
 /** Each simulated guest connects from an address of its own in 127.0.0.0/8, as each guest of a fleet has its own. */
@@ -56,14 +66,30 @@ function addressOf(id: string): string {
   return `127.${1 + ((n >> 16) & 0xff)}.${(n >> 8) & 0xff}.${n & 0xff || 1}`;
 }
 
-function open(port: number, id: string, secret: string): Promise<void> {
+function open(ports: number[], id: string, secret: string): Promise<void> {
+  const agent: SimAgent = {
+    id, key: agentKeyFor(secret, id), ws: null as unknown as WebSocket, nonce: null, seq: 0, inflight: [], welcomedAt: null, reportJson: reportJsonFor(id), ports, index: 0, lostAt: null,
+  };
+  agents.push(agent);
+  return attach(agent);
+}
+
+/** One connection of an agent; with several collectors, a lost one is replaced by the next's, and the unacknowledged re-sent. */
+function attach(agent: SimAgent): Promise<void> {
+  const { id } = agent;
   return new Promise((resolve) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, localAddress: addressOf(id) });
-    const agent: SimAgent = { id, key: agentKeyFor(secret, id), ws, nonce: null, seq: 0, inflight: [], welcomedAt: null, reportJson: reportJsonFor(id) };
-    agents.push(agent);
-    agent.ws.on('error', () => resolve());
-    agent.ws.on('close', () => resolve());
-    agent.ws.on('message', (data) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${agent.ports[agent.index]}`, { perMessageDeflate: false, localAddress: addressOf(id) });
+    agent.ws = ws;
+    agent.nonce = null;
+    ws.on('error', () => resolve());
+    ws.on('close', () => {
+      resolve();
+      if (stopping || agent.ports.length < 2 || agent.ws !== ws) return;
+      agent.lostAt ??= performance.now();
+      agent.index = (agent.index + 1) % agent.ports.length;
+      setTimeout(() => void attach(agent), 50 + Math.random() * 200);
+    });
+    ws.on('message', (data) => {
       // After the challenge every collector frame is signed; a real agent checks each, and so does this one.
       const text = data.toString();
       const signed = /^[0-9a-f]{64} /.test(text);
@@ -76,12 +102,17 @@ function open(port: number, id: string, secret: string): Promise<void> {
       if (message.type === 'challenge') {
         agent.nonce = message.nonce!;
         send(agent, JSON.stringify({ type: 'hello', protocol: 2, agentId: id, machineId: '', hostname: id, macs: [], xenDomid: null, agentVersion: '0.1.0', nonce: agent.nonce, stream: '0000000000000001', spoolDropped: 0 }));
+        // As the agent's spool does: right after the hello, what no collector has acknowledged, oldest first, before
+        // anything new (a collector takes an agent's seqs as they come: one sent out of order would be refused).
+        for (const [seq] of agent.inflight) send(agent, `{"type":"report","seq":${seq},"report":${agent.reportJson}}`);
       } else if (message.type === 'ack') {
-        if (agent.welcomedAt === null) {
-          agent.welcomedAt = Date.now();
+        const now = performance.now();
+        if (agent.welcomedAt === null || agent.lostAt !== null) {
+          agent.welcomedAt ??= Date.now();
+          if (agent.lostAt !== null) moves.push(now - agent.lostAt);
+          agent.lostAt = null;
           resolve();
         }
-        const now = performance.now();
         while (agent.inflight.length > 0 && agent.inflight[0]![0] <= message.seq!) {
           latencies.push(now - agent.inflight.shift()![1]);
           acked += 1;
@@ -97,7 +128,11 @@ function open(port: number, id: string, secret: string): Promise<void> {
 async function connect(command: Extract<Command, { cmd: 'connect' }>): Promise<void> {
   let next = 0;
   const lane = async () => {
-    while (next < command.ids.length) await open(command.port, command.ids[next++]!, command.secret);
+    while (next < command.ids.length) {
+      const id = command.ids[next++]!;
+      const ports = command.failoverPorts ? collectorOrder(id, command.failoverPorts.map(String)).map(Number) : [command.port];
+      await open(ports, id, command.secret);
+    }
   };
   await Promise.all(Array.from({ length: command.concurrency }, lane));
   process.send!({ type: 'connected', welcomed: agents.filter((a) => a.welcomedAt !== null).length });
@@ -107,6 +142,7 @@ async function load(command: Extract<Command, { cmd: 'load' }>): Promise<void> {
   latencies = [];
   acked = 0;
   sent = 0;
+  moves.length = 0;
   const live = agents.filter((a) => a.ws.readyState === WebSocket.OPEN && a.nonce !== null);
   const tickMs = 10;
   let cursor = 0;
@@ -129,10 +165,10 @@ async function load(command: Extract<Command, { cmd: 'load' }>): Promise<void> {
     }, tickMs);
   });
   // Let the last acks arrive.
-  const drainUntil = performance.now() + 5000;
+  const drainUntil = performance.now() + (command.drainMs ?? 5000);
   while (live.some((a) => a.inflight.length > 0) && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
   const unacked = live.reduce((sum, a) => sum + a.inflight.length, 0);
-  process.send!({ type: 'loaded', sent, acked, unacked, latencies, badFrames, disconnected: agents.filter((a) => a.ws.readyState !== WebSocket.OPEN).length });
+  process.send!({ type: 'loaded', sent, acked, unacked, latencies, badFrames, disconnected: agents.filter((a) => a.ws.readyState !== WebSocket.OPEN).length, moves });
 }
 
 /**

@@ -18,6 +18,8 @@ export interface EnrollOptions {
   fleetSecretFile: string;
   /** ws:// or wss:// URLs; several shard the fleet as agent.yaml's list does. */
   collectors: string[];
+  /** The collectors share one store: the agent moves between them (agent.yaml's collector-failover). */
+  collectorFailover?: boolean;
   remediate: 'off' | 'dry-run' | 'on';
 }
 
@@ -41,10 +43,12 @@ export function enrollment(options: EnrollOptions): Enrollment {
     }
   }
   if (new Set(options.collectors).size !== options.collectors.length || options.collectors.length > 64) throw new UserError('--collector: at most 64, each once', EXIT.usage);
+  if (options.collectorFailover && options.collectors.length < 2) throw new UserError('--collector-failover needs at least two --collector', EXIT.usage);
   const token = agentKeyFor(secret, options.agentId);
   const settings: Record<string, unknown> = {
     'agent-id': options.agentId,
     ...(options.collectors.length > 0 ? { collector: options.collectors.length === 1 ? options.collectors[0] : options.collectors } : {}),
+    ...(options.collectorFailover ? { 'collector-failover': true } : {}),
     'token-file': AGENT_TOKEN_PATH,
     remediate: options.remediate,
     'state-dir': '/var/lib/flinch',

@@ -489,16 +489,17 @@ export function buildHarnessProgram(): Command {
     .requiredOption('--agent-id <id>', 'the agent id the guest will run with')
     .requiredOption('--fleet-secret <file>', 'the fleet secret (0600) the collectors use')
     .option('--collector <url>', 'where the guest reaches a collector (ws:// or wss://); repeat it to shard', (url: string, previous: string[] = []) => [...previous, url])
+    .option('--collector-failover', 'the collectors share one PostgreSQL store: the agent moves between them when one is gone')
     .option('--remediate <mode>', 'the safety net in the guest: off, dry-run or on', 'dry-run')
     .option('--out <dir>', 'write token (0600), agent.yaml, user-data and meta-data here, instead of printing the user-data')
     .option('--seed-image <file>', 'also write a NoCloud seed image (ISO 9660, label cidata) to boot a cloud image with')
     .option('--deb <file>', 'put this flinch-agent .deb on the seed: the first boot installs it and starts the agent')
     .action(
-      guarded(PROGRAM, verbose, async (o: { agentId: string; fleetSecret: string; collector?: string[]; remediate: string; out?: string; seedImage?: string; deb?: string }) => {
+      guarded(PROGRAM, verbose, async (o: { agentId: string; fleetSecret: string; collector?: string[]; collectorFailover?: boolean; remediate: string; out?: string; seedImage?: string; deb?: string }) => {
         if (o.remediate !== 'off' && o.remediate !== 'dry-run' && o.remediate !== 'on') throw new UserError(`--remediate ${o.remediate}: choose off, dry-run or on`, EXIT.usage);
         if (o.deb !== undefined && o.seedImage === undefined) throw new UserError('--deb goes on the seed: give --seed-image FILE too', EXIT.usage);
         if (o.deb !== undefined && !existsSync(o.deb)) throw new UserError(`--deb ${o.deb}: no such file (npm run build makes build/deb/flinch-agent_*.deb)`, EXIT.usage);
-        const enrolled = enrollment({ agentId: o.agentId, fleetSecretFile: o.fleetSecret, collectors: o.collector ?? [], remediate: o.remediate });
+        const enrolled = enrollment({ agentId: o.agentId, fleetSecretFile: o.fleetSecret, collectors: o.collector ?? [], collectorFailover: o.collectorFailover, remediate: o.remediate });
         // The user-data written beside a seed is the seed's own: with its package, the install step too.
         if (o.out !== undefined) for (const file of writeEnrollment(o.out, enrolled, o.deb !== undefined)) log(`wrote ${file}`);
         if (o.seedImage !== undefined) {

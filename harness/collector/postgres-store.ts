@@ -11,6 +11,7 @@ import { HOUR_MS, hourStart, type EpisodeGroupRow, type EpisodeGrouping, type Fl
  * get the same report (an agent moved before its ack arrived) store it once, because the primary key decides.
  */
 const SCHEMA_VERSION = 1;
+const POOL_SIZE = 4;
 /** Any fixed number: collectors that start together create the schema one at a time. */
 const SCHEMA_LOCK = 0x666c696e;
 /** Only one collector at a time applies the retention bounds; the others skip that round. */
@@ -31,7 +32,9 @@ export class PostgresStore implements FleetStore {
 
   /** Connects, then creates or checks the schema. A newer schema than this collector knows is refused, untouched. */
   static async open(url: string, retention: RetentionPolicy = DEFAULT_RETENTION): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000, types });
+    // Commits go one at a time (IngestBatch); the other connections serve hellos and housekeeping. (10 instead of 4
+    // did not move a dead collector's agents any faster here: on two cores the CPU is the limit, not the pool.)
+    const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000, types });
     // A connection the server drops while idle must not throw out of the collector; the next query gets a new one.
     pool.on('error', () => undefined);
     const store = new PostgresStore(pool, redact(url), retention);

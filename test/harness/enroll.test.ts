@@ -42,6 +42,20 @@ t.test('printed: a #cloud-config with the key from the fleet secret and an agent
   t.equal(check.status, 0, `the real agent's check-config accepts it: ${check.stdout}${check.stderr}`);
 });
 
+t.test('--collector-failover: agent.yaml says so, and the real agent accepts it; one collector alone is refused', async (t) => {
+  const run = await runCli([FLINCH, 'enroll', '--agent-id', 'web-2', '--fleet-secret', secret, '--collector', 'ws://c1:7431', '--collector', 'ws://c2:7431', '--collector-failover']);
+  t.equal(run.code, 0, run.stderr);
+  const agentYaml = fileOf(parse(run.stdout, { version: '1.1' }) as CloudConfig, '/etc/flinch/agent.yaml').content;
+  t.match(parse(agentYaml, { version: '1.1' }), { collector: ['ws://c1:7431', 'ws://c2:7431'], 'collector-failover': true });
+  const file = path.join(dir, 'failover.yaml');
+  writeFileSync(file, agentYaml);
+  const check = spawnSync(process.execPath, [FLINCH_AGENT, 'check-config', '--config', file], { encoding: 'utf8' });
+  t.equal(check.status, 0, `the real agent's check-config accepts it: ${check.stdout}${check.stderr}`);
+  const alone = await runCli([FLINCH, 'enroll', '--agent-id', 'web-2', '--fleet-secret', secret, '--collector', 'ws://c1:7431', '--collector-failover']);
+  t.equal(alone.code, 2);
+  t.match(alone.stderr, /--collector-failover needs at least two --collector/);
+});
+
 t.test('written: token and user-data 0600; a seed image labelled cidata with the .deb that its first boot installs', async (t) => {
   const out = path.join(dir, 'out');
   const seed = path.join(dir, 'seed.iso');
