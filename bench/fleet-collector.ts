@@ -4,13 +4,14 @@
 // With hostile > 0, one more worker holds that many hostile connections open from one address (127.0.0.2) throughout.
 // The collector is the real CLI in its own process (its RSS is read from /proc); the agents are real WebSocket
 // connections in a few worker processes, speaking the real protocol with signed frames. Prints a JSON summary.
-import { fork, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../harness/project-paths.js';
+import { askWorker, forkAgentsWorker } from './fleet-workers.js';
 
 const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20', hostileArg = '0', reopenArg = '100'] = process.argv.slice(2);
 const HOSTILE = Number(hostileArg);
@@ -67,24 +68,12 @@ let stopping = false;
 for (let i = 0; i < 200 && !collectorLog.includes('listening'); i += 1) await sleep(50);
 const idleRss = rssOf(collector.pid!);
 
-const workers = Array.from({ length: WORKERS }, () =>
-  fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() }),
-);
-const ask = <T>(worker: (typeof workers)[number], command: object, reply: string) =>
-  new Promise<T>((resolve) => {
-    const onMessage = (message: { type: string }) => {
-      if (message.type === reply) {
-        worker.off('message', onMessage);
-        resolve(message as T);
-      }
-    };
-    worker.on('message', onMessage);
-    worker.send(command);
-  });
+const workers = Array.from({ length: WORKERS }, forkAgentsWorker);
+const ask = askWorker;
 
 let hostileWorker: (typeof workers)[number] | null = null;
 if (HOSTILE > 0) {
-  hostileWorker = fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() });
+  hostileWorker = forkAgentsWorker();
   await ask(hostileWorker, { cmd: 'hostile', port, count: HOSTILE, address: '127.0.0.2', reopenMs: REOPEN_MS }, 'hostile-started');
   await sleep(3000);
 }

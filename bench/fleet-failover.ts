@@ -6,7 +6,7 @@
 // processes speaking the real protocol, each moving to its next collector in rendezvous order when its own is gone
 // and re-sending what was not acknowledged. Prints a JSON summary: reports/s, ack latency, how long the moved agents
 // took to be welcomed elsewhere, and, from the store itself, how many reports were lost or stored twice.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { projectRoot } from '../harness/project-paths.js';
+import { askWorker, forkAgentsWorker } from './fleet-workers.js';
 import { freePort, tempDir } from '../test/helpers/collector-fixtures.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 
@@ -62,18 +63,8 @@ for (const port of ports) {
   collectors.push(child);
 }
 
-const workers = Array.from({ length: WORKERS }, () => fork(path.join(projectRoot(), 'bench', 'fleet-agents-worker.ts'), [], { execArgv: ['--import', './bench/register-ts.mjs'], cwd: projectRoot() }));
-const ask = <T>(worker: ChildProcess, command: object, reply: string) =>
-  new Promise<T>((resolve) => {
-    const onMessage = (message: { type: string }) => {
-      if (message.type === reply) {
-        worker.off('message', onMessage);
-        resolve(message as T);
-      }
-    };
-    worker.on('message', onMessage);
-    worker.send(command);
-  });
+const workers = Array.from({ length: WORKERS }, forkAgentsWorker);
+const ask = askWorker;
 
 const ids = Array.from({ length: AGENTS }, (_, i) => `sim-${String(i).padStart(5, '0')}`);
 const connectStart = performance.now();

@@ -37,28 +37,39 @@ export function planCampaign(matrix: readonly FaultName[][], migrationsPerFault:
 
 export const JOURNAL_FILE = 'journal.jsonl';
 
+/** What a journal is of: its file, the format named in its header, and the word its messages use for a run. */
+export interface JournalKind {
+  file: string;
+  format: string;
+  run: string;
+  /** What one line records, counted: `migration(s)`, `guest(s)`. */
+  unit: string;
+}
+
+export const CAMPAIGN_JOURNAL: JournalKind = { file: JOURNAL_FILE, format: 'flinch.campaign-journal/v1', run: 'campaign', unit: 'migration(s)' };
+
 /**
- * The campaign's journal: a header naming the plan, then one finished migration a line, appended as each finishes.
- * A campaign started again with the same --out and the same plan skips what the journal holds and goes on from there;
- * a different plan in the same folder is refused rather than mixed in.
+ * The campaign's journal (and a rollout's): a header naming the plan, then one finished step a line (a migration, a
+ * guest), appended as each finishes. A run started again with the same --out and the same plan skips what the journal
+ * holds and goes on from there; a different plan in the same folder is refused rather than mixed in.
  */
-export class CampaignJournal {
-  readonly done = new Map<number, MigrationResult>();
+export class CampaignJournal<T extends { index: number } = MigrationResult> {
+  readonly done = new Map<number, T>();
 
   private constructor(private readonly file: string) {}
 
-  static open(dir: string, identity: Record<string, unknown>, log: (line: string) => void): CampaignJournal {
+  static open<T extends { index: number } = MigrationResult>(dir: string, identity: Record<string, unknown>, log: (line: string) => void, kind: JournalKind = CAMPAIGN_JOURNAL): CampaignJournal<T> {
     mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, JOURNAL_FILE);
+    const file = path.join(dir, kind.file);
     const planHash = createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
-    const journal = new CampaignJournal(file);
+    const journal = new CampaignJournal<T>(file);
     if (!existsSync(file)) {
-      writeFileSync(file, `${JSON.stringify({ journal: 'flinch.campaign-journal/v1', planHash, identity })}\n`);
+      writeFileSync(file, `${JSON.stringify({ journal: kind.format, planHash, identity })}\n`);
       return journal;
     }
     const text = readFileSync(file, 'utf8');
     // An interrupted run may have left half a line. Appending after it would glue the next record onto it, and the
-    // migration run again would be lost too: the torn tail goes before anything is appended.
+    // step run again would be lost too: the torn tail goes before anything is appended.
     const end = text.lastIndexOf('\n') + 1;
     if (end < text.length) truncateSync(file, Buffer.byteLength(text.slice(0, end)));
     const [header, ...lines] = text.slice(0, end).split('\n');
@@ -66,25 +77,25 @@ export class CampaignJournal {
     try {
       recorded = JSON.parse(header ?? '') as { planHash?: string };
     } catch {
-      throw new Error(`${file}: not a flinch campaign journal; use another --out`);
+      throw new Error(`${file}: not a flinch ${kind.run} journal; use another --out`);
     }
     if (recorded.planHash !== planHash) {
-      throw new Error(`${file} belongs to a different campaign (other driver, faults, migrations or expectation); use another --out, or remove the folder to start over`);
+      throw new Error(`${file} belongs to a different ${kind.run} (${kind === CAMPAIGN_JOURNAL ? 'other driver, faults, migrations or expectation' : 'other guests or settings'}); use another --out, or remove the folder to start over`);
     }
     for (const line of lines) {
       if (!line.trim()) continue;
       try {
-        const result = JSON.parse(line) as MigrationResult;
+        const result = JSON.parse(line) as T;
         journal.done.set(result.index, result);
       } catch {
-        // A line that does not parse is no record: that migration runs again.
+        // A line that does not parse is no record: that step runs again.
       }
     }
-    if (journal.done.size > 0) log(`resuming: ${journal.done.size} migration(s) already in ${file}`);
+    if (journal.done.size > 0) log(`resuming: ${journal.done.size} ${kind.unit} already in ${file}`);
     return journal;
   }
 
-  record(result: MigrationResult): void {
+  record(result: T): void {
     appendFileSync(this.file, `${JSON.stringify(result)}\n`);
     this.done.set(result.index, result);
   }

@@ -231,6 +231,17 @@ export class PostgresStore implements FleetStore {
     return rows.map((row) => ({ seq: row.seq, report: JSON.parse(row.body) as Report }));
   }
 
+  async reportsSince(agentId: string, sinceMs: number): Promise<Array<{ receivedMs: number; report: Report }>> {
+    const { rows } = await this.pool.query<{ received_ms: number; body: string }>(
+      'SELECT received_ms, body FROM reports WHERE agent_id = $1 AND received_ms >= $2 ORDER BY received_ms', [agentId, sinceMs],
+    );
+    return rows.map((row) => ({ receivedMs: row.received_ms, report: JSON.parse(row.body) as Report }));
+  }
+
+  async lastSeenMs(agentId: string): Promise<number | null> {
+    return (await this.pool.query<{ last_seen_ms: number }>('SELECT last_seen_ms FROM agents WHERE agent_id = $1', [agentId])).rows[0]?.last_seen_ms ?? null;
+  }
+
   async episodesBy(grouping: EpisodeGrouping): Promise<EpisodeGroupRow[]> {
     const key = grouping === 'hour' ? `floor(received_ms / ${HOUR_MS})::bigint` : 'migration_id';
     const { rows } = await this.pool.query<{ key: number | string | null; agent_id: string; episodes: number; disrupted: number }>(

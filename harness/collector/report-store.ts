@@ -302,6 +302,15 @@ export class ReportStore implements FleetStore {
     }));
   }
 
+  reportsSince(agentId: string, sinceMs: number): Array<{ receivedMs: number; report: Report }> {
+    return (this.db.prepare('SELECT received_ms AS receivedMs, body FROM reports WHERE agent_id = ? AND received_ms >= ? ORDER BY received_ms').all(agentId, sinceMs) as Array<{ receivedMs: number; body: string }>)
+      .map((row) => ({ receivedMs: row.receivedMs, report: JSON.parse(row.body) as Report }));
+  }
+
+  lastSeenMs(agentId: string): number | null {
+    return (this.db.prepare('SELECT last_seen_ms AS ms FROM agents WHERE agent_id = ?').get(agentId) as { ms: number } | undefined)?.ms ?? null;
+  }
+
   episodesBy(grouping: EpisodeGrouping): EpisodeGroupRow[] {
     const key = grouping === 'hour' ? `CAST(received_ms / ${HOUR_MS} AS INTEGER)` : 'migration_id';
     const rows = this.db

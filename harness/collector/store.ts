@@ -32,6 +32,10 @@ export interface FleetStore {
   verdictCounts(): Awaitable<Map<string, Record<string, number>>>;
   reportCount(agentId?: string): Awaitable<number>;
   reports(agentId: string): Awaitable<Array<{ seq: number; report: Report }>>;
+  /** An agent's reports received at or after `sinceMs` (host ms), oldest first: what a rollout reads a verdict from. */
+  reportsSince(agentId: string, sinceMs: number): Awaitable<Array<{ receivedMs: number; report: Report }>>;
+  /** When the store last heard from an agent (any message, or its connection closing); null for one it never did. */
+  lastSeenMs(agentId: string): Awaitable<number | null>;
   /** Episodes per agent, grouped by the hour they were received in (key: the hour's start, ISO) or by migration id. */
   episodesBy(grouping: EpisodeGrouping): Awaitable<EpisodeGroupRow[]>;
   close(): Awaitable<void>;

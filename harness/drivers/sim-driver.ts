@@ -24,6 +24,11 @@ export interface SimDriverOptions {
   guestMac: string;
   /** Where the freezer hierarchy is mounted, when not at its usual place (see CgroupFreezer). */
   freezerRoot?: string;
+  /**
+   * Many simulated guests on one simulated host (a rollout): the host end of each guest's veth joins this bridge in
+   * this namespace, which holds hostAddress, instead of a host namespace of the guest's own.
+   */
+  bridge?: { netns: string; name: string };
 }
 
 /**
@@ -79,20 +84,23 @@ export class SimDriver implements MigrationDriver {
   readonly guestNetns: string;
   readonly hostNetns: string;
   readonly freezer: CgroupFreezer;
+  /** The host end of the guest's veth. */
+  private readonly hostIf: string;
 
   constructor(private readonly options: SimDriverOptions) {
     this.guestNetns = `flinch-sim-${options.id}-guest`;
-    this.hostNetns = `flinch-sim-${options.id}-host`;
+    this.hostNetns = options.bridge?.netns ?? `flinch-sim-${options.id}-host`;
+    // One bridge holds many: each host end needs a name of its own (at most 15 characters).
+    this.hostIf = options.bridge ? `vs${options.id}`.slice(-15) : 'host0';
     this.freezer = new CgroupFreezer(`flinch-sim-${options.id}`, options.freezerRoot);
   }
 
   async prepare(): Promise<void> {
-    await addNetns(this.hostNetns);
+    if (!this.options.bridge) await addNetns(this.hostNetns);
     await addNetns(this.guestNetns);
     await ip(['link', 'set', 'lo', 'up'], { netns: this.guestNetns });
     await this.plugNic();
-    await ip(['addr', 'add', `${this.options.hostAddress}/${this.options.prefixLength}`, 'dev', 'host0'], { netns: this.hostNetns });
-    await ip(['link', 'set', 'host0', 'up'], { netns: this.hostNetns });
+    await this.hostEndUp();
     // The guest's own configuration, which a replug loses and the agent's safety net is there to put back.
     await ip(['addr', 'add', `${this.options.guestAddress}/${this.options.prefixLength}`, 'dev', 'eth0'], { netns: this.guestNetns });
     await ip(['link', 'set', 'eth0', 'up'], { netns: this.guestNetns });
@@ -122,22 +130,21 @@ export class SimDriver implements MigrationDriver {
     const host = { netns: this.hostNetns };
     switch (`${fault}/${phase}`) {
       case 'carrier-flap/after':
-        await ip(['link', 'set', 'host0', 'down'], host);
+        await ip(['link', 'set', this.hostIf, 'down'], host);
         await sleep(300);
-        await ip(['link', 'set', 'host0', 'up'], host);
+        await ip(['link', 'set', this.hostIf, 'up'], host);
         return record('host side of the veth down, 300 ms, up');
       case 'link-down/before':
-        await ip(['link', 'set', 'host0', 'down'], host);
+        await ip(['link', 'set', this.hostIf, 'down'], host);
         return record('host side of the veth down');
       case 'link-down/after':
-        await ip(['link', 'set', 'host0', 'up'], host);
+        await ip(['link', 'set', this.hostIf, 'up'], host);
         return record('host side of the veth up');
       case 'nic-replug/after':
-        await ip(['link', 'del', 'host0'], host);
+        await ip(['link', 'del', this.hostIf], host);
         await sleep(200);
         await this.plugNic();
-        await ip(['addr', 'add', `${this.options.hostAddress}/${this.options.prefixLength}`, 'dev', 'host0'], host);
-        await ip(['link', 'set', 'host0', 'up'], host);
+        await this.hostEndUp();
         return record(`veth deleted and created again, guest side with the same MAC ${this.options.guestMac}`);
       case 'long-pause/before':
         return null; // the pause is the migration's own: migrate({ pausedForMs })
@@ -151,13 +158,22 @@ export class SimDriver implements MigrationDriver {
 
   async cleanup(): Promise<void> {
     await this.freezer.freeze(false).catch(() => undefined);
+    // Deleting the guest's namespace deletes its veth, both ends; a shared host namespace is its owner's to delete.
     await deleteNetns(this.guestNetns).catch(() => undefined);
-    await deleteNetns(this.hostNetns).catch(() => undefined);
+    if (!this.options.bridge) await deleteNetns(this.hostNetns).catch(() => undefined);
     this.freezer.remove();
   }
 
   /** A veth whose guest end is eth0 with the guest's MAC; it starts down with no address, as a NIC does. */
   private async plugNic(): Promise<void> {
-    await ip(['link', 'add', 'host0', 'netns', this.hostNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.guestNetns, 'address', this.options.guestMac]);
+    await ip(['link', 'add', this.hostIf, 'netns', this.hostNetns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.guestNetns, 'address', this.options.guestMac]);
+  }
+
+  /** The host end up: on the shared bridge, or holding the host's address in the guest's own host namespace. */
+  private async hostEndUp(): Promise<void> {
+    const host = { netns: this.hostNetns };
+    if (this.options.bridge) await ip(['link', 'set', this.hostIf, 'master', this.options.bridge.name], host);
+    else await ip(['addr', 'add', `${this.options.hostAddress}/${this.options.prefixLength}`, 'dev', this.hostIf], host);
+    await ip(['link', 'set', this.hostIf, 'up'], host);
   }
 }
