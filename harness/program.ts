@@ -1,5 +1,5 @@
 import { DEFAULT_RETENTION } from './collector/report-store.js';
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
+import { DEFAULT_LIVENESS_INTERVAL_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_PER_ADDRESS } from './collector/collector-server.js';
 import net from 'node:net';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -11,6 +11,7 @@ import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positi
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { isPostgresUrl, openStore, type FleetStore } from './collector/store.js';
+import { renderRollout, rolloutCommand } from './rollout/rollout-command.js';
 import { fleetStatus, renderFleetStatus } from './fleet/fleet-status.js';
 import { DEFAULT_CAMPAIGN_OPTIONS, type CampaignOptions } from './campaign/campaign-options.js';
 import type { CampaignOutcome } from './campaign/campaign-runner.js';
@@ -456,10 +457,11 @@ export function buildHarnessProgram(): Command {
     .option('--agent-quota-bytes <n>', "keep each agent's reports under this many bytes, deleting its oldest (0: no bound)", nonNegativeInt, DEFAULT_RETENTION.perAgentBytes!)
     .option('--max-pending-per-address <n>', 'connections from one address that may wait for their hello at once', positiveInt, DEFAULT_MAX_PENDING_PER_ADDRESS)
     .option('--max-connections <n>', 'TCP connections held at most, authenticated or not', positiveInt, DEFAULT_MAX_CONNECTIONS)
+    .option('--liveness-interval <ms>', 'how often the store learns when each connected agent was last heard from (pongs included): what tells a rollout a quiet agent from a silent one', positiveInt, DEFAULT_LIVENESS_INTERVAL_MS)
     .action(
       guarded(PROGRAM, verbose, async (o: {
         listen: string; store: string; fleetSecret?: string; agentKeys?: string; auth: boolean; tlsCert?: string; tlsKey?: string; metrics?: string;
-        timeProbeInterval: number; retainDays: number; maxStoreBytes: number; agentQuotaBytes: number; maxPendingPerAddress: number; maxConnections: number;
+        timeProbeInterval: number; retainDays: number; maxStoreBytes: number; agentQuotaBytes: number; maxPendingPerAddress: number; maxConnections: number; livenessInterval: number;
       }) => {
         const { stop } = await runCollector(
           {
@@ -470,7 +472,7 @@ export function buildHarnessProgram(): Command {
               maxBytes: o.maxStoreBytes === 0 ? null : o.maxStoreBytes,
               perAgentBytes: o.agentQuotaBytes === 0 ? null : o.agentQuotaBytes,
             },
-            maxPendingPerAddress: o.maxPendingPerAddress, maxConnections: o.maxConnections,
+            maxPendingPerAddress: o.maxPendingPerAddress, maxConnections: o.maxConnections, livenessIntervalMs: o.livenessInterval,
           },
           log,
         );
@@ -525,6 +527,39 @@ export function buildHarnessProgram(): Command {
           throw new UserError((error as Error).message, EXIT.usage);
         }
         process.stdout.write(`${agentKeyFor(secret, o.agentId)}\n`);
+      }),
+    );
+
+  program
+    .command('rollout')
+    .description('migrate many guests in waves, read each verdict from the collectors\' store, and halt when too many are disrupted')
+    .option('--driver <name>', 'libvirt (live migration of running domains) or sim (a simulated fleet of network namespaces, for trying it)', 'libvirt')
+    .requiredOption('--out <dir>', 'journal (resumable: run again with the same guests and settings) and rollout.json')
+    .option('--parallel <k>', 'guests migrated at once, a wave', positiveInt, 1)
+    .option('--halt-at <share>', 'halt when the share of disrupted, silent or failed guests among the last --window passes this (0..1)', probability, 0.005)
+    .option('--window <n>', 'how many of the latest guests the share is taken over', positiveInt, 200)
+    .option('--verdict-timeout <s>', "after a migration, how long to wait for the guest agent's report", positiveInt, 60)
+    .option('--store <file|url>', "libvirt: the collectors' store (SQLite file or postgres://…) the guests' agents report to")
+    .option('--libvirt-uri <uri>', 'libvirt: where the guests run', 'qemu:///system')
+    .option('--destination <uri>', 'libvirt: where they go (virsh migrate --live)')
+    .option('--domain <name[=agent-id]>', 'libvirt: a domain to roll out, and its agent id when not its name; repeat it (default: every running domain)', (v: string, previous: string[] = []) => [...previous, v], [])
+    .option('--migrate-timeout <s>', 'libvirt: how long one migration may take', positiveInt, 300)
+    .option('--guests <n>', 'sim: how many simulated guests', positiveInt, 50)
+    .option('--sim-downtime <ms>', 'sim: how long each migration freezes a guest (a freeze longer than the agent\'s 500 ms clock tick is always seen)', positiveInt, 1000)
+    .option('--sim-fault <guest:fault>', 'sim: this guest also suffers this fault after its migration (e.g. sim-7:guest-firewall-flush); repeat it', (v: string, previous: string[] = []) => [...previous, v], [])
+    .action(
+      guarded(PROGRAM, verbose, async (o: {
+        driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; store?: string; libvirtUri: string; destination?: string;
+        domain: string[]; migrateTimeout: number; guests: number; simDowntime: number; simFault: string[];
+      }) => {
+        if (o.driver !== 'libvirt' && o.driver !== 'sim') throw new UserError(`--driver ${o.driver}: choose libvirt or sim`, EXIT.usage);
+        const outcome = await rolloutCommand({
+          driver: o.driver, out: o.out, parallel: o.parallel, haltAt: o.haltAt, window: o.window, verdictTimeoutMs: o.verdictTimeout * 1000, store: o.store,
+          libvirtUri: o.libvirtUri, destination: o.destination, domain: o.domain, migrateTimeoutMs: o.migrateTimeout * 1000,
+          simGuests: o.guests, simDowntimeMs: o.simDowntime, simFault: o.simFault,
+        }, log);
+        process.stdout.write(`${renderRollout(outcome)}\n`);
+        if (outcome.halted) process.exitCode = EXIT.worseThanExpected;
       }),
     );
 

@@ -80,7 +80,7 @@ export class CampaignJournal<T extends { index: number } = MigrationResult> {
       throw new Error(`${file}: not a flinch ${kind.run} journal; use another --out`);
     }
     if (recorded.planHash !== planHash) {
-      throw new Error(`${file} belongs to a different ${kind.run} (${kind === CAMPAIGN_JOURNAL ? 'other driver, faults, migrations or expectation' : 'other guests or settings'}); use another --out, or remove the folder to start over`);
+      throw new Error(`${file} belongs to a different ${kind.run} (${kind === CAMPAIGN_JOURNAL ? 'other driver, faults, migrations or expectation' : 'other guests'}); use another --out, or remove the folder to start over`);
     }
     for (const line of lines) {
       if (!line.trim()) continue;

@@ -53,6 +53,11 @@ export interface CollectorOptions {
   maxFramesPerSecond?: number;
   /** How often the store's retention bounds are applied (default 60 s). */
   pruneIntervalMs?: number;
+  /**
+   * How often the store learns when each connected agent was last heard from, pongs and time replies included
+   * (default 30 s): an agent with nothing to report is alive, and a rollout tells it from one that went silent.
+   */
+  livenessIntervalMs?: number;
   metrics?: CollectorMetrics;
 }
 
@@ -61,6 +66,7 @@ export const DEFAULT_MAX_PENDING_PER_ADDRESS = 64;
 export const DEFAULT_MAX_CONNECTIONS = 20_000;
 
 export const DEFAULT_SILENCE_LIMIT_MS = 120_000;
+export const DEFAULT_LIVENESS_INTERVAL_MS = 30_000;
 
 interface Connection {
   socket: WebSocket;
@@ -177,6 +183,7 @@ export class CollectorServer extends EventEmitter<{
         for (const connection of probes.due(this.current.values())) this.sendTimeProbe(connection);
       }, SPREAD_TICK_MS),
       setInterval(() => this.prune(), this.options.pruneIntervalMs ?? 60_000),
+      setInterval(() => this.recordLiveness(), this.options.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS),
     );
     this.prune();
     return server.address() as AddressInfo;
@@ -385,6 +392,11 @@ export class CollectorServer extends EventEmitter<{
       const deleted = await this.options.store.prune(hostNowMs());
       if (deleted > 0) this.options.log(`retention: deleted ${deleted} report(s)`);
     });
+  }
+
+  private recordLiveness(): void {
+    const heard = [...this.current.values()].map((c) => ({ agentId: c.agent!.agentId, heardMs: c.lastHeardMs }));
+    this.storeQuietly('liveness', () => this.options.store.heard(heard));
   }
 
   /** Housekeeping the collector does not wait for: a failure is logged (at a bounded rate), never thrown. */

@@ -201,6 +201,18 @@ export class PostgresStore implements FleetStore {
     await this.pool.query('UPDATE agents SET last_seen_ms = GREATEST(last_seen_ms, $1) WHERE agent_id = $2', [nowMs, agentId]);
   }
 
+  async heard(agents: ReadonlyArray<{ agentId: string; heardMs: number }>): Promise<void> {
+    if (agents.length === 0) return;
+    const sorted = [...agents].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
+    await this.transaction(async (client) => {
+      await lockAgents(client, sorted.map((a) => a.agentId));
+      await client.query(
+        `UPDATE agents a SET last_seen_ms = GREATEST(a.last_seen_ms, u.heard) FROM unnest($1::text[], $2::float8[]) AS u(agent_id, heard) WHERE a.agent_id = u.agent_id`,
+        [sorted.map((a) => a.agentId), sorted.map((a) => a.heardMs)],
+      );
+    });
+  }
+
   async agents(): Promise<StoredAgent[]> {
     const { rows } = await this.pool.query<Record<string, unknown>>(
       `SELECT a.*, COALESCE(r.n, 0) AS reports FROM agents a LEFT JOIN (SELECT agent_id, COUNT(*) AS n FROM reports GROUP BY agent_id) r USING (agent_id) ORDER BY a.agent_id`,

@@ -268,6 +268,12 @@ export class ReportStore implements FleetStore {
     this.statements.touch.run(nowMs, agentId);
   }
 
+  heard(agents: ReadonlyArray<{ agentId: string; heardMs: number }>): void {
+    this.db.transaction(() => {
+      for (const { agentId, heardMs } of agents) this.statements.touch.run(heardMs, agentId);
+    })();
+  }
+
   agents(): StoredAgent[] {
     const rows = this.db
       .prepare(

@@ -21,6 +21,7 @@ export interface CollectOptions {
   retention?: RetentionPolicy;
   maxPendingPerAddress?: number;
   maxConnections?: number;
+  livenessIntervalMs?: number;
 }
 
 /** `flinch collect`: a long-running fleet collector. Resolves once it is listening; stops on SIGINT/SIGTERM. */
@@ -39,7 +40,7 @@ export async function runCollector(options: CollectOptions, log: (line: string) 
   }
   const collector = new CollectorServer({
     host: listen.host, port: listen.port, store, keyring, tls, keepInMemory: false, timeProbeIntervalMs: options.timeProbeIntervalMs, log,
-    maxPendingPerAddress: options.maxPendingPerAddress, maxConnections: options.maxConnections,
+    maxPendingPerAddress: options.maxPendingPerAddress, maxConnections: options.maxConnections, livenessIntervalMs: options.livenessIntervalMs,
   });
   let metricsServer: http.Server | null = null;
   try {

@@ -27,6 +27,8 @@ export interface FleetStore {
   apply(batch: readonly IncomingData[]): Awaitable<number>;
   lastSeq(agentId: string): Awaitable<number>;
   touch(agentId: string, nowMs: number): Awaitable<void>;
+  /** Each agent was heard from (a frame or a pong) at its time: its last-seen moves forward to it, never back. */
+  heard(agents: ReadonlyArray<{ agentId: string; heardMs: number }>): Awaitable<void>;
   prune(nowMs: number): Awaitable<number>;
   agents(): Awaitable<StoredAgent[]>;
   verdictCounts(): Awaitable<Map<string, Record<string, number>>>;

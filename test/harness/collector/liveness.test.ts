@@ -117,3 +117,28 @@ t.test("after a pause, a connection whose collector side has stalled is replaced
   t.same(lost, [], 'no connection reported lost');
   t.match(replaced, [/after this guest was paused: the connection stalled/], 'one reported replaced, and why');
 });
+
+t.test("the store learns when a quiet agent was last heard from (its pongs), and a frozen one's stops moving", async (t) => {
+  const { store, port } = await startCollector(t, { keyring: new ListedKeyring(new Map([['quiet', KEY]])), pingIntervalMs: 100, livenessIntervalMs: 100 });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}`);
+  ws.on('error', () => undefined);
+  t.teardown(() => ws.terminate());
+  ws.once('message', (data) => {
+    const { nonce } = JSON.parse(data.toString()) as { nonce: string };
+    ws.send(signFrame(KEY, nonce, JSON.stringify(helloFor('quiet', nonce))));
+  });
+  const helloSeen = await until('registered', () => store.lastSeenMs('quiet'));
+  // It sends nothing after its hello; only its pongs (ws answers pings by itself) say it is alive.
+  const later = await until('heard from after the hello', () => {
+    const seen = store.lastSeenMs('quiet');
+    return seen !== null && seen > helloSeen + 300 ? seen : null;
+  });
+  t.ok(later > helloSeen, 'last seen moved forward without a message');
+  ws.pause();
+  // Paused: no pong is read or sent, as for a frozen guest.
+  (ws as unknown as { _socket: net.Socket })._socket.pause();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const frozenAt = store.lastSeenMs('quiet')!;
+  await new Promise((resolve) => setTimeout(resolve, 800));
+  t.ok(store.lastSeenMs('quiet')! - frozenAt < 250, 'a peer that stopped answering is not seen as alive');
+});

@@ -1,0 +1,113 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { EXIT, UserError, agentIdArgument, printable } from '../../contract/command-line.js';
+import { virsh } from '../../system/virsh.js';
+import { LibvirtDriver } from '../drivers/libvirt-driver.js';
+import { FAULTS, type FaultName } from '../drivers/migration-driver.js';
+import { isPostgresUrl, openStore, type FleetStore } from '../collector/store.js';
+import { runRollout, type RolloutGuest, type RolloutOutcome, type RolloutSettings } from './rollout-runner.js';
+import { startSimFleet } from './sim-fleet.js';
+
+export interface RolloutCommandOptions extends RolloutSettings {
+  driver: 'libvirt' | 'sim';
+  out: string;
+  /** libvirt: the collectors' store, where the guests' agents report. */
+  store?: string;
+  libvirtUri: string;
+  destination?: string;
+  /** libvirt: `DOMAIN` or `DOMAIN=AGENT-ID`; none: every running domain of --libvirt-uri. */
+  domain: string[];
+  migrateTimeoutMs: number;
+  /** sim: how many simulated guests, how long each migration freezes one, and which suffer which faults. */
+  simGuests: number;
+  simDowntimeMs: number;
+  simFault: string[];
+}
+
+/** `flinch rollout`: the guests, the store, the run; the outcome for the CLI to print and turn into an exit code. */
+export async function rolloutCommand(options: RolloutCommandOptions, log: (line: string) => void): Promise<RolloutOutcome> {
+  if (options.driver === 'sim') {
+    const fleet = await startSimFleet({ count: options.simGuests, downtimeMs: options.simDowntimeMs, faults: simFaults(options.simFault), log });
+    try {
+      return await finish(await runRollout(fleet.guests, options, fleet.store, options.out, log), options.out);
+    } finally {
+      await fleet.stop();
+    }
+  }
+  if (options.store === undefined) throw new UserError("--store: the collectors' store (a file or postgres://…), where the guests' agents report", EXIT.usage);
+  if (options.destination === undefined) throw new UserError('--destination: the libvirt URI to migrate the guests to', EXIT.usage);
+  const guests = libvirtGuests(options);
+  let store: FleetStore;
+  try {
+    store = await openStore(options.store);
+  } catch (error) {
+    throw new UserError(`--store ${isPostgresUrl(options.store) ? '' : `${options.store}: `}${(error as Error).message}`, EXIT.usage);
+  }
+  try {
+    return await finish(await runRollout(guests, options, store, options.out, log), options.out);
+  } finally {
+    await store.close();
+  }
+}
+
+/** `NAME:FAULT[+FAULT]`, e.g. `sim-7:guest-firewall-flush`. */
+function simFaults(values: readonly string[]): Map<string, FaultName[]> {
+  const faults = new Map<string, FaultName[]>();
+  for (const value of values) {
+    const [name, list] = value.split(':');
+    const names = (list ?? '').split('+').filter(Boolean);
+    const unknown = names.find((f) => !(FAULTS as readonly string[]).includes(f));
+    if (!name || names.length === 0 || unknown !== undefined) throw new UserError(`--sim-fault ${value}: expected GUEST:FAULT[+FAULT] with faults from ${FAULTS.join(', ')}`, EXIT.usage);
+    faults.set(name, names as FaultName[]);
+  }
+  return faults;
+}
+
+/** The domains given (or every running one), each moved by libvirt's live migration, its agent id its name unless told. */
+function libvirtGuests(options: RolloutCommandOptions): RolloutGuest[] {
+  let entries = options.domain.map((spec) => {
+    const [domain, agentId] = spec.split('=');
+    return { domain: domain!, agentId: agentIdArgument(agentId ?? domain!) };
+  });
+  if (entries.length === 0) {
+    const listed = virsh(options.libvirtUri, 'list', '--name', '--state-running');
+    if (listed.status !== 0) throw new UserError(`--libvirt-uri ${options.libvirtUri}: virsh list failed: ${listed.stderr.trim()}`, EXIT.usage);
+    entries = listed.stdout.split('\n').map((name) => name.trim()).filter(Boolean).map((domain) => ({ domain, agentId: agentIdArgument(domain) }));
+    if (entries.length === 0) throw new UserError(`--libvirt-uri ${options.libvirtUri}: no running domain to roll out`, EXIT.usage);
+  }
+  return entries.map(({ domain, agentId }) => ({
+    name: domain,
+    agentId,
+    async migrate() {
+      const driver = new LibvirtDriver({
+        uri: options.libvirtUri, domain, mode: 'migrate', destinationUri: options.destination!, migrateUri: null, saveFile: '', mac: '', virsh: 'virsh',
+        timeoutMs: options.migrateTimeoutMs, persistent: true,
+      });
+      await driver.prepare();
+      try {
+        return await driver.migrate();
+      } finally {
+        await driver.cleanup();
+      }
+    },
+  }));
+}
+
+async function finish(outcome: RolloutOutcome, outDir: string): Promise<RolloutOutcome> {
+  writeFileSync(path.join(outDir, 'rollout.json'), `${JSON.stringify({ schema: 'flinch.rollout/v1', ...outcome }, null, 2)}\n`);
+  return outcome;
+}
+
+/** The outcome as the operator reads it: what was migrated, and if the rollout stopped, which guests and why. */
+export function renderRollout(outcome: RolloutOutcome): string {
+  const counts = new Map<string, number>();
+  for (const o of outcome.migrated) counts.set(o.verdict, (counts.get(o.verdict) ?? 0) + 1);
+  const lines = [`${outcome.migrated.length} guest(s) migrated: ${[...counts].map(([v, n]) => `${n} ${v}`).join(', ') || 'none'}`];
+  if (outcome.halted) {
+    const { share, window, worst } = outcome.halted;
+    lines.push(`HALTED: ${(share * 100).toFixed(2)} % of the last ${window} guest(s) disrupted, silent or failed; ${outcome.untouched.length} guest(s) left untouched`);
+    for (const o of worst) lines.push(`  ${o.guest} (agent ${o.agentId}): ${o.verdict}: ${o.evidence.slice(0, 4).join('; ')}`);
+    if (outcome.untouched.length > 0) lines.push(`untouched: ${outcome.untouched.join(', ')}`);
+  }
+  return lines.map(printable).join('\n');
+}
