@@ -63,6 +63,14 @@ export const RESUME_CHECK_MS = 5000;
 /** A liveness tick this much later than due means this guest was paused (or suspended) meanwhile. */
 const PAUSE_GAP_MS = 3000;
 const LIVENESS_TICK_MS = 1000;
+/**
+ * What was not acknowledged is re-sent at most this many frames at a time, RESEND_INTERVAL_MS apart: about 1 700 a
+ * second, under the collector's 2 000 a second per connection. Sent all at once, a backlog of more than the
+ * collector's burst (4 000) was refused as a rate violation on every connection, and delivered only by reconnecting.
+ */
+export const RESEND_BATCH = 500;
+export const RESEND_INTERVAL_MS = 300;
+
 /** How often an agent on a fallback collector checks whether an earlier one is back. */
 export const FAILBACK_CHECK_MS = 30_000;
 /** How long a collector checked for being back has to send its challenge. */
@@ -90,6 +98,9 @@ export class CollectorClient {
   private failbackProbe: WebSocket | null = null;
   /** The collector of the last greeted connection. */
   private greetedUrl: string | null = null;
+  /** The highest seq written on the current connection; while the backlog is re-sent, new data waits in the spool. */
+  private sentSeq = 0;
+  private resendTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private livenessTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -125,11 +136,15 @@ export class CollectorClient {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.livenessTimer) clearInterval(this.livenessTimer);
     this.stopFailback();
+    this.stopResend();
     this.socket?.close(1000, 'agent stopping');
   }
 
-  private deliver(message: AgentMessage): void {
-    if (this.nonce !== null) this.write(message);
+  private deliver(message: AgentMessage & { seq: number }): void {
+    // While the backlog is still going out, this waits its turn in the spool: seqs go out in order.
+    if (this.nonce === null || this.resendTimer !== null) return;
+    this.write(message);
+    this.sentSeq = message.seq;
   }
 
   /** The collector the current (or next) connection goes to. */
@@ -231,6 +246,7 @@ export class CollectorClient {
     socket.on('close', (code, reason) => {
       if (this.livenessTimer) clearInterval(this.livenessTimer);
       this.stopFailback();
+      this.stopResend();
       if (this.socket === socket) {
         this.socket = null;
         this.nonce = null;
@@ -279,7 +295,26 @@ export class CollectorClient {
       type: 'hello', protocol, ...identity, ...(guest && protocol >= GUEST_SYSTEM_SINCE_PROTOCOL ? { guest } : {}),
       nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped,
     });
-    for (const message of this.options.spool.unacked) this.write(message);
+    this.sentSeq = 0;
+    this.resend();
+  }
+
+  /** Writes the next slice of what is not acknowledged (and not yet written here), and schedules the next if any is left. */
+  private resend(): void {
+    this.resendTimer = null;
+    if (this.nonce === null) return;
+    const pending = this.options.spool.unacked;
+    let from = firstAfter(pending, this.sentSeq);
+    for (const end = Math.min(pending.length, from + RESEND_BATCH); from < end; from += 1) {
+      this.write(pending[from]!);
+      this.sentSeq = pending[from]!.seq;
+    }
+    if (from < pending.length) this.resendTimer = setTimeout(() => this.resend(), RESEND_INTERVAL_MS);
+  }
+
+  private stopResend(): void {
+    if (this.resendTimer) clearTimeout(this.resendTimer);
+    this.resendTimer = null;
   }
 
   private takeAnnounce(): boolean {
@@ -368,4 +403,16 @@ export class CollectorClient {
     const json = JSON.stringify(message);
     socket.send(this.options.key === null ? json : signFrame(this.options.key, nonce, json));
   }
+}
+
+/** The index of the first message with a seq above `seq` (messages in seq order). */
+function firstAfter(messages: ReadonlyArray<{ seq: number }>, seq: number): number {
+  let low = 0;
+  let high = messages.length;
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (messages[middle]!.seq <= seq) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }

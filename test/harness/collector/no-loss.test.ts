@@ -87,3 +87,19 @@ t.test(`${TOTAL} reports, random connection kills, a collector restart: 0 lost, 
   const duplicates = (await second.collector.metrics.duplicates.get()).values[0]?.value ?? 0;
   t.ok(proxy.kills() >= 10, `the proxy killed ${proxy.kills()} connections; ${second.collector.agents.get('stream')?.connections} reconnections to the restarted collector; ${duplicates} re-sent messages dropped as duplicates`);
 });
+
+t.test('a backlog larger than the collector allows in one burst goes out paced, on one connection, none refused', async (t) => {
+  const port = await freePort();
+  const agent = inProcessAgent(t, `ws://127.0.0.1:${port}`, 'backlog', KEY);
+  // Spooled while no collector runs: more than the collector's burst of 4 000 frames.
+  for (let n = 1; n <= TOTAL; n += 1) agent.client.sendReport(sampleReport('backlog', n));
+  const lines: string[] = [];
+  const { collector, store } = await startCollector(t, { keyring: new ListedKeyring(new Map([['backlog', KEY]])), port }, lines);
+  // New data while the backlog drains must wait its turn, not overtake it.
+  await until('the first acks', () => agent.acks.length > 0);
+  agent.client.sendReport(sampleReport('backlog', TOTAL + 1));
+  await until('everything acknowledged', () => agent.spool.unacked.length === 0, 60_000);
+  t.equal(store.reportCount('backlog'), TOTAL + 1, 'all stored');
+  t.equal(collector.rejected, 0, `nothing refused (${lines.filter((l) => /rejected/.test(l)).slice(0, 2).join(' | ')})`);
+  t.equal(collector.agents.get('backlog')!.connections, 1, 'on one connection');
+});
