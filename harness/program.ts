@@ -79,6 +79,13 @@ function probability(value: string): number {
   return p;
 }
 
+/** A share that may be 1 (a limit that is never passed), unlike a probability. */
+function shareLimit(value: string): number {
+  const p = Number(value);
+  if (!Number.isFinite(p) || p <= 0 || p > 1) throw new InvalidArgumentError('expected a number above 0 and at most 1');
+  return p;
+}
+
 function nonNegativeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of 0 or more');
@@ -536,12 +543,13 @@ export function buildHarnessProgram(): Command {
     .option('--driver <name>', 'libvirt (live migration of running domains) or sim (a simulated fleet of network namespaces, for trying it)', 'libvirt')
     .requiredOption('--out <dir>', 'journal (resumable: run again with the same guests and settings) and rollout.json')
     .option('--parallel <k>', 'guests migrated at once, a wave', positiveInt, 1)
-    .option('--halt-at <share>', 'halt when the share of disrupted, silent or failed guests among the last --window passes this (0..1)', probability, 0.005)
+    .option('--halt-at <share>', 'halt when the share of disrupted, silent or failed guests among the last --window passes this (above 0, at most 1: 1 never halts)', shareLimit, 0.005)
     .option('--window <n>', 'how many of the latest guests the share is taken over', positiveInt, 200)
     .option('--verdict-timeout <s>', "after a migration, how long to wait for the guest agent's report", positiveInt, 60)
     .option('--store <file|url>', "libvirt: the collectors' store (SQLite file or postgres://…) the guests' agents report to")
     .option('--libvirt-uri <uri>', 'libvirt: where the guests run', 'qemu:///system')
     .option('--destination <uri>', 'libvirt: where they go (virsh migrate --live)')
+    .option('--migrate-uri <uri>', "libvirt: where the destination's QEMU listens for the migration stream (virsh migrate --migrateuri), when libvirt's default, the destination's hostname, does not reach it")
     .option('--domain <name[=agent-id]>', 'libvirt: a domain to roll out, and its agent id when not its name; repeat it (default: every running domain)', (v: string, previous: string[] = []) => [...previous, v], [])
     .option('--migrate-timeout <s>', 'libvirt: how long one migration may take', positiveInt, 300)
     .option('--guests <n>', 'sim: how many simulated guests', positiveInt, 50)
@@ -549,13 +557,13 @@ export function buildHarnessProgram(): Command {
     .option('--sim-fault <guest:fault>', 'sim: this guest also suffers this fault after its migration (e.g. sim-7:guest-firewall-flush); repeat it', (v: string, previous: string[] = []) => [...previous, v], [])
     .action(
       guarded(PROGRAM, verbose, async (o: {
-        driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; store?: string; libvirtUri: string; destination?: string;
+        driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; store?: string; libvirtUri: string; destination?: string; migrateUri?: string;
         domain: string[]; migrateTimeout: number; guests: number; simDowntime: number; simFault: string[];
       }) => {
         if (o.driver !== 'libvirt' && o.driver !== 'sim') throw new UserError(`--driver ${o.driver}: choose libvirt or sim`, EXIT.usage);
         const outcome = await rolloutCommand({
           driver: o.driver, out: o.out, parallel: o.parallel, haltAt: o.haltAt, window: o.window, verdictTimeoutMs: o.verdictTimeout * 1000, store: o.store,
-          libvirtUri: o.libvirtUri, destination: o.destination, domain: o.domain, migrateTimeoutMs: o.migrateTimeout * 1000,
+          libvirtUri: o.libvirtUri, destination: o.destination, migrateUri: o.migrateUri, domain: o.domain, migrateTimeoutMs: o.migrateTimeout * 1000,
           simGuests: o.guests, simDowntimeMs: o.simDowntime, simFault: o.simFault,
         }, log);
         process.stdout.write(`${renderRollout(outcome)}\n`);

@@ -15,6 +15,8 @@ export interface RolloutCommandOptions extends RolloutSettings {
   store?: string;
   libvirtUri: string;
   destination?: string;
+  /** libvirt: where the destination QEMU listens for the stream, when the destination's hostname does not reach it. */
+  migrateUri?: string;
   /** libvirt: `DOMAIN` or `DOMAIN=AGENT-ID`; none: every running domain of --libvirt-uri. */
   domain: string[];
   migrateTimeoutMs: number;
@@ -80,7 +82,7 @@ function libvirtGuests(options: RolloutCommandOptions): RolloutGuest[] {
     agentId,
     async migrate() {
       const driver = new LibvirtDriver({
-        uri: options.libvirtUri, domain, mode: 'migrate', destinationUri: options.destination!, migrateUri: null, saveFile: '', mac: '', virsh: 'virsh',
+        uri: options.libvirtUri, domain, mode: 'migrate', destinationUri: options.destination!, migrateUri: options.migrateUri ?? null, saveFile: '', mac: '', virsh: 'virsh',
         timeoutMs: options.migrateTimeoutMs, persistent: true,
       });
       await driver.prepare();

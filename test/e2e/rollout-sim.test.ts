@@ -56,7 +56,7 @@ t.test('bad input: one line, exit 2', async (t) => {
     [['--driver', 'xl'], /--driver xl: choose libvirt or sim/],
     [['--driver', 'libvirt', '--destination', 'qemu+ssh://b/system'], /--store: the collectors' store/],
     [['--driver', 'sim', '--sim-fault', 'sim-1:melt'], /--sim-fault sim-1:melt: expected GUEST:FAULT/],
-    [['--halt-at', '2'], /expected a number between 0 and 1/],
+    [['--halt-at', '2'], /expected a number above 0 and at most 1/],
   ] as const) {
     const run = await runCli([FLINCH, 'rollout', '--out', tempDir('flinch-rollout-bad-'), ...args]);
     t.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
