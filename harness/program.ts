@@ -546,6 +546,7 @@ export function buildHarnessProgram(): Command {
     .option('--halt-at <share>', 'halt when the share of disrupted, silent or failed guests among the last --window passes this (above 0, at most 1: 1 never halts)', shareLimit, 0.005)
     .option('--window <n>', 'how many of the latest guests the share is taken over', positiveInt, 200)
     .option('--verdict-timeout <s>', "after a migration, how long to wait for the guest agent's report", positiveInt, 60)
+    .option('--verdict-grace <s>', 'after the first report, how much longer to gather the episodes of that migration (the worst counts)', nonNegativeInt, 10)
     .option('--store <file|url>', "libvirt: the collectors' store (SQLite file or postgres://…) the guests' agents report to")
     .option('--libvirt-uri <uri>', 'libvirt: where the guests run', 'qemu:///system')
     .option('--destination <uri>', 'libvirt: where they go (virsh migrate --live)')
@@ -557,12 +558,12 @@ export function buildHarnessProgram(): Command {
     .option('--sim-fault <guest:fault>', 'sim: this guest also suffers this fault after its migration (e.g. sim-7:guest-firewall-flush); repeat it', (v: string, previous: string[] = []) => [...previous, v], [])
     .action(
       guarded(PROGRAM, verbose, async (o: {
-        driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; store?: string; libvirtUri: string; destination?: string; migrateUri?: string;
+        driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; verdictGrace: number; store?: string; libvirtUri: string; destination?: string; migrateUri?: string;
         domain: string[]; migrateTimeout: number; guests: number; simDowntime: number; simFault: string[];
       }) => {
         if (o.driver !== 'libvirt' && o.driver !== 'sim') throw new UserError(`--driver ${o.driver}: choose libvirt or sim`, EXIT.usage);
         const outcome = await rolloutCommand({
-          driver: o.driver, out: o.out, parallel: o.parallel, haltAt: o.haltAt, window: o.window, verdictTimeoutMs: o.verdictTimeout * 1000, store: o.store,
+          driver: o.driver, out: o.out, parallel: o.parallel, haltAt: o.haltAt, window: o.window, verdictTimeoutMs: o.verdictTimeout * 1000, verdictGraceMs: o.verdictGrace * 1000, store: o.store,
           libvirtUri: o.libvirtUri, destination: o.destination, migrateUri: o.migrateUri, domain: o.domain, migrateTimeoutMs: o.migrateTimeout * 1000,
           simGuests: o.guests, simDowntimeMs: o.simDowntime, simFault: o.simFault,
         }, log);

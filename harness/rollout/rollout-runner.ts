@@ -43,6 +43,11 @@ export interface RolloutSettings {
   window: number;
   /** After a migration, how long to wait for the agent's report. */
   verdictTimeoutMs: number;
+  /**
+   * After the first report, how much longer to gather: one migration can end more than one episode (the announce
+   * at once, a clock lag only when time exchanges resume), and the first to arrive need not be the worst.
+   */
+  verdictGraceMs: number;
 }
 
 export interface RolloutOutcome {
@@ -111,14 +116,21 @@ async function migrateAndJudge(guest: RolloutGuest, index: number, settings: Rol
     return { ...base, startedAtMs, completedAtMs: hostNowMs(), verdict: 'failed', evidence: [`the migration failed: ${message}`], error: message };
   }
   const completedAtMs = timing.completedAtMs;
-  const deadline = hostNowMs() + settings.verdictTimeoutMs;
+  let deadline = hostNowMs() + settings.verdictTimeoutMs;
+  let gathering = false;
   for (;;) {
     const reports = await store.reportsSince(guest.agentId, startedAtMs - CLOCK_SLACK_MS);
-    if (reports.length > 0) {
-      const worst = reports.map((r) => r.report).sort((a, b) => SEVERITY[b.verdict] - SEVERITY[a.verdict])[0]!;
-      return { ...base, startedAtMs, completedAtMs, verdict: worst.verdict, evidence: worst.evidence.map((e) => `${e.kind}: ${e.detail}`) };
+    if (reports.length > 0 && !gathering) {
+      gathering = true;
+      deadline = Math.min(deadline, hostNowMs() + settings.verdictGraceMs);
     }
-    if (hostNowMs() > deadline) break;
+    if (hostNowMs() > deadline || (gathering && settings.verdictGraceMs === 0)) {
+      if (reports.length === 0) break;
+      // The worst verdict, and every episode's evidence, the worst's first.
+      const ordered = reports.map((r) => r.report).sort((a, b) => SEVERITY[b.verdict] - SEVERITY[a.verdict]);
+      const evidence = [...new Set(ordered.flatMap((r) => r.evidence.map((e) => `${e.kind}: ${e.detail}`)))];
+      return { ...base, startedAtMs, completedAtMs, verdict: ordered[0]!.verdict, evidence };
+    }
     await sleep(POLL_MS);
   }
   const lastSeen = await store.lastSeenMs(guest.agentId);

@@ -12,7 +12,7 @@ import { tempDir } from '../helpers/collector-fixtures.js';
 
 const GUESTS = 50;
 const common = (out: string, haltAt: string) => [
-  FLINCH, 'rollout', '--driver', 'sim', '--guests', String(GUESTS), '--parallel', '5', '--halt-at', haltAt, '--window', '10', '--verdict-timeout', '10',
+  FLINCH, 'rollout', '--driver', 'sim', '--guests', String(GUESTS), '--parallel', '5', '--halt-at', haltAt, '--window', '10', '--verdict-timeout', '10', '--verdict-grace', '2',
   '--sim-fault', 'sim-22:guest-firewall-flush', '--sim-fault', 'sim-23:guest-firewall-flush', '--out', out,
 ];
 

@@ -55,7 +55,7 @@ t.test('waves, verdicts from the store, a halt that leaves the rest untouched, a
   const plan: Array<Report['verdict'] | 'quiet' | 'nothing' | 'throws'> = ['noticed', 'quiet', 'transparent', 'nothing', 'disrupted', 'disrupted', 'noticed', 'noticed'];
   const guests = standIns(store, plan, migrated);
   const lines: string[] = [];
-  const settings = { parallel: 2, haltAt: 0.25, window: 4, verdictTimeoutMs: 600 };
+  const settings = { parallel: 2, haltAt: 0.25, window: 4, verdictTimeoutMs: 600, verdictGraceMs: 0 };
   const first = await runRollout(guests, settings, store, out, (l) => lines.push(l));
   t.same(migrated, ['dom-1', 'dom-2', 'dom-3', 'dom-4', 'dom-5', 'dom-6'], 'three waves of two, then it stopped');
   t.same(first.migrated.map((o) => o.verdict), ['noticed', 'transparent', 'transparent', 'silent', 'disrupted', 'disrupted']);
@@ -84,8 +84,33 @@ t.test('waves, verdicts from the store, a halt that leaves the rest untouched, a
 t.test('a migration that fails is a failed guest, with its error', async (t) => {
   const store = new ReportStore(':memory:');
   t.teardown(() => store.close());
-  const outcome = await runRollout(standIns(store, ['throws', 'noticed'], []), { parallel: 1, haltAt: 0.5, window: 10, verdictTimeoutMs: 200 }, store, tempDir('flinch-rollout-'), () => undefined);
+  const outcome = await runRollout(standIns(store, ['throws', 'noticed'], []), { parallel: 1, haltAt: 0.5, window: 10, verdictTimeoutMs: 200, verdictGraceMs: 0 }, store, tempDir('flinch-rollout-'), () => undefined);
   t.same(outcome.migrated.map((o) => [o.guest, o.verdict]), [['dom-1', 'failed']]);
   t.match(outcome.migrated[0]!.evidence, ['the migration failed: virsh: migration refused']);
   t.same(outcome.untouched, ['dom-2']);
+});
+
+t.test('one migration, two episodes: the later, worse one is gathered within the grace, and both evidences kept', async (t) => {
+  const store = new ReportStore(':memory:');
+  t.teardown(() => store.close());
+  const agentId = 'two-episodes';
+  store.registerAgent({ agentId, machineId: '', hostname: agentId, macs: [], xenDomid: null, agentVersion: '0.1.0' }, 's', 0, 0);
+  const episode = (seq: number, verdict: Report['verdict'], kind: string) => {
+    const report = sampleReport(agentId, seq, verdict);
+    report.evidence = [{ severity: verdict === 'disrupted' ? 'disrupted' : 'noticed', kind, detail: `episode ${seq}`, at: report.episode.openedAt }];
+    store.apply([{ agentId, seq, receivedAtMs: hostNowMs(), report, body: JSON.stringify(report) }]);
+  };
+  const guest: RolloutGuest = {
+    name: 'dom', agentId,
+    async migrate() {
+      const startedAtMs = hostNowMs();
+      episode(1, 'noticed', 'clock-lag');
+      setTimeout(() => episode(2, 'disrupted', 'connection-reset'), 600);
+      return { startedAtMs, completedAtMs: hostNowMs(), totalMs: 1, downtimeMs: 1, setupMs: null, transferredBytes: null };
+    },
+  };
+  const settings = { parallel: 1, haltAt: 1, window: 10, verdictTimeoutMs: 5000 };
+  const gathered = await runRollout([guest], { ...settings, verdictGraceMs: 2000 }, store, tempDir('flinch-rollout-'), () => undefined);
+  t.equal(gathered.migrated[0]!.verdict, 'disrupted', 'the worst of the two');
+  t.same(gathered.migrated[0]!.evidence, ['connection-reset: episode 2', 'clock-lag: episode 1'], "both episodes' evidence, the worst's first");
 });
