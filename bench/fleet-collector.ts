@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { projectRoot } from '../harness/project-paths.js';
-import { askWorker, forkAgentsWorker } from './fleet-workers.js';
+import { askWorker, cpuSecondsOf, forkAgentsWorker, percentile } from './fleet-workers.js';
 
 const [agentsArg = '10000', workersArg = '4', ratesArg = '2000,5000,8000', secondsArg = '20', hostileArg = '0', reopenArg = '100'] = process.argv.slice(2);
 const HOSTILE = Number(hostileArg);
@@ -36,16 +36,7 @@ function rssOf(pid: number): { rssMiB: number; peakMiB: number } {
   return { rssMiB: Math.round(kib('VmRSS') / 1024), peakMiB: Math.round(kib('VmHWM') / 1024) };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'flinch-fleet-bench-'));
 const secret = 'bench-fleet-secret-0123456789abcdef0123';

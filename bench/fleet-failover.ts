@@ -7,14 +7,14 @@
 // and re-sending what was not acknowledged. Prints a JSON summary: reports/s, ack latency, how long the moved agents
 // took to be welcomed elsewhere, and, from the store itself, how many reports were lost or stored twice.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { projectRoot } from '../harness/project-paths.js';
-import { askWorker, forkAgentsWorker } from './fleet-workers.js';
+import { askWorker, cpuSecondsOf, forkAgentsWorker, percentile } from './fleet-workers.js';
 import { freePort, tempDir } from '../test/helpers/collector-fixtures.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 
@@ -25,19 +25,7 @@ const RATE = Number(rateArg);
 const SECONDS = Number(secondsArg);
 const WORKERS = Number(workersArg);
 
-function cpuSecondsOf(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 const dir = tempDir('flinch-failover-bench-');
 const secret = 'bench-fleet-secret-0123456789abcdef0123';

@@ -276,9 +276,7 @@ export class CollectorServer extends EventEmitter<{
         }
         this.handle(connection, connection.agent!, message, receivedAtMs);
       } catch (error) {
-        // Nothing a peer sends may throw out of here: an unexpected failure closes this connection, not the collector.
-        if (error instanceof ProtocolError) this.reject(connection, socket, error.reason, error.message);
-        else this.reject(connection, socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
+        this.rejectForFrame(connection, error);
       }
     });
     socket.send(JSON.stringify({ type: 'challenge', protocol: PROTOCOL_VERSION, nonce: connection.credentials.nonce }));
@@ -309,8 +307,7 @@ export class CollectorServer extends EventEmitter<{
             try {
               this.handle(connection, connection.agent!, message, receivedAtMs);
             } catch (error) {
-              if (error instanceof ProtocolError) this.reject(connection, connection.socket, error.reason, error.message);
-              else this.reject(connection, connection.socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
+              this.rejectForFrame(connection, error);
             }
           }
         },
@@ -418,6 +415,12 @@ export class CollectorServer extends EventEmitter<{
     const json = JSON.stringify(message);
     const { key, nonce } = connection.credentials;
     connection.socket.send(key === null ? json : signCollectorFrame(key, nonce, json));
+  }
+
+  /** Nothing a peer sends may throw out of the collector: an unexpected failure closes this connection only. */
+  private rejectForFrame(connection: Connection, error: unknown): void {
+    if (error instanceof ProtocolError) this.reject(connection, connection.socket, error.reason, error.message);
+    else this.reject(connection, connection.socket, 'malformed', `internal error handling a frame: ${(error as Error).message}`, 1011);
   }
 
   private reject(connection: Connection | null, socket: WebSocket, reason: RejectReason, detail: string, code = CLOSE_POLICY_VIOLATION): void {
