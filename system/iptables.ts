@@ -25,8 +25,9 @@ export async function defaultIptablesVariant(): Promise<IptablesVariant | null> 
 }
 
 /** `iptables-save` output of one variant and family: the whole ruleset, every table that exists. */
-export async function iptablesSave(variant: IptablesVariant, family: IpFamily): Promise<string> {
-  const { stdout } = await runCommand(tool(variant, family, 'save'), []);
+/** Every table, or just `table` (iptables-save -t prints nothing for a table that does not exist). */
+export async function iptablesSave(variant: IptablesVariant, family: IpFamily, table?: string): Promise<string> {
+  const { stdout } = await runCommand(tool(variant, family, 'save'), table ? ['-t', table] : []);
   return stdout;
 }
 

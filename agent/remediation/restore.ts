@@ -1,9 +1,9 @@
 import { applyNftScript, listSetElements } from '../../system/nft.js';
-import { iptablesRestore, type IpFamily } from '../../system/iptables.js';
+import { iptablesRestore, iptablesSave, type IpFamily } from '../../system/iptables.js';
 import { ip } from '../../system/ip.js';
 import { findExecutable, runCommand } from '../../system/run-command.js';
-import type { FirewallTableState, InterfaceState, RouteState } from './live-state.js';
-import { iptablesChainsScript } from './firewall-loss.js';
+import { splitIptablesSave, type FirewallTableState, type InterfaceState, type RouteState } from './live-state.js';
+import { iptablesChainsScript, lostIptablesChains } from './firewall-loss.js';
 
 /**
  * The commands the safety net runs, one function per kind of repair. Firewall repairs are single transactions that
@@ -74,15 +74,31 @@ export async function restoreNftTables(baselines: readonly FirewallTableState[],
  * Puts an iptables table back. A table that is gone is restored whole (without --noflush iptables-restore replaces
  * exactly the tables in its input, and there is nothing there to replace); in a table that is still there only the
  * lost chains go back, with --noflush, so chains and rules others added since stay as they are.
+ *
+ * An append cannot be made conditional in iptables, so the table is read again right before the write, and only
+ * chains still lost then are put back: another writer (kube-proxy's check-then-add, a firewall service's reload) may
+ * have refilled one since the reading that found the loss, and appending to it again would duplicate its rules. What
+ * is left is the few ms between this reading and the commit, the same window that writer's own check-then-add has.
  */
 export async function restoreIptablesTable(baseline: FirewallTableState, current: FirewallTableState | undefined, lostChains: readonly string[] | null, dryRun: boolean): Promise<string> {
   const variant = baseline.backend === 'iptables-nft' ? 'nft' : 'legacy';
   const family = baseline.family as IpFamily;
-  const noflush = current !== undefined && lostChains !== null;
-  const script = noflush ? iptablesChainsScript(baseline, current, lostChains) : baseline.text;
+  const tool = `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-restore`;
+  let script = baseline.text;
+  let noflush = false;
+  if (current !== undefined && lostChains !== null) {
+    const freshText = splitIptablesSave(await iptablesSave(variant, family, baseline.table)).get(baseline.table);
+    if (freshText !== undefined) {
+      const fresh = { ...current, text: freshText };
+      const stillLost = lostIptablesChains(baseline, fresh).filter((chain) => lostChains.includes(chain));
+      if (stillLost.length === 0) return `# nothing written: ${lostChains.join(', ')} put back by another writer before ${tool} ran`;
+      script = iptablesChainsScript(baseline, fresh, stillLost);
+      noflush = true;
+    }
+  }
   await iptablesRestore(variant, family, script, { testOnly: true, noflush });
   if (!dryRun) await iptablesRestore(variant, family, script, { noflush });
-  return `${family === 'ipv4' ? 'iptables' : 'ip6tables'}-${variant}-restore${noflush ? ' --noflush' : ''} <<'EOF'\n${script}EOF`;
+  return `${tool}${noflush ? ' --noflush' : ''} <<'EOF'\n${script}EOF`;
 }
 
 export async function setLinkUp(name: string, dryRun: boolean): Promise<string> {
