@@ -540,31 +540,44 @@ export function buildHarnessProgram(): Command {
   program
     .command('rollout')
     .description('migrate many guests in waves, read each verdict from the collectors\' store, and halt when too many are disrupted')
-    .option('--driver <name>', 'libvirt (live migration of running domains) or sim (a simulated fleet of network namespaces, for trying it)', 'libvirt')
+    .option('--driver <name>', 'libvirt (live migration of running domains), xl (xl migrate of running Xen domains) or sim (a simulated fleet of network namespaces, for trying it)', 'libvirt')
     .requiredOption('--out <dir>', 'journal (resumable: run again with the same guests and settings) and rollout.json')
     .option('--parallel <k>', 'guests migrated at once, a wave', positiveInt, 1)
     .option('--halt-at <share>', 'halt when the share of disrupted, silent or failed guests among the last --window passes this (above 0, at most 1: 1 never halts)', shareLimit, 0.005)
     .option('--window <n>', 'how many of the latest guests the share is taken over', positiveInt, 200)
     .option('--verdict-timeout <s>', "after a migration, how long to wait for the guest agent's report", positiveInt, 60)
     .option('--verdict-grace <s>', 'after the first report, how much longer to gather the episodes of that migration (the worst counts)', nonNegativeInt, 10)
-    .option('--store <file|url>', "libvirt: the collectors' store (SQLite file or postgres://…) the guests' agents report to")
+    .option('--store <file|url>', "libvirt, xl: the collectors' store (SQLite file or postgres://…) the guests' agents report to")
     .option('--libvirt-uri <uri>', 'libvirt: where the guests run', 'qemu:///system')
     .option('--destination <uri>', 'libvirt: where they go (virsh migrate --live)')
     .option('--migrate-uri <uri>', "libvirt: where the destination's QEMU listens for the migration stream (virsh migrate --migrateuri), when libvirt's default, the destination's hostname, does not reach it")
-    .option('--domain <name[=agent-id]>', 'libvirt: a domain to roll out, and its agent id when not its name; repeat it (default: every running domain)', (v: string, previous: string[] = []) => [...previous, v], [])
-    .option('--migrate-timeout <s>', 'libvirt: how long one migration may take', positiveInt, 300)
+    .option('--domain <name[=agent-id]>', 'libvirt, xl: a domain to roll out, and its agent id when not its name; repeat it (default: every running domain)', (v: string, previous: string[] = []) => [...previous, v], [])
+    .option('--guest-list <file>', 'libvirt, xl: the domains to roll out, in order, one DOMAIN or DOMAIN=AGENT-ID a line (# comments)')
+    .option('--xl-host <url>', 'xl: the Xen host the domains run on, local or ssh://[user@]host[:port]', 'local')
+    .option('--xl-dest <url>', 'xl: the Xen host they go to (xl migrate, from the first host\'s dom0); the same as --xl-host: a migration on that host')
+    .option('--ssh-config <file>', 'xl: ssh\'s configuration file for --xl-host (ssh -F)')
+    .option('--migrate-timeout <s>', 'libvirt, xl: how long one migration may take', positiveInt, 300)
     .option('--guests <n>', 'sim: how many simulated guests', positiveInt, 50)
     .option('--sim-downtime <ms>', 'sim: how long each migration freezes a guest (a freeze longer than the agent\'s 500 ms clock tick is always seen)', positiveInt, 1000)
     .option('--sim-fault <guest:fault>', 'sim: this guest also suffers this fault after its migration (e.g. sim-7:guest-firewall-flush); repeat it', (v: string, previous: string[] = []) => [...previous, v], [])
     .action(
       guarded(PROGRAM, verbose, async (o: {
         driver: string; out: string; parallel: number; haltAt: number; window: number; verdictTimeout: number; verdictGrace: number; store?: string; libvirtUri: string; destination?: string; migrateUri?: string;
-        domain: string[]; migrateTimeout: number; guests: number; simDowntime: number; simFault: string[];
-      }) => {
-        if (o.driver !== 'libvirt' && o.driver !== 'sim') throw new UserError(`--driver ${o.driver}: choose libvirt or sim`, EXIT.usage);
+        domain: string[]; guestList?: string; xlHost: string; xlDest?: string; sshConfig?: string; migrateTimeout: number; guests: number; simDowntime: number; simFault: string[];
+      }, command: Command) => {
+        if (o.driver !== 'libvirt' && o.driver !== 'xl' && o.driver !== 'sim') throw new UserError(`--driver ${o.driver}: choose libvirt, xl or sim`, EXIT.usage);
+        // A flag of another driver is a mistake worth one line, not an option silently ignored.
+        const driversOf: Record<string, readonly string[]> = {
+          libvirtUri: ['libvirt'], destination: ['libvirt'], migrateUri: ['libvirt'], xlHost: ['xl'], xlDest: ['xl'], sshConfig: ['xl'],
+          store: ['libvirt', 'xl'], domain: ['libvirt', 'xl'], guestList: ['libvirt', 'xl'], migrateTimeout: ['libvirt', 'xl'], guests: ['sim'], simDowntime: ['sim'], simFault: ['sim'],
+        };
+        for (const [option, drivers] of Object.entries(driversOf)) {
+          if (command.getOptionValueSource(option) === 'cli' && !drivers.includes(o.driver)) throw new UserError(`${flagOf(option)} is for --driver ${drivers.join(' or ')}`, EXIT.usage);
+        }
         const outcome = await rolloutCommand({
           driver: o.driver, out: o.out, parallel: o.parallel, haltAt: o.haltAt, window: o.window, verdictTimeoutMs: o.verdictTimeout * 1000, verdictGraceMs: o.verdictGrace * 1000, store: o.store,
-          libvirtUri: o.libvirtUri, destination: o.destination, migrateUri: o.migrateUri, domain: o.domain, migrateTimeoutMs: o.migrateTimeout * 1000,
+          libvirtUri: o.libvirtUri, destination: o.destination, migrateUri: o.migrateUri, domain: o.domain, guestList: o.guestList, xlHost: o.xlHost, xlDest: o.xlDest, sshConfig: o.sshConfig,
+          migrateTimeoutMs: o.migrateTimeout * 1000,
           simGuests: o.guests, simDowntimeMs: o.simDowntime, simFault: o.simFault,
         }, log);
         process.stdout.write(`${renderRollout(outcome)}\n`);

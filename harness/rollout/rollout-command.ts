@@ -2,23 +2,33 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, UserError, agentIdArgument, printable } from '../../contract/command-line.js';
 import { virsh } from '../../system/virsh.js';
+import { Dom0 } from '../../system/xl.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
+import { XlDriver } from '../drivers/xl-driver.js';
+import { parseXenHost } from '../lab/xen-domain.js';
+import { namedGuests, runningXenDomains, type GuestEntry } from './rollout-guests.js';
 import { FAULTS, type FaultName } from '../drivers/migration-driver.js';
 import { isPostgresUrl, openStore, type FleetStore } from '../collector/store.js';
 import { runRollout, type RolloutGuest, type RolloutOutcome, type RolloutSettings } from './rollout-runner.js';
 import { startSimFleet } from './sim-fleet.js';
 
 export interface RolloutCommandOptions extends RolloutSettings {
-  driver: 'libvirt' | 'sim';
+  driver: 'libvirt' | 'xl' | 'sim';
   out: string;
-  /** libvirt: the collectors' store, where the guests' agents report. */
+  /** libvirt, xl: the collectors' store, where the guests' agents report. */
   store?: string;
   libvirtUri: string;
   destination?: string;
   /** libvirt: where the destination QEMU listens for the stream, when the destination's hostname does not reach it. */
   migrateUri?: string;
-  /** libvirt: `DOMAIN` or `DOMAIN=AGENT-ID`; none: every running domain of --libvirt-uri. */
+  /** libvirt, xl: `DOMAIN` or `DOMAIN=AGENT-ID`; none (and no --guest-list): every running domain. */
   domain: string[];
+  /** libvirt, xl: a file of guests, one `DOMAIN[=AGENT-ID]` a line, in order. */
+  guestList?: string;
+  /** xl: the Xen host the domains run on (`local` or ssh://), and the one they go to (the same: a localhost migration). */
+  xlHost: string;
+  xlDest?: string;
+  sshConfig?: string;
   migrateTimeoutMs: number;
   /** sim: how many simulated guests, how long each migration freezes one, and which suffer which faults. */
   simGuests: number;
@@ -37,8 +47,7 @@ export async function rolloutCommand(options: RolloutCommandOptions, log: (line:
     }
   }
   if (options.store === undefined) throw new UserError("--store: the collectors' store (a file or postgres://…), where the guests' agents report", EXIT.usage);
-  if (options.destination === undefined) throw new UserError('--destination: the libvirt URI to migrate the guests to', EXIT.usage);
-  const guests = libvirtGuests(options);
+  const guests = options.driver === 'xl' ? await xlGuests(options) : libvirtGuests(options);
   let store: FleetStore;
   try {
     store = await openStore(options.store);
@@ -67,11 +76,9 @@ function simFaults(values: readonly string[]): Map<string, FaultName[]> {
 
 /** The domains given (or every running one), each moved by libvirt's live migration, its agent id its name unless told. */
 function libvirtGuests(options: RolloutCommandOptions): RolloutGuest[] {
-  let entries = options.domain.map((spec) => {
-    const [domain, agentId] = spec.split('=');
-    return { domain: domain!, agentId: agentIdArgument(agentId ?? domain!) };
-  });
-  if (entries.length === 0) {
+  if (options.destination === undefined) throw new UserError('--destination: the libvirt URI to migrate the guests to', EXIT.usage);
+  let entries: GuestEntry[] | null = namedGuests(options.domain, options.guestList);
+  if (entries === null) {
     const listed = virsh(options.libvirtUri, 'list', '--name', '--state-running');
     if (listed.status !== 0) throw new UserError(`--libvirt-uri ${options.libvirtUri}: virsh list failed: ${listed.stderr.trim()}`, EXIT.usage);
     entries = listed.stdout.split('\n').map((name) => name.trim()).filter(Boolean).map((domain) => ({ domain, agentId: agentIdArgument(domain) }));
@@ -91,6 +98,48 @@ function libvirtGuests(options: RolloutCommandOptions): RolloutGuest[] {
       } finally {
         await driver.cleanup();
       }
+    },
+  }));
+}
+
+/**
+ * The Xen domains given (or every running one on --xl-host), each moved by `xl migrate` to --xl-dest, xl run in the
+ * first host's dom0 (which reaches the second with its own ssh, as xl migrate always does). With --xl-dest the same
+ * as --xl-host, each domain is migrated on its host (`xl migrate -s ''`, xl receiving it there): Xen's localhost
+ * migration, which is what a live update of the host's toolstack puts its guests through.
+ */
+async function xlGuests(options: RolloutCommandOptions): Promise<RolloutGuest[]> {
+  if (options.xlDest === undefined) throw new UserError('--xl-dest: the Xen host to migrate the domains to (the same as --xl-host: a migration on that host)', EXIT.usage);
+  const host = parseXenHost('--xl-host', options.xlHost, options.sshConfig ?? null);
+  const dest = parseXenHost('--xl-dest', options.xlDest, options.sshConfig ?? null);
+  const sameHost = host.url === dest.url;
+  const dom0 = new Dom0({ xl: 'xl', remoteShell: host.remoteShell, timeoutMs: 60_000 });
+  const where = host.remoteShell ? `Xen host ${host.name}` : 'this Xen host';
+  const listed = await dom0.xl(['list']).catch((error: Error) => {
+    throw new UserError(`${where} does not answer: ${error.message.split('\n')[0]}`, EXIT.missingTool);
+  });
+  const running = runningXenDomains(listed.stdout);
+  let entries = namedGuests(options.domain, options.guestList);
+  if (entries === null) {
+    entries = running.map((domain) => ({ domain, agentId: agentIdArgument(domain) }));
+    if (entries.length === 0) throw new UserError(`--xl-host ${options.xlHost}: no running domain to roll out (xl list shows only dom0)`, EXIT.usage);
+  } else {
+    // Checked before anyone moves: a name that is not running there is the list's mistake, not a failed migration.
+    const missing = entries.filter((e) => !running.includes(e.domain)).map((e) => e.domain);
+    if (missing.length > 0) throw new UserError(`not running on ${host.name} (xl list): ${missing.slice(0, 5).map(printable).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`, EXIT.usage);
+  }
+  return entries.map(({ domain, agentId }) => ({
+    name: domain,
+    agentId,
+    async migrate() {
+      const driver = new XlDriver({
+        domain, mode: 'migrate', xl: 'xl', remoteShell: host.remoteShell, timeoutMs: options.migrateTimeoutMs,
+        target: sameHost ? 'xl migrate-receive' : host.name, migrateTransport: sameHost ? '' : null,
+        peer: sameHost ? null : { remoteShell: dest.remoteShell, target: dest.name },
+        saveFile: '', vifSpec: null,
+      });
+      await driver.prepare();
+      return driver.migrate();
     },
   }));
 }

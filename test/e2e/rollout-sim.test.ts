@@ -53,7 +53,7 @@ t.test('50 simulated guests in waves of 5: halted by the two disrupted ones, the
 
 t.test('bad input: one line, exit 2', async (t) => {
   for (const [args, message] of [
-    [['--driver', 'xl'], /--driver xl: choose libvirt or sim/],
+    [['--driver', 'hyperv'], /--driver hyperv: choose libvirt, xl or sim/],
     [['--driver', 'libvirt', '--destination', 'qemu+ssh://b/system'], /--store: the collectors' store/],
     [['--driver', 'sim', '--sim-fault', 'sim-1:melt'], /--sim-fault sim-1:melt: expected GUEST:FAULT/],
     [['--halt-at', '2'], /expected a number above 0 and at most 1/],

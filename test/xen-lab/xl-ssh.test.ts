@@ -2,20 +2,23 @@
 // xl) with an sshd in dom0, forwarded to this host's loopback; the test plays the host's administrator (its key in
 // dom0's authorized_keys, a domain created from its own xl config, with the lab guest's kernel and the agent), and then
 // `flinch campaign --driver xl --xl-host ssh://... --domain NAME` measures that domain: xl save/restore there and xl
-// migrate to the same host (no ssh between dom0s: `xl migrate -s ''`). Nothing mocked.
+// migrate to the same host (no ssh between dom0s: `xl migrate -s ''`); then `flinch rollout --driver xl` moves it the
+// same way and reads its agent's verdict from a standing collector's store. Nothing mocked.
 // Not part of `npm test`: `npm run test:xen` runs it (README, "Nested Xen lab").
 import t from 'tap';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
 import { buildXenLabArtifacts, DOMU_INITRD_IN_DOM0, DOMU_KERNEL_IN_DOM0 } from '../../harness/lab/xen/xen-artifacts.js';
 import { NestedXen } from '../../harness/lab/xen/nested-xen.js';
 import { shellQuote } from '../../system/xl.js';
-import { FLINCH, runCli } from '../helpers/run-cli.js';
-import { freePort } from '../helpers/collector-fixtures.js';
+import { ReportStore } from '../../harness/collector/report-store.js';
+import { FLINCH, cleanEnvironment, runCli } from '../helpers/run-cli.js';
+import { freePort, until } from '../helpers/collector-fixtures.js';
 
 const DOMAIN = 'users-domu';
 const AGENT_ID = 'users-xen-guest';
@@ -73,6 +76,32 @@ t.test("your own Xen host over ssh: its domain saved, restored and migrated by x
   }
   t.match(await xen.check(`xl list ${DOMAIN}`), new RegExp(`^${DOMAIN}\\s+\\d+\\s+512\\s+1\\s+-?[rb]`, 'm'), 'left running');
   t.equal((await xen.run(`ls /var/lib/xen/flinch-${DOMAIN}.save`, 10_000)).exitCode === 0, false, 'no copy of its memory left in dom0');
+
+  // The same domain rolled out as a fleet's would be: its agent reporting to a standing collector's store, and
+  // flinch rollout --driver xl reading its verdict there after xl migrate on that host.
+  const storeFile = path.join(dir, 'fleet.sqlite');
+  const collector = spawn(process.execPath, [FLINCH, 'collect', '--listen', `127.0.0.1:${collectorPort}`, '--store', storeFile, '--fleet-secret', secret, '--liveness-interval', '2000'], {
+    env: cleanEnvironment(), stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let collectorLog = '';
+  collector.stderr!.on('data', (d) => (collectorLog += d));
+  t.teardown(() => void collector.kill('SIGKILL'));
+  await until('the collector listening', () => collectorLog.includes('listening on'));
+  const store = new ReportStore(storeFile);
+  t.teardown(() => store.close());
+  await until('the agent back, to the standing collector', () => store.agents().some((a) => a.agentId === AGENT_ID), 300_000);
+  await sleep(15_000);
+  const rolloutOut = path.join(dir, 'rollout');
+  const rollout = await runCli([
+    FLINCH, 'rollout', '--driver', 'xl', '--xl-host', host, '--xl-dest', host, '--ssh-config', path.join(home, '.ssh', 'config'), '--domain', `${DOMAIN}=${AGENT_ID}`,
+    '--store', storeFile, '--halt-at', '1', '--verdict-timeout', '180', '--out', rolloutOut,
+  ], asUser);
+  if (rollout.code !== 0) t.comment(rollout.stderr.slice(-3000));
+  t.equal(rollout.code, 0, 'a limit of 1 never halts');
+  const rolled = JSON.parse(readFileSync(path.join(rolloutOut, 'rollout.json'), 'utf8')) as { migrated: Array<{ guest: string; verdict: string; evidence: string[] }> };
+  t.same(rolled.migrated.map((o) => o.guest), [DOMAIN]);
+  t.ok(['transparent', 'noticed', 'healed', 'disrupted'].includes(rolled.migrated[0]!.verdict), `judged by its agent: ${rolled.migrated[0]!.verdict}: ${rolled.migrated[0]!.evidence.slice(0, 4).join('; ')}`);
+  t.match(await xen.check(`xl list ${DOMAIN}`), new RegExp(`^${DOMAIN}\\s+\\d+\\s+512\\s+1\\s+-?[rb]`, 'm'), 'running after the rollout');
 
   const unknown = await runCli([FLINCH, 'campaign', ...own, '--domain', 'nobody', '--out', path.join(dir, 'unknown')], asUser);
   t.equal(unknown.code, 2, 'an unknown domain: exit 2');
