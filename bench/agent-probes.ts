@@ -196,6 +196,9 @@ try {
     'flinch-agent run (SEA), all probes, --remediate on': [guestAgentExecutable(), 'run', '--remediate', 'on', '--state-dir', stateDir],
     'bare node, the same timers': [process.execPath, '-e', BARE_TIMERS],
     ...(qga ? { "Debian's qemu-guest-agent (idle, unix socket)": [qga, '-m', 'unix-listen', '-p', path.join(stateDir, 'qga.sock')] } : {}),
+    // V8 without its compilers (NODE_OPTIONS=--jitless, which a single executable honours): less code and heap, the
+    // agent's little JavaScript interpreted.
+    'flinch-agent run (SEA), all probes, --remediate off, NODE_OPTIONS=--jitless': ['env', 'NODE_OPTIONS=--jitless', guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', path.join(stateDir, 'jitless')],
     // The safety net's share: the same agent observing only.
     'flinch-agent run (SEA), all probes, --remediate off': [guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', path.join(stateDir, 'observing-only')],
   };
