@@ -24,8 +24,10 @@ export async function defaultIptablesVariant(): Promise<IptablesVariant | null> 
   }
 }
 
-/** `iptables-save` output of one variant and family: the whole ruleset, every table that exists. */
-/** Every table, or just `table` (iptables-save -t prints nothing for a table that does not exist). */
+/**
+ * `iptables-save` output of one variant and family: every table that exists, or just `table` (-t; iptables-nft-save
+ * prints the built-in chains of a table that does not exist, iptables-legacy-save loads it).
+ */
 export async function iptablesSave(variant: IptablesVariant, family: IpFamily, table?: string): Promise<string> {
   const { stdout } = await runCommand(tool(variant, family, 'save'), table ? ['-t', table] : []);
   return stdout;

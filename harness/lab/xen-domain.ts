@@ -1,5 +1,6 @@
 import { EXIT, printable, UserError } from '../../contract/command-line.js';
 import { Dom0 } from '../../system/xl.js';
+import type { TimedResult } from '../../system/timed-command.js';
 import { fleetSecretArgument } from '../collector/keyring.js';
 import { completedCampaign, runCampaign, type CampaignOutcome } from '../campaign/campaign-runner.js';
 import type { CampaignOptions } from '../campaign/campaign-options.js';
@@ -53,13 +54,30 @@ export interface XenDomainOptions extends CampaignOptions {
   guestAddress: string | null;
 }
 
+/** Each domain line of `xl list`: name, id, memory (MiB) and state letters (r, b, p, s, c, d); the header is no domain. */
+export function xlListDomains(text: string): Array<{ name: string; domid: number; memoryMiB: number; state: string }> {
+  return text.split('\n').flatMap((line) => {
+    const f = line.trim().split(/\s+/);
+    return f.length >= 6 && /^\d+$/.test(f[1]!) ? [{ name: f[0]!, domid: Number(f[1]), memoryMiB: Number(f[2]) || 0, state: f[4]! }] : [];
+  });
+}
+
 /** `xl list NAME`'s line for the domain: its id, memory (MiB) and state letters (r, b, p, s, c, d). */
 export function parseXlList(text: string, domain: string): { domid: number; memoryMiB: number; state: string } | null {
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f[0] === domain && f.length >= 6 && /^\d+$/.test(f[1]!)) return { domid: Number(f[1]), memoryMiB: Number(f[2]) || 0, state: f[4]! };
-  }
-  return null;
+  const found = xlListDomains(text).find((d) => d.name === domain);
+  return found ? { domid: found.domid, memoryMiB: found.memoryMiB, state: found.state } : null;
+}
+
+/** A Xen host's dom0, where xl runs (here or over ssh), each command limited to a minute. */
+export function dom0Of(host: XenHost): Dom0 {
+  return new Dom0({ xl: 'xl', remoteShell: host.remoteShell, timeoutMs: 60_000 });
+}
+
+/** The first xl command on a host: its failure is the host not answering (exit 3), in one line. */
+export async function firstXl(dom0: Dom0, host: XenHost, args: string[]): Promise<TimedResult> {
+  return dom0.xl(args).catch((error: Error) => {
+    throw new UserError(`${host.remoteShell ? `Xen host ${host.name}` : 'this Xen host'} does not answer: ${error.message.split('\n')[0]}`, EXIT.missingTool);
+  });
 }
 
 /** `xl network-list NAME`: "Idx BE Mac Addr. handle state evt-ch ..." — the MACs, lower-cased as the agent reports them. */
@@ -76,11 +94,8 @@ export function parseXlNetworkList(text: string): string[] {
  * it to localhost (`xl migrate -s ''`, no ssh), or to `--xl-dest` and back, and leaves it running where it was.
  */
 export async function runXenDomainCampaign(options: XenDomainOptions, log: (line: string) => void): Promise<CampaignOutcome> {
-  const dom0 = new Dom0({ xl: 'xl', remoteShell: options.host.remoteShell, timeoutMs: 60_000 });
-  const where = options.host.remoteShell ? `Xen host ${options.host.name}` : 'this Xen host';
-  const info = await dom0.xl(['info']).catch((error: Error) => {
-    throw new UserError(`${where} does not answer: ${error.message.split('\n')[0]}`, EXIT.missingTool);
-  });
+  const dom0 = dom0Of(options.host);
+  const info = await firstXl(dom0, options.host, ['info']);
   const xenVersion = /^xen_version\s*:\s*(\S+)/m.exec(info.stdout)?.[1] ?? null;
   const listed = await dom0.xl(['list', options.domain]).catch((error: Error) => {
     throw new UserError(`Xen domain ${options.domain} on ${options.host.name}: ${error.message.split(': ').slice(-1)[0]} (xl list shows the domains there)`, EXIT.usage);

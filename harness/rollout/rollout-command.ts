@@ -2,10 +2,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, UserError, agentIdArgument, printable } from '../../contract/command-line.js';
 import { virsh } from '../../system/virsh.js';
-import { Dom0 } from '../../system/xl.js';
 import { LibvirtDriver } from '../drivers/libvirt-driver.js';
 import { XlDriver } from '../drivers/xl-driver.js';
-import { parseXenHost } from '../lab/xen-domain.js';
+import { dom0Of, firstXl, parseXenHost } from '../lab/xen-domain.js';
 import { namedGuests, runningXenDomains, type GuestEntry } from './rollout-guests.js';
 import { FAULTS, type FaultName } from '../drivers/migration-driver.js';
 import { isPostgresUrl, openStore, type FleetStore } from '../collector/store.js';
@@ -113,11 +112,7 @@ async function xlGuests(options: RolloutCommandOptions): Promise<RolloutGuest[]>
   const host = parseXenHost('--xl-host', options.xlHost, options.sshConfig ?? null);
   const dest = parseXenHost('--xl-dest', options.xlDest, options.sshConfig ?? null);
   const sameHost = host.url === dest.url;
-  const dom0 = new Dom0({ xl: 'xl', remoteShell: host.remoteShell, timeoutMs: 60_000 });
-  const where = host.remoteShell ? `Xen host ${host.name}` : 'this Xen host';
-  const listed = await dom0.xl(['list']).catch((error: Error) => {
-    throw new UserError(`${where} does not answer: ${error.message.split('\n')[0]}`, EXIT.missingTool);
-  });
+  const listed = await firstXl(dom0Of(host), host, ['list']);
   const running = runningXenDomains(listed.stdout);
   let entries = namedGuests(options.domain, options.guestList);
   if (entries === null) {

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { EXIT, UserError, agentIdArgument, printable } from '../../contract/command-line.js';
+import { xlListDomains } from '../lab/xen-domain.js';
 
 /** A guest to roll out as the operator named it: the domain, and the agent id its reports come under. */
 export interface GuestEntry {
@@ -64,9 +65,5 @@ export function namedGuests(domains: readonly string[], guestList: string | unde
 
 /** `xl list`: the domains that are running or blocked (not paused, shutting down, crashed or dying), dom0 left out. */
 export function runningXenDomains(xlList: string): string[] {
-  return xlList.split('\n').slice(1).flatMap((line) => {
-    const fields = line.trim().split(/\s+/);
-    if (fields.length < 6 || !/^\d+$/.test(fields[1]!) || fields[1] === '0') return [];
-    return /[pscd]/.test(fields[4]!.replace(/-/g, '')) ? [] : [fields[0]!];
-  });
+  return xlListDomains(xlList).filter((d) => d.domid !== 0 && !/[pscd]/.test(d.state.replace(/-/g, ''))).map((d) => d.name);
 }
