@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
+import { withCacheLock } from './cache-lock.js';
 
 /** Debian's newer QEMU and kernel for this release: bookworm-backports carries QEMU 10.0 and Linux 6.12. */
 export const BACKPORTS_SUITE = 'bookworm-backports';
@@ -17,6 +18,12 @@ const LISTS_FRESH_MS = 12 * 3600_000;
  */
 export async function privateArchive(cacheDir: string, suite: string): Promise<string[]> {
   if (!/^[a-z]+(-[a-z]+)?$/.test(suite)) throw new UserError(`${suite}: not the name of a Debian suite`, EXIT.usage);
+  // Locked whole: another run's apt-get update would refuse this one's ("Could not get lock"), and the sources list is
+  // rewritten here while it may be read there.
+  return withCacheLock(cacheDir, () => updatedArchive(cacheDir, suite));
+}
+
+async function updatedArchive(cacheDir: string, suite: string): Promise<string[]> {
   const aptRoot = path.join(cacheDir, 'apt', suite);
   for (const dir of ['lists/partial', 'archives/partial']) mkdirSync(path.join(aptRoot, dir), { recursive: true });
   const sources = path.join(aptRoot, 'sources.list');

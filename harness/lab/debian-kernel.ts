@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../system/run-command.js';
+import { withCacheLock } from './cache-lock.js';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { privateArchive, versionInSuite } from './debian-archive.js';
 
@@ -138,7 +139,11 @@ function kernelInTree(packageName: string, root: string): GuestKernel | null {
   return vmlinuz ? { packageName, release, vmlinuz, modulesRoot: root } : null;
 }
 
-async function unpackKernel(cacheDir: string, root: string, packageName: string, obtainDebs: (work: string) => Promise<string[]>): Promise<GuestKernel> {
+function unpackKernel(cacheDir: string, root: string, packageName: string, obtainDebs: (work: string) => Promise<string[]>): Promise<GuestKernel> {
+  return withCacheLock(cacheDir, async () => kernelInTree(packageName, root) ?? unpackKernelLocked(cacheDir, root, packageName, obtainDebs));
+}
+
+async function unpackKernelLocked(cacheDir: string, root: string, packageName: string, obtainDebs: (work: string) => Promise<string[]>): Promise<GuestKernel> {
   mkdirSync(path.join(cacheDir, 'kernels'), { recursive: true });
   const work = mkdtempSync(path.join(cacheDir, 'kernels', '.download-'));
   try {

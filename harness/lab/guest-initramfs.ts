@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync,
-  symlinkSync, writeFileSync, createWriteStream,
+  symlinkSync, utimesSync, writeFileSync, createWriteStream,
 } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
@@ -10,6 +10,7 @@ import { findExecutable, runCommand } from '../../system/run-command.js';
 import { UserError } from '../../contract/command-line.js';
 import { guestAgentExecutable, projectRoot } from '../project-paths.js';
 import { agentKeyFor } from '../../contract/frame-signing.js';
+import { withCacheLock } from './cache-lock.js';
 import { guestKernelFrom, modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 import type { LabNetwork } from './lab-network.js';
 
@@ -123,39 +124,51 @@ export async function buildGuestImage(
   const agent = guestAgentExecutable();
   if (!existsSync(agent)) throw new UserError(`the single-executable agent ${agent} is missing; run npm run build`);
 
-  const imagesDir = path.join(cacheDir, 'images', flavour.name);
-  mkdirSync(imagesDir, { recursive: true });
-  const baseKey = hashOf([
-    String(BASE_LAYOUT_VERSION), kernel.packageName, kernel.vmlinuz, process.version, ...flavour.modules,
-    ...[busybox, process.execPath, ...programs].map(fingerprint),
-  ]);
-  const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
-  if (!existsSync(base)) {
-    log('building the guest base image (busybox, iproute2, nftables, shared libraries, kernel modules)');
-    await buildBase(base, kernel, flavour.modules, busybox, programs);
-  }
+  // Locked: a second run building the same image would write the same .tmp file, and its pruning below must not remove
+  // an image this run is about to boot.
+  return withCacheLock(cacheDir, async () => {
+    const imagesDir = path.join(cacheDir, 'images', flavour.name);
+    mkdirSync(imagesDir, { recursive: true });
+    const baseKey = hashOf([
+      String(BASE_LAYOUT_VERSION), kernel.packageName, kernel.vmlinuz, process.version, ...flavour.modules,
+      ...[busybox, process.execPath, ...programs].map(fingerprint),
+    ]);
+    const base = path.join(imagesDir, `base-${baseKey}.cpio.zst`);
+    if (!existsSync(base)) {
+      log('building the guest base image (busybox, iproute2, nftables, shared libraries, kernel modules)');
+      await buildBase(base, kernel, flavour.modules, busybox, programs);
+    }
 
-  const agentFiles = agentLayerSources();
-  const agentKey = hashOf(agentFiles.map(([source]) => fingerprint(source)).concat(createHash('sha256').update(readFileSync(agent)).digest('hex')));
-  const initrd = path.join(imagesDir, `initrd-${baseKey}-${agentKey}.img`);
-  if (!existsSync(initrd)) {
-    const layer = path.join(imagesDir, `agent-${agentKey}.cpio`);
-    await buildAgentLayer(layer, agentFiles);
-    // Uncompressed first: the kernel finds a cpio archive only at a 4-byte-aligned offset, which the end of a zstd
-    // stream is not; the usual early-microcode layout (plain cpio, then compressed) is the one that always unpacks.
-    await concatenate([layer, base], initrd);
-    rmSync(layer);
-  }
-  // Each agent change makes a new image of ~90 MB; only the current ones are kept (and none from before flavours).
-  for (const file of readdirSync(path.dirname(imagesDir))) {
-    if (/^(base|initrd|agent)-/.test(file)) rmSync(path.join(path.dirname(imagesDir), file), { force: true });
-  }
-  for (const file of readdirSync(imagesDir)) {
-    const full = path.join(imagesDir, file);
-    if (full !== base && full !== initrd && /^(base|initrd|agent)-/.test(file)) rmSync(full, { recursive: true, force: true });
-  }
-  return { kernel, initrd, baseKey, agentKey };
+    const agentFiles = agentLayerSources();
+    const agentKey = hashOf(agentFiles.map(([source]) => fingerprint(source)).concat(createHash('sha256').update(readFileSync(agent)).digest('hex')));
+    const initrd = path.join(imagesDir, `initrd-${baseKey}-${agentKey}.img`);
+    if (!existsSync(initrd)) {
+      const layer = path.join(imagesDir, `agent-${agentKey}.cpio`);
+      await buildAgentLayer(layer, agentFiles);
+      // Uncompressed first: the kernel finds a cpio archive only at a 4-byte-aligned offset, which the end of a zstd
+      // stream is not; the usual early-microcode layout (plain cpio, then compressed) is the one that always unpacks.
+      await concatenate([layer, base], initrd);
+      rmSync(layer);
+    }
+    // Each agent change makes a new image of ~90 MB. Kept: the ones just used, and any another run used within the hour
+    // (two labs at once may boot different kernels: each must find its image still there when its destination QEMU
+    // starts); none from before flavours.
+    const now = new Date();
+    for (const used of [base, initrd]) utimesSync(used, now, now);
+    for (const file of readdirSync(path.dirname(imagesDir))) {
+      if (/^(base|initrd|agent)-/.test(file)) rmSync(path.join(path.dirname(imagesDir), file), { force: true });
+    }
+    for (const file of readdirSync(imagesDir)) {
+      const full = path.join(imagesDir, file);
+      if (!/^(base|initrd|agent)-/.test(file) || full === base || full === initrd) continue;
+      if (now.getTime() - statSync(full).mtimeMs > IMAGE_KEPT_UNUSED_MS) rmSync(full, { recursive: true, force: true });
+    }
+    return { kernel, initrd, baseKey, agentKey };
+  });
 }
+
+/** How long an image nobody uses any more stays in the cache. */
+const IMAGE_KEPT_UNUSED_MS = 3600_000;
 
 /** The lab guests' own firewall ruleset (the QEMU and Xen guests load it at boot, the sim guest at prepare). */
 export const LAB_GUEST_FIREWALL = path.join(projectRoot(), 'harness', 'lab', 'guest', 'firewall.nft');

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } f
 import path from 'node:path';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { runCommand } from '../../system/run-command.js';
+import { withCacheLock } from './cache-lock.js';
 import { BACKPORTS_SUITE, privateArchive, versionInSuite } from './debian-archive.js';
 
 export { BACKPORTS_SUITE };
@@ -42,6 +43,11 @@ export async function fetchQemuRelease(cacheDir: string, log: (line: string) => 
   const prefix = path.join(cacheDir, 'qemu', wanted.replace(/[^\w.+~-]/g, '_'));
   const binary = path.join(prefix, 'usr', 'bin', 'qemu-system-x86_64');
   if (existsSync(binary)) return binary;
+  // Locked: a second run would remove this one's prefix before renaming its own over it.
+  return withCacheLock(cacheDir, async () => (existsSync(binary) ? binary : downloadQemu(cacheDir, apt, suite, wanted, prefix, binary, log)));
+}
+
+async function downloadQemu(cacheDir: string, apt: readonly string[], suite: string, wanted: string, prefix: string, binary: string, log: (line: string) => void): Promise<string> {
   log(`downloading QEMU ${wanted} from ${suite}`);
   const work = mkdtempSync(path.join(cacheDir, 'qemu-download-'));
   try {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findExecutable, runCommand } from '../../system/run-command.js';
+import { withCacheLock } from './cache-lock.js';
 import { EXIT, UserError } from '../../contract/command-line.js';
 import { modulesWithDependencies, type GuestKernel } from './debian-kernel.js';
 
@@ -65,7 +66,15 @@ export async function debootstrapRootfs(cacheDir: string, log: (line: string) =>
   const parent = path.join(cacheDir, 'rootfs');
   const prefix = `${suite}-${recipe.name}-`;
   const tree = path.join(parent, `${prefix}${key}`);
-  if (existsSync(path.join(tree, 'usr', 'bin', 'dpkg'))) return tree;
+  const built = () => existsSync(path.join(tree, 'usr', 'bin', 'dpkg'));
+  if (built()) return tree;
+  // Locked: a second run would debootstrap into the same .partial tree.
+  return withCacheLock(cacheDir, async () => (built() ? tree : debootstrapLocked(tree, parent, prefix, suite, mirror, recipe, log)));
+}
+
+async function debootstrapLocked(
+  tree: string, parent: string, prefix: string, suite: string, mirror: string, recipe: RootfsRecipe, log: (line: string) => void,
+): Promise<string> {
   mkdirSync(parent, { recursive: true });
   const work = `${tree}.partial`;
   rmSync(work, { recursive: true, force: true });

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import path from 'node:path';
 import { projectRoot } from '../../harness/project-paths.js';
 import { runCommand } from '../../system/run-command.js';
+import { withCacheLock } from '../../harness/lab/cache-lock.js';
 
 const SCRIPT = path.join(projectRoot(), 'test', 'fixtures', 'build-debian-cloud-image.sh');
 
@@ -14,6 +15,10 @@ export async function debianCloudImage(cacheDir: string, log: (line: string) => 
   const key = createHash('sha256').update(readFileSync(SCRIPT)).digest('hex').slice(0, 12);
   const image = path.join(cacheDir, 'images', `debian12-cloud-${key}.raw`);
   if (existsSync(image)) return image;
+  return withCacheLock(cacheDir, async () => (existsSync(image) ? image : buildImage(image, log)));
+}
+
+async function buildImage(image: string, log: (line: string) => void): Promise<string> {
   mkdirSync(path.dirname(image), { recursive: true });
   log(`building the Debian 12 cloud image (mmdebstrap, extlinux) into ${image}`);
   const partial = `${image}.partial`;
