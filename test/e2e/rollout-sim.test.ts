@@ -11,8 +11,11 @@ import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { tempDir } from '../helpers/collector-fixtures.js';
 
 const GUESTS = 50;
+// A guest with an episode is judged as soon as its report is in; only a transparent one waits the whole timeout. 10 s
+// was too short for 50 agents' episodes while another test file kept both cores busy (flushed guests came out
+// transparent, their reports still on the way).
 const common = (out: string, haltAt: string) => [
-  FLINCH, 'rollout', '--driver', 'sim', '--guests', String(GUESTS), '--parallel', '5', '--halt-at', haltAt, '--window', '10', '--verdict-timeout', '10', '--verdict-grace', '2',
+  FLINCH, 'rollout', '--driver', 'sim', '--guests', String(GUESTS), '--parallel', '5', '--halt-at', haltAt, '--window', '10', '--verdict-timeout', '20', '--verdict-grace', '2',
   '--sim-fault', 'sim-22:guest-firewall-flush', '--sim-fault', 'sim-23:guest-firewall-flush', '--out', out,
 ];
 

@@ -10,7 +10,19 @@ import { runCommand } from '../../system/run-command.js';
 
 t.test('a sim campaign over its faults, judged by the agent, with the blackout measured and nothing left behind', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-campaign-'));
-  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none,carrier-flap,nic-replug,long-pause,guest-firewall-flush', '--controls', '2', '--expect', 'disrupted', '--long-pause', '1000', '--out', out], { timeoutMs: 300_000 });
+  // Its namespaces are flinch-sim-PID-…: watched while it runs, so that "none left" below is checked on the right names
+  // (another test file may be running simulated guests of its own beside this one).
+  let seenOwnNamespace = false;
+  let watch: NodeJS.Timeout | undefined;
+  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none,carrier-flap,nic-replug,long-pause,guest-firewall-flush', '--controls', '2', '--expect', 'disrupted', '--long-pause', '1000', '--out', out], {
+    timeoutMs: 300_000,
+    onSpawn: (pid) => {
+      watch = setInterval(() => {
+        runCommand('ip', ['netns', 'list']).then(({ stdout }) => (seenOwnNamespace ||= stdout.includes(`flinch-sim-${pid}-guest`)), () => undefined);
+      }, 1000);
+    },
+  });
+  clearInterval(watch);
   t.equal(run.code, 0, run.stderr.split('\n').slice(-4).join('\n'));
   const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as LabResults;
   t.equal(results.hypervisor.driver, 'sim');
@@ -38,7 +50,9 @@ t.test('a sim campaign over its faults, judged by the agent, with the blackout m
   t.equal(byFault.get('guest-firewall-flush')!.verdict, 'healed');
   t.equal(byFault.get('nic-replug')!.verdict, 'healed');
   const { stdout: namespaces } = await runCommand('ip', ['netns', 'list']);
-  t.notMatch(namespaces, /flinch-sim-/, 'no namespace left');
-  t.notMatch(readFileSync('/proc/mounts', 'utf8'), /flinch-sim-\d+-cgroup/, 'no cgroup mount left');
-  if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d.startsWith('flinch-sim-')), [], 'no cgroup left');
+  const ours = `flinch-sim-${run.pid}-`;
+  t.ok(seenOwnNamespace, `${ours}guest was there while the campaign ran`);
+  t.notOk(namespaces.includes(ours), 'no namespace left');
+  t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
+  if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d.startsWith(ours)), [], 'no cgroup left');
 });

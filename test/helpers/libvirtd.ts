@@ -5,13 +5,19 @@ import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
 import { tempDir, until } from './collector-fixtures.js';
+import { exclusive } from './exclusive.js';
 
 export const LIBVIRT_URI = 'qemu:///system';
 
 export const virsh = (...args: string[]) => spawnSync('virsh', ['-c', LIBVIRT_URI, ...args], { encoding: 'utf8' });
 
-/** Uses the running libvirtd, or starts virtlogd and libvirtd by hand (no systemd here) and stops them, by PID, afterwards. */
+/**
+ * Uses the running libvirtd, or starts virtlogd and libvirtd by hand (no systemd here) and stops them, by PID, afterwards.
+ * Held for `t` alone: a test file running beside this one (tap's jobs) waits, instead of finding this libvirtd, using it
+ * and losing it when this test stops it, or meeting this test's domains.
+ */
 export async function ensureLibvirtd(t: Test): Promise<void> {
+  await exclusive(t, 'libvirtd');
   if (virsh('version').status === 0) return;
   const dir = tempDir('flinch-libvirtd-');
   for (const daemon of ['virtlogd', 'libvirtd']) {

@@ -4,6 +4,8 @@ import { diesWithThisProcess } from '../../system/child-lifetime.js';
 import { projectRoot } from '../../harness/project-paths.js';
 
 export interface CliResult {
+  /** flinch's own process id (the wrappers before it exec): what it names its namespaces and cgroups after. */
+  pid: number;
   code: number | null;
   stdout: string;
   stderr: string;
@@ -13,7 +15,7 @@ export interface CliResult {
 export const FLINCH = path.join(projectRoot(), 'dist', 'harness', 'cli.js');
 export const FLINCH_AGENT = path.join(projectRoot(), 'dist', 'agent', 'cli.js');
 
-export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: string[] } = {}): Promise<CliResult> {
+export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: string[]; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
   // tap's processinfo re-adds its NODE_OPTIONS hook to every child it sees spawned; `env -u` drops it past that point.
   // Bound to this test's process: a test killed at its time limit takes its lab (and the lab's QEMUs) with it.
   const [command, args] = diesWithThisProcess('env', ['-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv]);
@@ -25,9 +27,10 @@ export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: s
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
     child.once('error', reject);
+    if (child.pid) options.onSpawn?.(child.pid);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ pid: child.pid!, code, stdout, stderr });
     });
   });
 }

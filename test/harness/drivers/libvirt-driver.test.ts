@@ -50,7 +50,9 @@ t.test('save/restore of a real libvirt domain: timed, libvirt\'s own figures rea
   t.ok(pause, "libvirt's lifecycle events bound a pause");
   const pauseMs = pause.resumedAtMs - pause.stoppedAtMs;
   t.ok(pause.stoppedAtMs >= timing.startedAtMs && pause.resumedAtMs <= timing.completedAtMs + 1000, 'inside the migration');
-  t.ok(pauseMs >= timing.downtimeMs! && pauseMs <= timing.totalMs! + 50, `the guest was stopped ${pauseMs} ms: more than libvirt's downtime, at most save + restore`);
+  // `virsh event --timestamp` stamps an event when virsh prints it: on a loaded machine the resume arrives after the
+  // restore returned, by the same second allowed to "inside the migration" above (a run beside a TCG guest: +77 ms).
+  t.ok(pauseMs >= timing.downtimeMs! && pauseMs <= timing.totalMs! + 1000, `the guest was stopped ${pauseMs} ms: more than libvirt's downtime, at most save + restore`);
   t.equal(driver.lastJob?.operation, 'Save', 'domjobinfo --completed describes the save');
   t.ok(timing.downtimeMs !== null && timing.downtimeMs > 0, `libvirt's downtime: ${timing.downtimeMs} ms`);
   t.ok(timing.totalMs! > timing.downtimeMs!, `save + restore took ${timing.totalMs} ms: the guest was stopped far longer than libvirt's figure`);
