@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../../system/run-command.js';
+import { withCacheLock } from '../cache-lock.js';
 import { EXIT, UserError } from '../../../contract/command-line.js';
 import { projectRoot } from '../../project-paths.js';
 import { fetchGuestKernel, GENERIC_KERNEL_META, guestKernelFrom, modulesWithDependencies, type GuestKernel } from '../debian-kernel.js';
@@ -56,6 +57,11 @@ export async function buildXenLabArtifacts(
   for (const tool of ['mkfs.ext4', 'zcat', 'dpkg-deb']) {
     if (!(await runCommand('sh', ['-c', `command -v ${tool}`]).then(() => true, () => false))) throw new UserError(`${tool} not found; run packaging/host-setup.sh`, EXIT.missingTool);
   }
+  // Locked whole: the dom0 disk and the hypervisor are built in place and the pruning below removes other versions.
+  return withCacheLock(cacheDir, () => buildLocked(cacheDir, domuKernelFile, log));
+}
+
+async function buildLocked(cacheDir: string, domuKernelFile: string | null, log: (line: string) => void): Promise<XenLabArtifacts> {
   const xenDir = path.join(cacheDir, 'xen');
   mkdirSync(xenDir, { recursive: true });
   const rootfs = await debootstrapRootfs(cacheDir, log, DOM0_ROOTFS);
