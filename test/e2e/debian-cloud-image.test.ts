@@ -15,6 +15,9 @@ import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { freePort } from '../helpers/collector-fixtures.js';
 import { ensureLibvirtd, startSecondLibvirtd, virsh } from '../helpers/libvirtd.js';
 import { debianCloudImage } from '../helpers/debian-cloud-image.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const MAC = '52:54:00:f1:1c:0d';
 const AGENT_ID = 'debian-cloud-image';

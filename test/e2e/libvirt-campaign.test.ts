@@ -7,6 +7,9 @@ import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { ensureLibvirtd, startSecondLibvirtd } from '../helpers/libvirtd.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 t.test('a libvirt campaign: save/restore, a carrier flap, judged by the agent, reported', async (t) => {
   await ensureLibvirtd(t);

@@ -13,6 +13,9 @@ import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { freePort } from '../helpers/collector-fixtures.js';
 import { ensureLibvirtd, startSecondLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
 import { ipIn, testNetns } from '../helpers/netns.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const MAC = '52:54:00:f1:1c:0b';
 const AGENT_ID = 'users-own-guest';

@@ -12,6 +12,9 @@ import { findExecutable, runCommand } from '../../system/run-command.js';
 import type { LabResults, MigrationResult } from '../../harness/report/lab-results.js';
 import { FAULTS } from '../../harness/drivers/migration-driver.js';
 import { agentStallMs, FLINCH, runCli } from '../helpers/run-cli.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 /** A stall of the agent this long keeps its time exchanges from being quick enough to read a lag from. */
 const STARVED_MS = 1000;

@@ -9,6 +9,9 @@ import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import type { Report } from '../../contract/report-schema.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 t.test('a guest clock stepped after a migration, under chronyd: the safety net asks chronyd to step, and the clock converges', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-e2e-chrony-'));

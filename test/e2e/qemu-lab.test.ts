@@ -7,6 +7,9 @@ import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
 import { agentStallMs, FLINCH, runCli } from '../helpers/run-cli.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 /** A stall of the agent this long keeps its time exchanges from being quick enough to read a lag from. */
 const STARVED_MS = 1000;

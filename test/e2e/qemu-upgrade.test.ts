@@ -20,6 +20,9 @@ import { QmpClient } from '../../system/qemu/qmp-client.js';
 import { processAlive } from '../../system/unix-socket-owner.js';
 import { ipIn, testNetns } from '../helpers/netns.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const CACHE = '/var/cache/flinch';
 const MAC = '52:54:00:f1:1c:0c';

@@ -12,6 +12,9 @@ import { ReportStore } from '../../harness/collector/report-store.js';
 import { FLINCH, cleanEnvironment, runCli } from '../helpers/run-cli.js';
 import { freePort, tempDir, until } from '../helpers/collector-fixtures.js';
 import { ensureLibvirtd, startSecondLibvirtd, testDomainXml, virsh } from '../helpers/libvirtd.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 t.test('a rollout of two real libvirt domains to another libvirtd, verdicts from their agents', async (t) => {
   await ensureLibvirtd(t);

@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { tempDir } from '../helpers/collector-fixtures.js';
+import { quietMachine } from '../helpers/exclusive.js';
+
+await quietMachine(t);
 
 const GUESTS = 50;
 // A guest with an episode is judged as soon as its report is in; only a transparent one waits the whole timeout. 10 s

@@ -10,6 +10,9 @@ import { projectRoot } from '../../harness/project-paths.js';
 import { FLINCH_VERSION } from '../../contract/version.js';
 import { PACKAGE_CHECK_RESULTS, type PackageCheckResults } from '../../harness/lab/package-lab.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
+import { busyMachine } from '../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const root = projectRoot();
 const deb = path.join(root, 'build', 'deb', `flinch-agent_${FLINCH_VERSION}_amd64.deb`);

@@ -11,6 +11,9 @@ import { agentKeyFor, signFrame } from '../../../contract/frame-signing.js';
 import type { AgentKeyring } from '../../../harness/collector/frame-authenticator.js';
 import { helloFor, inProcessAgent, rawConnection, sampleReport, startCollector, until } from '../../helpers/collector-fixtures.js';
 import { SAMPLE_OBSERVATIONS } from '../../helpers/observation-samples.js';
+import { busyMachine } from '../../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const SEED = 20261201;
 const FRAMES_PER_MODE = 10_000;

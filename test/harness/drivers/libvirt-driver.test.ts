@@ -11,6 +11,9 @@ import { FleetKeyring } from '../../../harness/collector/keyring.js';
 import { agentKeyFor } from '../../../contract/frame-signing.js';
 import { startCollector, tempDir, until } from '../../helpers/collector-fixtures.js';
 import { ensureLibvirtd, LIBVIRT_URI as URI, testDomainXml, virsh } from '../../helpers/libvirtd.js';
+import { busyMachine } from '../../helpers/exclusive.js';
+
+await busyMachine(t);
 
 const SECRET = 'libvirt-test-fleet-secret-0123456789abcdef';
 const MAC = '52:54:00:f1:1c:09';
