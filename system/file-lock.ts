@@ -32,7 +32,7 @@ export function acquireFileLock(file: string, timeoutMs: number, options: { shar
     });
     exited.then((code) => {
       // flock exits 1 when -w runs out; anything else is flock itself failing (a directory that cannot hold the file).
-      const reason = code === 1 && !stderr.trim() ? `still held by another process after ${seconds} s` : stderr.trim().split('\n')[0] ?? `exit ${code}`;
+      const reason = code === 1 && !stderr.trim() ? `still held by another process after ${seconds} s` : stderr.trim().split('\n')[0] || `exit ${code}`;
       reject(new CommandError(`flock ${file}: ${reason}`, 'flock', [file], code, stderr));
     });
   });

@@ -150,7 +150,7 @@ export async function buildGuestImage(
       await concatenate([layer, base], initrd);
       rmSync(layer);
     }
-    // Each agent change makes a new image of ~90 MB. Kept: the ones just used, and any another run used within the hour
+    // Each agent change makes a new image of ~90 MB. Kept: the ones just used, and any image another run used within the hour
     // (two labs at once may boot different kernels: each must find its image still there when its destination QEMU
     // starts); none from before flavours.
     const now = new Date();
