@@ -20,6 +20,14 @@ const STARVED_MS = 1000;
  */
 const LAG_TOLERANCE_MS = 50;
 
+/**
+ * The gap between echoes holds the pause. The last reply before STOP left the guest before QEMU stamped STOP, but the
+ * host's socket can take it in later (1.1 ms in a CI run with both cores busy), so the gap may start a little inside
+ * the pause: a sanity bound on that delay, not a measurement.
+ */
+const RECEIVE_DELAY_MS = 10;
+const pauseLiesInGap = (splitPauseMs: number, pauseMs: number) => splitPauseMs <= pauseMs + 0.2 && splitPauseMs >= pauseMs - RECEIVE_DELAY_MS;
+
 t.test('a 2-migration lab run', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-e2e-'));
   const run = await runCli([FLINCH, 'lab', '--faults', 'none', '--migrations', '2', '--out', out], { timeoutMs: 900_000 });
@@ -62,7 +70,7 @@ t.test('a 2-migration lab run', async (t) => {
         t.equal(gap.probes, 'udp-echo', "without --outside-view the gap is the agent's UDP echo's");
         const sum = split.beforePauseMs + split.pauseMs + split.untilAnnouncementMs + split.untilBridgeMs + split.restMs;
         t.ok(Math.abs(sum - (gap.toMs - gap.fromMs)) < 0.5, `the split (${JSON.stringify(split)}) adds up to the gap (${(gap.toMs - gap.fromMs).toFixed(1)} ms)`);
-        t.ok(Math.abs(split.pauseMs - m.pauseMs!) < 0.2, 'the whole pause lies in the gap');
+        t.ok(pauseLiesInGap(split.pauseMs, m.pauseMs!), `the pause lies in the gap, less at most the last reply's receive delay: ${split.pauseMs} of ${m.pauseMs} ms`);
       });
       t.equal(m.outside, undefined, 'no ICMP probes beside the agent unless asked (--outside-view)');
     });
@@ -103,7 +111,7 @@ t.test('an agentless lab run: the same guest with no agent, measured from outsid
   t.ok(real.network!.counts.rarp >= 1 && real.network!.bridgeLearntPort === real.to, 'announcements and the bridge move are measured as with the agent');
   const split = real.network!.blackoutSplit!;
   t.equal(real.network!.resumeGap!.probes, 'icmp', "the gap around the resume is read from the guest kernel's replies");
-  t.ok(Math.abs(split.pauseMs - real.pauseMs!) < 0.2 && split.restMs >= 0, `the split holds the whole pause: ${JSON.stringify(split)}`);
+  t.ok(pauseLiesInGap(split.pauseMs, real.pauseMs!) && split.restMs >= 0, `the split holds the pause, less at most the last reply's receive delay: ${JSON.stringify(split)}, pause ${real.pauseMs} ms`);
   t.equal(control.verdictSource, 'outside');
   t.equal(control.verdict, 'transparent', `the control: ${control.reasons.join('; ') || 'no evidence'}`);
 });
