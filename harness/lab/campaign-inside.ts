@@ -19,5 +19,20 @@ export async function runCampaignInside<P extends CampaignPlan>(
   log: (line: string) => void,
 ): Promise<{ outcome: CampaignOutcome; options: CampaignOptions }> {
   const plan = readPlanFromEnvironment<P>(step);
-  return { outcome: await runCampaign(plan.options, target(plan), plan.startedAtMs, log), options: plan.options };
+  const guest = target(plan);
+  // Ctrl-C, or a SIGTERM the parent passed on: the guest (its agent, its QEMUs, its nested hosts) is torn down before
+  // this process ends. Killed outright instead, it left the agent running in a namespace the parent then removed, and
+  // its freezer cgroup undeletable. The journal keeps the migrations done: the same command resumes.
+  const stop = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping; the guest is being torn down (the same command resumes the campaign)`);
+    void guest.tearDown(log).catch(() => undefined).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return { outcome: await runCampaign(plan.options, guest, plan.startedAtMs, log), options: plan.options };
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }

@@ -80,15 +80,18 @@ export function runInsideNamespace(netns: string, { subcommand, planVariable }: 
     stdio: 'inherit',
     env: { ...process.env, [planVariable]: JSON.stringify(plan) },
   });
-  // Ctrl-C reaches the child too (same process group); this process only waits for it so that cleanup still runs.
+  // Ctrl-C reaches the child too (same process group); this process only waits for it so that cleanup still runs. A
+  // SIGTERM sent to this process alone (kill PID, timeout(1), a supervisor) is passed on: ignored, it left the child
+  // running a whole lab with nobody to stop it.
   const ignore = () => undefined;
+  const passOn = () => void child.kill('SIGTERM');
   process.on('SIGINT', ignore);
-  process.on('SIGTERM', ignore);
+  process.on('SIGTERM', passOn);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       process.off('SIGINT', ignore);
-      process.off('SIGTERM', ignore);
+      process.off('SIGTERM', passOn);
       resolve(code ?? (signal ? 128 + 15 : 1));
     });
   });

@@ -56,3 +56,41 @@ t.test('a sim campaign over its faults, judged by the agent, with the blackout m
   t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
   if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d.startsWith(ours)), [], 'no cgroup left');
 });
+
+t.test('SIGTERM to flinch alone (kill PID, timeout(1)) stops the campaign: its inner process goes too, nothing left behind', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-term-'));
+  let sent = false;
+  let watch: NodeJS.Timeout | undefined;
+  const started = Date.now();
+  // Enough migrations to run for minutes if nothing stops them; the runCli limit below is well short of that.
+  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none', '--migrations', '200', '--out', out], {
+    timeoutMs: 120_000,
+    onSpawn: (pid) => {
+      // Once the inner process is migrating: its first migration is in the journal.
+      watch = setInterval(() => {
+        const journal = path.join(out, 'journal.jsonl');
+        if (sent || !existsSync(journal) || readFileSync(journal, 'utf8').trim().split('\n').length < 2) return;
+        sent = true;
+        process.kill(pid, 'SIGTERM'); // the flinch process this test started, by PID
+      }, 500);
+    },
+  });
+  clearInterval(watch);
+  t.ok(sent, 'SIGTERM was sent once the campaign was migrating');
+  t.not(run.code, null, `flinch ended by itself after ${((Date.now() - started) / 1000).toFixed(0)} s, not at the test's limit`);
+  t.not(run.code, 0, `and said it did not finish (exit ${run.code})`);
+  const ours = `flinch-sim-${run.pid}-`;
+  t.notOk((await runCommand('ip', ['netns', 'list'])).stdout.includes(ours), 'no namespace left');
+  t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
+  if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d === `flinch-sim-${run.pid}`), [], 'no cgroup left');
+  const agentsLeft = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`flinch-sim-state-${run.pid}`);
+    } catch {
+      return false; // gone while being read
+    }
+  })());
+  t.same(agentsLeft, [], "the simulated guest's agent was stopped, not orphaned");
+  const journal = readFileSync(path.join(out, 'journal.jsonl'), 'utf8').trim().split('\n');
+  t.ok(journal.length < 201, `the campaign stopped part-way (${journal.length - 1} migrations in its journal), resumable`);
+});
