@@ -98,7 +98,8 @@ export class AgentRuntime {
   /** An authenticated harness announcement the agent was told to accept: migration evidence. */
   announce(phase: 'starting' | 'finished', migrationId: string): void {
     this.observer?.attend();
-    this.signal([this.engine.announce(phase, migrationId)]);
+    const trigger = this.engine.announce(phase, migrationId);
+    if (trigger) this.signal([trigger]);
   }
 
   async stop(): Promise<void> {

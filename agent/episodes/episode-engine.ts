@@ -77,6 +77,8 @@ export class EpisodeEngine {
   private settleTimer: unknown = null;
   /** The harness announced the open episode's migration as starting and not yet as finished. */
   private migrationUnderWay = false;
+  /** When the harness last spoke of the open episode's migration (monotonic ms): the cap counts from there. */
+  private lastHarnessWordMs = 0;
   /** What came in while no episode was open, with the triggers it raised: the lookback of the next episode. */
   private readonly recent: Array<{ observation: Observation; triggers: readonly EpisodeTrigger[] }> = [];
 
@@ -128,8 +130,16 @@ export class EpisodeEngine {
    * The harness says a migration starts or has finished. Starting opens (or joins) an episode and names it. Only an
    * authenticated announcement the agent was told to accept may come here: it is migration evidence.
    */
-  announce(phase: 'starting' | 'finished', migrationId: string): EpisodeTrigger {
+  announce(phase: 'starting' | 'finished', migrationId: string): EpisodeTrigger | null {
     const at = this.clock.now();
+    // The harness says "starting" again while a long migration runs (xl migrate between two nested Xen hosts took
+    // 140 s, and the cap closed its episode before the guest was even suspended): the episode stays open, with the cap
+    // counted from the last word, and nothing else is added.
+    if (phase === 'starting' && this.migrationUnderWay && this.current?.migrationId === migrationId) {
+      this.lastHarnessWordMs = at.monotonicMs;
+      this.armSettle();
+      return null;
+    }
     // An episode belongs to one migration: one of another migration is closed first, whatever the phase (a lost
     // "finished" must not keep it open). A migration starting is a new episode unless the open, unnamed one is just
     // beginning; otherwise every later migration would be folded into whatever keeps it open (a noisy guest).
@@ -155,6 +165,7 @@ export class EpisodeEngine {
     // While the harness says a migration is under way the episode stays open (up to the cap): a live migration's
     // copy phase can be quiet for longer than a settle window before the guest is stopped (xl migrate: ~10 s).
     this.migrationUnderWay = phase === 'starting';
+    this.lastHarnessWordMs = at.monotonicMs;
     this.armSettle();
     return trigger;
   }
@@ -205,14 +216,16 @@ export class EpisodeEngine {
   private armSettle(): void {
     const episode = this.current!;
     if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
-    const age = this.clock.now().monotonicMs - episode.openedAt.monotonicMs;
-    const left = Math.max(0, this.options.maxEpisodeMs - age);
+    // After a long announced migration its "finished" still gets a settle window for the resume's evidence.
+    const since = Math.max(episode.openedAt.monotonicMs, this.lastHarnessWordMs);
+    const left = Math.max(0, this.options.maxEpisodeMs - (this.clock.now().monotonicMs - since));
     const wait = this.migrationUnderWay ? left : Math.min(this.options.settleMs, left);
     this.settleTimer = this.clock.setTimer(() => this.close(), wait);
   }
 
   private close(): void {
     this.migrationUnderWay = false;
+    this.lastHarnessWordMs = 0;
     const episode = this.current!;
     if (this.settleTimer !== null) this.clock.clearTimer(this.settleTimer);
     this.settleTimer = null;

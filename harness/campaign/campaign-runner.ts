@@ -287,6 +287,12 @@ async function shamMigration(durationMs: number): Promise<MigrationTiming> {
   return { startedAtMs, completedAtMs: hostNowMs(), totalMs: null, downtimeMs: null, setupMs: null, transferredBytes: null };
 }
 
+/**
+ * How often a migration under way is announced again: well inside the agent's episode cap (120 s), so that a lost
+ * frame or two does not close the episode of a migration that takes minutes (xl migrate between two hosts).
+ */
+const ANNOUNCE_REPEAT_MS = 30_000;
+
 /** A migration's faults, each half around the migration (or the control's sham), as the driver recorded them. */
 async function migrateWithFaults(item: PlannedMigration, settings: CampaignSettings, driver: MigrationTarget['driver'], controlMs: number, between: { beforeMigrating?: () => void; afterFaults?: () => void } = {}) {
   const faultRecords: FaultRecord[] = [];
@@ -295,16 +301,23 @@ async function migrateWithFaults(item: PlannedMigration, settings: CampaignSetti
     if (record) faultRecords.push(record);
   }
   between.beforeMigrating?.();
-  const timing = item.control
-    ? await shamMigration(controlMs)
-    : await driver.migrate({
-      ...settings.migrate,
-      pausedForMs: item.faults.includes('long-pause') ? settings.longPauseMs : undefined,
-      ...(item.method ? { method: item.method } : {}),
-    });
-  for (const fault of item.faults) {
-    const record = await driver.injectFault(fault, 'after');
-    if (record) faultRecords.push(record);
+  // Said again while it runs: the agent keeps an announced migration's episode open only so long after the last word.
+  const stillMigrating = between.beforeMigrating ? setInterval(between.beforeMigrating, ANNOUNCE_REPEAT_MS) : null;
+  let timing: MigrationTiming;
+  try {
+    timing = item.control
+      ? await shamMigration(controlMs)
+      : await driver.migrate({
+        ...settings.migrate,
+        pausedForMs: item.faults.includes('long-pause') ? settings.longPauseMs : undefined,
+        ...(item.method ? { method: item.method } : {}),
+      });
+    for (const fault of item.faults) {
+      const record = await driver.injectFault(fault, 'after');
+      if (record) faultRecords.push(record);
+    }
+  } finally {
+    if (stillMigrating) clearInterval(stillMigrating);
   }
   between.afterFaults?.();
   return {

@@ -384,3 +384,37 @@ t.test("a time daemon slewing the clock back (the offset moving every second, wi
   t.ok(closed[0]!.closedAt!.monotonicMs - closed[0]!.openedAt.monotonicMs <= 3100, 'a settle window after the last event, not the 120 s cap');
   t.ok(closed[0]!.observations.some((o) => o.kind === 'host-offset'), 'the offsets seen meanwhile are still evidence');
 });
+
+t.test('a migration announced again while it runs keeps its episode open past the cap, counted from the last word', async (t) => {
+  const { clock, advance } = fakeClock();
+  const closed: Episode[] = [];
+  const options = { ...AFTER_WARM_UP, settleMs: 1000, maxEpisodeMs: 5000 };
+  const engine = new EpisodeEngine((e) => closed.push(e), options, clock);
+  t.ok(engine.announce('starting', 'm-1'), 'the first word is a trigger');
+  // A migration of 12 s, the harness repeating itself every 3 s: the 5 s cap never runs out.
+  for (let i = 0; i < 4; i += 1) {
+    advance(3000);
+    t.equal(engine.announce('starting', 'm-1'), null, `repeat ${i + 1}: no new trigger`);
+  }
+  t.equal(engine.open?.migrationId, 'm-1', '12 s in, past the 5 s cap: still open');
+  t.same(engine.open!.triggers.map((x) => x.kind), ['harness-announce'], 'one announcement in the episode, not five');
+  engine.announce('finished', 'm-1');
+  advance(900);
+  t.equal(engine.open?.migrationId, 'm-1', 'finished: a settle window for the resume evidence, not closed on the spot');
+  advance(200);
+  t.equal(closed.length, 1, 'then it settles');
+  t.equal(closed[0]!.triggers.filter((x) => x.kind === 'harness-announce').length, 2, 'starting and finished');
+
+  // The same migration not repeated: closed at the cap, as before (the harness is gone, or a frame was lost for good).
+  const silent = new EpisodeEngine((e) => closed.push(e), options, clock);
+  silent.announce('starting', 'm-2');
+  advance(4900);
+  t.equal(silent.open?.migrationId, 'm-2');
+  advance(200);
+  t.equal(silent.open, null, 'closed at the cap without a repeat');
+  // A repeat for another migration than the open one is no repeat: it starts its own episode.
+  const other = new EpisodeEngine((e) => closed.push(e), options, clock);
+  other.announce('starting', 'm-3');
+  t.ok(other.announce('starting', 'm-4'), 'another migration: a trigger of its own');
+  t.equal(other.open?.migrationId, 'm-4');
+});
