@@ -16,15 +16,17 @@ import { assertValidReport, IdentifierSchema, printableText, ReportValidationErr
  * The collector sends only challenges, acks, time probes and harness announcements. None of them can change the
  * guest: the agent has no message that does.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /**
- * Every protocol this side still speaks: 2 is 3 without the hello's `guest`. A collector accepts either; an agent
- * answers a collector's challenge in the collector's protocol if it is here, so collectors and agents upgrade in
- * either order.
+ * Every protocol this side still speaks: 2 is 3 without the hello's `guest`, 3 is 4 without its `instance`. A
+ * collector accepts any; an agent answers a collector's challenge in the collector's protocol if it is here, so
+ * collectors and agents upgrade in either order.
  */
-export const SUPPORTED_PROTOCOLS: readonly number[] = [2, 3];
+export const SUPPORTED_PROTOCOLS: readonly number[] = [2, 3, 4];
 /** The first protocol whose hello may carry `guest`. */
 export const GUEST_SYSTEM_SINCE_PROTOCOL = 3;
+/** The first protocol whose hello carries `instance`. */
+export const INSTANCE_SINCE_PROTOCOL = 4;
 
 /** The guest as systeminformation sees it (osInfo(), system()): what a fleet's verdicts are broken down by. */
 export const GuestSystemSchema = Type.Object(
@@ -68,6 +70,11 @@ export const HelloSchema = Type.Object(
     spoolDropped: Type.Integer({ minimum: 0 }),
     /** Protocol 3: the guest's distribution, kernel and hypervisor, read once when the agent starts. */
     guest: Type.Optional(GuestSystemSchema),
+    /**
+     * Protocol 4: this agent process, new at each start. A hello with another one after a migration is an agent that
+     * restarted (crashed, or was killed), not one that reconnected: it saw nothing of the migration.
+     */
+    instance: Type.Optional(Type.String({ pattern: '^[0-9a-f]{16}$' })),
   },
   { additionalProperties: false },
 );

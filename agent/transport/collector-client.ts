@@ -1,10 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { observationError, type Observation } from '../../contract/observation.js';
 import type { TimeExchange } from '../../contract/clock-offset.js';
 import type { Report } from '../../contract/report-schema.js';
-import { GUEST_SYSTEM_SINCE_PROTOCOL, MAX_COLLECTOR_FRAME_BYTES, ProtocolError, SUPPORTED_PROTOCOLS, parseCollectorMessage, type AgentIdentity, type AgentMessage } from '../../contract/messages.js';
+import { GUEST_SYSTEM_SINCE_PROTOCOL, INSTANCE_SINCE_PROTOCOL, MAX_COLLECTOR_FRAME_BYTES, ProtocolError, SUPPORTED_PROTOCOLS, parseCollectorMessage, type AgentIdentity, type AgentMessage } from '../../contract/messages.js';
 import { signFrame, verifyCollectorFrame } from '../../contract/frame-signing.js';
 import type { Spool } from './spool.js';
+
+/** This process, told apart from the same agent started again (a crash, a restart): drawn once, at load. */
+const AGENT_INSTANCE = randomBytes(8).toString('hex');
 
 export interface CollectorClientOptions {
   /**
@@ -18,6 +22,8 @@ export interface CollectorClientOptions {
   identity: () => AgentIdentity;
   /** The agent's signing key (its token file), or null for a collector run with --no-auth. */
   key: string | null;
+  /** The hello's `instance` (default: this process's, drawn at load); a test gives another to play a restarted agent. */
+  instance?: string;
   /** PEM CA bundle to trust for wss://, beside the system's. */
   ca?: Buffer;
   spool: Spool;
@@ -293,6 +299,7 @@ export class CollectorClient {
     const { guest, ...identity } = this.options.identity();
     this.write({
       type: 'hello', protocol, ...identity, ...(guest && protocol >= GUEST_SYSTEM_SINCE_PROTOCOL ? { guest } : {}),
+      ...(protocol >= INSTANCE_SINCE_PROTOCOL ? { instance: this.options.instance ?? AGENT_INSTANCE } : {}),
       nonce, stream: this.options.spool.streamId, spoolDropped: this.options.spool.dropped,
     });
     this.sentSeq = 0;

@@ -389,6 +389,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const beforeWindow = { fromMs: Math.max(hostNowMs() - options.settleMs, lastStep ?? -Infinity), toMs: hostNowMs() };
   const migrationId = `lab-${settings.startedAtMs.toFixed(0)}-${item.index}`;
   const connectionsBefore = agent.connections;
+  const instanceBefore = agent.hello.instance;
   const { timing, faultRecords, firstActionAtMs: blackoutWindowStart, doneAtMs } = await migrateWithFaults(item, settings, driver, controlMs, {
     beforeMigrating: () => announcer.announce(agent.agentId, 'starting', migrationId),
     // Finished once its after-faults are in too: the agent keeps a migration's episode open while it is under way,
@@ -456,7 +457,14 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
   const gapProbes = outside?.answering ? { probes: 'icmp' as const, meter: outside } : meter?.answering ? { probes: 'udp-echo' as const, meter } : null;
   const gap = gapProbes && timing.pause ? gapProbes.meter.gapAround(timing.pause.resumedAtMs, blackoutWindowStart, windowEnd) : null;
   const resumeGap = gap && gapProbes ? { probes: gapProbes.probes, ...gap } : null;
-  const verdict = report ? report.verdict : v0.verdict;
+  // An agent that came back as another process saw nothing of the migration, whatever it reports now; and a process
+  // lost in the guest is something the guest lost (the lab's agent segfaulted on arriving on Xen 4.20 from 4.17).
+  const restarted = instanceBefore !== undefined && agent.hello.instance !== instanceBefore;
+  const verdict = restarted ? 'disrupted' : report ? report.verdict : v0.verdict;
+  const reasons = [
+    ...(restarted ? ["disrupted: the agent restarted during the migration (another process said hello): it crashed or was killed in the guest, and saw nothing of the migration"] : []),
+    ...(report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons),
+  ];
   return {
     index: item.index,
     driver: driver.name,
@@ -480,7 +488,7 @@ async function runOneMigration(item: PlannedMigration, settings: CampaignSetting
     timeRepliesAfter,
     verdict,
     verdictSource: report ? 'agent' : 'v0',
-    reasons: report ? report.evidence.map((e) => `${e.severity}: ${e.detail}`) : v0.reasons,
+    reasons,
     expected: options.expect,
     passed: meetsExpectation(verdict, options.expect),
     episode: report ? summariseReport(report) : null,

@@ -34,7 +34,8 @@ t.test('an unreachable collector: the agent keeps retrying, then delivers everyt
   t.ok(record.hello.macs.every((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)), 'MACs');
   t.equal(record.hello.xenDomid, null, 'not a Xen guest');
   // systeminformation read this very machine: the kernel is the one running the test, the distribution its os-release.
-  t.equal(record.hello.protocol, 3);
+  t.equal(record.hello.protocol, 4);
+  t.match(record.hello.instance, /^[0-9a-f]{16}$/, 'the agent process, named');
   t.equal(record.hello.guest?.kernel, os.release(), "the guest's kernel");
   const osRelease = readFileSync('/etc/os-release', 'utf8');
   t.equal(record.hello.guest?.distro, /^NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1], "os-release's NAME");
@@ -112,7 +113,7 @@ t.test('the agent ignores anything from the collector but its protocol, and says
   t.equal(agent.child.exitCode, null, 'still running');
 });
 
-t.test("an older collector's protocol is answered in it: protocol 2 gets a hello without the guest; an unknown one is refused", async (t) => {
+t.test("an older collector's protocol is answered in it: protocol 2 gets a hello without the guest, 3 without the instance; an unknown one is refused", async (t) => {
   const port = await freePort();
   const server = new WebSocketServer({ host: '127.0.0.1', port });
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -132,9 +133,19 @@ t.test("an older collector's protocol is answered in it: protocol 2 gets a hello
   await until('a hello', () => hellos[0]);
   t.equal(hellos[0]!.protocol, 2);
   t.notOk('guest' in hellos[0]!, "protocol 2's hello has no guest: an older collector's schema refuses fields it does not know");
+  t.notOk('instance' in hellos[0]!, 'nor an instance');
+  speaks = 3;
+  const at3 = await until('a hello in protocol 3', () => hellos.find((h) => h.protocol === 3), 20_000);
+  t.ok('guest' in at3 && !('instance' in at3), "protocol 3's hello has the guest, not the instance");
+  speaks = 4;
+  await until('two hellos in protocol 4', () => hellos.filter((h) => h.protocol === 4).length >= 2, 20_000);
+  const instances = hellos.filter((h) => h.protocol === 4).map((h) => h.instance);
+  t.match(instances[0], /^[0-9a-f]{16}$/, "protocol 4's hello names the agent process");
+  t.equal(new Set(instances).size, 1, 'the same process reconnecting: the same instance');
   speaks = 9;
-  await until('the refusal', () => /the collector speaks protocol 9, this agent 2, 3/.test(agent.stderr.join('')), 20_000);
-  t.equal(hellos.length, 1, 'no hello to a collector of an unknown protocol');
+  const before = hellos.length;
+  await until('the refusal', () => /the collector speaks protocol 9, this agent 2, 3, 4/.test(agent.stderr.join('')), 20_000);
+  t.ok(hellos.length - before <= 1, 'no hello to a collector of an unknown protocol (one may have been on its way)');
 });
 
 t.test('wss:// with a CA file: the agent trusts the collector it was told to, and no other', async (t) => {

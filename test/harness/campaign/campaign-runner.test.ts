@@ -87,6 +87,49 @@ t.test('a campaign runs its migrations, writes its outputs and returns the outco
   t.throws(() => completedCampaign({ ...options(out), migrationsPerFault: 3 }, 'stand-in'), /belongs to a different campaign/, 'another plan is another campaign');
 });
 
+t.test("an agent that comes back as another process during a migration: disrupted, whatever the new one reports", async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-runner-'));
+  const migrations: number[] = [];
+  const reportEach = (client: { sendReport: (r: ReturnType<typeof sampleReport>) => void }, seq: () => number) => (phase: string, migrationId: string) => {
+    if (phase !== 'finished') return;
+    const report = sampleReport(AGENT_ID, seq(), 'transparent');
+    report.episode.migrationId = migrationId;
+    client.sendReport(report);
+  };
+  let seq = 0;
+  const restartingTarget: GuestTarget = {
+    ...target(t, [], migrations),
+    async bringUp({ collector, fleetSecret, collectorPort }) {
+      const key = agentKeyFor(fleetSecret, AGENT_ID);
+      const url = `ws://127.0.0.1:${collectorPort}`;
+      const first = inProcessAgent(t, url, AGENT_ID, key, undefined, 10_000, { instance: 'aaaaaaaaaaaaaaaa', onAnnounce: (p, m) => reportEach(first.client, () => (seq += 1))(p, m) });
+      const agent = await waitForAgentHello(collector, AGENT_ID, 10_000);
+      const driver = standInDriver(migrations);
+      const migrate = driver.migrate.bind(driver);
+      // The second migration: the agent process dies in it and another one starts, with the same identity and spool.
+      driver.migrate = async (o) => {
+        const timing = await migrate(o);
+        if (migrations.length === 2) {
+          first.client.close();
+          const second = inProcessAgent(t, url, AGENT_ID, key, undefined, 10_000, { instance: 'bbbbbbbbbbbbbbbb', onAnnounce: (p, m) => reportEach(second.client, () => (seq += 1))(p, m) });
+          const deadline = Date.now() + 10_000;
+          while (agent.hello.instance !== 'bbbbbbbbbbbbbbbb' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        }
+        return timing;
+      };
+      return {
+        driver, agent, meter: null, where: () => 'here', bootToAgentMs: 1,
+        hypervisor: { driver: 'stand-in', qemu: null, destQemu: null }, guest: { kernel: 'none', memoryMiB: 0, bootToAgentMs: 1 },
+      };
+    },
+  };
+  const outcome = await runCampaign(options(out), restartingTarget, hostNowMs(), () => undefined);
+  const [kept, restarted] = outcome.results.migrations;
+  t.equal(kept!.verdict, 'transparent', 'the same process before and after: its own verdict');
+  t.equal(restarted!.verdict, 'disrupted', 'another process after the migration: disrupted, though it reported transparent');
+  t.match(restarted!.reasons[0], /^disrupted: the agent restarted during the migration/, restarted!.reasons[0] ?? 'no reason');
+});
+
 t.test('a target that fails to come up is still torn down, and the error is the campaign\'s', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-runner-'));
   const calls: string[] = [];

@@ -49,13 +49,15 @@ t.test('without a keyring frames are plain JSON, checked against the schema all 
   t.ok(throwsWith(() => authenticateFrame(null, credentials, '{"type":"report"'), 'malformed'), 'not JSON');
 });
 
-t.test("hellos of protocols 2 and 3 are accepted, 3's guest checked in full; any other protocol is refused by number first", async (t) => {
+t.test("hellos of protocols 2, 3 and 4 are accepted, 3's guest checked in full, 4's instance by its form; any other protocol is refused by number first", async (t) => {
   const guest = { distro: 'Debian GNU/Linux', release: '12 (bookworm)', kernel: '6.1.0-28-cloud-amd64', arch: 'x64', virtual: true, hypervisor: 'KVM' };
   const check = (extra: Record<string, unknown>) => () => authenticateFrame(null, fresh(), JSON.stringify(helloFor('anyone', NONCE, extra)));
   t.match(check({ protocol: 3, guest })(), { protocol: 3, guest });
   t.match(check({ protocol: 3 })(), { protocol: 3 }, 'an agent that could not read its guest says nothing of it');
   t.match(check({ protocol: 2 })(), { protocol: 2 });
-  t.throws(check({ protocol: 4, guest: { ...guest, gpu: 'x' }, newField: 1 }), new ProtocolError('unsupported protocol 4 (this collector speaks 2, 3)', 'protocol'), 'a newer agent learns what is spoken here, not which field is unknown');
+  t.match(check({ protocol: 4, guest, instance: '0123456789abcdef' })(), { protocol: 4, instance: '0123456789abcdef' });
+  t.ok(throwsWith(check({ protocol: 4, guest, instance: 'x\u001b[2J' }), 'schema'), 'an instance is 16 hex digits, nothing else');
+  t.throws(check({ protocol: 5, guest: { ...guest, gpu: 'x' }, newField: 1 }), new ProtocolError('unsupported protocol 5 (this collector speaks 2, 3, 4)', 'protocol'), 'a newer agent learns what is spoken here, not which field is unknown');
   t.ok(throwsWith(check({ protocol: 1 }), 'protocol'));
   t.ok(throwsWith(check({ protocol: 3, guest: { ...guest, kernel: 'x\u001b[2J' } }), 'schema'), 'a control character in what the guest says');
   t.ok(throwsWith(check({ protocol: 3, guest: { ...guest, distro: 'D'.repeat(129) } }), 'schema'), 'longer than its bound');
