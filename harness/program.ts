@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { FAULTS, parseFaultMatrix, type FaultName } from './drivers/migration-driver.js';
 import { readLabResults, VERDICT_ORDER, type ExpectedVerdict } from './report/lab-results.js';
 import { OUTPUT_FORMATS, render, type OutputFormat } from './report/write-outputs.js';
-import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, EXIT, UserError } from '../contract/command-line.js';
+import { agentIdArgument, createProgram, flagOf, guarded, nonNegativeInt, positiveInt, printable, EXIT, UserError } from '../contract/command-line.js';
 import { agentKeyFor, readSecretFile } from '../contract/frame-signing.js';
 import { runCollector } from './collector/run-collector.js';
 import { isPostgresUrl, openStore, type FleetStore } from './collector/store.js';
@@ -27,6 +27,7 @@ import type { InsideStep } from './lab/lab-network.js';
 import { projectRoot } from './project-paths.js';
 import { XL_METHODS } from './drivers/xl-driver.js';
 import { DEFAULT_XEN_LAB_OPTIONS, runXenLab, runXenLabInside, XEN_LAB_INSIDE, type XenLabOptions } from './lab/xen/xen-lab.js';
+import { isXenRelease, XEN_RELEASES } from './lab/xen/xen-artifacts.js';
 import { FLINCH_VERSION } from '../contract/version.js';
 import { describePlan, describeUpgrade, QemuUpgradeDriver } from './upgrade/qemu-upgrade.js';
 import { runUpgradeCampaign } from './upgrade/upgrade-campaign.js';
@@ -192,15 +193,16 @@ export function buildHarnessProgram(): Command {
         'boot a Linux guest under QEMU (TCG), live-migrate it over QMP once per fault (and once plain), and report what it noticed; ' +
           'with --hypervisor xen, a real Xen nested in QEMU: its domU (real netfront) through xl save/restore and xl migrate',
       )
-      .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl)', 'qemu')
+      .option('--hypervisor <name>', 'qemu (two QEMU processes, QMP) or xen (Xen 4.17 with a PV dom0, nested under QEMU TCG, driven by xl; --xen-dest adds a second host)', 'qemu')
       .option('--guest <type>', 'xen: the domU type, pv or pvh', 'pv')
       .option('--domu-kernel <release-or-file>', `xen: the domU's kernel, a Debian release's cloud kernel (${NAMED_GUEST_KERNELS.join(', ')}) or a linux-image .deb or bzImage (default: bookworm's)`)
-      .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(',')),
+      .option('--xl-methods <list>', `xen: how each fault row moves the domU, in turn (${XL_METHODS.join(', ')})`, XL_METHODS.join(','))
+      .option('--xen-dest <release>', `xen: a second nested Xen host of this release (${Object.keys(XEN_RELEASES).join(', ')}) on the lab bridge; xl migrate goes to it over ssh and back`),
     { faults: ['none', ...FAULTS].join(','), expect: 'disrupted' },
   ).action(
-    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { hypervisor: string; guest: string; domuKernel?: string; xlMethods: string }, command: Command) => {
+    guarded(PROGRAM, verbose, async (o: CampaignCliOptions & { hypervisor: string; guest: string; domuKernel?: string; xlMethods: string; xenDest?: string }, command: Command) => {
       if (o.hypervisor === 'qemu') {
-        for (const xenOnly of ['guest', 'domuKernel', 'xlMethods']) {
+        for (const xenOnly of ['guest', 'domuKernel', 'xlMethods', 'xenDest']) {
           if (command.getOptionValueSource(xenOnly) === 'cli') throw new UserError(`${flagOf(xenOnly)} is for --hypervisor xen`, EXIT.usage);
         }
         const options = labOptionsFrom(o, false);
@@ -213,6 +215,7 @@ export function buildHarnessProgram(): Command {
       if (o.sharedMemory) throw new UserError('--shared-memory is for the QEMU lab (two QEMUs on one host)', EXIT.usage);
       if (o.agentless || o.outsideView) throw new UserError(`--${o.agentless ? 'agentless' : 'outside-view'} is for the QEMU lab (--hypervisor qemu): the Xen lab has no outside view yet`, EXIT.usage);
       if (o.guest !== 'pv' && o.guest !== 'pvh') throw new UserError(`--guest ${o.guest}: choose pv or pvh`, EXIT.usage);
+      if (o.xenDest !== undefined && !isXenRelease(o.xenDest)) throw new UserError(`--xen-dest ${printable(o.xenDest)}: choose ${Object.keys(XEN_RELEASES).join(' or ')}`, EXIT.usage);
       const methods = xlMethodsFrom(o.xlMethods);
       const base = labOptionsFrom(o, false);
       for (const qemuOnly of ['destQemu', 'downtimeLimit', 'bandwidth', 'postcopy']) {
@@ -227,6 +230,7 @@ export function buildHarnessProgram(): Command {
         migrationTimeoutMs: DEFAULT_XEN_LAB_OPTIONS.migrationTimeoutMs,
         guestType: o.guest,
         domuKernel: o.domuKernel ? (isNamedGuestKernel(o.domuKernel) ? o.domuKernel : path.resolve(o.domuKernel)) : null,
+        destXen: o.xenDest !== undefined && isXenRelease(o.xenDest) ? o.xenDest : null,
       };
       showCampaign(await runXenLab(options, log), options);
     }),

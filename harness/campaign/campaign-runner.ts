@@ -124,9 +124,13 @@ async function runMigrations(settings: CampaignSettings, target: MigrationTarget
       const lastReal = [...migrations].reverse().find((m) => !m.control && m.totalMs !== null);
       const controlMs = lastReal?.totalMs ?? DEFAULT_CONTROL_MS;
       const { agent } = target;
+      // A failed migration still says where the guest was and where it is now (refused: the same place).
+      const from = target.where();
       const run = agent ? runOneMigration(item, settings, { ...target, agent }, controlMs) : runAgentlessMigration(item, settings, target, controlMs);
       const result = await run.catch((error: Error): MigrationResult => ({
         ...emptyResult(item, target.driver.name, settings.expect),
+        from,
+        to: target.where(),
         error: error.message,
       }));
       journal.record(result);

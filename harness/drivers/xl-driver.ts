@@ -3,7 +3,7 @@ import { hostNowMs } from '../host-clock.js';
 import { GUEST_CONSOLE_FAULTS, type FaultName, type FaultRecord, type MigrateOptions, type MigrationDriver, type MigrationTiming } from './migration-driver.js';
 import { MigrationFailedError } from './qmp-driver.js';
 import type { TimedResult } from '../../system/timed-command.js';
-import { Dom0, type Dom0Options } from '../../system/xl.js';
+import { Dom0, type Dom0Options, type Dom0Shell } from '../../system/xl.js';
 import { ReleaseDomainWatch } from '../../system/xenstore-watch.js';
 
 export const XL_METHODS = ['save-restore', 'migrate'] as const;
@@ -40,7 +40,7 @@ export interface XlDriverOptions extends Dom0Options {
    * the name the first host's xl migrate gives it; the first host is `target` from there. Each migration goes to the
    * other host; save/restore runs where the domain is.
    */
-  peer?: { remoteShell: string[] | null; target: string } | null;
+  peer?: { remoteShell: string[] | null; dom0Shell?: Dom0Shell; target: string } | null;
   /** Delete the save file once it has been restored from: on a user's host, it is a copy of the guest's memory. */
   removeSaveFile?: boolean;
 }
@@ -63,7 +63,8 @@ export class XlDriver implements MigrationDriver {
 
   constructor(private readonly options: XlDriverOptions) {
     this.dom0 = new Dom0(options);
-    this.other = options.peer ? { dom0: new Dom0({ ...options, remoteShell: options.peer.remoteShell }), target: options.peer.target } : null;
+    // The peer's own way in, never the first host's: its console (the two-host lab) or its ssh.
+    this.other = options.peer ? { dom0: new Dom0({ ...options, remoteShell: options.peer.remoteShell, dom0Shell: options.peer.dom0Shell }), target: options.peer.target } : null;
     this.faults = [
       ...(options.vifSpec ? (['nic-replug'] as const) : []),
       ...(options.domuConsoleRunner ? (['guest-firewall-flush', 'guest-clock-step'] as const) : []),

@@ -176,6 +176,8 @@ export const LabResultsSchema = Type.Object({
     machine: Type.Optional(Type.String()),
     /** The nested Xen lab: the hypervisor's version and dom0's kernel. */
     xen: Type.Optional(Type.String()),
+    /** The two-host Xen lab (--xen-dest): the second host's hypervisor version. */
+    xenDest: Type.Optional(Type.String()),
     dom0Kernel: Type.Optional(Type.String()),
   }),
   guest: Type.Object({

@@ -17,8 +17,9 @@ export const FLINCH_AGENT = path.join(projectRoot(), 'dist', 'agent', 'cli.js');
 
 export function runCli(argv: string[], options: { timeoutMs?: number; prefix?: string[]; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
   // tap's processinfo re-adds its NODE_OPTIONS hook to every child it sees spawned; `env -u` drops it past that point.
-  // Bound to this test's process: a test killed at its time limit takes its lab (and the lab's QEMUs) with it.
-  const [command, args] = diesWithThisProcess('env', ['-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv]);
+  // Bound to this test's process: a test killed at its time limit takes its lab (and the lab's QEMUs) with it. By
+  // SIGTERM, which flinch passes on to a lab's inner process, so that the lab's namespace is removed too.
+  const [command, args] = diesWithThisProcess('env', ['-u', 'NODE_OPTIONS', ...(options.prefix ?? []), process.execPath, ...argv], 'TERM');
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnvironment() });
     let stdout = '';

@@ -18,7 +18,11 @@ export function assertCycleFlagged(t: Test, m: MigrationResult, report: Report |
   if (!report) return;
   const triggers = report.episode.triggers;
   const kinds = new Set(triggers.map((x) => x.kind));
-  for (const kind of ['xen-domid', 'kmsg-suspend', 'boottime-jump', 'carrier-counter', 'notify-peers']) t.ok(kinds.has(kind as never), `flagged by ${kind} (triggers: ${[...kinds].join(', ')})`);
+  // "domid 3", or with two hosts "a: Xen 4.17.5, domid 3". A domain that lands on another host can keep its domid
+  // there (each host counts its own: the first domU of a fresh host is 1 on both), so a domid change is not required.
+  const domidIn = (where: string) => /domid (\d+)$/.exec(where)?.[1];
+  const domidChanged = domidIn(m.from) !== domidIn(m.to);
+  for (const kind of [...(domidChanged ? ['xen-domid'] : []), 'kmsg-suspend', 'boottime-jump', 'carrier-counter', 'notify-peers']) t.ok(kinds.has(kind as never), `flagged by ${kind} (triggers: ${[...kinds].join(', ')})`);
 
   // netfront never sends carrier=0 over netlink on a resume: the counters are the trace, +2 per cycle.
   const counter = triggers.find((x) => x.kind === 'carrier-counter');
@@ -37,6 +41,10 @@ export function assertCycleFlagged(t: Test, m: MigrationResult, report: Report |
 
   // The xenstore probe, against the real xenstored: the domid the guest reads is the one xl gave the domain.
   const domid = m.xenEvents?.find((e) => e.change === 'domid');
-  t.equal(`domid ${domid?.previous}`, m.from, `domid before: ${m.from}`);
-  t.equal(`domid ${domid?.value}`, m.to, `domid after: ${m.to}`);
+  if (!domidChanged) {
+    t.notOk(domid ?? kinds.has('xen-domid'), `the same domid on both sides (${m.from} → ${m.to}): no change read, none made up`);
+    return;
+  }
+  t.ok(m.from.endsWith(`domid ${domid?.previous}`), `domid before: ${m.from} (the guest read ${domid?.previous})`);
+  t.ok(m.to.endsWith(`domid ${domid?.value}`), `domid after: ${m.to} (the guest read ${domid?.value})`);
 }

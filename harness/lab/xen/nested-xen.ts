@@ -7,6 +7,8 @@ import type { XenLabArtifacts } from './xen-artifacts.js';
 export interface NestedXenSpec {
   qemuBinary: string;
   runDir: string;
+  /** Names its QMP socket, serial log and console socket in the run folder: two hosts share one folder. */
+  machineName?: string;
   artifacts: XenLabArtifacts;
   /** An empty ext4 image dom0 mounts as /var/log: xl's, xenconsoled's and flinch's logs survive the run there. */
   logDisk: string;
@@ -24,8 +26,9 @@ export interface NestedXenSpec {
   dom0MemoryMiB: number;
 }
 
-/** The QEMU machine's name: names its QMP socket, serial log and console socket in the run folder. */
+/** The QEMU machine's default name. */
 const MACHINE_NAME = 'xen-host';
+const machineName = (spec: Pick<NestedXenSpec, 'machineName'>) => spec.machineName ?? MACHINE_NAME;
 
 /**
  * The command line of the machine Xen runs on. `-cpu max` with SMAP/SMEP crashes a PV dom0 under TCG (lab notes), so
@@ -44,14 +47,14 @@ export function nestedXenArguments(spec: NestedXenSpec): string[] {
     if (/[ ,]/.test(file)) throw new Error(`${file}: a multiboot module path may hold neither spaces nor commas`);
   }
   return [
-    '-name', MACHINE_NAME,
+    '-name', machineName(spec),
     '-machine', 'pc,accel=tcg',
     '-cpu', 'max,-smap,-smep',
     '-smp', '2',
     '-m', String(spec.memoryMiB),
     '-nodefaults', '-no-user-config', '-no-reboot',
     '-display', 'none',
-    '-serial', `file:${serialLogPath({ runDir: spec.runDir, name: MACHINE_NAME })}`,
+    '-serial', `file:${xenSerialLog(spec.runDir, spec.machineName)}`,
     '-serial', `unix:${dom0ConsoleSocket(spec)},server=on,wait=off`,
     '-kernel', artifacts.xen,
     '-append', xenCommandLine,
@@ -61,16 +64,16 @@ export function nestedXenArguments(spec: NestedXenSpec): string[] {
     '-drive', `file=${spec.logDisk},if=virtio,format=raw,cache=writeback`,
     '-netdev', spec.userNetwork ? ['user', 'id=n0', ...spec.userNetwork.hostForwards.map((f) => `hostfwd=${f}`)].join(',') : `tap,id=n0,ifname=${spec.tap},script=no,downscript=no`,
     '-device', `virtio-net-pci,netdev=n0,mac=${spec.mac}`,
-    '-qmp', `unix:${qmpSocketPath({ runDir: spec.runDir, name: MACHINE_NAME })},server=on,wait=off`,
+    '-qmp', `unix:${qmpSocketPath({ runDir: spec.runDir, name: machineName(spec) })},server=on,wait=off`,
   ];
 }
 
-function dom0ConsoleSocket(spec: Pick<NestedXenSpec, 'runDir'>): string {
-  return path.join(spec.runDir, `${MACHINE_NAME}.console`);
+function dom0ConsoleSocket(spec: Pick<NestedXenSpec, 'runDir' | 'machineName'>): string {
+  return path.join(spec.runDir, `${machineName(spec)}.console`);
 }
 
-export function xenSerialLog(runDir: string): string {
-  return serialLogPath({ runDir, name: MACHINE_NAME });
+export function xenSerialLog(runDir: string, name = MACHINE_NAME): string {
+  return serialLogPath({ runDir, name });
 }
 
 /**
@@ -86,7 +89,7 @@ export class NestedXen implements Dom0Shell {
 
   static async boot(spec: NestedXenSpec, dom0TimeoutMs: number): Promise<NestedXen> {
     const vmSpec: VmSpec = {
-      qemuBinary: spec.qemuBinary, name: MACHINE_NAME, runDir: spec.runDir, kernel: spec.artifacts.xen, initrd: spec.artifacts.dom0Initrd,
+      qemuBinary: spec.qemuBinary, name: machineName(spec), runDir: spec.runDir, kernel: spec.artifacts.xen, initrd: spec.artifacts.dom0Initrd,
       append: '', memoryMiB: spec.memoryMiB, tap: spec.tap, mac: spec.mac, incoming: false,
     };
     const vm = await QemuVm.launch(vmSpec, 15_000, nestedXenArguments(spec));
@@ -98,7 +101,7 @@ export class NestedXen implements Dom0Shell {
       return new NestedXen(vm, console);
     } catch (error) {
       await vm.stop(1000).catch(() => undefined);
-      throw new Error(`${(error as Error).message}; Xen's and dom0's console is in ${xenSerialLog(spec.runDir)}`);
+      throw new Error(`${(error as Error).message}; Xen's and dom0's console is in ${xenSerialLog(spec.runDir, spec.machineName)}`);
     }
   }
 

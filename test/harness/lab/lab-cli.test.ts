@@ -42,3 +42,16 @@ t.test('--driver xl is for your own domain on your own Xen host; ssh settings ar
     t.match(run.stderr, message, args.join(' '));
   }
 });
+
+t.test('--xen-dest: a second nested Xen host of a release the lab can build, and only in the Xen lab', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['lab', '--hypervisor', 'xen', '--xen-dest', '4.21'], /^flinch: --xen-dest 4\.21: choose 4\.17 or 4\.20\n$/],
+    [['lab', '--hypervisor', 'xen', '--xen-dest', '4.20\u001b[2J'], /^flinch: --xen-dest 4\.20\\x1b\[2J: choose 4\.17 or 4\.20\n$/],
+    [['lab', '--xen-dest', '4.20'], /^flinch: --xen-dest is for --hypervisor xen\n$/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runCli([FLINCH, ...args, '--out', t.testdirName], { timeoutMs: 30_000 });
+    t.equal(run.code, 2, args.join(' '));
+    t.match(run.stderr, message, JSON.stringify(args));
+  }
+});

@@ -3,7 +3,9 @@
 # hand the way the Debian units would (xenstored, xen-init-dom0, xenconsoled), bridges the domU network onto dom0's
 # uplink, and gives the harness a root shell on ttyS1 (lab only). The harness drives xl through that shell.
 #   flinch.dom0ip=10.0.3.2/24   address of dom0 on its bridge (the domUs get theirs from the harness)
-export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Each dom0 disk holds one release's toolstack (4.17 from bookworm, 4.20 from trixie): its own binaries first.
+XEN_BIN=$(ls -d /usr/lib/xen-4.*/bin 2>/dev/null | head -1)
+export PATH=${XEN_BIN:+$XEN_BIN:}/usr/sbin:/usr/bin:/sbin:/bin
 exec </dev/console >/dev/console 2>&1
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sys /sys 2>/dev/null
