@@ -71,7 +71,6 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
   let meter: BlackoutMeter | null = null;
   let witness: NetworkWitness | null = null;
   let outside: OutsideView | null = null;
-  const stopSignals = () => void driver?.cleanup();
   return {
     driverName: 'qmp',
     collectorHost: network.hostAddress,
@@ -101,8 +100,6 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
         pollMs: 50,
       });
       driver = qmp;
-      process.once('SIGINT', stopSignals);
-      process.once('SIGTERM', stopSignals);
       if (options.guestTimeDaemon === 'chronyd') {
         timeServer = await LabTimeServer.start(options.cacheDir, network.hostAddress, logsDir);
         log(`serving NTP to the guest's chronyd from ${network.hostAddress} (chronyd -x: this machine's clock is not touched)`);
@@ -142,8 +139,6 @@ function qemuTarget(plan: InnerPlan): GuestTarget {
       await witness?.stop();
       await outside?.stop();
       timeServer?.stop();
-      process.off('SIGINT', stopSignals);
-      process.off('SIGTERM', stopSignals);
       await driver?.cleanup().catch(() => undefined);
     },
   };

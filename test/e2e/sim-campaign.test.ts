@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { FLINCH, runCli } from '../helpers/run-cli.js';
 import { runCommand } from '../../system/run-command.js';
+import { processArguments } from '../../system/unix-socket-owner.js';
 
 t.test('a sim campaign over its faults, judged by the agent, with the blackout measured and nothing left behind', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-campaign-'));
@@ -83,13 +84,14 @@ t.test('SIGTERM to flinch alone (kill PID, timeout(1)) stops the campaign: its i
   t.notOk((await runCommand('ip', ['netns', 'list'])).stdout.includes(ours), 'no namespace left');
   t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
   if (existsSync('/sys/fs/cgroup/freezer')) t.same(readdirSync('/sys/fs/cgroup/freezer').filter((d) => d === `flinch-sim-${run.pid}`), [], 'no cgroup left');
-  const agentsLeft = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
+  const isRunsAgent = (pid: number) => {
     try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`flinch-sim-state-${run.pid}`);
+      return processArguments(pid).some((argument) => argument.includes(`flinch-sim-state-${run.pid}`));
     } catch {
       return false; // gone while being read
     }
-  })());
+  };
+  const agentsLeft = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && isRunsAgent(Number(p)));
   t.same(agentsLeft, [], "the simulated guest's agent was stopped, not orphaned");
   const journal = readFileSync(path.join(out, 'journal.jsonl'), 'utf8').trim().split('\n');
   t.ok(journal.length < 201, `the campaign stopped part-way (${journal.length - 1} migrations in its journal), resumable`);

@@ -26,7 +26,7 @@ const toolsPackage = (release: XenRelease) => `xen-utils-${release}`;
 const hypervisorPackage = (release: XenRelease) => `xen-hypervisor-${release}-amd64`;
 
 /** dom0's userland: the toolstack of the release, from its own suite (xen-utils and the hypervisor must agree). */
-export function dom0Rootfs(release: XenRelease): RootfsRecipe {
+function dom0Rootfs(release: XenRelease): RootfsRecipe {
   return {
     name: 'xen-dom0',
     // openssh-server: the nested dom0 is also reached as a user's Xen host is, over ssh (test/xen-lab/xl-ssh.test.ts),
@@ -44,7 +44,6 @@ const DOM0_FILES = ['dom0-init.sh', 'migrate-transport.sh', 'domu-console.pl'];
 const DOM0_LAYOUT_VERSION = 1;
 
 export interface XenLabArtifacts {
-  release: XenRelease;
   /** The uncompressed hypervisor (QEMU's multiboot loader does not take xen.gz). */
   xen: string;
   xenVersion: string;
@@ -115,7 +114,7 @@ async function buildLocked(cacheDir: string, domuKernelFile: string | null, log:
   if (!existsSync(domuDisk)) await buildDomuDisk(domuDisk, domuKernel.vmlinuz, domuImage.initrd);
   pruneExcept(xenDir, [path.basename(dom0Dir), path.basename(domuDisk), `hypervisor-${xenVersion}`]);
   return {
-    release, xen, xenVersion, dom0Kernel, dom0Initrd: path.join(dom0Dir, 'initrd.cpio.gz'), dom0Disk: path.join(dom0Dir, 'root.ext4'),
+    xen, xenVersion, dom0Kernel, dom0Initrd: path.join(dom0Dir, 'initrd.cpio.gz'), dom0Disk: path.join(dom0Dir, 'root.ext4'),
     domuKernel, domuImage, domuDisk,
   };
 }
