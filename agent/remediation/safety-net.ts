@@ -111,6 +111,11 @@ export function findLosses(baseline: LiveState, current: LiveState): Loss[] {
 /** Order of repair: firewall first (nothing unfiltered gets through), then the link, addresses, routes. */
 const REPAIR_ORDER: Loss['kind'][] = ['firewall-table', 'link-down', 'mtu', 'address', 'route', 'interface-missing'];
 
+/** The piece of the baseline a loss is in: its firewall table, or its interface (by MAC). */
+function pieceOf(loss: Loss): string {
+  return loss.firewallKey ?? loss.key.split(' ')[1]!;
+}
+
 function seenKey(loss: Loss): string {
   return `${loss.shape} ${loss.key}`;
 }
@@ -141,7 +146,8 @@ export class SafetyNet {
    */
   private readonly firstSeen = new Map<string, number>();
   private readonly signals: MigrationSignal[] = [];
-  private pendingAdoption: { signature: string; since: number } | null = null;
+  /** Changes left alone, waiting out --adopt-after: which, since when, and the state they were last seen in. */
+  private pendingAdoption: { signature: string; since: number; losses: Loss[]; seen: LiveState } | null = null;
   private evaluating: Promise<void> | null = null;
   private again = false;
   private pendingScope: CheckScope | null = null;
@@ -448,7 +454,8 @@ export class SafetyNet {
     }
     if (explained.length > 0) {
       const signal = explained[explained.length - 1]!.signal;
-      await this.repair(explained.map((e) => e.loss), current, `lost around a migration (${signal.kind}: ${signal.detail})`);
+      const toRepair = this.healToPendingChanges(explained.map((e) => e.loss), current);
+      if (toRepair.length > 0) await this.repair(toRepair, current, `lost around a migration (${signal.kind}: ${signal.detail})`);
     }
     if (leftAlone.length > 0) this.considerAdoption(leftAlone, current);
     else this.pendingAdoption = null;
@@ -459,33 +466,61 @@ export class SafetyNet {
     const signature = losses.map((l) => l.key).sort().join('|');
     const now = monotonicMs();
     if (this.pendingAdoption?.signature !== signature) {
-      this.pendingAdoption = { signature, since: now };
+      this.pendingAdoption = { signature, since: now, losses, seen: current };
       this.log(`safety net: ${losses.length} change(s) with no migration to explain them: left alone; adopting in ${this.options.adoptAfterMs / 1000} s if they last`);
     } else if (now - this.pendingAdoption.since >= this.options.adoptAfterMs) {
-      const baseline = this.baseline!;
-      for (const loss of losses) {
-        if (loss.firewallKey) {
-          const table = current.firewall[loss.firewallKey];
-          if (table) baseline.firewall[loss.firewallKey] = table;
-          else delete baseline.firewall[loss.firewallKey];
-        } else {
-          const mac = loss.key.split(' ')[1]!;
-          const iface = current.interfaces[mac];
-          if (iface) baseline.interfaces[mac] = iface;
-          else delete baseline.interfaces[mac];
-        }
-      }
-      this.save();
+      this.adopt(losses, current);
       this.pendingAdoption = null;
-      // Adopted: the next difference in these pieces is a new one, reported and timed afresh.
-      for (const loss of losses) {
-        this.firstSeen.delete(seenKey(loss));
-        this.reported.delete(loss.key);
-      }
       this.log(`safety net: adopted the change(s) as the new baseline (${losses.map((l) => l.detail).join('; ')})`);
       return;
+    } else {
+      this.pendingAdoption = { ...this.pendingAdoption, losses, seen: current };
     }
     this.recheckAt(this.pendingAdoption.since + this.options.adoptAfterMs);
+  }
+
+  /** The pieces `losses` are in, as `seen` has them, become the baseline's. */
+  private adopt(losses: Loss[], seen: LiveState): void {
+    const baseline = this.baseline!;
+    for (const loss of losses) {
+      const piece = pieceOf(loss);
+      if (loss.firewallKey) {
+        const table = seen.firewall[piece];
+        if (table) baseline.firewall[piece] = table;
+        else delete baseline.firewall[piece];
+      } else {
+        const iface = seen.interfaces[piece];
+        if (iface) baseline.interfaces[piece] = iface;
+        else delete baseline.interfaces[piece];
+      }
+    }
+    this.save();
+    // Adopted: the next difference in these pieces is a new one, reported and timed afresh.
+    for (const loss of losses) {
+      this.firstSeen.delete(seenKey(loss));
+      this.reported.delete(loss.key);
+    }
+  }
+
+  /**
+   * A piece somebody changed shortly before a migration took it is healed to that change, not to the older baseline:
+   * the change was still waiting out --adopt-after, but it was the administrator's (it was left alone for having no
+   * migration to explain it), and a migration does not make it less meant. Such pieces are adopted as they were last
+   * seen, and their losses found again against that; the other losses are returned as they are.
+   */
+  private healToPendingChanges(losses: Loss[], current: LiveState): Loss[] {
+    const pending = this.pendingAdoption;
+    if (!pending) return losses;
+    const taken = new Set(losses.map(pieceOf));
+    const changed = pending.losses.filter((loss) => taken.has(pieceOf(loss)));
+    if (changed.length === 0) return losses;
+    this.adopt(changed, pending.seen);
+    this.pendingAdoption = null;
+    const pieces = new Set(changed.map(pieceOf));
+    this.log(`safety net: a migration took what had been changed just before it (${changed.map((l) => l.detail).join('; ')}): healing to that change, not to the older baseline`);
+    // Only what is missing from that change goes back; anything written over it is somebody's, and a later check says so.
+    const again = findLosses(this.baseline!, current).filter((loss) => pieces.has(pieceOf(loss)) && loss.shape === 'lost');
+    return [...losses.filter((loss) => !pieces.has(pieceOf(loss))), ...again];
   }
 
   private async repair(losses: Loss[], current: LiveState, why: string): Promise<void> {

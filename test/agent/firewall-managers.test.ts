@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ipIn } from '../helpers/netns.js';
+import { until } from '../helpers/collector-fixtures.js';
 import { agentIn, etcOverlay, exec, guest, nftObjects, type Agent } from '../helpers/safety-net-guest.js';
 
 /** What the safety net did that changed something: anything but leaving alone, announcing and dry runs. */
@@ -168,17 +169,30 @@ t.test("netfilter-persistent's own reload is kept and adopted; a migration-time 
   const agent = await agentIn(t, netns);
   writeFileSync(path.join(etc, 'iptables', 'rules.v4'), rules([2222, 2223]));
   await nfp('reload');
-  await sleep(3500);
+  // Adopted after --adopt-after (2 s) of lasting; a loaded machine takes longer to look again.
+  await until('the reload adopted', () => /adopted the change\(s\) as the new baseline/.test(agent.stderr.join('')), 30_000);
   const reloaded = await chainRules(netns, 'filter', 'INPUT');
   t.ok(reloaded.some((r) => r.includes('--dport 2223')) && !reloaded.some((r) => r.includes('--dport 22 ')), reloaded.join('\n'));
   t.same(repairsIn(agent), [], 'the reload was never reverted', agentLog(agent));
-  t.match(agent.stderr.join(''), /adopted the change\(s\) as the new baseline/);
   const mark = agent.mark();
   agent.migrate();
   await exec(netns, 'iptables-nft', '-F', 'INPUT');
   const report = await agent.nextReport(mark);
   t.equal(report.verdict, 'healed', JSON.stringify(report.remediation.actions.map((a) => [a.target, a.result, a.error])));
   t.same(await chainRules(netns, 'filter', 'INPUT'), reloaded, 'healed to what netfilter-persistent loaded, not to the first baseline');
+
+  // A reload, and a migration-time flush before the reload had lasted --adopt-after: healed to the reload all the same.
+  writeFileSync(path.join(etc, 'iptables', 'rules.v4'), rules([2224]));
+  await nfp('reload');
+  await until('the reload seen, waiting to be adopted', () => /change\(s\) with no migration to explain them: left alone; adopting/.test(agent.stderr.join('').split('the new baseline').at(-1)!), 30_000);
+  const reloadedAgain = await chainRules(netns, 'filter', 'INPUT');
+  t.ok(reloadedAgain.some((r) => r.includes('--dport 2224')), reloadedAgain.join('\n'));
+  const secondMark = agent.mark();
+  agent.migrate();
+  await exec(netns, 'iptables-nft', '-F', 'INPUT');
+  const second = await agent.nextReport(secondMark);
+  t.equal(second.verdict, 'healed');
+  t.same(await chainRules(netns, 'filter', 'INPUT'), reloadedAgain, 'healed to the reload the migration came right after');
 });
 
 t.test('a kube-proxy-style loop re-applying its chains with iptables-restore --noflush is never fought, and a migration-time nat flush ends with no duplicate rules', async (t) => {

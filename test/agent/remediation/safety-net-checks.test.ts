@@ -178,6 +178,35 @@ t.test('a table edited, adopted, and then taken by a migration is repaired: the 
   t.same(net.actionsSince(0).map((a) => a.result), ['left-alone', 'dry-run'], 'the edit left alone; the migration\'s loss repaired');
 });
 
+t.test('a table edited and taken by a migration before --adopt-after passed is healed to the edit, not to the older baseline', async (t) => {
+  // netfilter-persistent's reload, then a migration-time flush within the two seconds the edit waits to be adopted.
+  const reloaded: FirewallTableState = { ...TABLE, lines: [...TABLE.lines.slice(0, 2), 'rule tcp dport 2222 accept'], hash: 'h5' };
+  const edited: LiveState = { ...withTable, firewall: { [TABLE.key]: reloaded } };
+  const { net, logged } = scripted([withTable, edited, flushed], { adoptAfterMs: 60_000 });
+  await net.init();
+  await net.check();
+  t.match(logged.join('\n'), /left alone; adopting in 60 s/, 'the edit waits to be adopted');
+  t.equal(net.currentBaseline!.firewall[TABLE.key]!.hash, 'h1', 'not adopted yet');
+  await migrateAndObserve(net);
+  t.same(net.actionsSince(0).map((a) => `${a.what} ${a.result}`), ['firewall-table left-alone', 'firewall-table dry-run'], 'the edit left alone, the flush repaired');
+  t.equal(net.currentBaseline!.firewall[TABLE.key]!.hash, 'h5', 'what it is healed to is the edit');
+  t.match(logged.join('\n'), /a migration took what had been changed just before it .*healing to that change, not to the older baseline/);
+});
+
+t.test('a change waiting to be adopted in one table does not move what a migration took from another', async (t) => {
+  const other: FirewallTableState = { ...TABLE, key: 'nftables inet other', table: 'inet other', hash: 'o1' };
+  const both: LiveState = { ...withTable, firewall: { [TABLE.key]: TABLE, [other.key]: other } };
+  const editedOther: LiveState = { ...withTable, firewall: { [TABLE.key]: TABLE, [other.key]: { ...other, lines: [...other.lines, 'rule udp dport 53 accept'], hash: 'o2' } } };
+  const takenFirst: LiveState = { ...withTable, firewall: { [other.key]: editedOther.firewall[other.key]! } };
+  const { net } = scripted([both, editedOther, takenFirst], { adoptAfterMs: 60_000 });
+  await net.init();
+  await net.check();
+  await migrateAndObserve(net);
+  t.equal(net.currentBaseline!.firewall[TABLE.key]!.hash, 'h1', 'the taken table is healed to its baseline');
+  t.equal(net.currentBaseline!.firewall[other.key]!.hash, 'o1', 'the other table\'s edit still waits out --adopt-after');
+  t.same(net.actionsSince(0).map((a) => `${a.target} ${a.result}`), ['firewall nftables inet other left-alone', 'firewall nftables inet filter dry-run']);
+});
+
 t.test('the clock: brought back after a migration left it a second or more from the host, dry-run says how', async (t) => {
   const { net } = scripted([withTable]);
   await net.init();
