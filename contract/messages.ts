@@ -1,6 +1,6 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import type { ValidateFunction } from 'ajv';
-import { contractAjv } from './contract-ajv.js';
+import { Type, type Static } from '@sinclair/typebox';
+import { compiledValidator, type CompiledValidator } from './compiled-validator.js';
+import * as compiled from './compiled-validators.js';
 import { ObservationRef, type Observation } from './observation.js';
 import { assertValidReport, IdentifierSchema, printableText, ReportValidationError, type Report } from './report-schema.js';
 
@@ -168,19 +168,17 @@ export class ProtocolError extends Error {
   }
 }
 
-const validators = new Map<string, ValidateFunction>();
-for (const [type, schema] of [
-  ['hello', HelloSchema],
-  ['observation', ObservationMessageSchema],
-  ['report', ReportMessageSchema],
-  ['time-reply', TimeReplySchema],
-  ['challenge', ChallengeSchema],
-  ['ack', AckSchema],
-  ['time-probe', TimeProbeSchema],
-  ['announce', AnnounceSchema],
-] as Array<[string, TSchema]>) {
-  validators.set(type, contractAjv.compile(schema));
-}
+/** Each message's schema, compiled ahead of time (packaging/validators/generate-validators.ts). */
+const VALIDATORS: Readonly<Record<string, CompiledValidator<unknown>>> = Object.fromEntries(Object.entries({
+  hello: compiled.validateHelloMessage,
+  observation: compiled.validateObservationMessage,
+  report: compiled.validateReportMessage,
+  'time-reply': compiled.validateTimeReplyMessage,
+  challenge: compiled.validateChallengeMessage,
+  ack: compiled.validateAckMessage,
+  'time-probe': compiled.validateTimeProbeMessage,
+  announce: compiled.validateAnnounceMessage,
+}).map(([type, generated]) => [type, compiledValidator<unknown>(generated)]));
 
 /** No message of the protocol nests deeper than this; a deeper one is refused before it is parsed. */
 export const MAX_JSON_DEPTH = 64;
@@ -227,7 +225,7 @@ function check<T>(message: Record<string, unknown> & { type: string }, allowed: 
     throw new ProtocolError(`unexpected message type ${JSON.stringify(message.type).slice(0, 40)} from ${from}`, 'schema');
   }
   const type = message.type;
-  const validate = validators.get(type)!;
+  const validate = VALIDATORS[type]!;
   if (!validate(message)) {
     const error = validate.errors?.[0];
     throw new ProtocolError(`${type}${error?.instancePath ?? ''} ${error?.message ?? 'is invalid'}`, 'schema');

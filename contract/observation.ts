@@ -5,7 +5,8 @@
  */
 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { contractAjv } from './contract-ajv.js';
+import { compiledValidator } from './compiled-validator.js';
+import * as compiled from './compiled-validators.js';
 
 /*
  * Each observation is a TypeBox schema, so that its TypeScript type and the JSON Schema the collector checks it against
@@ -310,13 +311,12 @@ export const ObservationSchema = Type.Unsafe<Observation>({
   oneOf: [...OBSERVATION_SCHEMAS],
 });
 
-/** Where a report or a message holds an observation: a reference to the union, compiled once (contract-ajv.ts). */
+/** Where a report or a message holds an observation: a reference to the union, compiled once (generate-validators.ts). */
 export const ObservationRef = Type.Unsafe<Observation>({ $ref: OBSERVATION_SCHEMA_URI });
-
-const validate = contractAjv.compile<Observation>(ObservationSchema);
 
 /** Why a value is not an observation (the first violation, by JSON pointer), or null when it is one. */
 export function observationError(value: unknown): string | null {
+  const validate = compiledValidator<Observation>(compiled.validateObservation);
   if (validate(value)) return null;
   const error = validate.errors?.[0];
   const kind = (value as { kind?: unknown } | null)?.kind;

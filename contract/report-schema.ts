@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { contractAjv } from './contract-ajv.js';
+import { compiledValidator } from './compiled-validator.js';
+import * as compiled from './compiled-validators.js';
 import { ObservationRef } from './observation.js';
 
 /**
@@ -95,8 +96,6 @@ export type Verdict = Static<typeof VerdictSchema>;
 export type Evidence = Static<typeof EvidenceSchema>;
 export type RemediationAction = Static<typeof RemediationActionSchema>;
 
-const validate = contractAjv.compile<Report>(ReportSchema);
-
 export class ReportValidationError extends Error {
   constructor(message: string) {
     super(message);
@@ -106,6 +105,7 @@ export class ReportValidationError extends Error {
 
 /** Checks a report against flinch.report/v1; throws with the first violation, named by its JSON pointer. */
 export function assertValidReport(value: unknown): asserts value is Report {
+  const validate = compiledValidator<Report>(compiled.validateReport);
   if (validate(value)) return;
   const error = validate.errors?.[0];
   throw new ReportValidationError(`invalid ${REPORT_SCHEMA_ID}: ${error?.instancePath || '/'} ${error?.message ?? 'is invalid'}`);

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { AGENT_CONFIG_PATH } from '../../contract/agent-files.js';
 import { Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
-import { contractAjv } from '../../contract/contract-ajv.js';
+import { compiledValidator, type CompiledValidator } from '../../contract/compiled-validator.js';
+import * as compiled from './compiled-config-validator.js';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
 import { AGENT_SETTINGS, settingMismatch, tellingError } from './agent-settings.js';
 
@@ -24,6 +25,11 @@ export const AgentConfigSchema = Type.Object(
 
 export type AgentConfig = Record<string, unknown>;
 
+/** agent.yaml's schema, compiled ahead of time (packaging/validators/generate-validators.ts). */
+export function configValidator(): CompiledValidator<AgentConfig> {
+  return compiledValidator<AgentConfig>(compiled.validateAgentConfig);
+}
+
 export const CONFIG_KEYS = AGENT_SETTINGS.map((setting) => setting.key);
 
 export class ConfigError extends Error {
@@ -32,8 +38,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
-
-const validate = contractAjv.compile<AgentConfig>(AgentConfigSchema);
 
 /**
  * Reads and validates a whole config file, or throws a ConfigError naming the file, the line and the key. Nothing is
@@ -64,6 +68,7 @@ export function parseAgentConfig(text: string, file = 'agent.yaml'): AgentConfig
   }
   const value: unknown = document.toJS() ?? {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${file}: expected a mapping of keys to values at the top level`);
+  const validate = configValidator();
   if (!validate(value)) throw new ConfigError(describe(tellingError(validate.errors), document, lines, file));
   return value;
 }

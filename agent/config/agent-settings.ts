@@ -1,8 +1,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
-import type { ErrorObject, ValidateFunction } from 'ajv';
-import { contractAjv } from '../../contract/contract-ajv.js';
+import type { ErrorObject } from 'ajv';
+import { compiledValidator } from '../../contract/compiled-validator.js';
+import * as compiled from './compiled-config-validator.js';
 import { InvalidArgumentError, Option } from 'commander';
 import { CollectorUrlSchema, parseCollectorUrl } from '../../contract/agent-files.js';
 import { IdentifierSchema } from '../../contract/report-schema.js';
@@ -133,19 +134,26 @@ export function settingMismatch(setting: AgentSetting, error: ErrorObject | unde
   }
 }
 
+/**
+ * Why a setting's value does not fit it, or null when it does: checked by agent.yaml's own compiled schema, as a
+ * config of that one key, so that a flag and its key accept the same values.
+ */
+export function settingValueError(setting: AgentSetting, value: unknown): ErrorObject | undefined | null {
+  const validate = compiledValidator<unknown>(compiled.validateAgentConfig);
+  if (validate({ [setting.key]: value })) return null;
+  return tellingError(validate.errors);
+}
+
 /** The commander option for a setting: its text parsed, then checked against the same schema agent.yaml is. */
 export function settingOption(setting: AgentSetting): Option {
   const option = new Option(setting.flags, setting.description);
   if (setting.defaultValue !== undefined) option.default(setting.defaultValue);
   const { fromText } = setting;
   if (fromText) {
-    // Compiled when the flag is first given: the agent declares some forty options on each of its commands, and
-    // compiling all of them at every start cost more than a tenth of a second here (more in a TCG guest).
-    let validate: ValidateFunction | null = null;
     option.argParser((text: string, previous: unknown) => {
       const value = fromText(text, previous === setting.defaultValue ? undefined : previous);
-      validate ??= contractAjv.compile(setting.schema);
-      if (!validate(value)) throw new InvalidArgumentError(settingMismatch(setting, tellingError(validate.errors)));
+      const error = settingValueError(setting, value);
+      if (error !== null) throw new InvalidArgumentError(settingMismatch(setting, error));
       return value;
     });
   }

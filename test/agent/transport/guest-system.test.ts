@@ -4,7 +4,7 @@ import t from 'tap';
 import os from 'node:os';
 import { guestText, readGuestSystem } from '../../../agent/transport/guest-system.js';
 import { GuestSystemSchema } from '../../../contract/messages.js';
-import { contractAjv } from '../../../contract/contract-ajv.js';
+import { validatorAjv } from '../../../packaging/validators/generate-validators.js';
 
 t.test('control characters become spaces, the text is trimmed and bounded, nothing becomes empty', (t) => {
   t.equal(guestText('Evil\u001b[2J OS\u0007', 128), 'Evil [2J OS');
@@ -17,7 +17,8 @@ t.test("this machine's guest, read by systeminformation, fits the hello's schema
   const guest = await readGuestSystem();
   t.ok(guest, 'read within the time allowed');
   t.equal(guest?.kernel, os.release());
-  t.ok(contractAjv.validate(GuestSystemSchema, guest), JSON.stringify(contractAjv.errors));
+  const ajv = validatorAjv();
+  t.ok(ajv.validate(GuestSystemSchema, guest), JSON.stringify(ajv.errors));
 });
 
 t.test('a reading that does not finish in time gives none, and the hello goes without', async (t) => {
