@@ -10,13 +10,12 @@ import { readFileSync } from 'node:fs';
 import { DEFAULT_PROBE_SETTINGS, PROBE_SETTINGS } from '../probes/registry.js';
 import { collectorOrder } from './transport/shard.js';
 import { readSecretFile } from '../contract/frame-signing.js';
-import { AgentMetrics } from './metrics/agent-metrics.js';
+import type { AgentMetrics } from './metrics/agent-metrics.js';
 import { startUdpEchoResponder } from './blackout/udp-echo-responder.js';
 import { FLINCH_VERSION } from '../contract/version.js';
 import { EXIT, UserError } from '../contract/command-line.js';
 import { AgentRuntime, REPORTS_FILE } from './runtime.js';
 import type { Publisher } from './publishers/publisher.js';
-import { CollectorPublisher } from './publishers/collector-publisher.js';
 import { reportSummary } from './publishers/stdout-publishers.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
@@ -126,7 +125,9 @@ function readOptionalFile(file: string | undefined, what: string): Buffer | unde
 }
 
 export async function runAgentService(options: RunOptions, log: (line: string) => void): Promise<void> {
-  const metrics = options.metrics === undefined ? null : new AgentMetrics();
+  // prom-client and ws (with the collector's client) are loaded only when asked for: an agent without them idles
+  // with about 2 MB less heap (BENCHMARKS.md, issue 19).
+  const metrics: AgentMetrics | null = options.metrics === undefined ? null : new (await import('./metrics/agent-metrics.js')).AgentMetrics();
   if (metrics && options.metrics) {
     const { address } = await metrics.listen(options.metrics).catch((error: Error) => {
       throw new UserError(`--metrics ${options.metrics}: ${error.message}`, EXIT.config);
@@ -156,6 +157,7 @@ export async function runAgentService(options: RunOptions, log: (line: string) =
   // interchangeable, and the same order spreads a dead one's agents over the others.
   const order = collectorOrder(options.agentId, collectors);
   const urls = options.collectorFailover === true ? order : order.slice(0, 1);
+  const { CollectorPublisher } = await import('./publishers/collector-publisher.js');
   const collector = new CollectorPublisher({
     urls, agentId: options.agentId, key, ca, stateDir: options.stateDir, spoolMaxBytes: options.spoolMaxBytes,
     acceptAnnounce: options.acceptAnnounce === true, metrics, log,

@@ -20,11 +20,40 @@ const trials = Number(process.argv[3] ?? 30);
 const idleOnly = process.argv.includes('--idle-only');
 const TICKS_PER_SECOND = 100;
 
-/** utime + stime of the process; with `reaped`, cutime + cstime instead: its children that exited and were waited for. */
+/**
+ * CPU time of the process, all its threads, from the scheduler's own count (/proc/PID/task/TID/schedstat, in ns): the
+ * tick-sampled utime + stime charges a whole 10 ms tick to whoever runs when it fires, which for a process awake a
+ * few hundred µs at a time is mostly luck. With `reaped`, cutime + cstime (ticks: the only count there is) of its
+ * children that exited and were waited for.
+ */
 function cpuMs(pid: number, reaped = false): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const [user, system] = reaped ? [fields[13], fields[14]] : [fields[11], fields[12]];
-  return ((Number(user) + Number(system)) * 1000) / TICKS_PER_SECOND;
+  if (reaped) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / TICKS_PER_SECOND;
+  }
+  let ns = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return ns / 1e6;
+}
+
+/**
+ * Drops each file from the page cache and reads it back whole, so that the agent's binary (just written by the build)
+ * and node's (cached for days) are mapped from the same kind of cache: the kernel maps a fault's neighbours too when
+ * they are cached, in pieces as large as the cache holds them, and the resident pages of an identical binary differed
+ * by 6 MB between a freshly written copy and one read back (BENCHMARKS.md, issue 19).
+ */
+async function evenPageCache(files: string[]): Promise<void> {
+  for (const file of files) {
+    await runCommand('sync', [file]);
+    await runCommand('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+    readFileSync(file);
+  }
 }
 
 function rssKiB(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
@@ -191,6 +220,7 @@ try {
   await runCommand('ip', ['netns', 'exec', netns, 'ip', 'link', 'set', 'lo', 'up']);
   await runCommand('ip', ['netns', 'exec', netns, 'iptables-legacy', '-A', 'INPUT', '-j', 'ACCEPT']);
   const qga = await qemuGuestAgent();
+  await evenPageCache([guestAgentExecutable(), process.execPath, ...(qga ? [qga] : [])]);
   const commands: Record<string, string[]> = {
     // What a fleet runs: the single-file agent, every probe, the safety net on (canaries in), no collector.
     'flinch-agent run (SEA), all probes, --remediate on': [guestAgentExecutable(), 'run', '--remediate', 'on', '--state-dir', stateDir],
