@@ -1,4 +1,4 @@
-import { createRtNetlink, rt, type RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, rt, type RtNetlinkSocket } from '../../system/rtnetlink.js';
 import type { ObservationOf, Observation } from '../../contract/observation.js';
 import { ProbeUnavailableError, type Probe } from '../probe.js';
 import { stampNow } from '../clock/read-clocks.js';

@@ -1,4 +1,4 @@
-import { createRtNetlink, rt } from 'netlink';
+import { createRtNetlink, rt } from '../../system/rtnetlink.js';
 import { RTM_DELLINK, RTM_NEWLINK } from './decode-link.js';
 import { withDumpSocket } from './rtnetlink-dump.js';
 

@@ -1,4 +1,4 @@
-import { createRtNetlink, type RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, type RtNetlinkSocket } from '../../system/rtnetlink.js';
 
 /**
  * Runs a dump on its own short-lived socket. A dump's multipart reply must not share a socket with multicast
