@@ -10,8 +10,8 @@ import { formatOutputLine, reportLine, SNAPSHOT_SCHEMA_ID, type OutputLine } fro
 import { humanLinesPublisher, humanSnapshot, jsonLinesPublisher, statusLine } from './publishers/stdout-publishers.js';
 import { DEFAULT_STATE_DIR, StateDir } from './state/state-dir.js';
 import type { Report } from '../contract/report-schema.js';
-import { applyAgentConfig, ConfigError, DEFAULT_CONFIG_PATH, loadAgentConfig } from './config/agent-config.js';
 import { AGENT_SETTINGS, parseProbeList, settingOption, type AgentCommand } from './config/agent-settings.js';
+import { AGENT_CONFIG_PATH } from '../contract/agent-files.js';
 import { runAgentService, runUntilSignalled, type AgentOptions, type RunOptions } from './service.js';
 
 const PROGRAM = 'flinch-agent';
@@ -28,10 +28,20 @@ function probesFor(names: string[] | undefined, settings: ProbeSettings): Probe[
  * The options a command runs with: its command line over the --config file over the defaults. The whole file is
  * read and checked before anything starts, so a bad file stops the agent before it has touched the guest.
  */
-function withConfig<T extends AgentOptions>(options: T, command: Command): T {
+async function withConfig<T extends AgentOptions>(options: T, command: Command): Promise<T> {
   if (options.config === undefined) return options;
+  const { applyAgentConfig } = await import('./config/agent-config.js');
+  return applyAgentConfig(options, await readConfig(options.config), (attribute) => command.getOptionValueSource(attribute));
+}
+
+/**
+ * The config file, read and checked, or a UserError with exit code 78. The YAML parser is loaded here, when a file is
+ * given: an agent run without one never carries it (about half a MB of an idle agent, BENCHMARKS.md, issue 19).
+ */
+async function readConfig(file: string): Promise<Record<string, unknown>> {
+  const { ConfigError, loadAgentConfig } = await import('./config/agent-config.js');
   try {
-    return applyAgentConfig(options, loadAgentConfig(options.config), (attribute) => command.getOptionValueSource(attribute));
+    return loadAgentConfig(file);
   } catch (error) {
     if (error instanceof ConfigError) throw new UserError(error.message, EXIT.config);
     throw error;
@@ -40,7 +50,7 @@ function withConfig<T extends AgentOptions>(options: T, command: Command): T {
 
 /** The settings `command` takes (agent-settings.ts), and --config; run adds its own with the same call. */
 function addAgentOptions(command: Command, which: AgentCommand): Command {
-  command.option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${DEFAULT_CONFIG_PATH}); flags win over the file`);
+  command.option('--config <file>', `YAML settings whose keys are these options' long names (packaged: ${AGENT_CONFIG_PATH}); flags win over the file`);
   for (const setting of AGENT_SETTINGS) if (setting.commands.includes(which)) command.addOption(settingOption(setting));
   return command;
 }
@@ -56,7 +66,7 @@ export function buildAgentProgram(): Command {
     'watch',
   ).action(
     guarded(PROGRAM, verbose, async (given: AgentOptions & { json?: boolean }, command: Command) => {
-      const options = withConfig(given, command);
+      const options = await withConfig(given, command);
       if (options.remediate === 'on') throw new UserError('watch changes nothing in the guest: use `run --remediate on` for the safety net', EXIT.usage);
       await runUntilSignalled(options, os.hostname(), [given.json ? jsonLinesPublisher() : humanLinesPublisher()], log);
     }),
@@ -106,22 +116,17 @@ export function buildAgentProgram(): Command {
     'run',
   ).action(
     guarded(PROGRAM, verbose, async (given: RunOptions, command: Command) => {
-      await runAgentService(withConfig(given, command), log);
+      await runAgentService(await withConfig(given, command), log);
     }),
   );
 
   program
     .command('check-config')
     .description('read and validate a config file, print the settings it gives, and exit (0 valid, 78 invalid)')
-    .option('--config <file>', 'the file to check', DEFAULT_CONFIG_PATH)
+    .option('--config <file>', 'the file to check', AGENT_CONFIG_PATH)
     .action(
       guarded(PROGRAM, verbose, async (options: { config: string }) => {
-        try {
-          process.stdout.write(`${JSON.stringify(loadAgentConfig(options.config), null, 2)}\n`);
-        } catch (error) {
-          if (error instanceof ConfigError) throw new UserError(error.message, EXIT.config);
-          throw error;
-        }
+        process.stdout.write(`${JSON.stringify(await readConfig(options.config), null, 2)}\n`);
       }),
     );
   return program;

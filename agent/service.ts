@@ -20,7 +20,7 @@ import { reportSummary } from './publishers/stdout-publishers.js';
 import { DEFAULT_EPISODE_OPTIONS } from './episodes/episode-engine.js';
 import { DEFAULT_VERDICT_THRESHOLDS } from './episodes/verdict.js';
 import { DEFAULT_SAFETY_NET_OPTIONS, type RemediationMode } from './remediation/safety-net.js';
-import { optionAttribute } from './config/agent-config.js';
+import { optionAttribute } from './config/agent-settings.js';
 import { StateDirError } from './state/state-dir.js';
 
 export interface AgentOptions {

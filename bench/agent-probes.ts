@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { addNetns, deleteNetns } from '../system/ip.js';
 import { runCommand } from '../system/run-command.js';
 import { median } from '../contract/clock-offset.js';
-import { guestAgentBundle, guestAgentExecutable } from '../harness/project-paths.js';
+import { guestAgentBundle, guestAgentExecutable, projectRoot } from '../harness/project-paths.js';
 import { DEFAULT_PROBE_SETTINGS } from '../probes/registry.js';
 import { LEGACY_ATTENTION_MS } from '../probes/firewall/iptables-probe.js';
 import { STARTUP_SETTLE_MS } from '../agent/startup-garbage.js';
@@ -229,6 +229,8 @@ try {
     // V8 without its compilers (NODE_OPTIONS=--jitless, which a single executable honours): less code and heap, the
     // agent's little JavaScript interpreted.
     'flinch-agent run (SEA), all probes, --remediate off, NODE_OPTIONS=--jitless': ['env', 'NODE_OPTIONS=--jitless', guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', path.join(stateDir, 'jitless')],
+    // As the Debian package's unit starts it, with --config: the YAML parser is loaded only when a file is given.
+    'flinch-agent run (SEA), all probes, --remediate on, --config (the packaged agent.yaml)': [guestAgentExecutable(), 'run', '--config', path.join(projectRoot(), 'packaging/deb/agent.yaml'), '--remediate', 'on', '--state-dir', path.join(stateDir, 'configured')],
     // The safety net's share: the same agent observing only.
     'flinch-agent run (SEA), all probes, --remediate off': [guestAgentExecutable(), 'run', '--remediate', 'off', '--state-dir', path.join(stateDir, 'observing-only')],
   };

@@ -1,14 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { AGENT_CONFIG_PATH } from '../../contract/agent-files.js';
 import { Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
 import { compiledValidator, type CompiledValidator } from '../../contract/compiled-validator.js';
 import * as compiled from './compiled-config-validator.js';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
-import { AGENT_SETTINGS, settingMismatch, tellingError } from './agent-settings.js';
+import { AGENT_SETTINGS, optionAttribute, settingMismatch, tellingError } from './agent-settings.js';
 
-/** Where the Debian package puts the config, and what its unit passes to --config. */
-export const DEFAULT_CONFIG_PATH = AGENT_CONFIG_PATH;
 
 
 /** A config file larger than this is not a config file. */
@@ -90,11 +87,6 @@ function lineOfKey(document: Document, lines: LineCounter, key: string): number 
     if (isScalar(pair.key) && pair.key.value === key && pair.key.range) return lines.linePos(pair.key.range[0]).line;
   }
   return undefined;
-}
-
-/** The commander attribute for a config key: `adopt-after` → `adoptAfter`. */
-export function optionAttribute(key: string): string {
-  return key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
 /**

@@ -145,6 +145,11 @@ export function settingValueError(setting: AgentSetting, value: unknown): ErrorO
 }
 
 /** The commander option for a setting: its text parsed, then checked against the same schema agent.yaml is. */
+/** The commander attribute for a config key: `adopt-after` → `adoptAfter`. */
+export function optionAttribute(key: string): string {
+  return key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
 export function settingOption(setting: AgentSetting): Option {
   const option = new Option(setting.flags, setting.description);
   if (setting.defaultValue !== undefined) option.default(setting.defaultValue);
