@@ -42,6 +42,22 @@ export class UserError extends Error {
 }
 
 /**
+ * A run stopped by Ctrl-C or SIGTERM after it had cleaned up: it exits 128 + the signal, as a shell reports it
+ * (README, "Exit status": outside the table, like every program's).
+ */
+export class StoppedBySignal extends Error {
+  readonly exitCode: number;
+  constructor(
+    readonly signal: 'SIGINT' | 'SIGTERM',
+    what: string,
+  ) {
+    super(`${signal}: ${what}`);
+    this.name = 'StoppedBySignal';
+    this.exitCode = signal === 'SIGINT' ? 130 : 143;
+  }
+}
+
+/**
  * Text as it may reach a log or a terminal: control characters (C0, DEL, C1) and the bidirectional overrides are
  * shown as visible escapes (\x1b, \u202e), so that nothing a peer sent can forge a log line, erase one, or reach an
  * operator's terminal as a command (an OSC 52 clipboard write).
@@ -57,7 +73,7 @@ export function reportFatal(program: string, error: unknown, verbose: boolean): 
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`${program}: ${printable(message.split('\n')[0] ?? '')}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
-  return error instanceof UserError ? error.exitCode : EXIT.failed;
+  return error instanceof UserError || error instanceof StoppedBySignal ? error.exitCode : EXIT.failed;
 }
 
 /** Wraps a commander action so that every failure ends in reportFatal rather than a stack trace. */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { EXIT, UserError } from '../../contract/command-line.js';
+import { EXIT, StoppedBySignal, UserError } from '../../contract/command-line.js';
 import { addNetns, deleteNetns, ip } from '../../system/ip.js';
 import { diesWithThisProcess } from '../../system/child-lifetime.js';
 
@@ -50,13 +50,41 @@ export async function destroyLabNetwork(network: LabNetwork): Promise<void> {
   await deleteNetns(network.netns);
 }
 
-/** Makes the lab network, runs `work` with it, and removes it whatever happens. */
+/** Makes the lab network, runs `work` with it, and removes it whatever happens, a signal during its making too. */
 export async function withLabNetwork<T>(network: LabNetwork, work: () => Promise<T>): Promise<T> {
-  await createLabNetwork(network);
+  return holdingSignals(async (stopIfSignalled) => {
+    await createLabNetwork(network);
+    try {
+      stopIfSignalled();
+      return await work();
+    } finally {
+      await destroyLabNetwork(network);
+    }
+  });
+}
+
+/**
+ * Runs `work`, which makes things that outlive this process unless it removes them (namespaces, a cgroup mount, the
+ * process it runs inside them), with SIGINT and SIGTERM held: by default either ends Node at once and skips every
+ * `finally`, so a `kill` in the second a lab spent setting up left its namespaces behind. A signal is noted instead;
+ * `work` calls `stopIfSignalled()` once what it made is in its `finally`'s hands, and a signal noted by then throws
+ * StoppedBySignal (exit 130/143) through that `finally`. Once the inside process runs, runInsideNamespace passes a
+ * SIGTERM on to it and its exit status is the run's.
+ */
+export async function holdingSignals<T>(work: (stopIfSignalled: () => void) => Promise<T>): Promise<T> {
+  let received: 'SIGINT' | 'SIGTERM' | null = null;
+  const note = (signal: NodeJS.Signals) => {
+    received ??= signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+  };
+  process.on('SIGINT', note);
+  process.on('SIGTERM', note);
   try {
-    return await work();
+    return await work(() => {
+      if (received) throw new StoppedBySignal(received, 'stopped while the lab was being set up; what it had set up is removed');
+    });
   } finally {
-    await destroyLabNetwork(network);
+    process.off('SIGINT', note);
+    process.off('SIGTERM', note);
   }
 }
 

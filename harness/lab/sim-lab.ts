@@ -14,7 +14,7 @@ import { SimDriver, type SimDriverOptions } from '../drivers/sim-driver.js';
 import { hostNowMs } from '../host-clock.js';
 import { guestAgentExecutable } from '../project-paths.js';
 import { GUEST_ECHO_PORT } from './guest-initramfs.js';
-import { runInsideNamespace, type InsideStep } from './lab-network.js';
+import { holdingSignals, runInsideNamespace, type InsideStep } from './lab-network.js';
 import { runCampaignInside, type CampaignPlan } from './campaign-inside.js';
 
 export const SIM_CAMPAIGN_INSIDE: InsideStep = { subcommand: 'sim-campaign-inner', planVariable: 'FLINCH_SIM_PLAN', parent: 'flinch campaign --driver sim' };
@@ -38,24 +38,27 @@ export async function runSimCampaign(options: CampaignOptions, log: (line: strin
   // The inner part runs under `ip netns exec`, which hides /sys/fs/cgroup: it reaches the freezer through a second
   // mount of the same hierarchy, made here and removed afterwards.
   const freezerRoot = `/run/flinch-sim-${process.pid}-cgroup`;
-  mkdirSync(freezerRoot, { recursive: true });
-  const v1 = existsSync('/sys/fs/cgroup/freezer/cgroup.procs');
-  await runCommand('mount', v1 ? ['-t', 'cgroup', '-o', 'freezer', 'flinch-freezer', freezerRoot] : ['-t', 'cgroup2', 'flinch-cgroup2', freezerRoot]);
-  const sim: SimDriverOptions = { id: String(process.pid), downtimeMs: 300, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01', freezerRoot };
-  const driver = new SimDriver(sim);
-  try {
-    await driver.prepare();
-    return await runInsideNamespace(driver.hostNetns, SIM_CAMPAIGN_INSIDE, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
-  } finally {
-    await driver.cleanup();
-    await runCommand('umount', [freezerRoot]).catch(() => undefined);
-    // Never recursive: if the unmount failed, this is a live cgroup hierarchy.
+  return holdingSignals(async (stopIfSignalled) => {
+    mkdirSync(freezerRoot, { recursive: true });
+    const v1 = existsSync('/sys/fs/cgroup/freezer/cgroup.procs');
+    await runCommand('mount', v1 ? ['-t', 'cgroup', '-o', 'freezer', 'flinch-freezer', freezerRoot] : ['-t', 'cgroup2', 'flinch-cgroup2', freezerRoot]);
+    const sim: SimDriverOptions = { id: String(process.pid), downtimeMs: 300, guestAddress: '10.9.0.2', hostAddress: '10.9.0.1', prefixLength: 24, guestMac: '52:54:00:51:00:01', freezerRoot };
+    const driver = new SimDriver(sim);
     try {
-      rmdirSync(freezerRoot);
-    } catch {
-      log(`could not remove ${freezerRoot}; unmount it by hand`);
+      await driver.prepare();
+      stopIfSignalled();
+      return await runInsideNamespace(driver.hostNetns, SIM_CAMPAIGN_INSIDE, { options, sim, startedAtMs: hostNowMs() } satisfies SimPlan);
+    } finally {
+      await driver.cleanup();
+      await runCommand('umount', [freezerRoot]).catch(() => undefined);
+      // Never recursive: if the unmount failed, this is a live cgroup hierarchy.
+      try {
+        rmdirSync(freezerRoot);
+      } catch {
+        log(`could not remove ${freezerRoot}; unmount it by hand`);
+      }
     }
-  }
+  });
 }
 
 /** The part of the sim campaign that runs in the simulated host namespace: the campaign against the frozen namespace. */

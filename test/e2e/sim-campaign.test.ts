@@ -79,7 +79,7 @@ t.test('SIGTERM to flinch alone (kill PID, timeout(1)) stops the campaign: its i
   clearInterval(watch);
   t.ok(sent, 'SIGTERM was sent once the campaign was migrating');
   t.not(run.code, null, `flinch ended by itself after ${((Date.now() - started) / 1000).toFixed(0)} s, not at the test's limit`);
-  t.not(run.code, 0, `and said it did not finish (exit ${run.code})`);
+  t.equal(run.code, 143, 'and exited 128 + SIGTERM, as README\'s "Exit status" says');
   const ours = `flinch-sim-${run.pid}-`;
   t.notOk((await runCommand('ip', ['netns', 'list'])).stdout.includes(ours), 'no namespace left');
   t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
@@ -95,4 +95,39 @@ t.test('SIGTERM to flinch alone (kill PID, timeout(1)) stops the campaign: its i
   t.same(agentsLeft, [], "the simulated guest's agent was stopped, not orphaned");
   const journal = readFileSync(path.join(out, 'journal.jsonl'), 'utf8').trim().split('\n');
   t.ok(journal.length < 201, `the campaign stopped part-way (${journal.length - 1} migrations in its journal), resumable`);
+});
+
+t.test('SIGTERM while the lab is still being set up: what it made is removed, and flinch exits 143', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'flinch-sim-early-term-'));
+  let sent = false;
+  let watch: NodeJS.Timeout | undefined;
+  let ours = '';
+  t.teardown(async () => {
+    // Whatever the checks below found: what a killed set-up left must not stay on the machine.
+    if (!ours) return;
+    const { stdout } = await runCommand('ip', ['netns', 'list']);
+    for (const netns of stdout.split('\n').map((line) => line.split(' ')[0]!).filter((name) => name.startsWith(ours))) await runCommand('ip', ['netns', 'delete', netns]).catch(() => undefined);
+    if (readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`)) await runCommand('umount', [`/run/${ours}cgroup`]).catch(() => undefined);
+    await runCommand('rmdir', [`/run/${ours}cgroup`]).catch(() => undefined); // never recursive: it may be a live hierarchy
+  });
+  const run = await runCli([FLINCH, 'campaign', '--driver', 'sim', '--faults', 'none', '--migrations', '1', '--out', out], {
+    timeoutMs: 60_000,
+    onSpawn: (pid) => {
+      ours = `flinch-sim-${pid}-`;
+      // The set-up's first step is the freezer's mount point; then come the mount, two namespaces, a veth and the
+      // guest's firewall, a few hundred ms before the inner process exists to be passed the signal.
+      watch = setInterval(() => {
+        if (sent || !existsSync(`/run/${ours}cgroup`)) return;
+        sent = true;
+        process.kill(pid, 'SIGTERM'); // the flinch process this test started, by PID
+      }, 2);
+    },
+  });
+  clearInterval(watch);
+  t.ok(sent, 'SIGTERM was sent during the set-up');
+  t.equal(run.code, 143, `exit 128 + SIGTERM (stderr: ${run.stderr.trim().split('\n').slice(-2).join(' | ')})`);
+  t.match(run.stderr, /SIGTERM: stopped while the lab was being set up; what it had set up is removed/, 'one line says so');
+  t.notOk((await runCommand('ip', ['netns', 'list'])).stdout.includes(ours), 'no namespace left');
+  t.notOk(readFileSync('/proc/mounts', 'utf8').includes(`${ours}cgroup`), 'no cgroup mount left');
+  t.notOk(existsSync(`/run/${ours}cgroup`), 'no mount point left');
 });
