@@ -6,19 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LabResults } from '../../harness/report/lab-results.js';
 import { ReportStore } from '../../harness/collector/report-store.js';
-import { agentStallMs, FLINCH, runCli } from '../helpers/run-cli.js';
+import { agentStallMs, FLINCH, lagToleranceMs, runCli } from '../helpers/run-cli.js';
 import { busyMachine } from '../helpers/exclusive.js';
 
 await busyMachine(t);
 
 /** A stall of the agent this long keeps its time exchanges from being quick enough to read a lag from. */
 const STARVED_MS = 1000;
-
-/**
- * How far the agent's clock lag may stray from QEMU's downtime figure: a sanity bound, not a measurement (a loaded
- * 2-core TCG host has put them 32 ms apart on a 51 ms downtime). The tight figures are in BENCHMARKS.md.
- */
-const LAG_TOLERANCE_MS = 50;
 
 /**
  * The gap between echoes holds the pause. The last reply before STOP left the guest before QEMU stamped STOP, but the
@@ -48,8 +42,11 @@ t.test('a 2-migration lab run', async (t) => {
       t.ok(notify.length > 0, `NOTIFY_PEERS seen (${notify.length})`);
       t.ok(notify.every((e) => e.ifname === 'eth0' && e.carrier === 1), 'on eth0, with the carrier up');
       t.not(m.clockLagMs, null, 'a clock lag was measured');
-      const gap = Math.abs(m.clockLagMs! - m.downtimeMs!);
-      t.ok(gap <= LAG_TOLERANCE_MS, `clock lag ${m.clockLagMs} ms is within ±${LAG_TOLERANCE_MS} ms of downtime ${m.downtimeMs} ms`);
+      // Held to the true pause, not to QEMU's downtime figure, which stops counting before the destination runs: with
+      // both cores busy a CI run had 80 ms of downtime in a pause of 137.0 ms, and the agent's lag at 136.8 ms.
+      t.ok(typeof m.pauseMs === 'number' && m.pauseMs >= m.downtimeMs!, `true pause ${m.pauseMs} ms ≥ QEMU's downtime ${m.downtimeMs} ms`);
+      const tolerance = lagToleranceMs(m.clockLagUncertaintyMs!);
+      t.ok(Math.abs(m.clockLagMs! - m.pauseMs!) <= tolerance, `clock lag ${m.clockLagMs} ms is the true pause ${m.pauseMs} ms within ${tolerance.toFixed(1)} ms`);
       t.equal(m.verdictSource, 'agent', "the verdict is the agent's engine's");
       t.equal(m.verdict, 'noticed', 'announce events and a lag, nothing lost: noticed');
       t.ok(m.episode?.triggers.includes('harness-announce') && m.episode.triggers.includes('notify-peers'), `triggers: ${m.episode?.triggers}`);

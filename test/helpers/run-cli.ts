@@ -52,3 +52,13 @@ export function cleanEnvironment(): NodeJS.ProcessEnv {
 export function agentStallMs(reasons: readonly string[]): number {
   return Math.max(0, ...reasons.map((r) => Number(/woke ([\d.]+) ms late/.exec(r)?.[1] ?? 0)));
 }
+
+/**
+ * How far a migration's guest clock lag may stray from its true pause (QEMU's STOP on the source to RESUME on the
+ * destination) and still be that pause: three times the time probes' stated uncertainty, 30 ms at least, which a TCG
+ * guest's worst reading stays inside and a wrong baseline (a heal's 5 s) does not. How closely they agree is a
+ * benchmark's question (BENCHMARKS.md: median 0.6 ms, worst 10 ms in 20).
+ */
+export function lagToleranceMs(lagUncertaintyMs: number): number {
+  return Math.max(3 * lagUncertaintyMs, 30);
+}
