@@ -1,12 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
-import { compiledValidator, type CompiledValidator } from '../../contract/compiled-validator.js';
-import * as compiled from './compiled-config-validator.js';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
-import { AGENT_SETTINGS, optionAttribute, settingMismatch, tellingError } from './agent-settings.js';
-
-
+import { AGENT_SETTINGS, configValidator, optionAttribute, settingMismatch, tellingError } from './agent-settings.js';
 
 /** A config file larger than this is not a config file. */
 const MAX_CONFIG_BYTES = 64 * 1024;
@@ -21,11 +17,6 @@ export const AgentConfigSchema = Type.Object(
 );
 
 export type AgentConfig = Record<string, unknown>;
-
-/** agent.yaml's schema, compiled ahead of time (packaging/validators/generate-validators.ts). */
-export function configValidator(): CompiledValidator<AgentConfig> {
-  return compiledValidator<AgentConfig>(compiled.validateAgentConfig);
-}
 
 export const CONFIG_KEYS = AGENT_SETTINGS.map((setting) => setting.key);
 

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
-import { compiledValidator } from '../../contract/compiled-validator.js';
+import { compiledValidator, type CompiledValidator } from '../../contract/compiled-validator.js';
 import * as compiled from './compiled-config-validator.js';
 import { InvalidArgumentError, Option } from 'commander';
 import { CollectorUrlSchema, parseCollectorUrl } from '../../contract/agent-files.js';
@@ -134,22 +134,27 @@ export function settingMismatch(setting: AgentSetting, error: ErrorObject | unde
   }
 }
 
+/** agent.yaml's schema (agent-config.ts), compiled ahead of time (packaging/validators/generate-validators.ts). */
+export function configValidator(): CompiledValidator<Record<string, unknown>> {
+  return compiledValidator<Record<string, unknown>>(compiled.validateAgentConfig);
+}
+
 /**
  * Why a setting's value does not fit it, or null when it does: checked by agent.yaml's own compiled schema, as a
  * config of that one key, so that a flag and its key accept the same values.
  */
 export function settingValueError(setting: AgentSetting, value: unknown): ErrorObject | undefined | null {
-  const validate = compiledValidator<unknown>(compiled.validateAgentConfig);
+  const validate = configValidator();
   if (validate({ [setting.key]: value })) return null;
   return tellingError(validate.errors);
 }
 
-/** The commander option for a setting: its text parsed, then checked against the same schema agent.yaml is. */
 /** The commander attribute for a config key: `adopt-after` → `adoptAfter`. */
 export function optionAttribute(key: string): string {
   return key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
+/** The commander option for a setting: its text parsed, then checked against the same schema agent.yaml is. */
 export function settingOption(setting: AgentSetting): Option {
   const option = new Option(setting.flags, setting.description);
   if (setting.defaultValue !== undefined) option.default(setting.defaultValue);
