@@ -22,6 +22,8 @@ export interface NetnsCollector {
   lines: string[];
   announce(agentId: string, phase: 'starting' | 'finished', migrationId: string): void;
   nextReport(from: number, timeoutMs?: number): Promise<Report>;
+  /** The report of the episode the announced migration `migrationId` joined: not one a busy host's noise opened before it. */
+  reportOf(migrationId: string, timeoutMs?: number): Promise<Report>;
   waitForHello(agentId: string, timeoutMs?: number): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function startNetnsCollector(t: Test, netns: string, agentId: strin
     child, port, reports, safetyNet, lines,
     announce: (id, phase, migrationId) => child.stdin!.write(`${JSON.stringify({ announce: { agentId: id, phase, migrationId } })}\n`),
     nextReport: (from, timeoutMs = 20_000) => waitUntil(`a report after #${from}`, () => reports[from], timeoutMs),
+    reportOf: (migrationId, timeoutMs = 20_000) => waitUntil(`the report of migration ${migrationId}`, () => reports.find((r) => r.episode.migrationId === migrationId), timeoutMs),
     waitForHello: (id, timeoutMs = 20_000) => waitUntil(`the hello of ${id}`, () => (hellos.has(id) ? true : undefined), timeoutMs).then(() => undefined),
   };
 }
