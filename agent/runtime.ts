@@ -7,7 +7,7 @@ import { assertValidReport, REPORT_SCHEMA_ID, type Report } from '../contract/re
 import { SafetyNet, type SafetyNetOptions } from './remediation/safety-net.js';
 import { publishTo, type Publisher } from './publishers/publisher.js';
 import { StateDir } from './state/state-dir.js';
-import { isCollectorEvidence, isLocalMigrationEvidence, isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
+import { isCollectorEvidence, isMigrationEvidence, type EpisodeTrigger } from './episodes/triggers.js';
 import { EpisodeOffset, OwnClockStep } from './episodes/own-clock-step.js';
 import { monotonicMs } from '../probes/clock/read-clocks.js';
 import { clockCorrectionMs } from './remediation/clock-heal.js';
@@ -117,9 +117,6 @@ export class AgentRuntime {
   private signal(triggers: readonly EpisodeTrigger[]): void {
     const evidence = triggers.find((t) => isMigrationEvidence(t) && (this.options.collectorEvidence || !isCollectorEvidence(t)));
     if (evidence) void this.safetyNet.migrationSignal({ kind: evidence.kind, detail: evidence.detail, atMs: evidence.at.monotonicMs });
-    // Only the guest's own evidence: what came over the collector connection shows that connection alive.
-    const local = triggers.find(isLocalMigrationEvidence);
-    if (local) this.outputs.migrationEvidence(local);
   }
 
   /** Every observation passes here: the probes' and the transport's own (host offset, connection loss). */

@@ -4,7 +4,6 @@ import type { Observation } from '../../contract/observation.js';
 import type { Report } from '../../contract/report-schema.js';
 import { HostOffsetTracker } from '../../probes/clock/host-offset.js';
 import { stampNow } from '../../probes/clock/read-clocks.js';
-import type { EpisodeTrigger } from '../episodes/triggers.js';
 import type { AgentMetrics } from '../metrics/agent-metrics.js';
 import { CollectorClient, DEFAULT_LIVENESS_TIMEOUT_MS } from '../transport/collector-client.js';
 import { currentIdentity } from '../transport/agent-identity.js';
@@ -82,11 +81,6 @@ export class CollectorPublisher implements Publisher {
 
   report(report: Report): void {
     this.client.sendReport(report);
-  }
-
-  /** On the new host the connection may lead nowhere (see RESUME_CHECK_MS): checked now, not at the liveness timeout. */
-  migrationEvidence(trigger: EpisodeTrigger): void {
-    this.client.checkConnection(`evidence of a migration (${trigger.kind})`);
   }
 
   /**

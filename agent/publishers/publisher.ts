@@ -1,6 +1,5 @@
 import type { Observation } from '../../contract/observation.js';
 import type { Report } from '../../contract/report-schema.js';
-import type { EpisodeTrigger } from '../episodes/triggers.js';
 
 /**
  * Where what the agent sees and concludes goes: standard output, the log, the collector, the metrics endpoint. The
@@ -11,8 +10,6 @@ export interface Publisher {
   readonly name: string;
   observation?(observation: Observation): void;
   report?(report: Report): void;
-  /** The guest's own kernel or clocks say it has just been migrated: a publisher whose path may be gone checks it. */
-  migrationEvidence?(trigger: EpisodeTrigger): void;
 }
 
 export function publishTo(publishers: readonly Publisher[], log: (line: string) => void) {
@@ -28,6 +25,5 @@ export function publishTo(publishers: readonly Publisher[], log: (line: string) 
   return {
     observation: (observation: Observation) => each((p) => p.observation?.(observation)),
     report: (report: Report) => each((p) => p.report?.(report)),
-    migrationEvidence: (trigger: EpisodeTrigger) => each((p) => p.migrationEvidence?.(trigger)),
   };
 }

@@ -42,11 +42,11 @@ export interface CollectorClientOptions {
   /** An established connection was lost: the guest's applications would have seen the same. */
   onConnectionLost?: (detail: string) => void;
   /**
-   * The agent replaced a connection that had not failed but stalled after this guest was paused or moved (see
+   * The agent replaced a connection that had not failed but stalled after this guest was paused (see
    * RESUME_CHECK_MS): the guest's own TCP connections would have stalled as long, not been reset.
    */
   onConnectionReplaced?: (detail: string) => void;
-  /** After a pause of the guest or a check asked for, how long a ping may go unanswered before the connection is replaced (ms). */
+  /** After a pause of the guest, how long a ping may go unanswered before the connection is replaced (ms). */
   resumeCheckMs?: number;
   /**
    * The agent is connected to another collector than before (it moved, or moved back): another host, whose clock the
@@ -64,11 +64,6 @@ export const DEFAULT_LIVENESS_TIMEOUT_MS = 45_000;
  * seconds after a 30 s freeze, and everything it sends meanwhile (a migration's "finished", acks) waits behind it. So
  * after a pause the agent pings, and replaces a connection that does not answer within this time; the new one gets
  * the latest announcement again from the collector.
- *
- * A live migration stops the guest for well under PAUSE_GAP_MS, yet can leave its connection as dead: on the new host
- * no NAT (conntrack, QEMU's user networking) knows it, what the agent sends there may be dropped, and without a check
- * the connection would be replaced only after livenessTimeoutMs, the migration's report waiting as long. So the agent
- * asks for the same check on migration evidence (checkConnection).
  */
 export const RESUME_CHECK_MS = 5000;
 /** A liveness tick this much later than due means this guest was paused (or suspended) meanwhile. */
@@ -120,8 +115,6 @@ export class CollectorClient {
   /** Our half of recent exchanges, until the collector tells us when our reply arrived. */
   private readonly exchanges = new Map<number, { t1: number; t2: number; t3: number }>();
   private readonly recentAnnounces: number[] = [];
-  /** Pings the current connection and replaces it if the answer does not come in time; null while none is greeted. */
-  private checkCurrent: ((why: string) => void) | null = null;
 
   constructor(private readonly options: CollectorClientOptions) {}
 
@@ -142,15 +135,6 @@ export class CollectorClient {
 
   get connected(): boolean {
     return this.nonce !== null;
-  }
-
-  /**
-   * Makes sure the connection still carries frames: a ping, and a new connection if no answer comes within
-   * resumeCheckMs. For migration evidence, after which the path to the collector may be gone (see RESUME_CHECK_MS).
-   * A check already under way is not started again, so a burst of evidence costs one ping.
-   */
-  checkConnection(why: string): void {
-    this.checkCurrent?.(why);
   }
 
   close(): void {
@@ -178,24 +162,16 @@ export class CollectorClient {
     const socket = new WebSocket(this.url, { maxPayload: MAX_COLLECTOR_FRAME_BYTES, handshakeTimeout: 5000, ca: this.options.ca });
     this.socket = socket;
     this.nonce = null;
-    this.checkCurrent = null;
     let failure = '';
     let established = false;
     let lastHeard = Date.now();
     let lastCheck = Date.now();
-    /** When the ping that checks the connection went out; null when no check is outstanding. */
+    /** When the ping that checks the connection after a pause went out; null when no check is outstanding. */
     let checkingSince: number | null = null;
-    let checkingWhy = '';
     let stalled = false;
     const heard = () => {
       lastHeard = Date.now();
       checkingSince = null;
-    };
-    const check = (why: string, now = Date.now()) => {
-      if (!established || checkingSince !== null || socket.readyState !== WebSocket.OPEN) return;
-      checkingSince = now;
-      checkingWhy = why;
-      socket.ping();
     };
     socket.on('ping', heard);
     socket.on('pong', heard);
@@ -208,11 +184,12 @@ export class CollectorClient {
       lastCheck = now;
       // A check that comes late means this guest was paused (a migration): silence during the pause proves nothing.
       if (pausedMs > this.options.livenessTimeoutMs / 2) lastHeard = now;
-      if (pausedMs > PAUSE_GAP_MS && checkingSince === null) {
-        check('this guest was paused', now);
+      if (pausedMs > PAUSE_GAP_MS && established && checkingSince === null && socket.readyState === WebSocket.OPEN) {
+        checkingSince = now;
+        socket.ping();
       } else if (checkingSince !== null && now - checkingSince > resumeCheckMs) {
         stalled = true;
-        failure = `no answer within ${Math.round(resumeCheckMs / 1000)} s to a ping after ${checkingWhy}: the connection stalled`;
+        failure = `no answer within ${Math.round(resumeCheckMs / 1000)} s to a ping after this guest was paused: the connection stalled`;
         socket.terminate();
       } else if (now - lastHeard > this.options.livenessTimeoutMs) {
         failure = `no frame or ping from the collector for ${Math.round((now - lastHeard) / 1000)} s`;
@@ -236,7 +213,6 @@ export class CollectorClient {
             }
             this.greet(socket, message.nonce, message.protocol);
             established = true;
-            if (this.socket === socket) this.checkCurrent = check;
             return;
           case 'ack': {
             // An ack for what was never sent would make the spool forget data nobody stored.
@@ -280,7 +256,6 @@ export class CollectorClient {
       if (this.socket === socket) {
         this.socket = null;
         this.nonce = null;
-        this.checkCurrent = null;
       }
       if (this.closed) return;
       if (this.movingBack) {
