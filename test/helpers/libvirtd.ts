@@ -46,9 +46,9 @@ export async function startSecondLibvirtd(t: Test, netns: string | null = null):
   for (const [name, target] of Object.entries(dirs)) {
     spawnSync('mkdir', ['-p', path.join(root, name), target]);
   }
-  spawnSync('cp', ['-a', '/etc/libvirt/.', path.join(root, 'etc')]);
+  spawnSync('cp', ['-a', `${dirs.etc}/.`, path.join(root, 'etc')]);
   // The same QEMU as the first libvirtd's: its probe of QEMU's capabilities (about 4 s per emulator) is valid here too.
-  spawnSync('cp', ['-a', '/var/cache/libvirt/.', path.join(root, 'cache')]);
+  spawnSync('cp', ['-a', `${dirs.cache}/.`, path.join(root, 'cache')]);
   appendFileSync(path.join(root, 'etc', 'libvirtd.conf'), `host_uuid = "${randomUUID()}"\n`);
   const script = path.join(root, 'start.sh');
   writeFileSync(
